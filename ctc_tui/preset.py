@@ -1,0 +1,639 @@
+"""The preset: one YAML file that says everything a run needs.
+
+Sections are ``model``, ``data``, ``training``, ``gaudi`` and ``launch``. Every leaf that has a
+counterpart in optimum-habana's ``run_speech_recognition_ctc.py`` or in (Gaudi)TrainingArguments
+carries exactly that name, so an existing command line maps onto a preset one flag to one key.
+
+This module is shared by both halves of the project (the login-node ``ctc_tui`` and the compute-node
+``runner``): it must never import torch, transformers or datasets.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ctc_tui.yamlio import YamlDocument, YamlError, load_yaml_text, parse_scalar
+
+PRESET_FILENAME = "preset.yaml"
+
+#: The seed's list, as the reference README passes it: ``'",?.!-;:\\"“%‘”"'``.
+SEED_CHARS_TO_IGNORE = [",", "?", ".", "!", "-", ";", ":", '"', "“", "%", "‘", "”", "\\"]
+
+# The shape a leaf value may take when it is passed through to a model config.
+ConfigValue = Union[bool, int, float, str, list[int], list[float], list[str], None]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+
+
+class ModelSection(_Section):
+    """Which network to fine-tune and how its regularisation is set."""
+
+    model_name_or_path: str = "facebook/wav2vec2-large-lv60"
+    """A hub id (read from the local Hugging Face cache when offline) or a local model directory."""
+    architecture: Optional[Literal["wav2vec2-tiny", "wav2vec2-small"]] = None
+    """Build this small wav2vec2 from a config with random weights instead of loading
+    model_name_or_path (for the CPU demo and tests)."""
+    config_overrides: dict[str, ConfigValue] = Field(default_factory=dict)
+    """Extra model-config fields (e.g. ``num_hidden_layers: 2``), applied after the ones below."""
+    tokenizer_name_or_path: Optional[str] = None
+    """Use this tokenizer instead of building a character vocabulary from the training text."""
+    cache_dir: Optional[str] = None
+    """Where pretrained models are cached (default: the Hugging Face cache)."""
+    token: Optional[str] = None
+    """Hub token for gated or private models (prefer the HF_TOKEN environment variable)."""
+    trust_remote_code: bool = False
+    """Allow code from the model or dataset repository to run."""
+    attn_implementation: Optional[Literal["eager", "sdpa", "flash_attention_2"]] = None
+    """Attention kernel: ``sdpa`` as in the seed; ``eager`` is the portable fallback."""
+    freeze_feature_encoder: bool = True
+    """Freeze the convolutional feature encoder (as the reference does by default)."""
+    attention_dropout: float = Field(0.0, ge=0.0, le=1.0)
+    """Dropout on the attention probabilities."""
+    activation_dropout: float = Field(0.0, ge=0.0, le=1.0)
+    """Dropout inside the feed-forward layers."""
+    feat_proj_dropout: float = Field(0.0, ge=0.0, le=1.0)
+    """Dropout on the projected features."""
+    hidden_dropout: float = Field(0.0, ge=0.0, le=1.0)
+    """Dropout on fully connected layers in the embeddings and encoder."""
+    final_dropout: float = Field(0.0, ge=0.0, le=1.0)
+    """Dropout before the CTC projection."""
+    mask_time_prob: float = Field(0.05, ge=0.0, le=1.0)
+    """SpecAugment: probability of a frame starting a time mask."""
+    mask_time_length: int = Field(10, ge=1)
+    """SpecAugment: length of each time mask, in frames."""
+    mask_feature_prob: float = Field(0.0, ge=0.0, le=1.0)
+    """SpecAugment: probability of a feature channel starting a feature mask."""
+    mask_feature_length: int = Field(10, ge=1)
+    """SpecAugment: length of each feature mask, in channels."""
+    layerdrop: float = Field(0.0, ge=0.0, le=1.0)
+    """Probability of skipping a whole transformer layer during training."""
+    ctc_loss_reduction: Literal["mean", "sum"] = "mean"
+    """How the CTC loss is reduced over the batch."""
+    ctc_zero_infinity: bool = False
+    """Zero infinite CTC losses (inputs too short for their labels) instead of failing."""
+    add_adapter: bool = False
+    """Stack a convolutional adapter on the encoder (Wav2Vec2-BERT style down-sampling)."""
+
+
+DataSource = Literal["hub", "manifest", "audiofolder", "librispeech"]
+
+
+class DataSection(_Section):
+    """Where the audio and transcripts come from and how the text is normalised."""
+
+    source: DataSource = "hub"
+    """``hub``: a datasets-library dataset (works offline from the local HF cache); ``manifest``: CSV or
+    JSON-lines files of audio path + text; ``audiofolder``: one folder per split with a metadata.csv;
+    ``librispeech``: the original LibriSpeech tree (<split>/<speaker>/<chapter>/*.flac + .trans.txt)."""
+    dataset_name: Optional[str] = None
+    """Hub dataset name (source ``hub``), e.g. ``librispeech_asr``."""
+    dataset_config_name: Optional[str] = None
+    """Hub dataset configuration, e.g. ``clean``."""
+    dataset_dir: Optional[str] = None
+    """Local data folder: the LibriSpeech root, the audiofolder root, the folder holding manifests, or
+    the ``data_dir`` handed to a hub loader. Relative paths are taken from the preset file's folder."""
+    train_split_name: str = "train+validation"
+    """Training split(s); join several with ``+`` (e.g. ``train-clean-100+train-clean-360``)."""
+    eval_split_name: str = "test"
+    """Evaluation split(s); join several with ``+``."""
+    audio_column_name: str = "audio"
+    """Column holding the audio (a path, or a datasets Audio value)."""
+    text_column_name: str = "text"
+    """Column holding the transcript."""
+    chars_to_ignore: Optional[list[str]] = None
+    """Characters removed from transcripts, taken literally (never as a regex range): ``-`` and ``'``
+    are kept unless listed. A single string is split into its characters."""
+    do_lower_case: bool = True
+    """Lower-case transcripts before building the vocabulary."""
+    eval_metrics: list[Literal["wer", "cer"]] = Field(default_factory=lambda: ["wer", "cer"])
+    """Metrics computed at evaluation."""
+    max_duration_in_seconds: float = Field(20.0, gt=0)
+    """Drop clips longer than this."""
+    min_duration_in_seconds: float = Field(0.0, ge=0)
+    """Drop clips shorter than this."""
+    max_train_samples: Optional[int] = Field(None, ge=1)
+    """Use at most this many training clips (debugging, quick runs)."""
+    max_eval_samples: Optional[int] = Field(None, ge=1)
+    """Use at most this many evaluation clips."""
+    preprocessing_num_workers: Optional[int] = Field(None, ge=1)
+    """Processes used to decode and featurise audio."""
+    preprocessing_only: bool = False
+    """Stop after preprocessing (fills the cache for a later distributed run)."""
+    overwrite_cache: bool = False
+    """Redo preprocessing even when a cached result exists."""
+    unk_token: str = "[UNK]"
+    """Unknown-character token of the built vocabulary."""
+    pad_token: str = "[PAD]"
+    """Padding token, also the CTC blank."""
+    word_delimiter_token: str = "|"
+    """Token that stands for a space."""
+    phoneme_language: Optional[str] = None
+    """Phonemizer language, for phoneme-level CTC models only."""
+
+    @field_validator("chars_to_ignore", mode="before")
+    @classmethod
+    def _split_chars(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return list(value)
+        return value
+
+    @field_validator("chars_to_ignore")
+    @classmethod
+    def _normalise_chars(cls, value: Optional[list[str]]) -> Optional[list[str]]:
+        if value is None:
+            return None
+        seen: list[str] = []
+        for entry in value:
+            for ch in entry:
+                if ch != " " and ch not in seen:
+                    seen.append(ch)
+        return seen
+
+    @field_validator("train_split_name", "eval_split_name")
+    @classmethod
+    def _splits_not_blank(cls, value: str) -> str:
+        if not value.strip() or any(not part.strip() for part in value.split("+")):
+            raise ValueError("split names must be non-empty (join several with '+')")
+        return value
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> "DataSection":
+        if self.source == "hub" and not self.dataset_name:
+            raise ValueError("source 'hub' needs data.dataset_name (e.g. librispeech_asr)")
+        if self.source in ("manifest", "audiofolder", "librispeech") and not self.dataset_dir:
+            raise ValueError(f"source '{self.source}' needs data.dataset_dir (the folder holding the data)")
+        if self.min_duration_in_seconds >= self.max_duration_in_seconds:
+            raise ValueError("min_duration_in_seconds must be smaller than max_duration_in_seconds")
+        return self
+
+
+class TrainingSection(_Section):
+    """The (Gaudi)TrainingArguments that a CTC fine-tune uses, under their own names."""
+
+    output_dir: str = "runs/{preset}-{timestamp}"
+    """The run directory. ``{preset}`` and ``{timestamp}`` are filled in at launch, so a rerun never
+    lands on an earlier run."""
+    overwrite_output_dir: bool = False
+    """Train from scratch into an existing non-empty output_dir (otherwise that is refused)."""
+    do_train: bool = True
+    """Run training."""
+    do_eval: bool = True
+    """Run evaluation (WER/CER) at the end and at every eval step."""
+    num_train_epochs: float = Field(3.0, gt=0)
+    """Epochs to train (ignored when max_steps is set)."""
+    max_steps: int = -1
+    """Stop after this many optimiser steps; -1 = use num_train_epochs."""
+    per_device_train_batch_size: int = Field(8, ge=1)
+    """Training clips per card per step."""
+    per_device_eval_batch_size: int = Field(8, ge=1)
+    """Evaluation clips per card per step."""
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    """Micro-batches accumulated per optimiser step."""
+    learning_rate: float = Field(5e-5, gt=0)
+    """Peak learning rate."""
+    weight_decay: float = Field(0.0, ge=0)
+    """AdamW weight decay."""
+    adam_beta1: float = Field(0.9, ge=0, lt=1)
+    """AdamW beta1."""
+    adam_beta2: float = Field(0.999, ge=0, lt=1)
+    """AdamW beta2."""
+    max_grad_norm: float = Field(1.0, ge=0)
+    """Gradient clipping norm (0 disables)."""
+    lr_scheduler_type: Literal[
+        "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+        "inverse_sqrt", "reduce_lr_on_plateau",
+    ] = "linear"
+    """Learning-rate schedule after warm-up."""
+    warmup_steps: int = Field(0, ge=0)
+    """Linear warm-up steps."""
+    warmup_ratio: float = Field(0.0, ge=0, le=1)
+    """Warm-up as a fraction of all steps (used when warmup_steps is 0)."""
+    seed: int = 42
+    """Random seed for model init, data order and masking."""
+    logging_steps: int = Field(10, ge=1)
+    """Optimiser steps between step events (loss, samples/s)."""
+    eval_strategy: Literal["no", "steps", "epoch"] = "no"
+    """When to evaluate during training (a final evaluation runs whenever do_eval is true)."""
+    eval_steps: Optional[int] = Field(None, ge=1)
+    """Steps between evaluations with eval_strategy ``steps``."""
+    save_strategy: Literal["no", "steps", "epoch"] = "steps"
+    """When to write checkpoints."""
+    save_steps: int = Field(500, ge=1)
+    """Steps between checkpoints with save_strategy ``steps``."""
+    save_total_limit: Optional[int] = Field(2, ge=1)
+    """Keep at most this many checkpoints (older ones are rotated out)."""
+    group_by_length: bool = True
+    """Batch clips of similar length together: far less padding than random batches."""
+    dataloader_num_workers: int = Field(0, ge=0)
+    """Data-loader worker processes per card."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass to save memory."""
+    bf16: bool = False
+    """bfloat16 mixed precision (HPU autocast, CUDA/CPU AMP)."""
+    fp16: bool = False
+    """float16 mixed precision (CUDA only)."""
+    use_cpu: bool = False
+    """Train on the CPU even where a GPU is present."""
+    throughput_warmup_steps: int = Field(0, ge=0)
+    """Steps left out of samples/s (graph compilation and warm-up)."""
+    report_to: list[str] = Field(default_factory=list)
+    """Extra Trainer integrations (tensorboard, wandb, ...); ctc-tui's own events are always on."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrainingSection":
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError("max_steps must be a positive number of steps, or -1 to use num_train_epochs")
+        if self.bf16 and self.fp16:
+            raise ValueError("choose one of bf16 and fp16")
+        if self.eval_strategy == "steps" and self.eval_steps is None:
+            raise ValueError("eval_strategy 'steps' needs eval_steps")
+        if not (self.do_train or self.do_eval):
+            raise ValueError("nothing to do: set do_train or do_eval")
+        return self
+
+
+class GaudiSection(_Section):
+    """Intel Gaudi (HPU) settings; ignored unless use_habana is true."""
+
+    use_habana: bool = False
+    """Train on HPUs with optimum-habana's GaudiTrainer."""
+    use_lazy_mode: bool = True
+    """Lazy graph mode (PT_HPU_LAZY_MODE=1); false = eager / torch.compile mode."""
+    gaudi_config_name: Optional[str] = "Habana/wav2vec2"
+    """GaudiConfig to load (hub id or local JSON/dir); ``Habana/wav2vec2`` turns on fused AdamW, fused
+    clipping and autocast. When it cannot be loaded offline, its known values are used."""
+    use_hpu_graphs_for_training: bool = False
+    """Capture training steps as HPU graphs (needs static shapes: see static_shapes)."""
+    use_hpu_graphs_for_inference: bool = False
+    """Capture evaluation forward passes as HPU graphs."""
+    sdp_on_bf16: bool = False
+    """Allow scaled-dot-product attention in bf16."""
+    static_shapes: Literal["max_duration", "buckets", "off"] = "max_duration"
+    """On HPU, pad every batch to max_duration_in_seconds (the reference), to a few length buckets
+    (far less padding), or not at all (recompiles for every shape)."""
+    pipelining_fwd_bwd: bool = False
+    """Overlap the forward pass of one micro-batch with the backward of the previous (HPU)."""
+
+
+Launcher = Literal["single", "torchrun", "mpi", "deepspeed"]
+
+
+class LaunchSection(_Section):
+    """How the ranks are started."""
+
+    launcher: Launcher = "single"
+    """``single`` (one process), ``torchrun``, ``mpi`` (mpirun, as gaudi_spawn --use_mpi) or
+    ``deepspeed`` (the DeepSpeed launcher, as gaudi_spawn --use_deepspeed)."""
+    world_size: int = Field(1, ge=1, le=4096)
+    """Number of cards (ranks) per node."""
+    hostfile: Optional[str] = None
+    """Hostfile for several nodes (lines ``host slots=N``)."""
+    master_addr: str = "localhost"
+    """Address of rank 0 (the hostfile's first host when a hostfile is given)."""
+    master_port: int = Field(29500, ge=1, le=65535)
+    """Rendezvous port."""
+    deepspeed: Optional[str] = None
+    """DeepSpeed config JSON (e.g. ZeRO-2), passed to the trainer as TrainingArguments.deepspeed."""
+
+    @model_validator(mode="after")
+    def _single_is_one(self) -> "LaunchSection":
+        if self.launcher == "single" and self.world_size != 1 and self.hostfile is None:
+            raise ValueError(
+                f"launcher 'single' runs one process but world_size is {self.world_size}: "
+                "use launcher mpi, deepspeed or torchrun"
+            )
+        return self
+
+
+class Preset(_Section):
+    """A complete, reproducible description of one fine-tuning run."""
+
+    model: ModelSection = Field(default_factory=ModelSection)
+    data: DataSection = Field(default_factory=lambda: DataSection(dataset_name="librispeech_asr"))
+    training: TrainingSection = Field(default_factory=TrainingSection)
+    gaudi: GaudiSection = Field(default_factory=GaudiSection)
+    launch: LaunchSection = Field(default_factory=LaunchSection)
+
+    @model_validator(mode="after")
+    def _cross_section(self) -> "Preset":
+        if self.gaudi.use_habana and self.training.use_cpu:
+            raise ValueError("gaudi.use_habana and training.use_cpu contradict each other: pick one device")
+        if self.gaudi.use_habana and self.training.fp16:
+            raise ValueError("HPUs train in bf16, not fp16: set training.bf16 instead")
+        return self
+
+    # -- convenience -------------------------------------------------------------------------------
+    @property
+    def device_kind(self) -> Literal["hpu", "cuda-or-cpu", "cpu"]:
+        if self.gaudi.use_habana:
+            return "hpu"
+        return "cpu" if self.training.use_cpu else "cuda-or-cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self, header: str | None = None) -> str:
+        body = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=100)
+        if header:
+            lines = "".join(f"# {line}".rstrip() + "\n" for line in header.splitlines())
+            return lines + body
+        return body
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading and validation with all problems at once
+
+
+class Problem(BaseModel):
+    """One thing wrong with a preset."""
+
+    key: str
+    message: str
+    line: Optional[int] = None
+    origin: Optional[str] = None  # "file" or the override text it came from
+
+    def render(self) -> str:
+        where = f"line {self.line}" if self.line else (f"[{self.origin}]" if self.origin else "")
+        where = f"{where:<9} " if where else ""
+        key = f"{self.key}: " if self.key else ""
+        return f"  {where}{key}{self.message}"
+
+
+class PresetError(Exception):
+    """A preset that cannot be used; carries every problem found."""
+
+    def __init__(self, source: str, problems: list[Problem]):
+        self.source = source
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        count = len(self.problems)
+        head = f"{self.source}: {count} problem{'s' if count != 1 else ''}"
+        return "\n".join([head, *(p.render() for p in self.problems)])
+
+
+def _section_fields() -> dict[str, type[BaseModel]]:
+    return {name: info.annotation for name, info in Preset.model_fields.items()}  # type: ignore[misc]
+
+
+def known_keys() -> list[str]:
+    """Every dotted leaf key a preset may set."""
+    keys = []
+    for section, model in _section_fields().items():
+        keys.extend(f"{section}.{name}" for name in model.model_fields)
+    return keys
+
+
+def _did_you_mean(section: str | None, name: str) -> str:
+    """A hint for an unknown key: the nearest key in its section, else anywhere."""
+    sections = _section_fields()
+    if section is None:
+        close = difflib.get_close_matches(name, list(sections), n=1, cutoff=0.6)
+        if close:
+            return f"; did you mean '{close[0]}'?"
+        # A leaf written at the top level: tell which section it belongs in.
+        for sec, model in sections.items():
+            if name in model.model_fields:
+                return f"; it belongs in a section: '{sec}.{name}'"
+        return f"; sections are {', '.join(sections)}"
+    if section in sections:
+        local = difflib.get_close_matches(name, list(sections[section].model_fields), n=1, cutoff=0.6)
+        if local:
+            return f"; did you mean '{section}.{local[0]}'?"
+    # Perhaps the key exists in another section.
+    for sec, model in sections.items():
+        if name in model.model_fields:
+            return f"; did you mean '{sec}.{name}'?"
+    everywhere = difflib.get_close_matches(name, [k.split(".", 1)[1] for k in known_keys()], n=1, cutoff=0.75)
+    if everywhere:
+        full = next(k for k in known_keys() if k.endswith("." + everywhere[0]))
+        return f"; did you mean '{full}'?"
+    return ""
+
+
+def _describe_input(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _friendly(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    got = _describe_input(error.get("input"))
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "missing required key"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"expected a whole number, got {got}"
+    if kind in ("float_type", "float_parsing"):
+        return f"expected a number, got {got}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"expected true or false, got {got}"
+    if kind in ("string_type",):
+        return f"expected text, got {got}"
+    if kind in ("list_type",):
+        return f"expected a list, got {got}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"expected a mapping of keys, got {got}"
+    if kind == "literal_error":
+        return f"expected one of {ctx.get('expected')}, got {got}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        bound = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
+        limit = next(iter(ctx.values()), "")
+        return f"must be {bound} {limit}, got {got}"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    return f"{error['msg']}, got {got}"
+
+
+def _validation_problems(exc: ValidationError, doc: YamlDocument | None, overrides: dict[tuple, str]) -> list[Problem]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = _field_path(error["loc"])
+        key = ".".join(loc)
+        message = _friendly(error)
+        if error["type"] == "extra_forbidden":
+            message += _did_you_mean(loc[0] if len(loc) > 1 else None, loc[-1])
+        origin = None
+        line = None
+        for path, text in overrides.items():
+            if loc[: len(path)] == path:
+                origin = text
+                break
+        if origin is None and doc is not None:
+            line = doc.line_of(loc)
+        problems.append(Problem(key=key, message=message, line=line, origin=origin))
+    # Stable, readable order: by line, then key.
+    problems.sort(key=lambda p: (p.line or 10**9, p.key))
+    return problems
+
+
+def _field_path(loc: tuple[Any, ...]) -> tuple[str, ...]:
+    """The user-facing part of a pydantic error location: section, key, then a dict key or list index.
+
+    Pydantic appends union-member tags (``bool``, ``list[int]``, ``literal['a']``) that mean nothing to
+    someone editing YAML; they are dropped here.
+    """
+    parts = [str(p) for p in loc[:2]]
+    if len(loc) > 2 and loc[1] == "config_overrides":
+        parts.append(str(loc[2]))
+    elif len(loc) > 2 and isinstance(loc[2], int):
+        parts.append(str(loc[2]))
+    return tuple(parts)
+
+
+_OVERRIDE = re.compile(r"^(?P<key>[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)+)=(?P<value>.*)$", re.S)
+
+
+def parse_overrides(items: list[str]) -> tuple[dict[tuple[str, ...], Any], list[Problem]]:
+    """Parse ``section.key=value`` overrides; values are read as YAML scalars/flow values."""
+    parsed: dict[tuple[str, ...], Any] = {}
+    problems: list[Problem] = []
+    for item in items:
+        match = _OVERRIDE.match(item)
+        if not match:
+            problems.append(Problem(key="", origin=item, message=(
+                f"cannot read override {item!r}: write it as section.key=value, e.g. training.max_steps=60")))
+            continue
+        path = tuple(match["key"].split("."))
+        try:
+            parsed[path] = parse_scalar(match["value"])
+        except YamlError as exc:
+            problems.append(Problem(key=match["key"], origin=item, message=f"cannot read value: {exc}"))
+    return parsed, problems
+
+
+def _apply(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[path[-1]] = value
+
+
+def validate_data(data: Any, source: str, doc: YamlDocument | None = None,
+                  overrides: list[str] | None = None) -> Preset:
+    """Validate a parsed preset mapping (plus overrides); raise PresetError with every problem."""
+    parsed, problems = parse_overrides(overrides or [])
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        kind = {"list": "a list", "str": "a string", "int": "a number", "float": "a number"}.get(kind, kind)
+        raise PresetError(source, [Problem(key="", line=1, message=(
+            f"a preset is a mapping of sections (model:, data:, training:, gaudi:, launch:), not {kind}"))])
+    data = _deep_copy(data)
+    origin_of: dict[tuple, str] = {}
+    for path, value in parsed.items():
+        _apply(data, path, value)
+        origin_of[path] = ".".join(path) + "=" + _describe_input(value)
+    try:
+        preset = Preset.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_validation_problems(exc, doc, origin_of))
+        raise PresetError(source, problems) from None
+    if problems:
+        raise PresetError(source, problems)
+    return preset
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def load_preset(path: str | Path, overrides: list[str] | None = None) -> Preset:
+    """Read, parse and validate a preset file. Raises PresetError (never a traceback-worthy error)."""
+    path = Path(path)
+    source = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise PresetError(source, [Problem(key="", message="no such file (ctc-tui presets lists the shipped ones)")]) from None
+    except IsADirectoryError:
+        raise PresetError(source, [Problem(key="", message="is a directory, not a preset file")]) from None
+    except OSError as exc:
+        raise PresetError(source, [Problem(key="", message=f"cannot read: {exc.strerror}")]) from None
+    try:
+        doc = load_yaml_text(raw)
+    except YamlError as exc:
+        raise PresetError(source, [Problem(key="", line=exc.line, message=str(exc))]) from None
+    if doc.data is None:
+        raise PresetError(source, [Problem(key="", message=(
+            "the file is empty: a preset needs at least a data: section (see ctc-tui presets)"))])
+    preset = validate_data(doc.data, source, doc, overrides)
+    return resolve_relative_paths(preset, path.resolve().parent)
+
+
+def resolve_relative_paths(preset: Preset, base: Path) -> Preset:
+    """Make local paths that are relative to the preset file absolute (output_dir stays cwd-relative)."""
+    updated = preset.model_copy(deep=True)
+    data = updated.data
+    if data.dataset_dir and not Path(data.dataset_dir).expanduser().is_absolute():
+        data.dataset_dir = str((base / data.dataset_dir).resolve())
+    model = updated.model
+    for attr in ("model_name_or_path", "tokenizer_name_or_path"):
+        value = getattr(model, attr)
+        if value and (value.startswith(("./", "../")) or (base / value).is_dir()) and not Path(value).is_absolute():
+            setattr(model, attr, str((base / value).resolve()))
+    launch = updated.launch
+    for attr in ("hostfile", "deepspeed"):
+        value = getattr(launch, attr)
+        if value and not Path(value).is_absolute() and (base / value).exists():
+            setattr(launch, attr, str((base / value).resolve()))
+    return updated
+
+
+def apply_overrides(preset: Preset, overrides: list[str], source: str = "overrides") -> Preset:
+    """Return a new preset with dotted overrides applied and re-validated."""
+    return validate_data(preset.to_dict(), source, None, overrides)
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Preset.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "ctc-tui preset"
+    return schema
+
+
+def preset_stem(path: str | Path | None) -> str:
+    """A short name for a preset file (``presets/demo-cpu.yaml`` -> ``demo-cpu``)."""
+    if not path:
+        return "run"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(path).stem) or "run"
+
+
+def has_placeholders(output_dir: str) -> bool:
+    return "{" in output_dir and "}" in output_dir
+
+
+def resolve_output_dir(preset: Preset, name: str, now: float | None = None) -> Preset:
+    """Fill ``{preset}`` and ``{timestamp}`` in training.output_dir and make it absolute."""
+    import time as _time
+
+    stamp = _time.strftime("%Y%m%d-%H%M%S", _time.localtime(now))
+    template = preset.training.output_dir
+    try:
+        filled = template.format(preset=name, timestamp=stamp)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise PresetError("training.output_dir", [Problem(key="training.output_dir", message=(
+            f"bad placeholder in {template!r} ({exc}); only {{preset}} and {{timestamp}} are known"))]) from None
+    resolved = preset.model_copy(deep=True)
+    resolved.training.output_dir = str(Path(filled).expanduser().resolve())
+    return resolved

@@ -1,0 +1,89 @@
+"""``python -m runner PRESET [KEY=VALUE ...]``: what every rank runs.
+
+Exit codes: 0 done (or stopped gracefully with a checkpoint), 2 bad preset, data or model (the message
+says what to fix), 1 an unexpected error (traceback in the rank's log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m runner", description=__doc__.splitlines()[0])
+    parser.add_argument("preset", help="preset YAML (as written by ctc-tui, or any valid preset)")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.max_steps=60")
+    parser.add_argument("--resume", action="store_true",
+                        help="the output dir is this run's own: continue from its last checkpoint, or start")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from ctc_tui.preset import PRESET_FILENAME, PresetError, has_placeholders, load_preset, preset_stem, resolve_output_dir
+    from runner import distributed
+
+    dist = distributed.setup()
+    try:
+        preset = load_preset(args.preset, args.overrides)
+        if has_placeholders(preset.training.output_dir):
+            if dist.world_size > 1:
+                print("error: training.output_dir has placeholders that each rank would fill differently; "
+                      "start multi-rank runs with `ctc-tui run`, or give a concrete training.output_dir",
+                      file=sys.stderr)
+                return 2
+            preset = resolve_output_dir(preset, preset_stem(args.preset))
+    except PresetError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 2
+
+    os.environ.setdefault("HF_DATASETS_DISABLE_TORCHCODEC", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(format=f"%(asctime)s rank{dist.rank} %(levelname)s %(name)s: %(message)s",
+                        level=logging.INFO if dist.rank == 0 else logging.WARNING, stream=sys.stdout)
+    run_dir = Path(preset.training.output_dir)
+    from runner.report import Reporter
+
+    reporter = Reporter.from_env(dist.rank, run_dir)
+    reporter.emit("hello", world_size=dist.world_size, local_rank=dist.local_rank, host=dist.host,
+                  pid=os.getpid(), device="hpu" if preset.gaudi.use_habana else "auto")
+    code = 1
+    try:
+        from runner import train
+        from runner.data import DataError
+        from runner.model import ModelError
+
+        if dist.rank == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            target = run_dir / PRESET_FILENAME
+            if not target.exists():
+                target.write_text(preset.to_yaml(header=f"resolved from {args.preset}"), encoding="utf-8")
+            train.dump_env(run_dir, preset, dist)
+        try:
+            code = train.run(preset, run_dir, dist, reporter, resume=args.resume)
+        except (DataError, ModelError, train.RunError) as exc:
+            reporter.emit("log", level="error", message=str(exc))
+            reporter.emit("state", state="failed")
+            print(f"error: {exc}", file=sys.stderr)
+            code = 2
+        except KeyboardInterrupt:
+            reporter.emit("state", state="failed", reason="interrupted")
+            code = 130
+        except Exception as exc:  # noqa: BLE001 - a bug or an environment failure: keep the traceback
+            traceback.print_exc()
+            reporter.emit("log", level="error", message=f"{type(exc).__name__}: {exc}")
+            reporter.emit("state", state="failed")
+            code = 1
+    finally:
+        reporter.emit("exit", code=code)
+        reporter.close()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

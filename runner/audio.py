@@ -1,0 +1,73 @@
+"""Reading audio without torchcodec or FFmpeg: soundfile to decode, soxr to resample.
+
+This works the same on a laptop, in CI and in Intel's Gaudi image (where torchcodec does not match
+Habana's torch build).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+
+class AudioError(Exception):
+    """An audio file that cannot be used, with the reason."""
+
+
+def decode(source: Any) -> tuple[np.ndarray, int]:
+    """Decode a path, raw bytes, or a datasets ``Audio(decode=False)`` dict into (samples, rate)."""
+    import soundfile as sf
+
+    if isinstance(source, dict):
+        path, raw = source.get("path"), source.get("bytes")
+        if raw:
+            source = io.BytesIO(raw)
+        elif path:
+            source = path
+        else:
+            raise AudioError("audio value has neither a path nor bytes")
+    elif isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
+    try:
+        samples, rate = sf.read(source, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        name = source if isinstance(source, str) else "<bytes>"
+        raise AudioError(f"cannot decode {name}: {exc}") from None
+    except FileNotFoundError:
+        raise AudioError(f"missing audio file {source}") from None
+    return samples, int(rate)
+
+
+def to_mono(samples: np.ndarray) -> np.ndarray:
+    """Average the channels of a (frames, channels) array."""
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+    return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Resample mono audio with soxr (high quality); a no-op at the target rate."""
+    if rate == target:
+        return samples
+    import soxr
+
+    return np.ascontiguousarray(soxr.resample(samples, rate, target, quality="HQ"), dtype=np.float32)
+
+
+def load(source: Any, target_rate: int) -> tuple[np.ndarray, int]:
+    """Decode, down-mix to mono and resample to ``target_rate``; also returns the original rate."""
+    samples, rate = decode(source)
+    return resample(to_mono(samples), rate, target_rate), rate
+
+
+def info(path: str) -> tuple[float, int, int]:
+    """(duration in seconds, sample rate, channels) from the file header, without decoding."""
+    import soundfile as sf
+
+    try:
+        meta = sf.info(path)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioError(f"cannot read {path}: {exc}") from None
+    return meta.frames / meta.samplerate if meta.samplerate else 0.0, meta.samplerate, meta.channels

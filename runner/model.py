@@ -1,0 +1,185 @@
+"""Model, tokenizer and feature extractor.
+
+Three ways to get a model, told apart explicitly (the reference confuses the last two):
+- ``model.architecture``: a small wav2vec2 built from a config with random weights (demo, tests);
+- ``model_name_or_path`` naming a hub id: loaded from the Hugging Face cache (offline-friendly);
+- ``model_name_or_path`` naming a local folder: a plain model copy *or* a Trainer checkpoint. Either way
+  only its weights are loaded; resuming a run's optimiser state is ``ctc-tui run --resume``'s job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ctc_tui.preset import ModelSection, Preset
+from runner.text import build_vocab
+
+log = logging.getLogger("runner.model")
+
+
+class ModelError(Exception):
+    """A model that cannot be loaded, with the fix."""
+
+
+# Small wav2vec2 shapes for CPU demos. The feature encoder keeps the usual total stride of 320
+# (20 ms frames at 16 kHz) with three convolutions instead of seven.
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "wav2vec2-tiny": dict(
+        conv_dim=(64, 64, 64), conv_kernel=(10, 8, 8), conv_stride=(5, 8, 8), conv_bias=True,
+        feat_extract_norm="layer", hidden_size=128, num_hidden_layers=3, num_attention_heads=4,
+        intermediate_size=256, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+        do_stable_layer_norm=True, feat_quantizer_dropout=0.0, apply_spec_augment=True,
+    ),
+    "wav2vec2-small": dict(
+        conv_dim=(128, 128, 128, 128), conv_kernel=(10, 4, 4, 4), conv_stride=(5, 4, 4, 4), conv_bias=True,
+        feat_extract_norm="layer", hidden_size=256, num_hidden_layers=6, num_attention_heads=4,
+        intermediate_size=1024, num_conv_pos_embeddings=32, num_conv_pos_embedding_groups=8,
+        do_stable_layer_norm=True,
+    ),
+}
+
+PROCESSOR_FILES = ("vocab.json", "tokenizer_config.json", "preprocessor_config.json")
+
+
+def is_checkpoint_dir(path: str | os.PathLike[str]) -> bool:
+    """A Trainer checkpoint (has trainer_state.json), as opposed to a plain model folder."""
+    return Path(path, "trainer_state.json").is_file()
+
+
+def _hub_kwargs(cfg: ModelSection) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    if cfg.cache_dir:
+        kwargs["cache_dir"] = cfg.cache_dir
+    if cfg.token:
+        kwargs["token"] = cfg.token
+    if cfg.trust_remote_code:
+        kwargs["trust_remote_code"] = True
+    return kwargs
+
+
+def _explain_load_error(name: str, exc: Exception) -> ModelError:
+    local = Path(name).expanduser()
+    if local.exists():
+        return ModelError(f"cannot load the model in {local}: {str(exc).splitlines()[0]}")
+    return ModelError(
+        f"cannot load model '{name}': {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}. "
+        f"Without hub access, download it elsewhere (huggingface-cli download {name}) and copy the "
+        "Hugging Face cache, or set model.model_name_or_path to a local folder."
+    )
+
+
+@dataclass
+class Built:
+    model: Any
+    tokenizer: Any
+    feature_extractor: Any
+    config: Any
+    vocab: dict[str, int] | None
+
+
+def _regularisation(cfg: ModelSection) -> dict[str, Any]:
+    return {
+        "feat_proj_dropout": cfg.feat_proj_dropout,
+        "attention_dropout": cfg.attention_dropout,
+        "hidden_dropout": cfg.hidden_dropout,
+        "final_dropout": cfg.final_dropout,
+        "activation_dropout": cfg.activation_dropout,
+        "mask_time_prob": cfg.mask_time_prob,
+        "mask_time_length": cfg.mask_time_length,
+        "mask_feature_prob": cfg.mask_feature_prob,
+        "mask_feature_length": cfg.mask_feature_length,
+        "layerdrop": cfg.layerdrop,
+        "ctc_loss_reduction": cfg.ctc_loss_reduction,
+        "ctc_zero_infinity": cfg.ctc_zero_infinity,
+        "add_adapter": cfg.add_adapter,
+    }
+
+
+def make_tokenizer(preset: Preset, train_texts: list[str], out_dir: Path) -> tuple[Any, dict[str, int] | None]:
+    """The given tokenizer, or a character vocabulary built from the (normalised) training text and
+    written to ``out_dir/vocab.json``."""
+    from transformers import AutoTokenizer, Wav2Vec2CTCTokenizer
+
+    cfg, data = preset.model, preset.data
+    if cfg.tokenizer_name_or_path:
+        try:
+            return AutoTokenizer.from_pretrained(cfg.tokenizer_name_or_path, **_hub_kwargs(cfg)), None
+        except Exception as exc:  # noqa: BLE001 - every failure here means the same thing to the user
+            raise _explain_load_error(cfg.tokenizer_name_or_path, exc) from None
+    vocab = build_vocab(train_texts, data.word_delimiter_token, data.unk_token, data.pad_token)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vocab_file = out_dir / "vocab.json"
+    tmp = vocab_file.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(vocab, ensure_ascii=False, indent=1))
+    os.replace(tmp, vocab_file)
+    tokenizer = Wav2Vec2CTCTokenizer(
+        str(vocab_file), unk_token=data.unk_token, pad_token=data.pad_token,
+        word_delimiter_token=data.word_delimiter_token, do_lower_case=False,
+    )
+    return tokenizer, vocab
+
+
+def build(preset: Preset, tokenizer: Any, vocab: dict[str, int] | None) -> Built:
+    """Config, feature extractor and CTC model for ``preset``, sized to ``tokenizer``."""
+    from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForCTC, Wav2Vec2Config, Wav2Vec2FeatureExtractor
+
+    cfg = preset.model
+    update = _regularisation(cfg)
+    update.update(pad_token_id=tokenizer.pad_token_id, vocab_size=len(tokenizer))
+    update["gradient_checkpointing"] = preset.training.gradient_checkpointing
+    attn = cfg.attn_implementation
+    if cfg.architecture:
+        shape = dict(ARCHITECTURES[cfg.architecture])
+        shape.update(update)
+        shape.update(cfg.config_overrides)
+        try:
+            config = Wav2Vec2Config(**shape)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"model.config_overrides: {exc}") from None
+        if attn:
+            config._attn_implementation = attn
+        feature_extractor = Wav2Vec2FeatureExtractor(
+            feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True, return_attention_mask=True
+        )
+        from transformers import Wav2Vec2ForCTC
+
+        model = Wav2Vec2ForCTC(config)
+    else:
+        name = cfg.model_name_or_path
+        kwargs = _hub_kwargs(cfg)
+        if Path(name).expanduser().is_dir():
+            name = str(Path(name).expanduser())
+            if is_checkpoint_dir(name):
+                log.info("%s is a Trainer checkpoint: fine-tuning from its weights (use --resume to continue "
+                         "that run with its optimizer state)", name)
+        try:
+            config = AutoConfig.from_pretrained(name, **kwargs, **({"attn_implementation": attn} if attn else {}))
+            feature_extractor = AutoFeatureExtractor.from_pretrained(name, **kwargs)
+        except Exception as exc:  # noqa: BLE001
+            raise _explain_load_error(name, exc) from None
+        config.update(update)
+        config.update(cfg.config_overrides)
+        try:
+            model = AutoModelForCTC.from_pretrained(
+                name, config=config, ignore_mismatched_sizes=True, **kwargs,
+                **({"attn_implementation": attn} if attn else {}),
+            )
+        except Exception as exc:  # noqa: BLE001
+            raise _explain_load_error(name, exc) from None
+    if cfg.freeze_feature_encoder and hasattr(model, "freeze_feature_encoder"):
+        model.freeze_feature_encoder()
+    return Built(model=model, tokenizer=tokenizer, feature_extractor=feature_extractor, config=config, vocab=vocab)
+
+
+def save_processor(built: Built, out_dir: Path) -> None:
+    """Save feature extractor + tokenizer (= the processor) and config, so the run dir transcribes."""
+    from transformers import Wav2Vec2Processor
+
+    processor = Wav2Vec2Processor(feature_extractor=built.feature_extractor, tokenizer=built.tokenizer)
+    processor.save_pretrained(str(out_dir))
+    built.config.save_pretrained(str(out_dir))

@@ -1,0 +1,451 @@
+"""One rank's run: data -> model -> Trainer -> checkpoints, metrics and events.
+
+``run()`` is a short list of named steps. The pieces it uses:
+- ``CtcCollator``: pads audio and labels (labels padded with -100), to the batch's longest clip or,
+  on HPU, to fixed lengths so HPU graphs see few shapes;
+- ``LengthGroupedSampler``: similar-length clips batched together (see runner.batching);
+- ``ReportingMixin``: mixed into Trainer/GaudiTrainer, records this rank's own loss and samples/s
+  and emits state changes; ``EventCallback`` turns Trainer logs into events and performs the graceful
+  stop after SIGINT/SIGTERM (checkpoint first, then exit 0).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from ctc_tui.preset import Preset
+from runner import backends, batching, data as data_mod, model as model_mod, text as text_mod
+from runner.distributed import DistInfo
+from runner.report import Reporter
+
+log = logging.getLogger("runner.train")
+
+OWN_FILES = {"preset.yaml", "command.sh", "env.json", "events.jsonl", "logs", "log.sock", "supervisor.sock",
+             "supervisor.json", "supervisor.log"}
+PRODUCED_FILES = {"vocab.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                  "preprocessor_config.json", "config.json"}
+
+
+class RunError(Exception):
+    """A run that cannot start as configured; the message names the fix."""
+
+
+# -- stopping -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class StopRequest:
+    requested: bool = False
+    signal_name: str = ""
+
+
+def install_stop_handlers(stop: StopRequest, reporter: Reporter) -> None:
+    """First SIGINT/SIGTERM: finish the step, save a checkpoint, exit 0. A second one: stop now."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if stop.requested:
+            reporter.emit("log", level="warning", message=f"second {name}: stopping without a checkpoint")
+            raise KeyboardInterrupt
+        stop.requested, stop.signal_name = True, name
+        reporter.emit("log", level="warning", message=f"{name}: saving a checkpoint, then stopping")
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _agreed(flag: bool, device: Any) -> bool:
+    """True on every rank if any rank has ``flag`` (so all ranks stop at the same step)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        value = torch.tensor([1.0 if flag else 0.0], device=device)
+        torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+        return bool(value.item() > 0)
+    return flag
+
+
+# -- batching -----------------------------------------------------------------------------------------
+
+
+class LengthGroupedSampler(torch.utils.data.Sampler):
+    """Yields indices batch by batch; batches hold clips of similar length (new order each epoch)."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        self.lengths, self.batch_size, self.seed, self.epoch = lengths, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        for batch in batching.length_grouped_batches(self.lengths, self.batch_size, self.seed + self.epoch):
+            yield from batch
+
+
+@dataclass
+class CtcCollator:
+    """Pads a list of preprocessed examples into model inputs and -100-padded labels."""
+
+    feature_extractor: Any
+    input_name: str = "input_values"
+    pad_to_lengths: list[int] | None = None  # fixed audio lengths (HPU static shapes); None = longest
+    label_multiple: int | None = None
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        inputs = [{self.input_name: f[self.input_name]} for f in features]
+        longest = max(len(f[self.input_name]) for f in features)
+        if self.pad_to_lengths:
+            target = next((n for n in self.pad_to_lengths if n >= longest), longest)
+            batch = self.feature_extractor.pad(inputs, padding="max_length", max_length=target, return_tensors="pt")
+        else:
+            batch = self.feature_extractor.pad(inputs, padding="longest", return_tensors="pt")
+        labels = [np.asarray(f["labels"], dtype=np.int64) for f in features]
+        width = max(len(x) for x in labels)
+        if self.label_multiple:
+            width = int(math.ceil(width / self.label_multiple) * self.label_multiple)
+        padded = np.full((len(labels), width), -100, dtype=np.int64)
+        for row, seq in enumerate(labels):
+            padded[row, : len(seq)] = seq
+        batch["labels"] = torch.from_numpy(padded)
+        if "attention_mask" in batch:
+            batch["attention_mask"] = batch["attention_mask"].to(torch.long)
+        return batch
+
+
+# -- reporting ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class RankStats:
+    """What this rank did since the last log: its own loss and samples, not the all-reduced ones."""
+
+    loss_sum: Any = 0.0
+    steps_at_log: int = 0
+    samples: int = 0
+    window_start: float = field(default_factory=time.perf_counter)
+    timed: bool = False  # past throughput warm-up
+
+
+class ReportingMixin:
+    """Mixed in front of Trainer / GaudiTrainer (see backends.trainer_class)."""
+
+    ctc_reporter: Reporter
+    ctc_stats: RankStats
+    ctc_lengths: list[int] | None = None
+    ctc_state: str = ""
+
+    def ctc_set_state(self, state: str) -> None:
+        if state != self.ctc_state:
+            self.ctc_state = state
+            self.ctc_reporter.emit("state", state=state)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):  # type: ignore[override]
+        loss = super().training_step(model, inputs, num_items_in_batch)  # type: ignore[misc]
+        stats = self.ctc_stats
+        stats.loss_sum = stats.loss_sum + loss.detach()  # stays on the device: no sync per step
+        if stats.timed:
+            stats.samples += int(inputs["labels"].shape[0])
+        return loss
+
+    def _get_train_sampler(self, train_dataset=None):  # type: ignore[override]
+        if self.ctc_lengths is not None:
+            args = self.args  # type: ignore[attr-defined]
+            global_batch = args.per_device_train_batch_size * max(1, args.world_size)
+            return LengthGroupedSampler(self.ctc_lengths, global_batch, args.seed)
+        return super()._get_train_sampler(train_dataset)  # type: ignore[misc]
+
+    def evaluate(self, *args, **kwargs):  # type: ignore[override]
+        previous = self.ctc_state
+        self.ctc_set_state("evaluating")
+        try:
+            return super().evaluate(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            if previous == "training":
+                self.ctc_set_state("training")
+
+    def _save_checkpoint(self, *args, **kwargs):  # type: ignore[override]
+        previous = self.ctc_state
+        self.ctc_set_state("saving")
+        try:
+            return super()._save_checkpoint(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            if previous == "training":
+                self.ctc_set_state("training")
+
+
+class EventCallback(TrainerCallback):
+    """Turns Trainer logs into step/eval/resource events and carries out a requested stop."""
+
+    def __init__(self, trainer: Any, reporter: Reporter, stop: StopRequest, warmup_steps: int, backend: str):
+        self.trainer, self.reporter, self.stop = trainer, reporter, stop
+        self.warmup_steps, self.backend = warmup_steps, backend
+        self.samples_cache: list[dict[str, str]] = []
+        self.started_at = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started_at = state.global_step
+        stats = self.trainer.ctc_stats
+        stats.steps_at_log = state.global_step
+        stats.timed = self.warmup_steps == 0
+        stats.window_start = time.perf_counter()
+        self.trainer.ctc_set_state("compiling" if self.backend == "hpu" and self.warmup_steps else "training")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        stats = self.trainer.ctc_stats
+        if not stats.timed and state.global_step - self.started_at >= self.warmup_steps:
+            stats.timed, stats.samples, stats.window_start = True, 0, time.perf_counter()
+            self.trainer.ctc_set_state("training")
+        if _agreed(self.stop.requested, args.device):
+            self.stop.requested = True
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "loss" not in logs:
+            return
+        stats = self.trainer.ctc_stats
+        steps = max(1, state.global_step - stats.steps_at_log)
+        own = stats.loss_sum.item() if hasattr(stats.loss_sum, "item") else float(stats.loss_sum)
+        now = time.perf_counter()
+        elapsed = now - stats.window_start
+        rate = stats.samples / elapsed if stats.timed and elapsed > 0 and stats.samples else None
+        self.reporter.emit(
+            "step", step=state.global_step, max_steps=state.max_steps, epoch=round(state.epoch or 0.0, 4),
+            loss=own / steps, reduced_loss=logs.get("loss"), lr=logs.get("learning_rate"),
+            grad_norm=logs.get("grad_norm"), samples_per_second=rate,
+        )
+        stats.loss_sum, stats.steps_at_log = 0.0, state.global_step
+        if stats.timed:
+            stats.samples, stats.window_start = 0, now
+        self.reporter.emit("resource", **device_memory(self.backend, args.device))
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        metrics = metrics or {}
+        self.reporter.emit(
+            "eval", step=state.global_step, wer=metrics.get("eval_wer"), cer=metrics.get("eval_cer"),
+            loss=metrics.get("eval_loss"), blank_fraction=metrics.get("eval_blank_fraction"),
+            samples=self.samples_cache[:5],
+        )
+
+
+def device_memory(backend: str, device: Any) -> dict[str, Any]:
+    try:
+        if backend == "cuda":
+            index = device.index or 0
+            return {"device": f"cuda:{index}", "memory_used": int(torch.cuda.memory_allocated(index)),
+                    "memory_total": int(torch.cuda.get_device_properties(index).total_memory)}
+        if backend == "hpu":
+            import habana_frameworks.torch.hpu as hthpu  # only present on Gaudi
+
+            stats = hthpu.memory_stats()
+            return {"device": "hpu", "memory_used": int(stats.get("InUse", 0)), "memory_total": int(stats.get("Limit", 0))}
+        import psutil
+
+        return {"device": "cpu", "memory_used": int(psutil.Process().memory_info().rss),
+                "memory_total": int(psutil.virtual_memory().total)}
+    except Exception:  # noqa: BLE001 - telemetry must never break training
+        return {"device": backend}
+
+
+# -- metrics ------------------------------------------------------------------------------------------
+
+
+def make_metrics(tokenizer: Any, references: list[str], callback_box: list[EventCallback], metrics: list[str]):
+    import jiwer
+
+    pad_id = tokenizer.pad_token_id
+
+    def preprocess_logits_for_metrics(logits, labels):
+        return logits.argmax(dim=-1), labels
+
+    def compute_metrics(prediction) -> dict[str, float]:
+        pred_ids = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        hyps = tokenizer.batch_decode(pred_ids)
+        if len(references) == len(hyps):
+            refs = references
+        else:  # fall back to the labels (distributed padding changed the count)
+            label_ids = np.where(prediction.label_ids == -100, pad_id, prediction.label_ids)
+            refs = tokenizer.batch_decode(label_ids, group_tokens=False)
+        pairs = [(h, r) for h, r in zip(hyps, refs) if r.strip()]
+        hyps_, refs_ = [p[0] for p in pairs], [p[1] for p in pairs]
+        out: dict[str, float] = {}
+        if "wer" in metrics:
+            out["wer"] = float(jiwer.wer(refs_, hyps_))
+        if "cer" in metrics:
+            out["cer"] = float(jiwer.cer(refs_, hyps_))
+        out["blank_fraction"] = float(sum(1 for h in hyps_ if not h.strip()) / max(1, len(hyps_)))
+        if callback_box:
+            callback_box[0].samples_cache = [{"hyp": h, "ref": r} for h, r in pairs[:5]]
+        return out
+
+    return compute_metrics, preprocess_logits_for_metrics
+
+
+# -- the run ------------------------------------------------------------------------------------------
+
+
+def check_output_dir(run_dir: Path, preset: Preset, resume: bool) -> str | None:
+    """Refuse to clobber a non-empty output_dir; return the checkpoint to resume from, if any."""
+    if not run_dir.exists():
+        return None
+    last = get_last_checkpoint(str(run_dir)) if preset.training.do_train else None
+    if preset.training.overwrite_output_dir:
+        return None
+    if last is not None:
+        return last
+    foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in OWN_FILES and not (resume and p.name in PRODUCED_FILES))
+    if foreign and preset.training.do_train:
+        shown = ", ".join(foreign[:4])
+        raise RunError(
+            f"output_dir {run_dir} already holds files ({shown}) and no checkpoint to resume. "
+            "Choose another training.output_dir, or set training.overwrite_output_dir=true to train into it."
+        )
+    return None
+
+
+def _emit_data_summary(reporter: Reporter, name: str, prepared: data_mod.Prepared) -> None:
+    dropped = {k: v for k, v in (("too_long", prepared.dropped_long), ("too_short", prepared.dropped_short),
+               ("undecodable", prepared.dropped_broken), ("empty_text", prepared.dropped_empty)) if v}
+    message = f"{name}: {len(prepared.dataset)} clips" + (" (cached)" if prepared.from_cache else "")
+    if dropped:
+        message += ", dropped " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in dropped.items())
+    if prepared.resampled_from:
+        message += f", resampled from {'/'.join(map(str, prepared.resampled_from))} Hz"
+    reporter.emit("log", level="info", message=message)
+
+
+def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resume: bool = False) -> int:
+    """Train and/or evaluate as the preset says. Returns the exit code."""
+    stop = StopRequest()
+    backend = backends.backend_name(preset)
+    reporter.emit("state", state="preprocessing")
+    resume_from = check_output_dir(run_dir, preset, resume)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    # 1. Transcripts (cheap) first: the vocabulary needs them.
+    cfg = preset.data
+    normalise = text_mod.make_normaliser(cfg.chars_to_ignore, cfg.do_lower_case)
+    token = preset.model.token
+    train_raw = data_mod.limit(data_mod.load_raw_split(cfg, cfg.train_split_name, token), cfg.max_train_samples) \
+        if preset.training.do_train else None
+    eval_raw = data_mod.limit(data_mod.load_raw_split(cfg, cfg.eval_split_name, token), cfg.max_eval_samples) \
+        if preset.training.do_eval else None
+
+    # 2. Arguments (this also sets up torch.distributed), tokenizer and model.
+    args = backends.training_arguments(preset, str(run_dir), backend, dist.world_size)
+    vocab_texts = [normalise(t) for t in (train_raw or eval_raw).text]  # type: ignore[union-attr]
+    # Every rank builds the same vocabulary from the same text; rank 0 keeps it in the run dir.
+    vocab_dir = run_dir if dist.rank == 0 else Path(tempfile.mkdtemp(prefix=f"ctc-tui-vocab-{dist.rank}-"))
+    tokenizer, vocab = model_mod.make_tokenizer(preset, vocab_texts, vocab_dir)
+    if vocab is not None and eval_raw is not None:
+        unseen = text_mod.missing_chars((normalise(t) for t in eval_raw.text), vocab)
+        if unseen:
+            chars = "".join(sorted(unseen))
+            reporter.emit("log", level="warning", message=f"eval text has characters absent from training text: {chars!r}")
+    built = model_mod.build(preset, tokenizer, vocab)
+    fe = built.feature_extractor
+    input_name = fe.model_input_names[0]
+
+    # 3. Audio preprocessing (cached; the main process goes first so the others read its cache).
+    settings = json.dumps({
+        "chars": cfg.chars_to_ignore, "lower": cfg.do_lower_case, "vocab": vocab or str(preset.model.tokenizer_name_or_path),
+        "fe": fe.to_dict(), "max": cfg.max_duration_in_seconds, "min": cfg.min_duration_in_seconds,
+    }, sort_keys=True, default=str)
+    prepared: dict[str, data_mod.Prepared] = {}
+    with args.main_process_first(desc="preprocessing"):
+        for name, raw in (("train", train_raw), ("eval", eval_raw)):
+            if raw is not None:
+                prepared[name] = data_mod.preprocess(raw, name, normalise, tokenizer, fe, cfg, settings)
+                if dist.rank == 0:
+                    _emit_data_summary(reporter, name, prepared[name])
+    if cfg.preprocessing_only:
+        reporter.emit("log", level="info", message="preprocessing_only: done, cache ready for the training run")
+        reporter.emit("state", state="done")
+        return 0
+
+    if dist.rank == 0:
+        model_mod.save_processor(built, run_dir)
+
+    # 4. Trainer.
+    train_ds = prepared["train"].dataset if "train" in prepared else None
+    eval_ds = prepared["eval"].dataset if "eval" in prepared else None
+    references = list(eval_ds["text"]) if eval_ds is not None else []
+    columns = [input_name, "labels"]
+    callback_box: list[EventCallback] = []
+    compute_metrics, preprocess_logits = make_metrics(tokenizer, references, callback_box, cfg.eval_metrics)
+    collator = CtcCollator(fe, input_name, **static_shape_padding(preset, backend, fe.sampling_rate))
+    cls = backends.trainer_class(backend, ReportingMixin)
+    trainer = cls(
+        model=built.model,
+        args=args,
+        data_collator=collator,
+        train_dataset=train_ds.with_format("numpy", columns=columns) if train_ds is not None else None,
+        eval_dataset=eval_ds.with_format("numpy", columns=columns) if eval_ds is not None else None,
+        processing_class=fe,
+        compute_metrics=compute_metrics,
+        preprocess_logits_for_metrics=preprocess_logits,
+        **backends.trainer_extra_kwargs(preset, backend),
+    )
+    trainer.ctc_reporter, trainer.ctc_stats = reporter, RankStats()
+    if preset.training.group_by_length and train_ds is not None:
+        trainer.ctc_lengths = list(train_ds["input_length"])
+    callback = EventCallback(trainer, reporter, stop, preset.training.throughput_warmup_steps, backend)
+    callback_box.append(callback)
+    trainer.add_callback(callback)
+
+    # 5. Train (resuming when the run dir has a checkpoint), then evaluate.
+    install_stop_handlers(stop, reporter)
+    if train_ds is not None:
+        if resume_from:
+            reporter.emit("log", level="info", message=f"resuming from {Path(resume_from).name}")
+        result = trainer.train(resume_from_checkpoint=resume_from)
+        if stop.requested:
+            reporter.emit("log", level="info", message=f"stopped at step {trainer.state.global_step}; resume with ctc-tui run --resume {run_dir}")
+            reporter.emit("state", state="stopped")
+            return 0
+        trainer.ctc_set_state("saving")
+        trainer.save_model()
+        metrics = dict(result.metrics)
+        metrics["train_samples"] = len(train_ds)
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+    if eval_ds is not None and not stop.requested:
+        metrics = trainer.evaluate()
+        metrics["eval_samples"] = len(eval_ds)
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+    trainer.ctc_set_state("done")
+    return 0
+
+
+def static_shape_padding(preset: Preset, backend: str, rate: int) -> dict[str, Any]:
+    """Fixed padding lengths on HPU (graphs need few shapes); dynamic padding elsewhere."""
+    if backend != "hpu" or preset.gaudi.static_shapes == "off":
+        return {}
+    max_len = int(preset.data.max_duration_in_seconds * rate)
+    # The reference: every batch padded to max_duration, labels to a multiple of 500.
+    return {"pad_to_lengths": [max_len], "label_multiple": 500}
+
+
+def dump_env(run_dir: Path, preset: Preset, dist: DistInfo) -> None:
+    from runner.envinfo import collect
+
+    (run_dir / "env.json").write_text(json.dumps(collect(preset, dist), indent=2, default=str))
+
