@@ -23,6 +23,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _redirect_output(run_dir: str, rank: int) -> None:
+    """Under a supervisor, each rank writes its own ``logs/rank-N.log`` (whatever the launcher)."""
+    from ctc_tui.events import ENV_RUN_DIR
+
+    if not os.environ.get(ENV_RUN_DIR):
+        return
+    logs = Path(run_dir) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    fd = os.open(logs / f"rank-{rank}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from ctc_tui.preset import PRESET_FILENAME, PresetError, has_placeholders, load_preset, preset_stem, resolve_output_dir
@@ -42,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.render(), file=sys.stderr)
         return 2
 
+    _redirect_output(preset.training.output_dir, dist.rank)
     os.environ.setdefault("HF_DATASETS_DISABLE_TORCHCODEC", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(format=f"%(asctime)s rank{dist.rank} %(levelname)s %(name)s: %(message)s",

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ctc_tui.preset import DataSection
 from runner import audio as audio_io
 
@@ -337,9 +339,9 @@ def preprocess(
         try:
             samples, original = audio_io.load(example["audio"], rate)
         except audio_io.AudioError as exc:
-            return {input_name: [], "input_length": -1, "labels": [], "text": text, "source_rate": 0,
+            return {input_name: np.zeros(0, dtype=np.float32), "input_length": -1, "labels": [], "text": text, "source_rate": 0,
                     "error": str(exc)}
-        features = getattr(feature_extractor(samples, sampling_rate=rate), input_name)[0]
+        features = np.asarray(getattr(feature_extractor(samples, sampling_rate=rate), input_name)[0], dtype=np.float32)
         return {
             input_name: features,
             "input_length": int(samples.shape[0]),

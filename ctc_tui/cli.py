@@ -1,0 +1,276 @@
+"""``ctc-tui``: the command line.
+
+Sub-commands never import torch, transformers or datasets; anything that needs them runs the
+``runner`` package in a child process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shlex
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from ctc_tui import __version__
+from ctc_tui.preset import (
+    PRESET_FILENAME,
+    Preset,
+    PresetError,
+    Problem,
+    json_schema,
+    load_preset,
+    preset_stem,
+    resolve_output_dir,
+)
+from ctc_tui.presets_index import find_preset, list_presets
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A user error: printed as one short message, exit status 2."""
+
+
+def _print_err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+# -- sub-commands ---------------------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    path = find_preset(args.preset)
+    preset = load_preset(path, args.overrides)
+    launch = preset.launch
+    print(f"{path}: valid ({launch.launcher}, world_size {launch.world_size}, "
+          f"{'hpu' if preset.gaudi.use_habana else 'cpu' if preset.training.use_cpu else 'cuda/cpu'})")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ctc_tui.presets_index import presets_dir
+
+    table = Table(box=None, pad_edge=False, show_header=True)
+    table.add_column("preset", no_wrap=True, style="bold")
+    table.add_column("what it is", overflow="fold")
+    for item in list_presets():
+        table.add_row(item.name, item.summary)
+    table.caption = f"in {presets_dir()}; run one with: ctc-tui run NAME [KEY=VALUE ...]"
+    Console().print(table)
+    return 0
+
+
+def _existing_nonempty(path: Path) -> bool:
+    return path.is_dir() and any(path.iterdir())
+
+
+def prepare_run(args: argparse.Namespace) -> tuple[Preset, Path, list[str]]:
+    """Resolve the preset, create the run dir (never clobbering one), write preset.yaml and command.sh."""
+    from ctc_tui import launch
+
+    if args.resume:
+        run_dir = Path(args.resume).expanduser().resolve()
+        saved = run_dir / PRESET_FILENAME
+        if not saved.is_file():
+            raise CliError(f"{run_dir} is not a ctc-tui run dir (no {PRESET_FILENAME}); start one with ctc-tui run PRESET")
+        preset = load_preset(saved, args.overrides)
+        preset.training.output_dir = str(run_dir)
+        resume = True
+    else:
+        if not args.preset:
+            raise CliError("ctc-tui run needs a preset (see ctc-tui presets) or --resume RUN_DIR")
+        path = find_preset(args.preset)
+        preset = load_preset(path, args.overrides)
+        if args.output_dir:
+            preset.training.output_dir = args.output_dir
+        preset = resolve_output_dir(preset, preset_stem(path))
+        run_dir = Path(preset.training.output_dir)
+        resume = False
+        if _existing_nonempty(run_dir) and not preset.training.overwrite_output_dir:
+            raise CliError(
+                f"output dir {run_dir} exists and is not empty. Resume it with: ctc-tui run --resume {run_dir}\n"
+                "or choose another one (--output-dir DIR), or set training.overwrite_output_dir=true to train into it"
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "logs").mkdir(exist_ok=True)
+    preset_file = run_dir / PRESET_FILENAME
+    if not resume:
+        source = args.preset
+        preset_file.write_text(preset.to_yaml(header=f"ctc-tui run of {source}; rerun with: ctc-tui run {preset_file}"),
+                               encoding="utf-8")
+    command = launch.build_command(preset, preset_file, resume=resume)
+    script = launch.command_script(command, launch.launch_env(preset))
+    (run_dir / "command.sh").write_text(script, encoding="utf-8")
+    os.chmod(run_dir / "command.sh", 0o755)
+    return preset, run_dir, command
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ctc_tui import launch
+
+    preset, run_dir, command = prepare_run(args)
+    env = dict(os.environ)
+    env.update(launch.launch_env(preset))
+    print(f"run dir: {run_dir}", flush=True)
+    return asyncio.run(_follow_run(run_dir, command, env, plain=args.plain or not sys.stdout.isatty()))
+
+
+async def _follow_run(run_dir: Path, command: list[str], env: dict[str, str], plain: bool) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    from ctc_tui.follow import PlainPrinter, fmt_duration, fmt_float, render
+    from ctc_tui.runstate import RunState
+    from ctc_tui.supervisor import Supervisor
+
+    console = Console()
+    state = RunState()
+    printer = PlainPrinter(console) if plain else None
+
+    def on_event(event: dict[str, Any]) -> None:
+        state.feed(event)
+        if printer is not None:
+            printer(event, state)
+
+    sup = Supervisor(run_dir, command, env, on_event=on_event)
+    loop = asyncio.get_running_loop()
+    interrupts = 0
+
+    def on_sigint() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1:
+            console.print("[yellow]Ctrl-C: stopping gracefully (checkpoint first); Ctrl-C again to kill[/]")
+            sup.request_stop()
+        else:
+            console.print("[red]killing the run[/]")
+            asyncio.ensure_future(sup.teardown())
+
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    loop.add_signal_handler(signal.SIGTERM, on_sigint)
+    task = asyncio.create_task(sup.run())
+    if plain:
+        outcome = await task
+    else:
+        with Live(render(state), console=console, refresh_per_second=4, transient=False) as live:
+            while not task.done():
+                live.update(render(state, title=str(run_dir)))
+                await asyncio.sleep(0.25)
+            live.update(render(state, title=str(run_dir)))
+        outcome = task.result()
+    loop.remove_signal_handler(signal.SIGINT)
+    loop.remove_signal_handler(signal.SIGTERM)
+
+    wer = state.last_wer
+    if outcome.state == "done":
+        cer = next((e.get("cer") for e in reversed(state.evals) if e.get("cer") is not None), None)
+        console.print(f"[bold green]done[/] in {fmt_duration(state.elapsed())}"
+                      + (f": eval WER {fmt_float(wer)}, CER {fmt_float(cer)}" if wer is not None else ""),
+                      highlight=False)
+    elif outcome.state == "stopped":
+        console.print(f"[yellow]stopped[/] at step {state.step}; resume with: ctc-tui run --resume {run_dir}", highlight=False)
+    else:
+        who = f"rank {outcome.failed_rank}" if outcome.failed_rank is not None else "the launcher"
+        console.print(f"[bold red]failed[/] ({who}, exit {outcome.code}); log: {run_dir}/logs/", highlight=False)
+        for _, _, level, message in list(state.messages)[-5:]:
+            if level == "error":
+                console.print(f"  {message}", highlight=False, markup=False)
+        for line in state.last_lines[-10:]:
+            console.print(f"  | {line}", highlight=False, markup=False)
+    return outcome.code
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    command = [sys.executable, "-m", "runner.transcribe", args.run_dir, *args.audio]
+    return _exec(command)
+
+
+def _exec(command: list[str]) -> int:
+    import subprocess
+
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- parser ---------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ctc-tui",
+        description="Fine-tune CTC speech models on Gaudi, CUDA or CPU from a reproducible preset.",
+        epilog="Without a sub-command, ctc-tui opens the interactive app.",
+    )
+    parser.add_argument("--version", action="version", version=f"ctc-tui {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="launch a run from a preset and follow it")
+    p.add_argument("preset", nargs="?", help="preset file or shipped preset name (ctc-tui presets)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. training.max_steps=60")
+    p.add_argument("--output-dir", help="run directory (overrides training.output_dir)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
+    p.add_argument("--plain", action="store_true", help="plain progress lines instead of the live table")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("validate", help="check a preset; exit 0 if valid, 2 with every problem otherwise")
+    p.add_argument("preset")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="print the preset JSON schema")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("presets", help="list the shipped presets")
+    p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("transcribe", help="transcribe audio files with a trained run dir")
+    p.add_argument("run_dir")
+    p.add_argument("audio", nargs="+")
+    p.set_defaults(func=cmd_transcribe)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    # `run` takes KEY=VALUE positionals after the preset; let `--resume DIR k=v` work too.
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if getattr(args, "command", None) == "run" and args.resume and args.preset and "=" in args.preset:
+        args.overrides = [args.preset, *args.overrides]
+        args.preset = None
+    try:
+        return int(args.func(args) or 0)
+    except PresetError as exc:
+        _print_err(exc.render())
+        return EXIT_USAGE
+    except CliError as exc:
+        _print_err(f"error: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def quote(command: list[str]) -> str:
+    return shlex.join(command)
+
+
+__all__ = ["main", "build_parser", "Problem"]

@@ -1,0 +1,150 @@
+"""From a preset to the exact command line that starts its ranks. Pure functions, no side effects.
+
+Launchers, as optimum-habana's gaudi_spawn builds them (and better quoted):
+
+- ``single``: ``python -m runner PRESET``
+- ``torchrun``: ``python -m torch.distributed.run --nproc_per_node N ... -m runner PRESET``
+- ``mpi``: ``mpirun -n N --bind-to core --map-by socket:PE=P --rank-by slot --report-bindings
+  --allow-run-as-root ... python -m runner PRESET`` with P = sockets x cores per socket / N
+  (``slot`` instead of ``socket`` when a socket reports one core, as in VMs)
+- ``deepspeed``: ``deepspeed --num_nodes 1 --num_gpus N --no_local_rank --master_port P --module runner
+  PRESET``, or with a hostfile ``deepspeed --hostfile F --master_addr FIRST_HOST ...``
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ctc_tui.preset import Preset
+
+#: Environment forwarded to remote ranks by mpirun (-x) and DeepSpeed (.deepspeed_env).
+FORWARDED_ENV = ("CTC_TUI_LOG_SOCKET", "CTC_TUI_TOKEN", "CTC_TUI_RUN_DIR", "PT_HPU_LAZY_MODE", "HF_HOME",
+                 "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "PYTHONPATH", "CTC_TUI_CACHE", "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclass(frozen=True)
+class CpuTopology:
+    sockets: int
+    cores_per_socket: int
+
+
+def read_topology() -> CpuTopology:
+    """Sockets and cores per socket from ``lscpu`` (falls back to one socket of os.cpu_count())."""
+    import os
+
+    sockets = cores = 0
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "Socket(s)" and value.strip().isdigit():
+                sockets = int(value)
+            elif key.strip() == "Core(s) per socket" and value.strip().isdigit():
+                cores = int(value)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    if sockets <= 0 or cores <= 0:
+        return CpuTopology(1, os.cpu_count() or 1)
+    return CpuTopology(sockets, cores)
+
+
+def read_hostfile(path: str | Path) -> list[tuple[str, int]]:
+    """``host slots=N`` lines (comments and blank lines ignored)."""
+    hosts = []
+    for number, raw in enumerate(Path(path).read_text().splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        slots = 1
+        for part in parts[1:]:
+            if part.startswith("slots="):
+                value = part.split("=", 1)[1]
+                if not value.isdigit() or int(value) < 1:
+                    raise ValueError(f"{path}:{number}: slots must be a positive number")
+                slots = int(value)
+        hosts.append((parts[0], slots))
+    if not hosts:
+        raise ValueError(f"{path}: no hosts")
+    return hosts
+
+
+def runner_command(preset_file: str | Path, resume: bool = False, python: str | None = None) -> list[str]:
+    cmd = [python or sys.executable, "-m", "runner", str(preset_file)]
+    if resume:
+        cmd.append("--resume")
+    return cmd
+
+
+def mpi_mapping(world_size: int, topo: CpuTopology, per_node: int | None = None) -> list[str]:
+    """gaudi_spawn's binding: one rank per PE cores, mapped by socket (by slot in a VM)."""
+    ranks = per_node or world_size
+    map_by = "slot" if topo.cores_per_socket == 1 else "socket"
+    pe = (topo.sockets * topo.cores_per_socket) // max(1, ranks)
+    if pe < 1:  # more ranks than cores: no binding, allow oversubscription
+        return ["--bind-to", "none", "--map-by", "slot", "--oversubscribe"]
+    return ["--bind-to", "core", "--map-by", f"{map_by}:PE={pe}"]
+
+
+def build_command(preset: Preset, preset_file: str | Path, resume: bool = False,
+                  topology: CpuTopology | None = None, python: str | None = None) -> list[str]:
+    """The argv that starts every rank of ``preset``."""
+    launch = preset.launch
+    runner = runner_command(preset_file, resume, python)
+    n = launch.world_size
+    if launch.launcher == "single":
+        return runner
+    if launch.launcher == "torchrun":
+        cmd = [python or sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n),
+               "--master_addr", launch.master_addr, "--master_port", str(launch.master_port)]
+        if launch.hostfile:
+            hosts = read_hostfile(launch.hostfile)
+            cmd[4:4] = ["--nnodes", str(len(hosts))]
+        return [*cmd, "-m", "runner", *runner[3:]]
+    if launch.launcher == "mpi":
+        topo = topology or read_topology()
+        cmd = ["mpirun"]
+        if launch.hostfile:
+            hosts = read_hostfile(launch.hostfile)
+            total = sum(slots for _, slots in hosts)
+            cmd += ["-n", str(total), "--hostfile", str(launch.hostfile)]
+            cmd += mpi_mapping(total, topo, per_node=hosts[0][1])
+        else:
+            cmd += ["-n", str(n)]
+            cmd += mpi_mapping(n, topo)
+        cmd += ["--rank-by", "slot", "--report-bindings", "--allow-run-as-root"]
+        for name in FORWARDED_ENV:
+            cmd += ["-x", name]
+        return [*cmd, *runner]
+    if launch.launcher == "deepspeed":
+        if launch.hostfile:
+            hosts = read_hostfile(launch.hostfile)
+            cmd = ["deepspeed", "--hostfile", str(launch.hostfile), "--master_addr", hosts[0][0]]
+        else:
+            cmd = ["deepspeed", "--num_nodes", "1", "--num_gpus", str(n)]
+        cmd += ["--no_local_rank", "--master_port", str(launch.master_port), "--module", "runner", *runner[3:]]
+        return cmd
+    raise ValueError(f"unknown launcher {launch.launcher}")
+
+
+def launch_env(preset: Preset) -> dict[str, str]:
+    """Environment every rank needs, whatever the launcher."""
+    env = {"MASTER_ADDR": preset.launch.master_addr, "MASTER_PORT": str(preset.launch.master_port)}
+    if preset.gaudi.use_habana:
+        env["PT_HPU_LAZY_MODE"] = "1" if preset.gaudi.use_lazy_mode else "0"
+    if not preset.gaudi.use_habana and preset.launch.launcher in ("mpi", "deepspeed") and preset.launch.world_size > 1:
+        # CPU ranks (tests, demos) must not oversubscribe the cores with intra-op threads.
+        env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def command_script(command: list[str], env: dict[str, str]) -> str:
+    """``command.sh``: exactly what was launched, every argument quoted for a POSIX shell."""
+    lines = ["#!/bin/sh", "# Written by ctc-tui: the exact command of this run.", "set -e"]
+    lines += [f"export {key}={shlex.quote(value)}" for key, value in sorted(env.items())]
+    lines.append("exec " + " \\\n    ".join(shlex.quote(part) for part in command))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,163 @@
+"""The state of a run as its events describe it: one object the headless view and the TUI both read.
+
+Fed event by event (history from ``events.jsonl``, then live), it keeps per-rank rows, the aggregate
+throughput, progress and ETA, the eval history and the latest transcripts. Memory is bounded: loss
+histories are fixed-length rings whatever the length of the run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ctc_tui.events import as_float
+
+HISTORY = 240
+
+
+@dataclass
+class RankRow:
+    rank: int
+    state: str = "starting"
+    host: str = ""
+    step: int = 0
+    loss: float = math.nan
+    samples_per_second: float | None = None
+    memory_used: int | None = None
+    memory_total: int | None = None
+    last_seen: float = 0.0
+    losses: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    exit_code: int | None = None
+
+
+@dataclass
+class RunState:
+    ranks: dict[int, RankRow] = field(default_factory=dict)
+    world_size: int | None = None
+    max_steps: int | None = None
+    state: str = "starting"
+    started: float | None = None
+    finished: float | None = None
+    exit_code: int | None = None
+    failed_rank: int | None = None
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    last_samples: list[dict[str, str]] = field(default_factory=list)
+    messages: deque[tuple[float, int, str, str]] = field(default_factory=lambda: deque(maxlen=200))
+    last_lines: list[str] = field(default_factory=list)
+    event_count: int = 0
+    first_step_time: float | None = None
+    first_step: int | None = None
+
+    def row(self, rank: int) -> RankRow:
+        if rank not in self.ranks:
+            self.ranks[rank] = RankRow(rank)
+        return self.ranks[rank]
+
+    def feed(self, event: dict[str, Any]) -> None:
+        self.event_count += 1
+        kind, rank, t = event["type"], event["rank"], float(event["t"])
+        if self.started is None:
+            self.started = t
+        if rank >= 0:
+            self.row(rank).last_seen = t
+        if kind == "hello":
+            row = self.row(rank)
+            row.host = str(event.get("host", ""))
+            if isinstance(event.get("world_size"), int):
+                self.world_size = event["world_size"]
+        elif kind == "state":
+            state = str(event.get("state"))
+            if rank >= 0:
+                self.row(rank).state = state
+                self.state = self._overall()
+            else:
+                if state == "failed":
+                    self.state = "failed"
+                    self.failed_rank = event.get("failed_rank")
+                    self.last_lines = list(event.get("last_lines") or [])
+                elif self.state == "starting":
+                    self.state = state
+        elif kind == "step":
+            row = self.row(rank)
+            row.step = int(event.get("step") or 0)
+            row.loss = as_float(event.get("loss"))
+            row.losses.append(row.loss)
+            sps = event.get("samples_per_second")
+            row.samples_per_second = as_float(sps) if sps is not None else None
+            if isinstance(event.get("max_steps"), int) and event["max_steps"] > 0:
+                self.max_steps = event["max_steps"]
+            if self.first_step_time is None:
+                self.first_step_time, self.first_step = t, row.step
+        elif kind == "resource":
+            row = self.row(rank)
+            if isinstance(event.get("memory_used"), int):
+                row.memory_used = event["memory_used"]
+            if isinstance(event.get("memory_total"), int):
+                row.memory_total = event["memory_total"]
+        elif kind == "eval":
+            record = {k: event.get(k) for k in ("step", "wer", "cer", "loss", "blank_fraction")}
+            record["t"] = t
+            self.evals.append(record)
+            if event.get("samples"):
+                self.last_samples = list(event["samples"])
+        elif kind == "log":
+            self.messages.append((t, rank, str(event.get("level", "info")), str(event.get("message", ""))))
+        elif kind == "exit":
+            if rank >= 0:
+                self.row(rank).exit_code = event.get("code")
+            else:
+                self.exit_code = event.get("code")
+                self.finished = t
+                if event.get("state"):
+                    self.state = str(event["state"])
+                if event.get("failed_rank") is not None:
+                    self.failed_rank = event["failed_rank"]
+
+    def _overall(self) -> str:
+        states = [r.state for r in self.ranks.values()]
+        for state in ("failed", "preprocessing", "compiling", "evaluating", "saving", "training", "stopped", "done"):
+            if state in states:
+                return state
+        return states[0] if states else "starting"
+
+    # -- derived figures ----------------------------------------------------------------------------
+    @property
+    def step(self) -> int:
+        return max((r.step for r in self.ranks.values()), default=0)
+
+    @property
+    def samples_per_second(self) -> float | None:
+        rates = [r.samples_per_second for r in self.ranks.values() if r.samples_per_second is not None]
+        return sum(rates) if rates else None
+
+    @property
+    def best_wer(self) -> float | None:
+        wers = [as_float(e["wer"]) for e in self.evals if e.get("wer") is not None]
+        wers = [w for w in wers if not math.isnan(w)]
+        return min(wers) if wers else None
+
+    @property
+    def last_wer(self) -> float | None:
+        for record in reversed(self.evals):
+            if record.get("wer") is not None:
+                return as_float(record["wer"])
+        return None
+
+    def eta_seconds(self, now: float | None = None) -> float | None:
+        if not self.max_steps or self.first_step_time is None or self.first_step is None:
+            return None
+        now = now if now is not None else time.time()
+        done = self.step - self.first_step
+        if done <= 0:
+            return None
+        rate = done / max(1e-6, now - self.first_step_time)
+        return max(0.0, (self.max_steps - self.step) / rate)
+
+    def elapsed(self, now: float | None = None) -> float:
+        if self.started is None:
+            return 0.0
+        end = self.finished if self.finished is not None else (now if now is not None else time.time())
+        return max(0.0, end - self.started)

@@ -1,0 +1,88 @@
+"""Shared fixtures: small audio corpora made on the fly, an isolated preprocessing cache."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_DATA = REPO / "presets" / "data" / "demo-speech"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own preprocessing cache (and never writes to the user's)."""
+    monkeypatch.setenv("CTC_TUI_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+
+
+def tone(seconds: float, rate: int, freq: float = 440.0, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    wave = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return np.stack([wave] * channels, axis=1) if channels > 1 else wave
+
+
+def write_audio(path: Path, seconds: float, rate: int, channels: int = 1, freq: float = 440.0) -> Path:
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), tone(seconds, rate, freq, channels), rate)
+    return path
+
+
+def make_librispeech(root: Path, split: str, rate: int = 22050, speakers: int = 2, per_chapter: int = 3,
+                     texts: list[str] | None = None) -> list[str]:
+    """A LibriSpeech-shaped tree of short tones; returns the transcripts in reading order."""
+    texts = texts or ["HELLO WORLD", "DON'T STOP", "TWENTY-ONE", "IT'S NINE O'CLOCK", "A B C", "ONE TWO"]
+    written = []
+    k = 0
+    for speaker in range(speakers):
+        chapter = 100 + speaker
+        folder = root / split / str(speaker) / str(chapter)
+        lines = []
+        for utt in range(per_chapter):
+            uid = f"{speaker}-{chapter}-{utt:04d}"
+            write_audio(folder / f"{uid}.flac", 0.5 + 0.1 * utt, rate, freq=300 + 50 * k)
+            text = texts[k % len(texts)]
+            lines.append(f"{uid} {text}")
+            written.append(text)
+            k += 1
+        (folder / f"{speaker}-{chapter}.trans.txt").write_text("\n".join(lines) + "\n")
+    return written
+
+
+def make_audiofolder(root: Path, split: str, rows: list[tuple[str, str]], rate: int = 16000) -> None:
+    folder = root / split
+    for i, (name, _) in enumerate(rows):
+        write_audio(folder / name, 0.4 + 0.05 * i, rate)
+    with (folder / "metadata.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file_name", "text"])
+        writer.writerows(rows)
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 120,
+            input: str | None = None) -> subprocess.CompletedProcess:
+    """The real ``ctc-tui`` program, in a child process."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "ctc_tui", *args], cwd=cwd or REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout, input=input)
+
+
+@pytest.fixture
+def demo_data() -> Path:
+    assert DEMO_DATA.is_dir(), "the committed demo corpus is missing (python -m runner.make_demo_corpus)"
+    return DEMO_DATA
+
+
+def has(binary: str) -> bool:
+    return shutil.which(binary) is not None

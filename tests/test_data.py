@@ -1,0 +1,134 @@
+"""Each data source on small data made here, the LibriSpeech layout at 22.05 kHz included."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_audiofolder, make_librispeech, write_audio
+from ctc_tui.preset import validate_data
+from runner import audio as audio_io
+from runner.data import DataError, limit, load_raw_split, preprocess
+from runner.text import make_normaliser
+
+
+def cfg(**data):
+    return validate_data({"data": data}, "test").data
+
+
+def test_librispeech_tree_at_22k(tmp_path):
+    texts = make_librispeech(tmp_path, "train-clean-100", rate=22050)
+    make_librispeech(tmp_path, "dev-clean", rate=22050, speakers=1)
+    c = cfg(source="librispeech", dataset_dir=str(tmp_path), train_split_name="train-clean-100+dev-clean")
+    raw = load_raw_split(c, "train-clean-100")
+    assert raw.text == texts and all(Path(p).suffix == ".flac" for p in raw.audio)
+    both = load_raw_split(c, c.train_split_name)
+    assert len(both.text) == len(texts) + 3
+    with pytest.raises(DataError, match="found: dev-clean, train-clean-100"):
+        load_raw_split(c, "test-other")
+
+
+def test_librispeech_missing_audio_names_the_line(tmp_path):
+    make_librispeech(tmp_path, "dev-clean", speakers=1)
+    trans = next(tmp_path.rglob("*.trans.txt"))
+    trans.write_text(trans.read_text() + "0-100-0099 GHOST LINE\n")
+    with pytest.raises(DataError, match=r"trans.txt:4: no audio file for utterance 0-100-0099"):
+        load_raw_split(cfg(source="librispeech", dataset_dir=str(tmp_path)), "dev-clean")
+
+
+def test_audiofolder_with_metadata_and_with_txt_files(tmp_path):
+    make_audiofolder(tmp_path, "train", [("a.wav", "HELLO, WORLD."), ("b.wav", "DON'T")])
+    raw = load_raw_split(cfg(source="audiofolder", dataset_dir=str(tmp_path)), "train")
+    assert raw.text == ["HELLO, WORLD.", "DON'T"]
+    other = tmp_path / "other" / "eval"
+    write_audio(other / "x.flac", 0.3, 8000)
+    (other / "x.txt").write_text("ONE TWO\n")
+    raw = load_raw_split(cfg(source="audiofolder", dataset_dir=str(tmp_path / "other")), "eval")
+    assert raw.text == ["ONE TWO"]
+
+
+def test_manifests_csv_tsv_jsonl_with_relative_paths(tmp_path):
+    write_audio(tmp_path / "clips" / "a.wav", 0.3, 16000)
+    write_audio(tmp_path / "clips" / "b.wav", 0.3, 16000)
+    (tmp_path / "train.csv").write_text('path,sentence\nclips/a.wav,"HELLO, THERE"\nclips/b.wav,BYE\n')
+    (tmp_path / "dev.jsonl").write_text(json.dumps({"path": "clips/a.wav", "sentence": "X"}) + "\n\n")
+    (tmp_path / "test.tsv").write_text("path\tsentence\nclips/b.wav\tY\n")
+    c = cfg(source="manifest", dataset_dir=str(tmp_path), audio_column_name="path", text_column_name="sentence")
+    assert load_raw_split(c, "train").text == ["HELLO, THERE", "BYE"]
+    assert load_raw_split(c, "dev").audio == [str(tmp_path / "clips" / "a.wav")]
+    assert load_raw_split(c, "test").text == ["Y"]
+    assert load_raw_split(c, str(tmp_path / "train.csv")).text == ["HELLO, THERE", "BYE"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("file,text\nx.wav,A\n", "no column 'path'"),
+    ("", "no rows"),
+    ("path,sentence\nmissing.wav,A\n", "missing"),
+])
+def test_manifest_errors_are_specific(tmp_path, content, message):
+    (tmp_path / "train.csv").write_text(content)
+    c = cfg(source="manifest", dataset_dir=str(tmp_path), audio_column_name="path", text_column_name="sentence")
+    with pytest.raises(DataError, match=message):
+        load_raw_split(c, "train")
+
+
+def test_bad_jsonl_line_is_reported(tmp_path):
+    (tmp_path / "train.jsonl").write_text('{"audio": "a.wav", "text": "A"}\n{not json\n')
+    with pytest.raises(DataError, match=r"train.jsonl:2"):
+        load_raw_split(cfg(source="manifest", dataset_dir=str(tmp_path)), "train")
+
+
+def test_audio_is_downmixed_and_resampled(tmp_path):
+    stereo = write_audio(tmp_path / "s.wav", 1.0, 44100, channels=2)
+    samples, rate = audio_io.load(str(stereo), 16000)
+    assert rate == 44100 and samples.ndim == 1 and abs(len(samples) - 16000) <= 2
+    low = write_audio(tmp_path / "l.flac", 0.5, 8000)
+    samples, _ = audio_io.load({"path": None, "bytes": low.read_bytes()}, 16000)
+    assert abs(len(samples) - 8000) <= 2
+    (tmp_path / "junk.wav").write_bytes(b"RIFF....not audio")
+    with pytest.raises(audio_io.AudioError):
+        audio_io.load(str(tmp_path / "junk.wav"), 16000)
+
+
+class _Tok:
+    """A character tokenizer standing in for Wav2Vec2CTCTokenizer in this preprocessing test."""
+
+    def __call__(self, text):
+        return type("Out", (), {"input_ids": [ord(c) % 50 for c in text]})()
+
+
+class _FE:
+    sampling_rate = 16000
+    model_input_names = ["input_values"]
+
+    def __call__(self, samples, sampling_rate):
+        norm = (samples - samples.mean()) / (samples.std() + 1e-7)
+        return type("Out", (), {"input_values": [norm]})()
+
+    def to_dict(self):
+        return {"rate": 16000}
+
+
+def test_preprocess_filters_resamples_and_caches(tmp_path):
+    make_librispeech(tmp_path, "train", rate=22050, speakers=2, per_chapter=3)
+    (tmp_path / "train" / "1" / "101" / "1-101-0002.flac").write_bytes(b"broken")
+    c = cfg(source="librispeech", dataset_dir=str(tmp_path), max_duration_in_seconds=0.65, chars_to_ignore=",")
+    raw = limit(load_raw_split(c, "train"), 6)
+    normalise = make_normaliser(c.chars_to_ignore)
+    first = preprocess(raw, "train", normalise, _Tok(), _FE(), c, "settings")
+    assert not first.from_cache
+    assert first.dropped_broken == 1 and first.dropped_long == 1  # the other 0.7 s clip is over 0.65 s
+    assert first.resampled_from == [22050]
+    lengths = first.dataset["input_length"]
+    assert all(abs(n - round(s * 16000)) <= 2 for n, s in zip(lengths, [0.5, 0.6, 0.5, 0.6]))
+    assert len(lengths) == 4
+    assert first.dataset["text"][1] == "don't stop"
+    values = np.asarray(first.dataset[0]["input_values"])
+    assert abs(values.mean()) < 1e-3
+    again = preprocess(raw, "train", normalise, _Tok(), _FE(), c, "settings")
+    assert again.from_cache and len(again.dataset) == len(first.dataset)
+    changed = preprocess(raw, "train", normalise, _Tok(), _FE(), c, "other settings")
+    assert not changed.from_cache

@@ -1,0 +1,55 @@
+"""The login-node half stays light: no torch/transformers/datasets, and never the runner package."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+HEAVY = ("torch", "transformers", "datasets", "evaluate", "jiwer", "optimum", "runner")
+
+
+def test_ctc_tui_modules_import_without_heavy_packages():
+    modules = sorted(
+        "ctc_tui." + p.stem for p in (REPO / "ctc_tui").glob("*.py") if p.stem not in ("__main__",)
+    )
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        f"bad = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "", f"ctc_tui pulled in: {out.stdout.strip()}"
+
+
+def test_ctc_tui_source_never_imports_runner():
+    for path in (REPO / "ctc_tui").rglob("*.py"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] != "runner", f"{path.name} imports {name}"
+
+
+def test_runner_imports_only_shared_ctc_tui_modules():
+    allowed = {"ctc_tui", "ctc_tui.preset", "ctc_tui.events", "ctc_tui.yamlio"}
+    for path in (REPO / "runner").rglob("*.py"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ctc_tui"):
+                assert node.module in allowed, f"{path.name} imports {node.module}"
+
+
+def test_optimum_habana_never_imported_at_module_level():
+    for path in (REPO / "runner").rglob("*.py"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in tree.body:  # module level only
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                text = ast.unparse(node)
+                assert "optimum" not in text and "habana" not in text, f"{path.name}: {text}"
