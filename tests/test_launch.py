@@ -1,0 +1,75 @@
+"""Launch commands, built as gaudi_spawn builds them, and quoted so a shell gives back every argument."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from ctc_tui.launch import CpuTopology, build_command, command_script, launch_env, mpi_mapping, read_hostfile
+from ctc_tui.preset import load_preset
+
+SEED = REPO / "presets" / "librispeech-100h-2card-mpi.yaml"
+
+
+def preset(*overrides: str):
+    return load_preset(SEED, list(overrides))
+
+
+def test_mpi_matches_gaudi_spawn_on_a_two_socket_node():
+    cmd = build_command(preset("launch.world_size=8"), "/r/preset.yaml", topology=CpuTopology(2, 40), python="python")
+    text = shlex.join(cmd)
+    assert text.startswith("mpirun -n 8 --bind-to core --map-by socket:PE=10 --rank-by slot --report-bindings "
+                           "--allow-run-as-root")
+    assert text.endswith("python -m runner /r/preset.yaml")
+    assert "-x CTC_TUI_LOG_SOCKET" in text and "-x PT_HPU_LAZY_MODE" in text
+
+
+def test_mpi_maps_by_slot_in_a_vm_and_never_asks_for_zero_cores():
+    assert mpi_mapping(2, CpuTopology(8, 1)) == ["--bind-to", "core", "--map-by", "slot:PE=4"]
+    assert mpi_mapping(4, CpuTopology(1, 2)) == ["--bind-to", "none", "--map-by", "slot", "--oversubscribe"]
+
+
+def test_deepspeed_single_node_and_hostfile(tmp_path):
+    cmd = build_command(preset("launch.launcher=deepspeed", "launch.world_size=8"), "/r/p.yaml", python="python")
+    assert cmd == ["deepspeed", "--num_nodes", "1", "--num_gpus", "8", "--no_local_rank", "--master_port", "29500",
+                   "--module", "runner", "/r/p.yaml"]
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text("# cluster\nnode-a slots=8\n\nnode-b slots=8  # second\n")
+    cmd = build_command(preset("launch.launcher=deepspeed", f"launch.hostfile={hostfile}"), "/r/p.yaml")
+    assert cmd[:5] == ["deepspeed", "--hostfile", str(hostfile), "--master_addr", "node-a"]
+    assert read_hostfile(hostfile) == [("node-a", 8), ("node-b", 8)]
+
+
+def test_torchrun_and_single():
+    cmd = build_command(preset("launch.launcher=torchrun", "launch.world_size=4"), "/r/p.yaml", python="py")
+    assert cmd == ["py", "-m", "torch.distributed.run", "--nproc_per_node", "4", "--master_addr", "localhost",
+                   "--master_port", "29500", "-m", "runner", "/r/p.yaml"]
+    single = build_command(preset("launch.launcher=single", "launch.world_size=1"), "/r p.yaml", resume=True, python="py")
+    assert single == ["py", "-m", "runner", "/r p.yaml", "--resume"]
+
+
+def test_bad_hostfile_slots(tmp_path):
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text("a slots=zero\n")
+    with pytest.raises(ValueError, match="slots must be a positive number"):
+        read_hostfile(hostfile)
+
+
+def test_command_script_survives_a_real_shell(tmp_path):
+    """The reference's own README command breaks in bash; every argument here comes back intact."""
+    nasty = ['",?.!-;:\\"“%‘”"', "it's", "a b", "$HOME", "`id`", "--x=1;rm -rf /"]
+    script = command_script(["printf", "%s\\n", *nasty], {"WEIRD": "x'y\"z $PATH"})
+    path = tmp_path / "command.sh"
+    path.write_text(script)
+    out = subprocess.run(["sh", str(path)], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == nasty
+
+
+def test_hpu_env_sets_lazy_mode():
+    assert launch_env(preset())["PT_HPU_LAZY_MODE"] == "1"
+    assert launch_env(preset("gaudi.use_lazy_mode=false"))["PT_HPU_LAZY_MODE"] == "0"
+    assert "PT_HPU_LAZY_MODE" not in launch_env(preset("gaudi.use_habana=false"))
