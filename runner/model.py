@@ -106,11 +106,14 @@ def make_tokenizer(preset: Preset, train_texts: list[str], out_dir: Path) -> tup
     from transformers import AutoTokenizer, Wav2Vec2CTCTokenizer
 
     cfg, data = preset.model, preset.data
-    if cfg.tokenizer_name_or_path:
+    source = cfg.tokenizer_name_or_path
+    if source is None and not cfg.architecture and Path(cfg.model_name_or_path, "vocab.json").is_file():
+        source = cfg.model_name_or_path  # an already fine-tuned model keeps its own vocabulary
+    if source:
         try:
-            return AutoTokenizer.from_pretrained(cfg.tokenizer_name_or_path, **_hub_kwargs(cfg)), None
+            return AutoTokenizer.from_pretrained(source, **_hub_kwargs(cfg)), None
         except Exception as exc:  # noqa: BLE001 - every failure here means the same thing to the user
-            raise _explain_load_error(cfg.tokenizer_name_or_path, exc) from None
+            raise _explain_load_error(source, exc) from None
     vocab = build_vocab(train_texts, data.word_delimiter_token, data.unk_token, data.pad_token)
     out_dir.mkdir(parents=True, exist_ok=True)
     vocab_file = out_dir / "vocab.json"

@@ -168,6 +168,13 @@ class ReportingMixin:
             return LengthGroupedSampler(self.ctc_lengths, global_batch, args.seed)
         return super()._get_train_sampler(train_dataset)  # type: ignore[misc]
 
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):  # type: ignore[override]
+        loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)  # type: ignore[misc]
+        mask = inputs.get("attention_mask")
+        if isinstance(logits, torch.Tensor) and logits.dim() == 3 and mask is not None:
+            logits = mask_padded_frames(self.accelerator.unwrap_model(model), logits, mask)  # type: ignore[attr-defined]
+        return loss, logits, labels
+
     def evaluate(self, *args, **kwargs):  # type: ignore[override]
         previous = self.ctc_state
         self.ctc_set_state("evaluating")
@@ -185,6 +192,27 @@ class ReportingMixin:
         finally:
             if previous == "training":
                 self.ctc_set_state("training")
+
+
+def mask_padded_frames(model: Any, logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Force the blank (pad) token on frames that only saw padding.
+
+    CTC models are never trained to stay silent on padding (the loss ignores it), so in a padded eval
+    batch the frames after a clip's end can emit letters ("nine" -> "ninent"). Decoding must stop at
+    each clip's real length.
+    """
+    lengths_fn = getattr(model, "_get_feat_extract_output_lengths", None)
+    if lengths_fn is None:
+        return logits
+    lengths = lengths_fn(attention_mask.sum(-1)).to(logits.device)
+    frames = torch.arange(logits.shape[1], device=logits.device)[None, :]
+    padded = frames >= lengths[:, None]
+    if not bool(padded.any()):
+        return logits
+    pad_id = model.config.pad_token_id
+    forced = torch.full_like(logits, torch.finfo(logits.dtype).min)
+    forced[..., pad_id] = 0
+    return torch.where(padded[..., None], forced, logits)
 
 
 class EventCallback(TrainerCallback):
@@ -276,6 +304,8 @@ def make_metrics(tokenizer: Any, references: list[str], callback_box: list[Event
 
     def compute_metrics(prediction) -> dict[str, float]:
         pred_ids = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        # Batches of different lengths are concatenated with -100 filling: that is padding, not a token.
+        pred_ids = np.where(pred_ids == -100, pad_id, pred_ids)
         hyps = tokenizer.batch_decode(pred_ids)
         if len(references) == len(hyps):
             refs = references

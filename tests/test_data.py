@@ -132,3 +132,38 @@ def test_preprocess_filters_resamples_and_caches(tmp_path):
     assert again.from_cache and len(again.dataset) == len(first.dataset)
     changed = preprocess(raw, "train", normalise, _Tok(), _FE(), c, "other settings")
     assert not changed.from_cache
+
+
+def _hub_style_parquet(folder: Path, split: str, clips: list[tuple[Path, str]]) -> None:
+    """A split stored the way hub audio datasets are (parquet, an Audio struct of bytes + path, and the
+    datasets feature metadata), written with pyarrow alone."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    audio = pa.array([{"bytes": p.read_bytes(), "path": p.name} for p, _ in clips],
+                     type=pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+    table = pa.table({"audio": audio, "text": [t for _, t in clips], "speaker_id": list(range(len(clips)))})
+    features = {"audio": {"_type": "Audio", "sampling_rate": 16000},
+                "text": {"dtype": "string", "_type": "Value"},
+                "speaker_id": {"dtype": "int64", "_type": "Value"}}
+    meta = {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table.replace_schema_metadata(meta), folder / f"{split}-00000-of-00001.parquet")
+
+
+def test_hub_source_through_datasets_load_dataset(tmp_path):
+    clips = [(write_audio(tmp_path / "src" / f"{i}.flac", 0.4, 22050), f"WORD {i}") for i in range(3)]
+    repo = tmp_path / "my_dataset"
+    _hub_style_parquet(repo / "data", "train", clips)
+    _hub_style_parquet(repo / "data", "validation", clips[:1])
+    c = cfg(source="hub", dataset_name=str(repo))
+    raw = load_raw_split(c, "train")
+    assert raw.text == ["WORD 0", "WORD 1", "WORD 2"]
+    assert isinstance(raw.audio[0], dict) and raw.audio[0]["bytes"]
+    samples, rate = audio_io.load(raw.audio[1], 16000)
+    assert rate == 22050 and abs(len(samples) - 6400) <= 2
+    assert len(load_raw_split(c, "train+validation").text) == 4
+    with pytest.raises(DataError, match="no column 'sentence'"):
+        load_raw_split(cfg(source="hub", dataset_name=str(repo), text_column_name="sentence"), "train")
+    with pytest.raises(DataError, match="cannot load"):
+        load_raw_split(cfg(source="hub", dataset_name=str(tmp_path / "nothing-here")), "train")
