@@ -108,9 +108,14 @@ def prepare_run(args: argparse.Namespace) -> tuple[Preset, Path, list[str]]:
     (run_dir / "logs").mkdir(exist_ok=True)
     preset_file = run_dir / PRESET_FILENAME
     if not resume:
-        source = args.preset
-        preset_file.write_text(preset.to_yaml(header=f"ctc-tui run of {source}; rerun with: ctc-tui run {preset_file}"),
-                               encoding="utf-8")
+        header = f"ctc-tui run of {args.preset}; rerun with: ctc-tui run {preset_file}"
+        preset_file.write_text(preset.to_yaml(header=header), encoding="utf-8")
+    elif args.overrides:
+        # The resumed run uses the overrides too: record them in the run's preset, keep the previous one.
+        previous = preset_file.read_text(encoding="utf-8")
+        (run_dir / "preset.previous.yaml").write_text(previous, encoding="utf-8")
+        header = f"resumed with {' '.join(args.overrides)}; previous preset: preset.previous.yaml"
+        preset_file.write_text(preset.to_yaml(header=header), encoding="utf-8")
     command = launch.build_command(preset, preset_file, resume=resume)
     script = launch.command_script(command, launch.launch_env(preset))
     (run_dir / "command.sh").write_text(script, encoding="utf-8")

@@ -8,7 +8,9 @@ path: it cannot even be imported without Intel's Habana stack.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from ctc_tui.preset import Preset
@@ -104,7 +106,7 @@ def _fit(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def training_arguments(preset: Preset, run_dir: str, backend: str, world_size: int) -> Any:
     kwargs = common_arguments(preset, run_dir, backend, world_size)
-    if backend == "hpu":
+    if backend == "hpu":  # resolve_gaudi_config() has run: gaudi_config_name is loadable here
         from optimum.habana import GaudiTrainingArguments
 
         kwargs.update(gaudi_arguments(preset))
@@ -114,20 +116,37 @@ def training_arguments(preset: Preset, run_dir: str, backend: str, world_size: i
     return TrainingArguments(**_fit(TrainingArguments, kwargs))
 
 
-def gaudi_config(preset: Preset) -> Any:
-    """GaudiConfig by name, falling back to the known values of the seed's config when offline."""
+def resolve_gaudi_config(preset: Preset, run_dir: str) -> Any:
+    """Load the GaudiConfig and make ``gaudi_config_name`` loadable offline.
+
+    GaudiTrainingArguments loads ``gaudi_config_name`` again while it sets up the device, from the hub
+    for a hub id. On a node without hub access a known config (``Habana/wav2vec2``) is written to
+    ``RUN_DIR/gaudi_config.json`` and the preset is pointed at that folder instead.
+    """
     from optimum.habana import GaudiConfig
 
     name = preset.gaudi.gaudi_config_name
     if not name:
         return GaudiConfig()
     try:
-        return GaudiConfig.from_pretrained(name, cache_dir=preset.model.cache_dir, token=preset.model.token)
+        # A known config is never fetched: the local cache or its known values, so offline nodes do not
+        # wait on hub retries and runs do not depend on the hub's copy.
+        local_only = {"local_files_only": True} if name in KNOWN_GAUDI_CONFIGS else {}
+        return GaudiConfig.from_pretrained(name, cache_dir=preset.model.cache_dir, token=preset.model.token, **local_only)
     except Exception as exc:  # noqa: BLE001 - offline clusters cannot reach the hub
-        if name in KNOWN_GAUDI_CONFIGS:
-            log.warning("cannot load GaudiConfig %s (%s); using its known values %s", name, exc, KNOWN_GAUDI_CONFIGS[name])
-            return GaudiConfig(**KNOWN_GAUDI_CONFIGS[name])
-        raise
+        if name not in KNOWN_GAUDI_CONFIGS:
+            raise RuntimeError(f"cannot load gaudi_config_name {name!r} ({exc}); give a local folder or JSON") from None
+        log.info("GaudiConfig %s is not in the local cache; using its known values %s", name, KNOWN_GAUDI_CONFIGS[name])
+        write_known_gaudi_config(name, run_dir)
+        preset.gaudi.gaudi_config_name = run_dir
+        return GaudiConfig.from_pretrained(run_dir)
+
+
+def write_known_gaudi_config(name: str, folder: str) -> Path:
+    path = Path(folder) / "gaudi_config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(KNOWN_GAUDI_CONFIGS[name], indent=2))
+    return path
 
 
 def trainer_class(backend: str, mixin: type) -> type:
@@ -143,5 +162,5 @@ def trainer_class(backend: str, mixin: type) -> type:
     return type(f"CtcTui{base.__name__}", (mixin, base), {})
 
 
-def trainer_extra_kwargs(preset: Preset, backend: str) -> dict[str, Any]:
-    return {"gaudi_config": gaudi_config(preset)} if backend == "hpu" else {}
+def trainer_extra_kwargs(gaudi_config: Any) -> dict[str, Any]:
+    return {"gaudi_config": gaudi_config} if gaudi_config is not None else {}

@@ -33,7 +33,7 @@ from runner.report import Reporter
 
 log = logging.getLogger("runner.train")
 
-OWN_FILES = {"preset.yaml", "command.sh", "env.json", "events.jsonl", "logs", "log.sock", "supervisor.sock",
+OWN_FILES = {"preset.yaml", "preset.previous.yaml", "gaudi_config.json", "command.sh", "env.json", "events.jsonl", "logs", "log.sock", "supervisor.sock",
              "supervisor.json", "supervisor.log"}
 PRODUCED_FILES = {"vocab.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                   "preprocessor_config.json", "config.json"}
@@ -378,6 +378,7 @@ def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resum
         if preset.training.do_eval else None
 
     # 2. Arguments (this also sets up torch.distributed), tokenizer and model.
+    gaudi_config = backends.resolve_gaudi_config(preset, str(run_dir)) if backend == "hpu" else None
     args = backends.training_arguments(preset, str(run_dir), backend, dist.world_size)
     vocab_texts = [normalise(t) for t in (train_raw or eval_raw).text]  # type: ignore[union-attr]
     # Every rank builds the same vocabulary from the same text; rank 0 keeps it in the run dir.
@@ -430,7 +431,7 @@ def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resum
         processing_class=fe,
         compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=preprocess_logits,
-        **backends.trainer_extra_kwargs(preset, backend),
+        **backends.trainer_extra_kwargs(gaudi_config),
     )
     trainer.ctc_reporter, trainer.ctc_stats = reporter, RankStats()
     if preset.training.group_by_length and train_ds is not None:
