@@ -10,8 +10,6 @@ import argparse
 import asyncio
 import json
 import os
-import shlex
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -124,78 +122,69 @@ def prepare_run(args: argparse.Namespace) -> tuple[Preset, Path, list[str]]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ctc_tui import launch
+    from ctc_tui import client, launch
+    from ctc_tui.supervisor import Spec
 
     preset, run_dir, command = prepare_run(args)
-    env = dict(os.environ)
-    env.update(launch.launch_env(preset))
+    spec = Spec(command=command, env=launch.launch_env(preset), **launch.log_transport(preset))
+    client.start_detached(run_dir, spec)
+    if args.detach:
+        print(f"run dir: {run_dir}\nfollow it with: ctc-tui attach {run_dir}\nstop it with:   ctc-tui stop {run_dir}")
+        return 0
     print(f"run dir: {run_dir}", flush=True)
-    return asyncio.run(_follow_run(run_dir, command, env, plain=args.plain or not sys.stdout.isatty()))
+    return _attach(run_dir, plain=args.plain or not sys.stdout.isatty(), own_run=True)
 
 
-async def _follow_run(run_dir: Path, command: list[str], env: dict[str, str], plain: bool) -> int:
+def _attach(run_dir: Path, plain: bool, own_run: bool = False) -> int:
+    from ctc_tui.follow import follow_run
+
+    return asyncio.run(follow_run(run_dir, plain=plain, own_run=own_run))
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    run_dir = _run_dir(args.run_dir)
+    return _attach(run_dir, plain=args.plain or not sys.stdout.isatty())
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from ctc_tui import client
+
+    run_dir = _run_dir(args.run_dir)
+    try:
+        client.stop(run_dir, kill=args.kill)
+    except client.NotRunning:
+        raise CliError(f"{run_dir} has no live supervisor: the run has already ended") from None
+    print(("killing " if args.kill else "stopping (checkpoint first) ") + str(run_dir))
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.live import Live
+    from rich.table import Table
 
-    from ctc_tui.follow import PlainPrinter, fmt_duration, fmt_float, render
-    from ctc_tui.runstate import RunState
-    from ctc_tui.supervisor import Supervisor
+    from ctc_tui.follow import fmt_duration, fmt_float
+    from ctc_tui.runs import find_runs
 
-    console = Console()
-    state = RunState()
-    printer = PlainPrinter(console) if plain else None
+    runs = find_runs(Path(args.root))
+    if not runs:
+        print(f"no runs under {args.root}")
+        return 0
+    table = Table(box=None, pad_edge=False)
+    for name, justify in (("run", "left"), ("state", "left"), ("world", "right"), ("step", "right"),
+                          ("best WER", "right"), ("duration", "right"), ("started", "left")):
+        table.add_column(name, justify=justify, no_wrap=name == "run")  # type: ignore[arg-type]
+    for run in runs:
+        table.add_row(run.name, run.state, str(run.world_size or "-"), str(run.step), fmt_float(run.best_wer),
+                      fmt_duration(run.duration), run.started_text)
+    Console().print(table)
+    return 0
 
-    def on_event(event: dict[str, Any]) -> None:
-        state.feed(event)
-        if printer is not None:
-            printer(event, state)
 
-    sup = Supervisor(run_dir, command, env, on_event=on_event)
-    loop = asyncio.get_running_loop()
-    interrupts = 0
-
-    def on_sigint() -> None:
-        nonlocal interrupts
-        interrupts += 1
-        if interrupts == 1:
-            console.print("[yellow]Ctrl-C: stopping gracefully (checkpoint first); Ctrl-C again to kill[/]")
-            sup.request_stop()
-        else:
-            console.print("[red]killing the run[/]")
-            asyncio.ensure_future(sup.teardown())
-
-    loop.add_signal_handler(signal.SIGINT, on_sigint)
-    loop.add_signal_handler(signal.SIGTERM, on_sigint)
-    task = asyncio.create_task(sup.run())
-    if plain:
-        outcome = await task
-    else:
-        with Live(render(state), console=console, refresh_per_second=4, transient=False) as live:
-            while not task.done():
-                live.update(render(state, title=str(run_dir)))
-                await asyncio.sleep(0.25)
-            live.update(render(state, title=str(run_dir)))
-        outcome = task.result()
-    loop.remove_signal_handler(signal.SIGINT)
-    loop.remove_signal_handler(signal.SIGTERM)
-
-    wer = state.last_wer
-    if outcome.state == "done":
-        cer = next((e.get("cer") for e in reversed(state.evals) if e.get("cer") is not None), None)
-        console.print(f"[bold green]done[/] in {fmt_duration(state.elapsed())}"
-                      + (f": eval WER {fmt_float(wer)}, CER {fmt_float(cer)}" if wer is not None else ""),
-                      highlight=False)
-    elif outcome.state == "stopped":
-        console.print(f"[yellow]stopped[/] at step {state.step}; resume with: ctc-tui run --resume {run_dir}", highlight=False)
-    else:
-        who = f"rank {outcome.failed_rank}" if outcome.failed_rank is not None else "the launcher"
-        console.print(f"[bold red]failed[/] ({who}, exit {outcome.code}); log: {run_dir}/logs/", highlight=False)
-        for _, _, level, message in list(state.messages)[-5:]:
-            if level == "error":
-                console.print(f"  {message}", highlight=False, markup=False)
-        for line in state.last_lines[-10:]:
-            console.print(f"  | {line}", highlight=False, markup=False)
-    return outcome.code
+def _run_dir(text: str) -> Path:
+    path = Path(text).expanduser().resolve()
+    if not (path / "events.jsonl").is_file() and not (path / PRESET_FILENAME).is_file():
+        raise CliError(f"{path} is not a ctc-tui run dir (no events.jsonl); list runs with: ctc-tui runs")
+    return path
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
@@ -230,7 +219,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", help="run directory (overrides training.output_dir)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
     p.add_argument("--plain", action="store_true", help="plain progress lines instead of the live table")
+    p.add_argument("--detach", action="store_true", help="start the run and return at once (see attach)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("attach", help="follow a run (history, then live); leaving never stops it")
+    p.add_argument("run_dir")
+    p.add_argument("--headless", action="store_true", help="the rich view instead of the full-screen app")
+    p.add_argument("--plain", action="store_true", help="plain lines")
+    p.set_defaults(func=cmd_attach)
+
+    p = sub.add_parser("stop", help="stop a run gracefully (checkpoint first), or --kill it")
+    p.add_argument("run_dir")
+    p.add_argument("--kill", action="store_true", help="no checkpoint: end every process now")
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("runs", help="list runs under ROOT (default ./runs): state, world size, best WER")
+    p.add_argument("root", nargs="?", default="runs")
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("validate", help="check a preset; exit 0 if valid, 2 with every problem otherwise")
     p.add_argument("preset")
@@ -277,10 +282,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-
-
-def quote(command: list[str]) -> str:
-    return shlex.join(command)
 
 
 __all__ = ["main", "build_parser", "Problem"]

@@ -57,14 +57,21 @@ def render(state: RunState, title: str = "") -> Group:
     bar = ProgressBar(total=total or 1, completed=min(state.step, total) if total else 0, width=40)
     wer = state.last_wer
     line = Text.assemble(
-        (f" step {state.step}/{total or '?'}  ", "bold"),
+        (f"step {state.step}/{total or '?'}  ", "bold"),
         f"{fmt_float(state.samples_per_second, 1)} samples/s  ",
-        f"elapsed {fmt_duration(state.elapsed())}  ETA {fmt_duration(state.eta_seconds())}  ",
-        (f"eval WER {wer:.4f}" if wer is not None else "", "green"),
+        f"elapsed {fmt_duration(state.elapsed())}  ETA {fmt_duration(state.eta_seconds())}",
     )
-    parts: list[Any] = [table, Group(bar, line)]
+    parts: list[Any] = [table, bar, line]
+    if wer is not None:
+        best = state.best_wer
+        parts.append(Text(f"eval WER {wer:.4f} at step {state.evals[-1].get('step')}"
+                          + (f" (best {best:.4f})" if best is not None and best < wer else ""), style="green"))
+    if state.last_samples:
+        sample = state.last_samples[0]
+        parts.append(Text(f"  ref: {sample.get('ref', '')}\n  hyp: {sample.get('hyp', '')}", style="dim"))
     for _, rank, level, message in list(state.messages)[-3:]:
-        parts.append(Text(f"  [{'sup' if rank < 0 else rank}] {message}", style="yellow" if level != "info" else "dim"))
+        who = "ctc-tui" if rank < 0 else f"rank {rank}"
+        parts.append(Text(f"[{who}] {message}", style="yellow" if level != "info" else "dim"))
     return Group(*parts)
 
 
@@ -95,3 +102,99 @@ class PlainPrinter:
                 f"step {state.step}/{state.max_steps or '?'} loss {fmt_float(state.ranks[rank].loss)} "
                 f"{fmt_float(state.samples_per_second, 1)} samples/s ETA {fmt_duration(state.eta_seconds())}",
                 highlight=False)
+
+
+async def follow_run(run_dir, plain: bool, own_run: bool = False) -> int:
+    """Follow a run through its supervisor until it ends. Ctrl-C asks for a graceful stop (when this
+    terminal started the run) or detaches (when attached); a second Ctrl-C kills the run.
+    Returns the run's exit status (0 when detaching from a run that goes on)."""
+    import asyncio
+    import signal
+
+    from rich.live import Live
+
+    from ctc_tui import client
+
+    console = Console()
+    state = RunState()
+    printer = PlainPrinter(console) if plain else None
+    interrupts = 0
+    detached = False
+    stream_task: asyncio.Task | None = None
+
+    async def consume() -> None:
+        async for event in client.follow(run_dir):
+            state.feed(event)
+            if printer is not None:
+                printer(event, state)
+
+    def on_sigint() -> None:
+        nonlocal interrupts, detached
+        interrupts += 1
+        live_run = client.is_live(run_dir)
+        if not live_run:
+            return
+        if interrupts == 1 and own_run:
+            console.print("[yellow]Ctrl-C: stopping gracefully (checkpoint first); Ctrl-C again to kill[/]")
+            asyncio.ensure_future(_safe_request(run_dir, "stop"))
+        elif interrupts == 1:
+            console.print(f"[yellow]detached; the run goes on (ctc-tui stop {run_dir} to stop it)[/]")
+            detached = True
+            if stream_task is not None:
+                stream_task.cancel()
+        else:
+            console.print("[red]killing the run[/]")
+            asyncio.ensure_future(_safe_request(run_dir, "kill"))
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    stream_task = asyncio.create_task(consume())
+    try:
+        if plain:
+            await asyncio.gather(stream_task, return_exceptions=True)
+        else:
+            with Live(render(state, title=str(run_dir)), console=console, refresh_per_second=4) as live:
+                while not stream_task.done():
+                    live.update(render(state, title=str(run_dir)))
+                    await asyncio.sleep(0.25)
+                live.update(render(state, title=str(run_dir)))
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+    if detached:
+        return 0
+    return print_outcome(console, state, run_dir)
+
+
+async def _safe_request(run_dir, op: str) -> None:
+    from ctc_tui import client
+
+    try:
+        await client.request(run_dir, op)
+    except (client.NotRunning, OSError, ValueError):
+        pass
+
+
+def print_outcome(console: Console, state: RunState, run_dir) -> int:
+    """The closing line of a run; returns its exit status."""
+    wer = state.last_wer
+    if state.exit_code is None:
+        console.print(f"[yellow]the run's supervisor is gone without a final event[/]; see {run_dir}/logs/",
+                      highlight=False)
+        return 1
+    if state.state == "done":
+        cer = next((e.get("cer") for e in reversed(state.evals) if e.get("cer") is not None), None)
+        console.print(f"[bold green]done[/] in {fmt_duration(state.elapsed())}"
+                      + (f": eval WER {fmt_float(wer)}, CER {fmt_float(cer)}" if wer is not None else ""),
+                      highlight=False)
+    elif state.state == "stopped":
+        console.print(f"[yellow]stopped[/] at step {state.step}; resume with: ctc-tui run --resume {run_dir}",
+                      highlight=False)
+    else:
+        who = f"rank {state.failed_rank}" if state.failed_rank is not None else "the launcher"
+        console.print(f"[bold red]failed[/] ({who}, exit {state.exit_code}); logs: {run_dir}/logs/", highlight=False)
+        for _, _, level, message in list(state.messages)[-5:]:
+            if level == "error":
+                console.print(f"  {message}", highlight=False, markup=False)
+        for line in state.last_lines[-10:]:
+            console.print(f"  | {line}", highlight=False, markup=False)
+    return int(state.exit_code)

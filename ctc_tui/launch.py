@@ -148,3 +148,15 @@ def command_script(command: list[str], env: dict[str, str]) -> str:
     lines += [f"export {key}={shlex.quote(value)}" for key, value in sorted(env.items())]
     lines.append("exec " + " \\\n    ".join(shlex.quote(part) for part in command))
     return "\n".join(lines) + "\n"
+
+
+def log_transport(preset: Preset) -> dict[str, object]:
+    """How ranks reach the supervisor: the run dir's Unix socket on one node; TCP with a per-run token
+    when ranks run on other hosts (a hostfile)."""
+    import secrets
+    import socket
+
+    if not preset.launch.hostfile:
+        return {}
+    return {"tcp_bind": "0.0.0.0", "tcp_port": 0, "tcp_advertise": socket.getfqdn(),
+            "token": secrets.token_urlsafe(24)}

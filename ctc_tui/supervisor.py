@@ -1,22 +1,32 @@
 """The supervisor: owns one run's processes, its log socket and its event history.
 
-It starts the launcher (one process group, its own session), listens on ``RUN_DIR/log.sock`` (mode
-0600) where every rank streams NDJSON events, and is the single writer of ``RUN_DIR/events.jsonl``.
-Malformed or oversized lines are dropped and counted, never fatal. When the launcher exits, or any
-rank reports failure, the whole process tree is torn down (SIGINT, SIGTERM, SIGKILL) and the outcome
-is recorded as events from rank -1 (the supervisor itself).
+Started detached (``python -m ctc_tui.supervisor RUN_DIR``, its own session), it outlives the terminal
+that started it. It
+
+- starts the launcher (mpirun, deepspeed, torchrun or python) in a process group of its own;
+- listens on ``RUN_DIR/log.sock`` (mode 0600) where every rank streams NDJSON events, and, for ranks
+  on other hosts, on TCP where a sender must first present the run's token;
+- is the single writer of ``RUN_DIR/events.jsonl``;
+- serves clients on ``RUN_DIR/supervisor.sock``: ``subscribe`` (history, then live events), ``stop``
+  (graceful: ranks checkpoint and exit 0) and ``kill``;
+- tears the whole process tree down when the launcher exits or any rank fails (SIGINT, SIGTERM,
+  SIGKILL), records which rank failed and its last log lines, and exits with the run's status.
+
+Malformed, oversized or unauthenticated input is dropped and counted, never fatal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +35,12 @@ import psutil
 from ctc_tui import events
 
 SUPERVISOR_RANK = -1
-TEARDOWN_GRACE = (10.0, 5.0)  # seconds after SIGINT, then after SIGTERM, before SIGKILL
+SPEC_FILE = "supervisor.json"
+CONTROL_SOCKET = "supervisor.sock"
+LOG_SOCKET = "log.sock"
+SUBSCRIBER_QUEUE = 50_000
+GRACE_STOP = 10.0  # after SIGINT, before SIGTERM
+GRACE_TERM = 5.0  # after SIGTERM, before SIGKILL
 
 
 @dataclass
@@ -34,6 +49,7 @@ class Counters:
     malformed: int = 0
     oversized: int = 0
     unauthenticated: int = 0
+    slow_subscribers: int = 0
 
 
 @dataclass
@@ -44,58 +60,94 @@ class Outcome:
     counters: Counters = field(default_factory=Counters)
 
 
+@dataclass
+class Spec:
+    """What the supervisor runs, written by ``ctc-tui run`` to ``RUN_DIR/supervisor.json``."""
+
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    tcp_bind: str | None = None  # e.g. "0.0.0.0" for ranks on other hosts; None = Unix socket only
+    tcp_port: int = 0
+    tcp_advertise: str | None = None  # the address remote ranks connect to
+    token: str = ""
+
+    def save(self, run_dir: Path) -> None:
+        path = Path(run_dir) / SPEC_FILE
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the token
+        with os.fdopen(fd, "w") as handle:
+            json.dump(asdict(self), handle, indent=2)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "Spec":
+        return cls(**json.loads((Path(run_dir) / SPEC_FILE).read_text()))
+
+
 class Supervisor:
     """Runs ``command`` for ``run_dir`` and collects its events. Use ``await sup.run()``."""
 
     def __init__(self, run_dir: Path, command: list[str], env: dict[str, str] | None = None,
-                 on_event: Callable[[dict[str, Any]], None] | None = None):
+                 on_event: Callable[[dict[str, Any]], None] | None = None, spec: Spec | None = None):
         self.run_dir = Path(run_dir)
         self.command = command
         self.env = dict(os.environ if env is None else env)
         self.on_event = on_event
+        self.spec = spec or Spec(command=command)
         self.counters = Counters()
-        self.socket_path = self.run_dir / "log.sock"
+        self.socket_path = self.run_dir / LOG_SOCKET
+        self.control_path = self.run_dir / CONTROL_SOCKET
         self.process: asyncio.subprocess.Process | None = None
+        self.tcp_address: str | None = None
         self._events_file: Any = None
         self._failed_rank: int | None = None
         self._stop_requested = False
+        self._killed = False
         self._rank_states: dict[int, str] = {}
-        self._rank_exit: dict[int, int] = {}
-        self._world_size: int | None = None
-        self._done = asyncio.Event()
+        self._rank_writers: set[asyncio.StreamWriter] = set()
+        self._subscribers: set[asyncio.Queue[bytes | None]] = set()
+        self._servers: list[asyncio.base_events.Server] = []
 
     # -- events -----------------------------------------------------------------------------------
-    def record(self, event: dict[str, Any]) -> None:
+    def record(self, event: dict[str, Any], line: bytes | None = None) -> None:
         self.counters.events += 1
-        self._events_file.write(events.encode(event))
-        kind = event["type"]
-        rank = event["rank"]
-        if kind == "hello" and isinstance(event.get("world_size"), int):
-            self._world_size = event["world_size"]
-        elif kind == "state":
+        data = line if line is not None and line.endswith(b"\n") else events.encode(event)
+        self._events_file.write(data)
+        kind, rank = event["type"], event["rank"]
+        if kind == "state":
             self._rank_states[rank] = str(event.get("state"))
             if event.get("state") == "failed" and rank >= 0 and self._failed_rank is None:
                 self._failed_rank = rank
         elif kind == "exit" and rank >= 0:
             code = event.get("code")
-            self._rank_exit[rank] = code if isinstance(code, int) else 1
-            if self._rank_exit[rank] != 0 and self._failed_rank is None:
+            if (code if isinstance(code, int) else 1) != 0 and self._failed_rank is None:
                 self._failed_rank = rank
+        for queue in list(self._subscribers):
+            try:
+                queue.put_nowait(data)
+            except asyncio.QueueFull:  # a client that cannot keep up is cut off; it may re-attach
+                self.counters.slow_subscribers += 1
+                self._subscribers.discard(queue)
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(None)
         if self.on_event is not None:
             self.on_event(event)
 
     def emit(self, type_: str, **fields: Any) -> None:
         self.record(events.make(type_, SUPERVISOR_RANK, **fields))
 
+    # -- rank connections -------------------------------------------------------------------------
     async def _handle_rank(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._rank_writers.add(writer)
+        if self._stop_requested:
+            self._send_stop(writer)
         try:
             while True:
                 try:
                     line = await reader.readuntil(b"\n")
                 except asyncio.LimitOverrunError as exc:
-                    # Skip the oversized line entirely, then carry on with the next one.
-                    self.counters.oversized += 1
-                    await self._discard_line(reader, exc.consumed)
+                    self.counters.oversized += 1  # skip the whole line, keep the connection
+                    await _discard_line(reader, exc.consumed)
                     continue
                 except asyncio.IncompleteReadError:
                     break
@@ -104,7 +156,59 @@ class Supervisor:
                 except events.BadEvent:
                     self.counters.malformed += 1
                     continue
-                self.record(event)
+                self.record(event, line)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self._rank_writers.discard(writer)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _handle_tcp_rank(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """TCP senders (ranks on other hosts) first send ``{"token": ...}``; anything else is dropped."""
+        try:
+            line = await asyncio.wait_for(reader.readuntil(b"\n"), timeout=10)
+            token = json.loads(line).get("token", "")
+            ok = isinstance(token, str) and bool(self.spec.token) and hmac.compare_digest(token, self.spec.token)
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
+                AttributeError, UnicodeDecodeError, ConnectionError, OSError):
+            ok = False
+        if not ok:
+            self.counters.unauthenticated += 1
+            writer.close()
+            return
+        await self._handle_rank(reader, writer)
+
+    @staticmethod
+    def _send_stop(writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            writer.write(b'{"op":"stop"}\n')
+
+    # -- clients (ctc-tui attach / stop / the TUI) ------------------------------------------------
+    async def _handle_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readuntil(b"\n"), timeout=10)
+            request = json.loads(line)
+            op = request.get("op") if isinstance(request, dict) else None
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
+                ConnectionError, OSError):
+            writer.close()
+            return
+        try:
+            if op == "subscribe":
+                await self._serve_subscriber(writer)
+            elif op in ("stop", "kill", "status"):
+                if op == "stop":
+                    self.request_stop()
+                elif op == "kill":
+                    asyncio.ensure_future(self.kill())
+                writer.write(json.dumps({"ok": True, "op": op, "pid": os.getpid(),
+                                         "states": self._rank_states, "events": self.counters.events}).encode() + b"\n")
+                await writer.drain()
+            else:
+                writer.write(b'{"ok": false, "error": "unknown op"}\n')
+                await writer.drain()
         except (ConnectionError, OSError):
             pass
         finally:
@@ -112,45 +216,80 @@ class Supervisor:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    @staticmethod
-    async def _discard_line(reader: asyncio.StreamReader, consumed: int) -> None:
-        await reader.readexactly(consumed)
-        while True:
-            try:
-                await reader.readuntil(b"\n")
-                return
-            except asyncio.LimitOverrunError as exc:
-                await reader.readexactly(exc.consumed)
+    async def _serve_subscriber(self, writer: asyncio.StreamWriter) -> None:
+        """History from events.jsonl up to now, then every new event, with nothing lost in between."""
+        self._events_file.flush()
+        upto = self._events_file.tell()
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(SUBSCRIBER_QUEUE)
+        self._subscribers.add(queue)
+        try:
+            with open(self.run_dir / "events.jsonl", "rb") as history:
+                remaining = upto
+                while remaining > 0:
+                    chunk = await asyncio.to_thread(history.read, min(remaining, 1 << 20))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
+                    writer.write(chunk)
+                    await writer.drain()
+            while True:
+                data = await queue.get()
+                if data is None:
+                    break
+                writer.write(data)
+                await writer.drain()
+        finally:
+            self._subscribers.discard(queue)
 
     # -- process control --------------------------------------------------------------------------
     def request_stop(self) -> None:
-        """Graceful stop: every rank gets SIGINT, saves a checkpoint and exits 0."""
-        if self.process is None or self.process.returncode is not None:
+        """Graceful stop: every rank is told (over its socket and, locally, by SIGINT) to save a
+        checkpoint and exit 0."""
+        if self.process is None or self.process.returncode is not None or self._stop_requested:
             return
         self._stop_requested = True
-        self.emit("log", level="warning", message="stop requested: ranks will save a checkpoint and exit")
-        for proc in self._tree():
+        self.emit("log", level="warning", message="stop requested: ranks save a checkpoint, then exit")
+        for writer in list(self._rank_writers):
+            self._send_stop(writer)
+        for proc in self._rank_processes():
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(signal.SIGINT)
+
+    async def kill(self) -> None:
+        self._killed = True
+        self.emit("log", level="warning", message="kill requested")
+        await self.teardown(graceful=False)
 
     def _tree(self) -> list[psutil.Process]:
         if self.process is None:
             return []
         try:
             root = psutil.Process(self.process.pid)
-            return [root, *root.children(recursive=True)]
+            procs = [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
-            return []
+            procs = []
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            pgid = os.getpgid(self.process.pid)
+            known = {p.pid for p in procs}
+            procs += [p for p in psutil.process_iter() if p.pid not in known and _pgid(p) == pgid]
+        return procs
 
-    async def teardown(self) -> None:
-        """SIGINT, then SIGTERM, then SIGKILL to every process of the run, until none is left."""
-        procs = self._tree()
-        if self.process is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                pgid = os.getpgid(self.process.pid)
-                procs += [p for p in psutil.process_iter() if _pgid(p) == pgid and p not in procs]
-        for sig, grace in ((signal.SIGINT, TEARDOWN_GRACE[0]), (signal.SIGTERM, TEARDOWN_GRACE[1]), (signal.SIGKILL, 5.0)):
-            alive = [p for p in procs if _alive(p)]
+    def _rank_processes(self) -> list[psutil.Process]:
+        ranks = []
+        for proc in self._tree():
+            with contextlib.suppress(psutil.Error):
+                cmd = proc.cmdline()
+                if any(cmd[i] in ("-m", "--module") and cmd[i + 1] == "runner" for i in range(len(cmd) - 1)) \
+                        and "torch.distributed.run" not in cmd and not (cmd and cmd[0].endswith(("deepspeed", "mpirun"))):
+                    ranks.append(proc)
+        return ranks
+
+    async def teardown(self, graceful: bool = True) -> None:
+        """Until no process of the run is left: SIGINT (if graceful), SIGTERM, SIGKILL."""
+        steps = [(signal.SIGINT, GRACE_STOP)] if graceful else []
+        steps += [(signal.SIGTERM, GRACE_TERM), (signal.SIGKILL, 5.0)]
+        for sig, grace in steps:
+            alive = [p for p in self._tree() if _alive(p)]
             if not alive:
                 return
             for proc in alive:
@@ -159,25 +298,43 @@ class Supervisor:
             await asyncio.to_thread(psutil.wait_procs, alive, grace)
 
     # -- main -------------------------------------------------------------------------------------
-    async def run(self) -> Outcome:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "logs").mkdir(exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
-        self._events_file = open(self.run_dir / "events.jsonl", "ab", buffering=1 << 16)
+    async def _listen(self) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for path in (self.socket_path, self.control_path):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
         old_umask = os.umask(0o177)
         try:
-            server = await asyncio.start_unix_server(self._handle_rank, path=str(self.socket_path),
-                                                     limit=events.MAX_LINE)
+            self._servers.append(await asyncio.start_unix_server(self._handle_rank, path=str(self.socket_path),
+                                                                 limit=events.MAX_LINE))
+            self._servers.append(await asyncio.start_unix_server(self._handle_client, path=str(self.control_path),
+                                                                 limit=events.MAX_LINE))
         finally:
             os.umask(old_umask)
         os.chmod(self.socket_path, 0o600)
-        env = dict(self.env)
+        os.chmod(self.control_path, 0o600)
         env[events.ENV_SOCKET] = str(self.socket_path)
+        if self.spec.tcp_bind is not None:
+            server = await asyncio.start_server(self._handle_tcp_rank, self.spec.tcp_bind, self.spec.tcp_port,
+                                                limit=events.MAX_LINE)
+            self._servers.append(server)
+            port = server.sockets[0].getsockname()[1]
+            host = self.spec.tcp_advertise or self.spec.tcp_bind
+            self.tcp_address = f"{host}:{port}"
+            env[events.ENV_SOCKET] = self.tcp_address
+            env[events.ENV_TOKEN] = self.spec.token
+        return env
+
+    async def run(self) -> Outcome:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "logs").mkdir(exist_ok=True)
+        self._events_file = open(self.run_dir / "events.jsonl", "ab", buffering=1 << 16)
+        env = dict(self.env)
+        env.update(await self._listen())
         env[events.ENV_RUN_DIR] = str(self.run_dir)
         launcher_log = open(self.run_dir / "logs" / "launcher.log", "ab")
         started = time.time()
-        self.emit("state", state="starting", command=self.command)
+        self.emit("state", state="starting", command=self.command, pid=os.getpid(), log_address=env[events.ENV_SOCKET])
         try:
             self.process = await asyncio.create_subprocess_exec(
                 *self.command, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=launcher_log,
@@ -186,32 +343,50 @@ class Supervisor:
         except OSError as exc:
             self.emit("log", level="error", message=f"cannot start {self.command[0]}: {exc.strerror}")
             self.emit("state", state="failed")
-            self.emit("exit", code=127)
-            server.close()
-            self._events_file.close()
+            self.emit("exit", code=127, state="failed", failed_rank=None, duration=0.0)
+            await self._close()
+            launcher_log.close()
             return Outcome(127, "failed", None, self.counters)
         watcher = asyncio.create_task(self._watch_failures())
+        flusher = asyncio.create_task(self._flush_periodically())
         code = await self.process.wait()
         watcher.cancel()
+        flusher.cancel()
         await self.teardown()  # nothing of the run may outlive it
-        server.close()
-        await asyncio.sleep(0.2)  # let the last queued lines arrive
+        await asyncio.sleep(0.2)  # the last lines of ranks that just exited
         launcher_log.close()
         failed_rank = self._failed_rank
-        if code == 0 and failed_rank is None:
-            state = "stopped" if self._stop_requested and "stopped" in self._rank_states.values() else "done"
+        if code == 0 and failed_rank is None and not self._killed:
+            state = "stopped" if "stopped" in self._rank_states.values() else "done"
         else:
             state = "failed"
             code = code or 1
-            last = _tail(self.run_dir / "logs" / (f"rank-{failed_rank}.log" if failed_rank is not None else "launcher.log"))
-            self.emit("state", state="failed", failed_rank=failed_rank, last_lines=last)
+            log_name = f"rank-{failed_rank}.log" if failed_rank is not None else "launcher.log"
+            self.emit("state", state="failed", failed_rank=failed_rank, last_lines=_tail(self.run_dir / "logs" / log_name),
+                      reason="killed" if self._killed else None)
         self.emit("exit", code=code, state=state, failed_rank=failed_rank, duration=round(time.time() - started, 2),
                   dropped={"malformed": self.counters.malformed, "oversized": self.counters.oversized,
                            "unauthenticated": self.counters.unauthenticated})
-        self._events_file.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
+        await self._close()
         return Outcome(code, state, failed_rank, self.counters)
+
+    async def _close(self) -> None:
+        self._events_file.close()  # complete on disk before any client hears the end
+        for queue in list(self._subscribers):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
+        await asyncio.sleep(0.05)
+        for server in self._servers:
+            server.close()
+        for path in (self.socket_path, self.control_path):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    async def _flush_periodically(self) -> None:
+        """events.jsonl is buffered for throughput; readers outside (ctc-tui runs) see it within 0.5 s."""
+        while True:
+            await asyncio.sleep(0.5)
+            self._events_file.flush()
 
     async def _watch_failures(self) -> None:
         """If one rank fails while the launcher keeps the others alive, end the whole run."""
@@ -221,8 +396,18 @@ class Supervisor:
                 await asyncio.sleep(3.0)  # give the launcher a moment to notice by itself
                 if self.process is not None and self.process.returncode is None:
                     self.emit("log", level="error", message=f"rank {self._failed_rank} failed: stopping all ranks")
-                    await self.teardown()
+                    await self.teardown(graceful=False)
                 return
+
+
+async def _discard_line(reader: asyncio.StreamReader, consumed: int) -> None:
+    await reader.readexactly(consumed)
+    while True:
+        try:
+            await reader.readuntil(b"\n")
+            return
+        except asyncio.LimitOverrunError as exc:
+            await reader.readexactly(exc.consumed)
 
 
 def _pgid(proc: psutil.Process) -> int | None:
@@ -243,8 +428,7 @@ def _tail(path: Path, lines: int = 20) -> list[str]:
     try:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 16384))
+            handle.seek(max(0, handle.tell() - 16384))
             text = handle.read().decode("utf-8", errors="replace")
     except OSError:
         return []
@@ -254,19 +438,41 @@ def _tail(path: Path, lines: int = 20) -> list[str]:
 def read_events(run_dir: Path) -> list[dict[str, Any]]:
     """Every event recorded for a run (skipping damaged lines)."""
     out = []
-    try:
+    with contextlib.suppress(FileNotFoundError):
         with open(Path(run_dir) / "events.jsonl", "rb") as handle:
             for line in handle:
                 with contextlib.suppress(events.BadEvent):
                     out.append(events.decode(line))
-    except FileNotFoundError:
-        pass
     return out
 
 
-def summary(run_dir: Path) -> dict[str, Any]:
-    """Outcome, best WER and so on, from a run dir (used by ``ctc-tui runs``)."""
-    info: dict[str, Any] = {"run_dir": str(run_dir)}
-    with contextlib.suppress(OSError, json.JSONDecodeError):
-        info["results"] = json.loads((Path(run_dir) / "all_results.json").read_text())
-    return info
+async def serve(run_dir: Path) -> int:
+    """The detached supervisor process: run the spec in RUN_DIR/supervisor.json."""
+    spec = Spec.load(run_dir)
+    env = dict(os.environ)
+    env.update(spec.env)
+    sup = Supervisor(run_dir, spec.command, env, spec=spec)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, sup.request_stop)
+    loop.add_signal_handler(signal.SIGINT, sup.request_stop)
+    with contextlib.suppress(ValueError, OSError):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a lost SSH session never stops training
+    (Path(run_dir) / "supervisor.pid").write_text(str(os.getpid()))
+    try:
+        outcome = await sup.run()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            (Path(run_dir) / "supervisor.pid").unlink()
+    return outcome.code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m ctc_tui.supervisor RUN_DIR", file=sys.stderr)
+        return 2
+    return asyncio.run(serve(Path(args[0]).resolve()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

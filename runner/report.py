@@ -35,11 +35,14 @@ class Reporter:
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        #: Set when the supervisor asks this rank to stop (a graceful stop that also reaches other hosts).
+        self.remote_stop = threading.Event()
         if address:
             self._sock = _connect(address, token)
             if self._sock is not None:
                 self._thread = threading.Thread(target=self._pump, name="ctc-tui-reporter", daemon=True)
                 self._thread.start()
+                threading.Thread(target=self._listen, args=(self._sock,), name="ctc-tui-control", daemon=True).start()
 
     @classmethod
     def from_env(cls, rank: int, run_dir: Path | None) -> "Reporter":
@@ -89,6 +92,29 @@ class Reporter:
                 except OSError:
                     pass
                 return
+
+    def _listen(self, sock: socket.socket) -> None:
+        """Read what the supervisor sends back: ``{"op": "stop"}`` lines."""
+        buffer = b""
+        while True:
+            try:
+                chunk = sock.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not chunk:
+                return
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(message, dict) and message.get("op") == "stop":
+                    self.remote_stop.set()
+            buffer = buffer[-4096:]
 
     def close(self, timeout: float = 5.0) -> None:
         if self._thread is not None:

@@ -34,7 +34,7 @@ from runner.report import Reporter
 log = logging.getLogger("runner.train")
 
 OWN_FILES = {"preset.yaml", "preset.previous.yaml", "gaudi_config.json", "command.sh", "env.json", "events.jsonl", "logs", "log.sock", "supervisor.sock",
-             "supervisor.json", "supervisor.log"}
+             "supervisor.json", "supervisor.tmp", "supervisor.pid", "supervisor.log"}
 PRODUCED_FILES = {"vocab.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                   "preprocessor_config.json", "config.json"}
 
@@ -237,6 +237,8 @@ class EventCallback(TrainerCallback):
         if not stats.timed and state.global_step - self.started_at >= self.warmup_steps:
             stats.timed, stats.samples, stats.window_start = True, 0, time.perf_counter()
             self.trainer.ctc_set_state("training")
+        if self.reporter.remote_stop.is_set() and not self.stop.requested:
+            self.stop.requested, self.stop.signal_name = True, "supervisor"
         if _agreed(self.stop.requested, args.device):
             self.stop.requested = True
             control.should_save = True
@@ -363,6 +365,7 @@ def _emit_data_summary(reporter: Reporter, name: str, prepared: data_mod.Prepare
 def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resume: bool = False) -> int:
     """Train and/or evaluate as the preset says. Returns the exit code."""
     stop = StopRequest()
+    install_stop_handlers(stop, reporter)
     backend = backends.backend_name(preset)
     reporter.emit("state", state="preprocessing")
     resume_from = check_output_dir(run_dir, preset, resume)
@@ -441,7 +444,10 @@ def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resum
     trainer.add_callback(callback)
 
     # 5. Train (resuming when the run dir has a checkpoint), then evaluate.
-    install_stop_handlers(stop, reporter)
+    if stop.requested or reporter.remote_stop.is_set():
+        reporter.emit("log", level="info", message="stopped before training started")
+        reporter.emit("state", state="stopped")
+        return 0
     if train_ds is not None:
         if resume_from:
             reporter.emit("log", level="info", message=f"resuming from {Path(resume_from).name}")

@@ -17,6 +17,23 @@ DEMO_DATA = REPO / "presets" / "data" / "demo-speech"
 
 
 @pytest.fixture(autouse=True)
+def _no_stray_runs(tmp_path):
+    """Runs are detached on purpose; a failing test must still not leave one behind."""
+    yield
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if any(str(tmp_path) in part for part in cmd) and proc.pid != os.getpid():
+            try:
+                for child in proc.children(recursive=True):
+                    child.kill()
+                proc.kill()
+            except psutil.Error:
+                pass
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own preprocessing cache (and never writes to the user's)."""
     monkeypatch.setenv("CTC_TUI_CACHE", str(tmp_path_factory.mktemp("cache")))

@@ -69,7 +69,12 @@ def test_graceful_stop_then_resume_continues_from_the_checkpoint(tmp_path, demo_
             break
         time.sleep(0.5)
     proc.send_signal(signal.SIGINT)  # what Ctrl-C does
-    out, _ = proc.communicate(timeout=120)
+    try:
+        out, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        pytest.fail("no graceful stop within 120 s:\n" + out[-3000:])
     assert proc.returncode == 0, out
     assert "resume with" in out
     stopped_at = max(e["step"] for e in events_of(run_dir) if e["type"] == "step")
@@ -82,7 +87,7 @@ def test_graceful_stop_then_resume_continues_from_the_checkpoint(tmp_path, demo_
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     evs = events_of(run_dir)
     resume_logs = [e for e in evs if e["type"] == "log" and "resuming from" in e.get("message", "")]
-    assert resume_logs and f"checkpoint-{saved_step}" in resume_logs[-1]["message"]
+    assert resume_logs and f"checkpoint-{saved_step}" in resume_logs[-1]["message"], resumed.stdout
     last_run = evs[evs.index(resume_logs[-1]):]
     steps = [e["step"] for e in last_run if e["type"] == "step"]
     assert steps and min(steps) == saved_step + 1 and max(steps) == saved_step + 4

@@ -1,0 +1,108 @@
+"""Talking to a run's supervisor: start it detached, subscribe to its events, ask it to stop.
+
+A run dir whose supervisor has gone (the run is over, or the machine rebooted) is still readable:
+``follow`` then replays ``events.jsonl`` and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from ctc_tui import events
+from ctc_tui.supervisor import CONTROL_SOCKET, Spec, read_events
+
+
+class NotRunning(Exception):
+    """The run has no live supervisor."""
+
+
+def start_detached(run_dir: Path, spec: Spec, wait: float = 10.0) -> int:
+    """Start ``python -m ctc_tui.supervisor RUN_DIR`` in its own session; return its pid once it
+    listens on its control socket."""
+    run_dir = Path(run_dir)
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    spec.save(run_dir)
+    with open(run_dir / "logs" / "supervisor.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "ctc_tui.supervisor", str(run_dir)], stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if (run_dir / CONTROL_SOCKET).exists():
+            return proc.pid
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    tail = (run_dir / "logs" / "supervisor.log").read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"the supervisor did not start:\n{tail}")
+
+
+def is_live(run_dir: Path) -> bool:
+    pid_file = Path(run_dir) / "supervisor.pid"
+    try:
+        pid = int(pid_file.read_text())
+    except (OSError, ValueError):
+        return False
+    return psutil.pid_exists(pid) and (Path(run_dir) / CONTROL_SOCKET).exists()
+
+
+async def request(run_dir: Path, op: str, timeout: float = 10.0) -> dict[str, Any]:
+    path = Path(run_dir) / CONTROL_SOCKET
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
+    except (FileNotFoundError, ConnectionRefusedError, asyncio.TimeoutError):
+        raise NotRunning(str(run_dir)) from None
+    writer.write(json.dumps({"op": op}).encode() + b"\n")
+    await writer.drain()
+    line = await asyncio.wait_for(reader.readline(), timeout)
+    writer.close()
+    return json.loads(line) if line else {}
+
+
+async def follow(run_dir: Path) -> AsyncIterator[dict[str, Any]]:
+    """Every event of the run: history, then live until the run ends (or just history if it has)."""
+    path = Path(run_dir) / CONTROL_SOCKET
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(path), limit=events.MAX_LINE * 2)
+    except (FileNotFoundError, ConnectionRefusedError):
+        for event in read_events(run_dir):
+            yield event
+        return
+    writer.write(b'{"op":"subscribe"}\n')
+    await writer.drain()
+    try:
+        while True:
+            try:
+                line = await reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError:
+                break
+            except asyncio.LimitOverrunError as exc:
+                await reader.readexactly(exc.consumed)
+                continue
+            with contextlib.suppress(events.BadEvent):
+                yield events.decode(line)
+    finally:
+        writer.close()
+
+
+def stop(run_dir: Path, kill: bool = False) -> dict[str, Any]:
+    return asyncio.run(request(run_dir, "kill" if kill else "stop"))
+
+
+def supervisor_pid(run_dir: Path) -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        return int((Path(run_dir) / "supervisor.pid").read_text())
+    return None
+
+
+

@@ -1,0 +1,52 @@
+"""Finding and summarising run dirs (``ctc-tui runs``, the runs screen)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ctc_tui.client import is_live
+from ctc_tui.runstate import RunState
+from ctc_tui.supervisor import read_events
+
+
+@dataclass
+class RunSummary:
+    path: Path
+    state: str
+    world_size: int | None
+    step: int
+    best_wer: float | None
+    duration: float
+    started: float | None
+    wer_curve: list[tuple[int, float]]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def started_text(self) -> str:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(self.started)) if self.started else "-"
+
+
+def summarise(run_dir: Path) -> RunSummary:
+    state = RunState()
+    for event in read_events(run_dir):
+        state.feed(event)
+    live = is_live(run_dir)
+    label = state.state
+    if state.exit_code is None and not live:
+        label = "lost" if state.event_count else "empty"  # supervisor gone without a final event
+    world = state.world_size or (len([r for r in state.ranks if r >= 0]) or None)
+    curve = [(int(e["step"] or 0), float(e["wer"])) for e in state.evals if isinstance(e.get("wer"), (int, float))]
+    return RunSummary(run_dir, label, world, state.step, state.best_wer, state.elapsed(), state.started, curve)
+
+
+def find_runs(root: Path) -> list[RunSummary]:
+    """Run dirs directly under ``root`` (or ``root`` itself), newest first."""
+    root = Path(root)
+    candidates = [root] if (root / "events.jsonl").is_file() else sorted(
+        (p for p in root.glob("*") if (p / "events.jsonl").is_file()), key=lambda p: p.stat().st_mtime, reverse=True)
+    return [summarise(p) for p in candidates]
