@@ -21,9 +21,11 @@ from pathlib import Path
 
 from ctc_tui.preset import Preset
 
-#: Environment forwarded to remote ranks by mpirun (-x) and DeepSpeed (.deepspeed_env).
-FORWARDED_ENV = ("CTC_TUI_LOG_SOCKET", "CTC_TUI_TOKEN", "CTC_TUI_RUN_DIR", "PT_HPU_LAZY_MODE", "HF_HOME",
-                 "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "PYTHONPATH", "CTC_TUI_CACHE", "MASTER_ADDR", "MASTER_PORT")
+#: Environment every remote rank needs (set by ctc-tui for each run), forwarded by mpirun -x.
+RUN_ENV = ("CTC_TUI_LOG_SOCKET", "CTC_TUI_TOKEN", "CTC_TUI_RUN_DIR", "MASTER_ADDR", "MASTER_PORT")
+#: The user's environment that matters on remote ranks, forwarded when it is set at launch.
+USER_ENV = ("PT_HPU_LAZY_MODE", "HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_TOKEN", "PYTHONPATH",
+            "CTC_TUI_CACHE", "HABANA_VISIBLE_MODULES", "LD_LIBRARY_PATH")
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,10 @@ def mpi_mapping(world_size: int, topo: CpuTopology, per_node: int | None = None)
 
 
 def build_command(preset: Preset, preset_file: str | Path, resume: bool = False,
-                  topology: CpuTopology | None = None, python: str | None = None) -> list[str]:
-    """The argv that starts every rank of ``preset``."""
+                  topology: CpuTopology | None = None, python: str | None = None,
+                  environ: dict[str, str] | None = None) -> list[str]:
+    """The argv that starts every rank of ``preset`` (``environ``: the launch environment, for what
+    mpirun forwards to other hosts; default os.environ)."""
     launch = preset.launch
     runner = runner_command(preset_file, resume, python)
     n = launch.world_size
@@ -117,8 +121,13 @@ def build_command(preset: Preset, preset_file: str | Path, resume: bool = False,
             cmd += ["-n", str(n)]
             cmd += mpi_mapping(n, topo)
         cmd += ["--rank-by", "slot", "--report-bindings", "--allow-run-as-root"]
-        for name in FORWARDED_ENV:
-            cmd += ["-x", name]
+        if launch.hostfile:  # local ranks inherit the environment; remote ones get it with -x
+            import os
+
+            env = os.environ if environ is None else environ
+            forwarded = list(RUN_ENV) + [n for n in USER_ENV if n in env or n in launch_env(preset)]
+            for name in forwarded:
+                cmd += ["-x", name]
         return [*cmd, *runner]
     if launch.launcher == "deepspeed":
         if launch.hostfile:
@@ -146,8 +155,24 @@ def command_script(command: list[str], env: dict[str, str]) -> str:
     """``command.sh``: exactly what was launched, every argument quoted for a POSIX shell."""
     lines = ["#!/bin/sh", "# Written by ctc-tui: the exact command of this run.", "set -e"]
     lines += [f"export {key}={shlex.quote(value)}" for key, value in sorted(env.items())]
-    lines.append("exec " + " \\\n    ".join(shlex.quote(part) for part in command))
+    lines.append("exec " + " \\\n    ".join(_argument_lines(command)))
     return "\n".join(lines) + "\n"
+
+
+def _argument_lines(command: list[str]) -> list[str]:
+    """One line per program, option or option-with-value (easy to read, still exact)."""
+    out: list[str] = []
+    i = 0
+    while i < len(command):
+        part = command[i]
+        if part.startswith("-") and i + 1 < len(command) and not command[i + 1].startswith("-") \
+                and part not in ("-m", "--module"):
+            out.append(f"{shlex.quote(part)} {shlex.quote(command[i + 1])}")
+            i += 2
+        else:
+            out.append(shlex.quote(part))
+            i += 1
+    return out
 
 
 def log_transport(preset: Preset) -> dict[str, object]:

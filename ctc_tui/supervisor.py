@@ -35,6 +35,7 @@ import psutil
 from ctc_tui import events
 
 SUPERVISOR_RANK = -1
+_HOSTNAME = __import__("socket").gethostname()
 SPEC_FILE = "supervisor.json"
 CONTROL_SOCKET = "supervisor.sock"
 LOG_SOCKET = "log.sock"
@@ -105,6 +106,9 @@ class Supervisor:
         self._killed = False
         self._rank_states: dict[int, str] = {}
         self._rank_writers: set[asyncio.StreamWriter] = set()
+        self._rank_pids: dict[int, int] = {}
+        self._rank_exited: set[int] = set()
+        self._failure_reports: list[int] = []
         self._subscribers: set[asyncio.Queue[bytes | None]] = set()
         self._servers: list[asyncio.base_events.Server] = []
 
@@ -114,14 +118,17 @@ class Supervisor:
         data = line if line is not None and line.endswith(b"\n") else events.encode(event)
         self._events_file.write(data)
         kind, rank = event["type"], event["rank"]
-        if kind == "state":
+        if kind == "hello" and rank >= 0 and event.get("host") == _HOSTNAME and isinstance(event.get("pid"), int):
+            self._rank_pids[rank] = event["pid"]
+        elif kind == "state":
             self._rank_states[rank] = str(event.get("state"))
-            if event.get("state") == "failed" and rank >= 0 and self._failed_rank is None:
-                self._failed_rank = rank
+            if event.get("state") == "failed" and rank >= 0:
+                self._failure_reports.append(rank)
         elif kind == "exit" and rank >= 0:
+            self._rank_exited.add(rank)
             code = event.get("code")
-            if (code if isinstance(code, int) else 1) != 0 and self._failed_rank is None:
-                self._failed_rank = rank
+            if (code if isinstance(code, int) else 1) != 0:
+                self._failure_reports.append(rank)
         for queue in list(self._subscribers):
             try:
                 queue.put_nowait(data)
@@ -352,6 +359,8 @@ class Supervisor:
         code = await self.process.wait()
         watcher.cancel()
         flusher.cancel()
+        if code != 0 or self._failure_reports:
+            self._decide_failure()
         await self.teardown()  # nothing of the run may outlive it
         await asyncio.sleep(0.2)  # the last lines of ranks that just exited
         launcher_log.close()
@@ -388,10 +397,36 @@ class Supervisor:
             await asyncio.sleep(0.5)
             self._events_file.flush()
 
+    def _decide_failure(self) -> None:
+        """Name the failed rank: one that died without reporting (killed) is the cause; the ranks that
+        then report errors (their peer is gone) are consequences. Otherwise the first to report."""
+        if self._failed_rank is not None:
+            return
+        self._find_dead_rank()
+        if self._failed_rank is None and self._failure_reports:
+            self._failed_rank = self._failure_reports[0]
+
+    def _find_dead_rank(self) -> None:
+        """A local rank whose process is gone without an exit event was killed (OOM killer, SIGKILL)."""
+        for rank, pid in sorted(self._rank_pids.items()):
+            if rank in self._rank_exited:
+                continue
+            try:
+                gone = psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                gone = True
+            if gone:
+                self._failed_rank = rank
+                self._rank_exited.add(rank)
+                self.emit("log", level="error", message=f"rank {rank} (pid {pid}) died without reporting: killed?")
+                return
+
     async def _watch_failures(self) -> None:
         """If one rank fails while the launcher keeps the others alive, end the whole run."""
         while True:
             await asyncio.sleep(0.5)
+            if self._failure_reports or self._rank_pids:
+                self._decide_failure() if self._failure_reports else self._find_dead_rank()
             if self._failed_rank is not None:
                 await asyncio.sleep(3.0)  # give the launcher a moment to notice by itself
                 if self.process is not None and self.process.returncode is None:

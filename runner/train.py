@@ -175,6 +175,25 @@ class ReportingMixin:
             logits = mask_padded_frames(self.accelerator.unwrap_model(model), logits, mask)  # type: ignore[attr-defined]
         return loss, logits, labels
 
+    def _load_optimizer_and_scheduler(self, checkpoint):  # type: ignore[override]
+        # Multi-rank CPU training: Trainer maps the optimizer state to args.device, torch.device("cpu", 0),
+        # a location torch.load cannot restore ("tagged with cpu:0"). Map it to plain "cpu".
+        device = self.args.device  # type: ignore[attr-defined]
+        if checkpoint is None or device.type != "cpu" or device.index is None:
+            return super()._load_optimizer_and_scheduler(checkpoint)  # type: ignore[misc]
+        original = torch.load
+
+        def load_on_cpu(*args, **kwargs):
+            if isinstance(kwargs.get("map_location"), torch.device) and kwargs["map_location"].type == "cpu":
+                kwargs["map_location"] = "cpu"
+            return original(*args, **kwargs)
+
+        torch.load = load_on_cpu
+        try:
+            return super()._load_optimizer_and_scheduler(checkpoint)  # type: ignore[misc]
+        finally:
+            torch.load = original
+
     def evaluate(self, *args, **kwargs):  # type: ignore[override]
         previous = self.ctc_state
         self.ctc_set_state("evaluating")
@@ -266,6 +285,8 @@ class EventCallback(TrainerCallback):
         self.reporter.emit("resource", **device_memory(self.backend, args.device))
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if not state.is_world_process_zero:  # metrics are gathered: every rank has the same figures
+            return
         metrics = metrics or {}
         self.reporter.emit(
             "eval", step=state.global_step, wer=metrics.get("eval_wer"), cer=metrics.get("eval_cer"),

@@ -25,7 +25,19 @@ def test_mpi_matches_gaudi_spawn_on_a_two_socket_node():
     assert text.startswith("mpirun -n 8 --bind-to core --map-by socket:PE=10 --rank-by slot --report-bindings "
                            "--allow-run-as-root")
     assert text.endswith("python -m runner /r/preset.yaml")
-    assert "-x CTC_TUI_LOG_SOCKET" in text and "-x PT_HPU_LAZY_MODE" in text
+    assert "-x" not in cmd  # one node: the ranks inherit the environment
+
+
+def test_mpi_hostfile_forwards_the_run_environment(tmp_path):
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text("gaudi-a slots=8\ngaudi-b slots=8\n")
+    cmd = build_command(preset(f"launch.hostfile={hostfile}"), "/r/p.yaml", topology=CpuTopology(2, 40),
+                        python="python", environ={"HF_HOME": "/data/hf"})
+    text = shlex.join(cmd)
+    assert text.startswith(f"mpirun -n 16 --hostfile {hostfile} --bind-to core --map-by socket:PE=10 ")
+    forwarded = {cmd[i + 1] for i, part in enumerate(cmd) if part == "-x"}
+    assert {"CTC_TUI_LOG_SOCKET", "CTC_TUI_TOKEN", "MASTER_ADDR", "HF_HOME", "PT_HPU_LAZY_MODE"} <= forwarded
+    assert "HF_HUB_OFFLINE" not in forwarded  # not set at launch: not forwarded (no mpirun warnings)
 
 
 def test_mpi_maps_by_slot_in_a_vm_and_never_asks_for_zero_cores():
