@@ -187,6 +187,45 @@ def _run_dir(text: str) -> Path:
     return path
 
 
+def cmd_show_command(args: argparse.Namespace) -> int:
+    import shlex
+
+    from ctc_tui import flags, launch
+
+    preset = load_preset(find_preset(args.preset), args.overrides)
+    if args.style == "gaudi_spawn":
+        command = flags.gaudi_spawn_command(preset)
+    else:
+        command = launch.build_command(preset, None, runner_args=flags.preset_flags(preset), python="python")
+        env = launch.launch_env(preset)
+        if env:
+            print(" ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())) + " \\")
+    print(" \\\n    ".join(launch._argument_lines(command)))
+    return 0
+
+
+def cmd_import_command(args: argparse.Namespace) -> int:
+    from ctc_tui import flags
+
+    text = args.command if args.command != "-" else sys.stdin.read()
+    try:
+        preset = flags.parse_command(text)
+    except flags.CommandError as exc:
+        raise CliError(str(exc)) from None
+    header = ("imported by ctc-tui import-command from:\n" + " ".join(text.split())[:2000]
+              + "\nrun it with: ctc-tui run THIS_FILE")
+    yaml_text = preset.to_yaml(header=header)
+    if not args.output:
+        sys.stdout.write(yaml_text)
+        return 0
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise CliError(f"{out} exists; choose another name or add --force to replace it")
+    out.write_text(yaml_text, encoding="utf-8")
+    print(f"wrote {out}; run it with: ctc-tui run {out}")
+    return 0
+
+
 def cmd_transcribe(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "runner.transcribe", args.run_dir, *args.audio]
     return _exec(command)
@@ -247,6 +286,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("presets", help="list the shipped presets")
     p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("show-command", help="the full launch command, every setting spelled out as a flag")
+    p.add_argument("preset")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("--style", choices=("runner", "gaudi_spawn"), default="runner",
+                   help="runner: ctc-tui's launcher + python -m runner; gaudi_spawn: optimum-habana's own scripts")
+    p.set_defaults(func=cmd_show_command)
+
+    p = sub.add_parser("import-command", help="turn a gaudi_spawn/run_speech_recognition_ctc.py command into a preset")
+    p.add_argument("command", help="the command line, quoted ('-' reads it from stdin)")
+    p.add_argument("-o", "--output", help="write the preset here (default: print it)")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=cmd_import_command)
 
     p = sub.add_parser("transcribe", help="transcribe audio files with a trained run dir")
     p.add_argument("run_dir")

@@ -92,13 +92,16 @@ def mpi_mapping(world_size: int, topo: CpuTopology, per_node: int | None = None)
     return ["--bind-to", "core", "--map-by", f"{map_by}:PE={pe}"]
 
 
-def build_command(preset: Preset, preset_file: str | Path, resume: bool = False,
+def build_command(preset: Preset, preset_file: str | Path | None, resume: bool = False,
                   topology: CpuTopology | None = None, python: str | None = None,
-                  environ: dict[str, str] | None = None) -> list[str]:
+                  environ: dict[str, str] | None = None, runner_args: list[str] | None = None) -> list[str]:
     """The argv that starts every rank of ``preset`` (``environ``: the launch environment, for what
-    mpirun forwards to other hosts; default os.environ)."""
+    mpirun forwards to other hosts; default os.environ). ``runner_args`` replaces the preset path
+    (show-command spells every setting as a flag)."""
     launch = preset.launch
-    runner = runner_command(preset_file, resume, python)
+    runner = runner_command(preset_file or "", resume, python)
+    if runner_args is not None:
+        runner = [*runner[:3], *runner_args]
     n = launch.world_size
     if launch.launcher == "single":
         return runner
@@ -159,20 +162,34 @@ def command_script(command: list[str], env: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+SWITCHES = {"--report-bindings", "--allow-run-as-root", "--no_local_rank", "--oversubscribe", "--use_mpi",
+            "--use_deepspeed", "--resume"}
+
+
 def _argument_lines(command: list[str]) -> list[str]:
-    """One line per program, option or option-with-value (easy to read, still exact)."""
+    """One line per program, switch, or option with its value (easy to read, still exact)."""
     out: list[str] = []
     i = 0
     while i < len(command):
         part = command[i]
-        if part.startswith("-") and i + 1 < len(command) and not command[i + 1].startswith("-") \
-                and part not in ("-m", "--module"):
-            out.append(f"{shlex.quote(part)} {shlex.quote(command[i + 1])}")
+        nxt = command[i + 1] if i + 1 < len(command) else None
+        takes_value = (part.startswith("-") and part not in SWITCHES and nxt is not None
+                       and not (nxt.startswith("-") and len(nxt) > 1 and not _is_number(nxt)))
+        if takes_value:
+            out.append(f"{shlex.quote(part)} {shlex.quote(nxt)}")  # type: ignore[arg-type]
             i += 2
         else:
             out.append(shlex.quote(part))
             i += 1
     return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
 def log_transport(preset: Preset) -> dict[str, object]:

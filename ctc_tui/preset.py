@@ -255,8 +255,6 @@ class TrainingSection(_Section):
             raise ValueError("choose one of bf16 and fp16")
         if self.eval_strategy == "steps" and self.eval_steps is None:
             raise ValueError("eval_strategy 'steps' needs eval_steps")
-        if not (self.do_train or self.do_eval):
-            raise ValueError("nothing to do: set do_train or do_eval")
         return self
 
 
@@ -326,6 +324,8 @@ class Preset(_Section):
     def _cross_section(self) -> "Preset":
         if self.gaudi.use_habana and self.training.use_cpu:
             raise ValueError("gaudi.use_habana and training.use_cpu contradict each other: pick one device")
+        if not (self.training.do_train or self.training.do_eval or self.data.preprocessing_only):
+            raise ValueError("nothing to do: set training.do_train or training.do_eval (or data.preprocessing_only)")
         if self.gaudi.use_habana and self.training.fp16:
             raise ValueError("HPUs train in bf16, not fp16: set training.bf16 instead")
         return self

@@ -1,5 +1,8 @@
 """``python -m runner PRESET [KEY=VALUE ...]``: what every rank runs.
 
+Also a drop-in for optimum-habana's run_speech_recognition_ctc.py: ``python -m runner --flag value ...``
+with that script's flags (see ``ctc-tui show-command``).
+
 Exit codes: 0 done (or stopped gracefully with a checkpoint), 2 bad preset, data or model (the message
 says what to fix), 1 an unexpected error (traceback in the rank's log).
 """
@@ -15,7 +18,10 @@ from pathlib import Path
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m runner", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m runner", description=__doc__.splitlines()[0],
+        epilog="Also accepts run_speech_recognition_ctc.py's flags instead of a preset: "
+               "python -m runner --model_name_or_path ... --dataset_name ... --output_dir ... --do_train ...")
     parser.add_argument("preset", help="preset YAML (as written by ctc-tui, or any valid preset)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.max_steps=60")
     parser.add_argument("--resume", action="store_true",
@@ -39,14 +45,36 @@ def _redirect_output(run_dir: str, rank: int) -> None:
     os.close(fd)
 
 
+def _flags_mode(argv: list[str]) -> bool:
+    """``python -m runner --model_name_or_path ... --use_habana ...``: the reference script's flags."""
+    return bool(argv) and argv[0].startswith("--") and argv[0] not in ("--help", "-h", "--resume")
+
+
+def _preset_from_flags(argv: list[str], world_size: int):
+    from ctc_tui.flags import _split_flags, preset_from_flags
+    from ctc_tui.preset import PresetError, Problem
+
+    flags, stray = _split_flags(argv)
+    resume = bool(flags.pop("resume", False))
+    if stray:
+        raise PresetError("command line", [Problem(key="", message=f"arguments without a --flag: {' '.join(stray[:3])}")])
+    launch = {"launcher": "single" if world_size == 1 else "torchrun", "world_size": world_size}
+    return preset_from_flags(flags, launch, source="command line"), resume
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     from ctc_tui.preset import PRESET_FILENAME, PresetError, has_placeholders, load_preset, preset_stem, resolve_output_dir
     from runner import distributed
 
     dist = distributed.setup()
+    flags_mode = _flags_mode(argv)
+    args = argparse.Namespace(preset="command line", overrides=[], resume=False) if flags_mode else parse_args(argv)
     try:
-        preset = load_preset(args.preset, args.overrides)
+        if flags_mode:
+            preset, args.resume = _preset_from_flags(argv, dist.world_size)
+        else:
+            preset = load_preset(args.preset, args.overrides)
         if has_placeholders(preset.training.output_dir):
             if dist.world_size > 1:
                 print("error: training.output_dir has placeholders that each rank would fill differently; "

@@ -1,0 +1,32 @@
+python optimum-habana/examples/gaudi_spawn.py \
+    --world_size 2 --use_mpi optimum-habana/examples/speech-recognition/run_speech_recognition_ctc.py \
+    --dataset_name librispeech_asr \
+    --model_name_or_path facebook/wav2vec2-large-lv60 \
+    --dataset_config_name clean \
+    --train_split_name train.100 \
+    --eval_split_name validation \
+    --output_dir /tmp/wav2vec2-librispeech-clean-100h-demo-dist \
+    --preprocessing_num_workers 64 \
+    --dataloader_num_workers 8 \
+    --overwrite_output_dir \
+    --num_train_epochs 1 \
+    --per_device_train_batch_size 4 \
+    --per_device_eval_batch_size 8 \
+    --learning_rate 3e-4 \
+    --warmup_steps 500 \
+    --text_column_name text \
+    --layerdrop 0.0 \
+    --freeze_feature_encoder \
+    --chars_to_ignore '",?.!-;:\"“%‘”"' \
+    --do_train \
+    --do_eval \
+    --use_habana \
+    --use_lazy_mode \
+    --gaudi_config_name Habana/wav2vec2 \
+    --throughput_warmup_steps 3 \
+    --bf16 \
+    --sdp_on_bf16 \
+    --use_hpu_graphs_for_training \
+    --use_hpu_graphs_for_inference \
+    --attn_implementation sdpa \
+    --trust_remote_code "True"
