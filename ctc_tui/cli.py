@@ -12,7 +12,6 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from ctc_tui import __version__
 from ctc_tui.preset import (
@@ -50,6 +49,34 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devices(args: argparse.Namespace) -> int:
+    from ctc_tui import devices
+
+    found = devices.detect()
+    if args.json:
+        print(json.dumps(found.to_dict(), indent=2))
+    else:
+        from rich.console import Console
+
+        Console().print(devices.render_table(found))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from ctc_tui.check import check_preset_file
+
+    preset, findings = check_preset_file(args.preset, args.overrides, args.output_dir)
+    for finding in findings:
+        print(finding.render())
+    errors = sum(f.level == "error" for f in findings)
+    warnings = len(findings) - errors
+    if not findings:
+        print(f"{args.preset}: ready to run (output dir {preset.training.output_dir})")
+    else:
+        print(f"{args.preset}: {errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}")
+    return EXIT_USAGE if errors else 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
     return 0
@@ -75,6 +102,23 @@ def _existing_nonempty(path: Path) -> bool:
     return path.is_dir() and any(path.iterdir())
 
 
+def _preflight(preset: Preset, args: argparse.Namespace, resume: bool) -> None:
+    """``ctc-tui check`` before a run starts: warnings to stderr, errors stop it (``--no-check`` skips)."""
+    if getattr(args, "no_check", False):
+        return
+    from ctc_tui.check import run_checks
+
+    findings = run_checks(preset, resume=resume)
+    for finding in findings:
+        if finding.level == "warning":
+            _print_err(finding.render())
+    errors = [f for f in findings if f.level == "error"]
+    if errors:
+        lines = "\n".join(f"  {f.key + ': ' if f.key else ''}{f.message}" for f in errors)
+        raise CliError(f"the pre-flight check found {len(errors)} problem{'s' if len(errors) != 1 else ''}; "
+                       f"nothing was started:\n{lines}\n(skip the check with ctc-tui run --no-check)")
+
+
 def prepare_run(args: argparse.Namespace) -> tuple[Preset, Path, list[str]]:
     """Resolve the preset, create the run dir (never clobbering one), write preset.yaml and command.sh."""
     from ctc_tui import launch
@@ -87,6 +131,7 @@ def prepare_run(args: argparse.Namespace) -> tuple[Preset, Path, list[str]]:
         preset = load_preset(saved, args.overrides)
         preset.training.output_dir = str(run_dir)
         resume = True
+        _preflight(preset, args, resume=True)
     else:
         if not args.preset:
             raise CliError("ctc-tui run needs a preset (see ctc-tui presets) or --resume RUN_DIR")
@@ -97,6 +142,7 @@ def prepare_run(args: argparse.Namespace) -> tuple[Preset, Path, list[str]]:
         preset = resolve_output_dir(preset, preset_stem(path))
         run_dir = Path(preset.training.output_dir)
         resume = False
+        _preflight(preset, args, resume=False)
         if _existing_nonempty(run_dir) and not preset.training.overwrite_output_dir:
             raise CliError(
                 f"output dir {run_dir} exists and is not empty. Resume it with: ctc-tui run --resume {run_dir}\n"
@@ -143,7 +189,28 @@ def _attach(run_dir: Path, plain: bool, own_run: bool = False) -> int:
 
 def cmd_attach(args: argparse.Namespace) -> int:
     run_dir = _run_dir(args.run_dir)
-    return _attach(run_dir, plain=args.plain or not sys.stdout.isatty())
+    if args.headless or args.plain or not _interactive():
+        return _attach(run_dir, plain=args.plain or not sys.stdout.isatty())
+    return open_app(run_dir=run_dir)
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def open_app(preset: str | None = None, run_dir: Path | None = None, runs_root: Path | None = None) -> int:
+    """The full-screen app: the wizard (from ``preset``), a run's dashboard, or the runs screen."""
+    if not _interactive():
+        raise CliError("the interactive app needs a terminal; without one use: ctc-tui init (plain prompts), "
+                       "ctc-tui run PRESET, ctc-tui attach RUN_DIR --headless")
+    from ctc_tui.tui import make_app
+
+    if preset is not None:
+        load_preset(find_preset(preset))  # a broken preset is reported here, before the screen clears
+    result = make_app(preset=preset, run_dir=run_dir, runs_root=runs_root).run()
+    if result:
+        print(result)
+    return 0
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -226,6 +293,25 @@ def cmd_import_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from ctc_tui.init_prompts import Cancelled, run_init
+    from ctc_tui.tui.draft import Draft
+
+    source = find_preset(args.preset or "librispeech-100h-2card-mpi")
+    draft = Draft.from_preset(load_preset(source))
+    output = Path(args.output)
+    try:
+        written = run_init(draft, output, force=args.force)
+    except Cancelled:
+        _print_err("cancelled; nothing was written")
+        return 130
+    if written is None:
+        _print_err(f"nothing was written ({output} kept)")
+        return 1
+    print(f"wrote {written}; run it with: ctc-tui run {written}")
+    return 0
+
+
 def cmd_transcribe(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "runner.transcribe", args.run_dir, *args.audio]
     return _exec(command)
@@ -259,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
     p.add_argument("--plain", action="store_true", help="plain progress lines instead of the live table")
     p.add_argument("--detach", action="store_true", help="start the run and return at once (see attach)")
+    p.add_argument("--no-check", action="store_true", help="skip the pre-flight check (ctc-tui check)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("attach", help="follow a run (history, then live); leaving never stops it")
@@ -281,6 +368,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     p.set_defaults(func=cmd_validate)
 
+    p = sub.add_parser("check", help="pre-flight: will this preset start here? exit 0 if so, 2 with every problem")
+    p.add_argument("preset")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("--output-dir", help="the run directory it would use (overrides training.output_dir)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("devices", help="list Gaudi cards, GPUs and the CPU of this machine")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_devices)
+
     p = sub.add_parser("schema", help="print the preset JSON schema")
     p.set_defaults(func=cmd_schema)
 
@@ -300,6 +397,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_import_command)
 
+    p = sub.add_parser("init", help="the wizard's questions as plain prompts; writes a preset")
+    p.add_argument("preset", nargs="?", help="start from this preset (default: the seed's 2-card recipe)")
+    p.add_argument("-o", "--output", default="preset.yaml", help="where to write it (default: preset.yaml)")
+    p.add_argument("--force", action="store_true", help="replace an existing output file without asking")
+    p.set_defaults(func=cmd_init)
+
     p = sub.add_parser("transcribe", help="transcribe audio files with a trained run dir")
     p.add_argument("run_dir")
     p.add_argument("audio", nargs="+")
@@ -309,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and _looks_like_preset(argv[0], parser):
+        return _guard(lambda: open_app(preset=argv[0]))  # `ctc-tui PRESET.yaml`: the wizard, from it
     # `run` takes KEY=VALUE positionals after the preset; let `--resume DIR k=v` work too.
     args, extra = parser.parse_known_args(argv)
     # KEY=VALUE overrides may come after options (`run demo-cpu --plain training.max_steps=5`).
@@ -317,8 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
-        parser.print_help()
-        return 0
+        return _guard(lambda: open_app())
     if getattr(args, "command", None) == "run" and args.resume and args.preset and "=" in args.preset:
         args.overrides = [args.preset, *args.overrides]
         args.preset = None
@@ -334,6 +439,25 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+
+
+def _looks_like_preset(word: str, parser: argparse.ArgumentParser) -> bool:
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    return not word.startswith("-") and word not in commands and (
+        word.endswith((".yaml", ".yml")) or Path(word).is_file())
+
+
+def _guard(action) -> int:
+    try:
+        return int(action() or 0)
+    except PresetError as exc:
+        _print_err(exc.render())
+        return EXIT_USAGE
+    except CliError as exc:
+        _print_err(f"error: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
 
 
 __all__ = ["main", "build_parser", "Problem"]

@@ -247,6 +247,11 @@ class TrainingSection(_Section):
     report_to: list[str] = Field(default_factory=list)
     """Extra Trainer integrations (tensorboard, wandb, ...); ctc-tui's own events are always on."""
 
+    @field_validator("eval_strategy", "save_strategy", mode="before")
+    @classmethod
+    def _yaml_no(cls, value: Any) -> Any:
+        return "no" if value is False else value  # YAML reads an unquoted `no` as false
+
     @model_validator(mode="after")
     def _consistent(self) -> "TrainingSection":
         if self.max_steps == 0 or self.max_steps < -1:
@@ -495,6 +500,9 @@ def _field_path(loc: tuple[Any, ...]) -> tuple[str, ...]:
 _OVERRIDE = re.compile(r"^(?P<key>[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)+)=(?P<value>.*)$", re.S)
 
 
+_YAML11_WORDS = frozenset({"no", "yes", "on", "off", "y", "n"})
+
+
 def parse_overrides(items: list[str]) -> tuple[dict[tuple[str, ...], Any], list[Problem]]:
     """Parse ``section.key=value`` overrides; values are read as YAML scalars/flow values."""
     parsed: dict[tuple[str, ...], Any] = {}
@@ -506,10 +514,17 @@ def parse_overrides(items: list[str]) -> tuple[dict[tuple[str, ...], Any], list[
                 f"cannot read override {item!r}: write it as section.key=value, e.g. training.max_steps=60")))
             continue
         path = tuple(match["key"].split("."))
+        text = match["value"]
+        if text.strip().lower() in _YAML11_WORDS:
+            parsed[path] = text.strip()  # `save_strategy=no` means the word; bool fields accept it too
+            continue
         try:
-            parsed[path] = parse_scalar(match["value"])
+            parsed[path] = parse_scalar(text)
         except YamlError as exc:
-            problems.append(Problem(key=match["key"], origin=item, message=f"cannot read value: {exc}"))
+            if text.lstrip().startswith(("[", "{")):
+                problems.append(Problem(key=match["key"], origin=item, message=f"cannot read value: {exc}"))
+            else:
+                parsed[path] = text  # not YAML: the plain text, e.g. data.chars_to_ignore=,.!;:"
     return parsed, problems
 
 

@@ -28,6 +28,7 @@ class RankRow:
     samples_per_second: float | None = None
     memory_used: int | None = None
     memory_total: int | None = None
+    utilisation: float | None = None
     last_seen: float = 0.0
     losses: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY))
     exit_code: int | None = None
@@ -50,6 +51,8 @@ class RunState:
     event_count: int = 0
     first_step_time: float | None = None
     first_step: int | None = None
+    #: (step, loss) of the lowest reporting rank, for the loss plot; bounded like everything else.
+    loss_curve: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=2000))
 
     def row(self, rank: int) -> RankRow:
         if rank not in self.ranks:
@@ -91,12 +94,16 @@ class RunState:
                 self.max_steps = event["max_steps"]
             if self.first_step_time is None:
                 self.first_step_time, self.first_step = t, row.step
+            if rank == min(r for r in self.ranks if r >= 0):
+                self.loss_curve.append((row.step, row.loss))
         elif kind == "resource":
             row = self.row(rank)
             if isinstance(event.get("memory_used"), int):
                 row.memory_used = event["memory_used"]
             if isinstance(event.get("memory_total"), int):
                 row.memory_total = event["memory_total"]
+            if isinstance(event.get("utilisation"), (int, float)):
+                row.utilisation = float(event["utilisation"])
         elif kind == "eval":
             record = {k: event.get(k) for k in ("step", "wer", "cer", "loss", "blank_fraction")}
             record["t"] = t

@@ -179,7 +179,8 @@ class Supervisor:
             token = json.loads(line).get("token", "")
             ok = isinstance(token, str) and bool(self.spec.token) and hmac.compare_digest(token, self.spec.token)
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
-                AttributeError, UnicodeDecodeError, ConnectionError, OSError):
+                AttributeError, UnicodeDecodeError, TypeError, RecursionError, ConnectionError, OSError):
+            # TypeError: compare_digest refuses non-ASCII str; RecursionError: deeply nested JSON
             ok = False
         if not ok:
             self.counters.unauthenticated += 1

@@ -57,7 +57,7 @@ def common_arguments(preset: Preset, run_dir: str, backend: str, world_size: int
         seed=t.seed,
         logging_strategy="steps",
         logging_steps=t.logging_steps,
-        eval_strategy=t.eval_strategy,
+        eval_strategy=t.eval_strategy if t.do_eval else "no",  # no eval data is prepared without do_eval
         eval_steps=t.eval_steps,
         save_strategy=t.save_strategy,
         save_steps=t.save_steps,

@@ -7,9 +7,7 @@ real runner is exercised in test_training.py); they let each failure be produced
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import socket
 import stat
 import sys
 import textwrap

@@ -1,0 +1,651 @@
+"""``ctc-tui check``: will this preset start here? Everything a run needs, checked before any rank starts.
+
+Each finding is one line, ``error`` or ``warning``, naming the preset key it is about and the fix. A run
+with errors would fail (often minutes in, after preprocessing); warnings are worth reading but do not
+stop it. ``ctc-tui run`` runs the same checks first (``--no-check`` skips them).
+
+What is checked:
+- cards: the requested number of Gaudi cards / GPUs exist on this node and are free; CPU ranks do not
+  outnumber the physical cores;
+- launcher: mpirun (Open MPI, version), deepspeed on PATH; the runner's packages (torch, transformers,
+  ...) installed for this Python; the Habana stack and optimum-habana for HPU runs; HPU graphs only
+  where optimum-habana allows them (lazy mode);
+- model: a local folder with config.json, or a hub id present in the Hugging Face cache when offline;
+- data: local folders and splits exist, a few clips' sample rates; hub datasets cached when offline;
+- output dir: writable, enough free disk, and not someone's earlier run (unless overwrite_output_dir);
+- hostfile: every other host answers ``ssh -o BatchMode=yes``.
+
+Standard library (and psutil through devices) only: never torch, transformers or datasets. Packages are
+looked up with ``importlib.util.find_spec`` / ``importlib.metadata``, which import nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ctc_tui.devices import run_bounded
+from ctc_tui.preset import Preset
+
+Level = Literal["error", "warning"]
+
+TARGET_RATE = 16000
+SSH_TIMEOUT = 3  # seconds, ssh's own ConnectTimeout
+TOOL_TIMEOUT = 5.0
+#: Packages the runner imports on every rank, with what to install when one is missing.
+RUNNER_PACKAGES = ("torch", "transformers", "datasets", "soundfile", "soxr", "jiwer", "accelerate")
+#: Datasets-library loaders that read local files (no hub download).
+PACKAGED_LOADERS = {"csv", "json", "parquet", "arrow", "text", "audiofolder", "imagefolder", "webdataset", "pandas"}
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Level
+    key: str  # the preset key it is about ("data.dataset_dir"), or "" for the machine itself
+    message: str  # one line: what is wrong and how to fix it
+
+    def render(self) -> str:
+        return f"{self.level}: {self.key + ': ' if self.key else ''}{self.message}"
+
+
+def _error(key: str, message: str) -> Finding:
+    return Finding("error", key, " ".join(message.split()))
+
+
+def _warning(key: str, message: str) -> Finding:
+    return Finding("warning", key, " ".join(message.split()))
+
+
+# -- where the ranks run ------------------------------------------------------------------------------
+
+
+def local_names() -> set[str]:
+    """Names and addresses that mean "this machine"."""
+    names = {"localhost", "localhost.localdomain", "ip6-localhost", "::1", "0.0.0.0"}
+    try:
+        host = socket.gethostname()
+        names |= {host, host.split(".")[0], socket.getfqdn()}
+    except OSError:
+        pass
+    import psutil
+
+    try:
+        interfaces = psutil.net_if_addrs()
+    except (OSError, psutil.Error):  # addresses only widen the match
+        interfaces = {}
+    for addresses in interfaces.values():
+        names |= {a.address.split("%")[0] for a in addresses if a.family in (socket.AF_INET, socket.AF_INET6)}
+    return {n.lower() for n in names if n}
+
+
+def is_local(host: str, names: set[str] | None = None) -> bool:
+    host = host.strip().lower()
+    return host.startswith("127.") or host in (names if names is not None else local_names())
+
+
+def _hostfile_hosts(preset: Preset) -> list[tuple[str, int]] | None:
+    from ctc_tui.launch import read_hostfile
+
+    if not preset.launch.hostfile:
+        return None
+    try:
+        return read_hostfile(preset.launch.hostfile)
+    except (OSError, ValueError):
+        return None
+
+
+def ranks_here(preset: Preset) -> int | None:
+    """How many ranks run on this machine: world_size without a hostfile, the local hosts' slots with
+    one, None when every rank runs elsewhere (nothing local to check)."""
+    hosts = _hostfile_hosts(preset)
+    if preset.launch.hostfile:
+        if hosts is None:
+            return None
+        names = local_names()
+        slots = sum(n for host, n in hosts if is_local(host, names))
+        return slots or None
+    return 1 if preset.launch.launcher == "single" else preset.launch.world_size
+
+
+# -- cards --------------------------------------------------------------------------------------------
+
+
+def _busy_text(devices) -> str:
+    shown = [f"{d.label} by pid {', '.join(map(str, d.busy_pids))}" for d in devices if d.busy_pids][:4]
+    return "; ".join(shown)
+
+
+def check_cards(preset: Preset, detected) -> list[Finding]:
+    need = ranks_here(preset)
+    if need is None:
+        return []
+    findings: list[Finding] = []
+    notes = f" ({'; '.join(detected.notes)})" if detected.notes else ""
+    if preset.gaudi.use_habana:
+        hpus = detected.hpus
+        if not hpus:
+            return [_error("gaudi.use_habana", f"no Gaudi card found on this machine{notes}: run on a Gaudi node "
+                           "(where hl-smi lists the cards), or set gaudi.use_habana=false to train on CUDA/CPU")]
+        if need > len(hpus):
+            return [_error("launch.world_size", f"{need} cards requested but this node has {len(hpus)} Gaudi cards: "
+                           f"set launch.world_size={len(hpus)}")]
+        free = [d for d in hpus if not d.busy]
+        if len(free) < need:
+            findings.append(_error("launch.world_size", f"only {len(free)} of {len(hpus)} Gaudi cards are free "
+                                   f"({_busy_text(hpus)}): wait for those processes to end, or set "
+                                   f"launch.world_size={max(1, len(free))}"))
+        return findings
+    if preset.device_kind == "cuda-or-cpu":
+        gpus = detected.gpus
+        if gpus:
+            if need > len(gpus):
+                return [_error("launch.world_size", f"{need} ranks requested but this node has {len(gpus)} GPUs: "
+                               f"set launch.world_size={len(gpus)}")]
+            busy = [d for d in gpus if d.busy]
+            if len(gpus) - len(busy) < need:
+                findings.append(_warning("launch.world_size", f"{len(busy)} of {len(gpus)} GPUs are in use "
+                                         f"({_busy_text(gpus)}): the run shares them and may run out of memory; "
+                                         "wait, or lower launch.world_size"))
+            return findings
+        findings.append(_warning("training.use_cpu", f"no NVIDIA GPU found{notes}: this run trains on the CPU; "
+                                 "set training.use_cpu=true to say so (or run on a GPU node)"))
+    cores = detected.cpu.physical_cores
+    if need > cores:
+        findings.append(_warning("launch.world_size", f"{need} CPU ranks on {cores} physical cores oversubscribe "
+                                 f"the CPU and run slowly: set launch.world_size={cores} or less"))
+    return findings
+
+
+# -- launcher and software ----------------------------------------------------------------------------
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _distribution(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def parse_mpirun_version(text: str) -> tuple[str, tuple[int, int] | None]:
+    """("Open MPI", (4, 1)) from ``mpirun --version``; ("MPICH"/"Intel MPI"/"unknown", version or None)."""
+    match = re.search(r"\(Open MPI\)\s+(\d+)\.(\d+)", text) or re.search(r"Open MPI[^\d]{0,40}(\d+)\.(\d+)", text)
+    if match:
+        return "Open MPI", (int(match[1]), int(match[2]))
+    if "Intel(R) MPI" in text or "Intel MPI" in text:
+        return "Intel MPI", None
+    if "HYDRA" in text or "MPICH" in text.upper():
+        return "MPICH", None
+    return "unknown", None
+
+
+def check_launcher(preset: Preset, which: Callable[[str], str | None] = shutil.which) -> list[Finding]:
+    launcher = preset.launch.launcher
+    findings: list[Finding] = []
+    if launcher == "mpi":
+        path = which("mpirun")
+        if path is None:
+            return [_error("launch.launcher", "mpirun not found on PATH: install Open MPI "
+                           "(apt-get install openmpi-bin), or add its bin folder to PATH (Gaudi images: "
+                           "/opt/habanalabs/openmpi/bin), or use launch.launcher=torchrun")]
+        try:
+            proc = run_bounded([path, "--version"], TOOL_TIMEOUT)
+            text = proc.stdout + proc.stderr
+        except (OSError, subprocess.SubprocessError) as exc:
+            return [_warning("launch.launcher", f"could not ask {path} for its version ({exc}); ctc-tui expects "
+                             "Open MPI 4 or 5 (apt-get install openmpi-bin)")]
+        kind, version = parse_mpirun_version(text)
+        if kind != "Open MPI":
+            findings.append(_error("launch.launcher", f"{path} is {kind}'s mpirun, but ctc-tui passes Open MPI "
+                                   "options (--bind-to core --map-by socket:PE=N --rank-by slot): install Open MPI "
+                                   "(apt-get install openmpi-bin) and put it first on PATH"))
+        elif version and version[0] < 4:
+            findings.append(_warning("launch.launcher", f"{path} is Open MPI {version[0]}.{version[1]}; ctc-tui "
+                                     "is tested with Open MPI 4 and 5: upgrade (apt-get install openmpi-bin)"))
+    elif launcher == "deepspeed" and which("deepspeed") is None:
+        hint = ("Intel's DeepSpeed fork for Gaudi (pip install git+https://github.com/HabanaAI/DeepSpeed.git)"
+                if preset.gaudi.use_habana else "pip install deepspeed")
+        findings.append(_error("launch.launcher", f"deepspeed not found on PATH: install {hint}, "
+                               "or use launch.launcher=mpi"))
+    if preset.launch.deepspeed and not Path(preset.launch.deepspeed).expanduser().is_file():
+        findings.append(_error("launch.deepspeed", f"{preset.launch.deepspeed} not found: point launch.deepspeed "
+                               "at a DeepSpeed config JSON, or remove it"))
+    return findings
+
+
+def check_software(preset: Preset) -> list[Finding]:
+    """The runner's packages for this Python (ranks started here use it), without importing any."""
+    if ranks_here(preset) is None:
+        return []
+    findings: list[Finding] = []
+    missing = [m for m in RUNNER_PACKAGES if not _installed(m)]
+    if missing:
+        why = " (torchrun is python -m torch.distributed.run)" if preset.launch.launcher == "torchrun" else ""
+        findings.append(_error("", f"{', '.join(missing)} not installed for {sys.executable}{why}: "
+                               "pip install 'ctc-tui[train]' (on Gaudi keep the image's torch)"))
+    if preset.gaudi.use_habana:
+        if not _installed("habana_frameworks"):
+            findings.append(_error("gaudi.use_habana", f"the Habana PyTorch stack (habana_frameworks) is not "
+                                   f"installed for {sys.executable}: run inside Intel's Gaudi software image "
+                                   "(habana-torch-plugin), or set gaudi.use_habana=false"))
+        if _distribution("optimum-habana") is None:
+            findings.append(_error("gaudi.use_habana", "optimum-habana is not installed: "
+                                   "pip install 'ctc-tui[gaudi]' (optimum-habana)"))
+    return findings
+
+
+def check_gaudi_settings(preset: Preset) -> list[Finding]:
+    """HPU graphs where optimum-habana accepts them: GaudiTrainingArguments refuses them in eager mode
+    (use_lazy_mode false without torch.compile), and they mean nothing off the HPU."""
+    gaudi = preset.gaudi
+    graphs = [k for k in ("use_hpu_graphs_for_training", "use_hpu_graphs_for_inference") if getattr(gaudi, k)]
+    if not graphs:
+        return []
+    keys = " and ".join(f"gaudi.{k}" for k in graphs)
+    if not gaudi.use_habana:
+        return [_warning(f"gaudi.{graphs[0]}", f"HPU graphs exist only on Gaudi, so {keys} is ignored here: "
+                         "set gaudi.use_habana=true, or set it to false")]
+    findings = []
+    if not gaudi.use_lazy_mode:
+        findings.append(_error(f"gaudi.{graphs[0]}", f"HPU graphs cannot be used in eager mode "
+                               f"(optimum-habana refuses {keys} without lazy mode): set gaudi.use_lazy_mode=true, "
+                               f"or set {keys}=false"))
+    if gaudi.use_hpu_graphs_for_training and gaudi.static_shapes == "off":
+        findings.append(_warning("gaudi.static_shapes", "HPU graphs with static_shapes off record a new graph "
+                                 "for every batch shape (slow, memory-hungry): set gaudi.static_shapes=buckets"))
+    return findings
+
+
+# -- model --------------------------------------------------------------------------------------------
+
+
+def _offline(environ: Mapping[str, str], *names: str) -> bool:
+    return any(environ.get(n, "").strip().lower() in _TRUE for n in names)
+
+
+def hub_reachable(environ: Mapping[str, str], timeout: float = 2.0) -> bool:
+    """Can this machine open a connection to the hub (HF_ENDPOINT, default huggingface.co)?"""
+    endpoint = environ.get("HF_ENDPOINT", "https://huggingface.co")
+    match = re.match(r"^(?:(https?)://)?([^/:]+)(?::(\d+))?", endpoint)
+    if not match:
+        return False
+    port = int(match[3]) if match[3] else (80 if match[1] == "http" else 443)
+    result: dict[str, bool] = {}
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((match[2], port), timeout=timeout):
+                result["ok"] = True
+        except OSError:
+            result["ok"] = False
+
+    thread = threading.Thread(target=probe, daemon=True)  # name resolution ignores the socket timeout
+    thread.start()
+    thread.join(timeout + 1)
+    return result.get("ok", False)
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1
+
+
+def hub_cache(environ: Mapping[str, str]) -> Path:
+    """Where huggingface_hub keeps downloads under ``environ`` (HF_HUB_CACHE, HF_HOME/hub, XDG cache)."""
+    if environ.get("HF_HUB_CACHE"):
+        return Path(environ["HF_HUB_CACHE"]).expanduser()
+    if environ.get("HF_HOME"):
+        return Path(environ["HF_HOME"]).expanduser() / "hub"
+    base = Path(environ["XDG_CACHE_HOME"]) if environ.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+    return base / "huggingface" / "hub"
+
+
+def _check_model_source(key: str, name: str, cache_dir: str | None, environ: Mapping[str, str],
+                        online: Callable[[], bool]) -> list[Finding]:
+    from ctc_tui.catalog import cached_snapshot
+
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file() and key == "model.model_name_or_path":
+            return [_error(key, f"{path} has no config.json: point {key} at the model folder (the one holding "
+                           "config.json and the weights)")]
+        return []
+    if path.exists() or _looks_like_path(name):
+        return [_error(key, f"{path} is not a folder: fix the path (relative paths are taken from the preset "
+                       "file's folder), or give a hub id")]
+    where = Path(cache_dir).expanduser() if cache_dir else hub_cache(environ)
+    if cached_snapshot(name, str(where)):
+        return []
+    fix = (f"download it where there is network (huggingface-cli download {name}) and copy the cache to "
+           f"{where}, or set {key} to a local folder")
+    if _offline(environ, "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        return [_error(key, f"'{name}' is not in the Hugging Face cache ({where}) and HF_HUB_OFFLINE=1: {fix}")]
+    if not online():
+        return [_error(key, f"'{name}' is not in the Hugging Face cache ({where}) and the hub is unreachable: {fix}")]
+    return []
+
+
+def check_model(preset: Preset, environ: Mapping[str, str], online: Callable[[], bool]) -> list[Finding]:
+    model = preset.model
+    findings: list[Finding] = []
+    if not model.architecture:
+        findings += _check_model_source("model.model_name_or_path", model.model_name_or_path, model.cache_dir,
+                                        environ, online)
+    if model.tokenizer_name_or_path:
+        findings += _check_model_source("model.tokenizer_name_or_path", model.tokenizer_name_or_path,
+                                        model.cache_dir, environ, online)
+    return findings
+
+
+# -- data ---------------------------------------------------------------------------------------------
+
+
+def datasets_cache_dir(environ: Mapping[str, str]) -> Path:
+    if environ.get("HF_DATASETS_CACHE"):
+        return Path(environ["HF_DATASETS_CACHE"]).expanduser()
+    if environ.get("HF_HOME"):
+        return Path(environ["HF_HOME"]).expanduser() / "datasets"
+    base = Path(environ["XDG_CACHE_HOME"]) if environ.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+    return base / "huggingface" / "datasets"
+
+
+def dataset_cached(name: str, environ: Mapping[str, str]) -> bool:
+    """Is hub dataset ``name`` in the datasets cache (``ORG___NAME`` or ``NAME``) or the hub cache
+    (``datasets--ORG--NAME``)? Matched without regard to case or - versus _."""
+    def norm(text: str) -> str:
+        return text.lower().replace("-", "_")
+
+    wanted_ds = {norm(name.replace("/", "___")), norm(name.split("/")[-1])}
+    wanted_hub = norm("datasets--" + name.replace("/", "--"))
+    for folder, wanted in ((datasets_cache_dir(environ), wanted_ds), (hub_cache(environ), {wanted_hub})):
+        try:
+            if any(norm(p.name) in wanted for p in folder.iterdir() if p.is_dir()):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _splits(preset: Preset) -> list[tuple[str, str]]:
+    """(preset key, split name) for every split this run reads."""
+    data, training = preset.data, preset.training
+    out: list[tuple[str, str]] = []
+    if training.do_train or data.preprocessing_only:
+        out += [("data.train_split_name", s.strip()) for s in data.train_split_name.split("+")]
+    if training.do_eval or training.eval_strategy != "no" or data.preprocessing_only:
+        out += [("data.eval_split_name", s.strip()) for s in data.eval_split_name.split("+")]
+    unique: dict[str, str] = {}
+    for key, split in out:
+        unique.setdefault(split, key)
+    return [(key, split) for split, key in unique.items()]
+
+
+def _sample(paths: list[str], count: int) -> list[str]:
+    if len(paths) <= count:
+        return paths
+    step = len(paths) / count
+    return [paths[int(i * step)] for i in range(count)]
+
+
+def check_data(preset: Preset, environ: Mapping[str, str], online: Callable[[], bool],
+               sample: int = 5) -> list[Finding]:
+    from ctc_tui.datascan import audio_info
+    from ctc_tui.sources import DataError, read_local_split
+
+    data = preset.data
+    findings: list[Finding] = []
+    root = Path(data.dataset_dir).expanduser() if data.dataset_dir else None
+    if data.source == "hub":
+        name = data.dataset_name or ""
+        if root is not None and not root.exists():
+            findings.append(_error("data.dataset_dir", f"{root} does not exist: fix data.dataset_dir (the data_dir "
+                                   "handed to the loader), or remove it"))
+        if name in PACKAGED_LOADERS or Path(name).expanduser().exists() or dataset_cached(name, environ):
+            return findings
+        fix = ("load it once where there is network and copy the datasets cache, or use a local copy "
+               "(data.source=librispeech or manifest with data.dataset_dir)")
+        if _offline(environ, "HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
+            findings.append(_error("data.dataset_name", f"'{name}' is not in the datasets cache "
+                                   f"({datasets_cache_dir(environ)}) and the hub is offline: {fix}"))
+        elif not online():
+            findings.append(_error("data.dataset_name", f"'{name}' is not in the datasets cache and the hub is "
+                                   f"unreachable: {fix}"))
+        return findings
+    assert root is not None  # the preset model requires dataset_dir for local sources
+    if not root.is_dir():
+        return [_error("data.dataset_dir", f"{root} does not exist: fix data.dataset_dir (relative paths are taken "
+                       "from the preset file's folder)")]
+    rates: dict[int, list[str]] = {}
+    unreadable: list[str] = []
+    for key, split in _splits(preset):
+        try:
+            raw = read_local_split(data.source, root, split, data.audio_column_name, data.text_column_name)
+        except DataError as exc:
+            text = str(exc)
+            fix = f"; set {key} to an existing split" if "not found" in text or "no manifest" in text else ""
+            findings.append(_error(key, text + fix))
+            continue
+        except OSError as exc:
+            findings.append(_error("data.dataset_dir", f"cannot read split '{split}' under {root} "
+                                   f"({exc.strerror or exc}): check the folder's permissions"))
+            continue
+        for path in _sample([str(a) for a in raw.audio], sample):
+            info = audio_info(path)
+            if info is None:
+                unreadable.append(path)
+            else:
+                rates.setdefault(info[0], []).append(split)
+    other = sorted(r for r in rates if r != TARGET_RATE)
+    if other:
+        shown = ", ".join(f"{r} Hz" for r in other)
+        findings.append(_warning("data.dataset_dir", f"some clips are sampled at {shown}, not {TARGET_RATE} Hz: "
+                                 f"they will be resampled to {TARGET_RATE} Hz during preprocessing (cached "
+                                 "afterwards); convert them beforehand to skip that step"))
+    if unreadable:
+        findings.append(_warning("data.dataset_dir", f"{len(unreadable)} sampled clip(s) have no readable audio "
+                                 f"header, e.g. {unreadable[0]}: check those files (FLAC/WAV read without "
+                                 "soundfile; other formats need it)"))
+    return findings
+
+
+# -- output dir ---------------------------------------------------------------------------------------
+
+
+def _existing_ancestor(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path("/")
+
+
+def _weights_bytes(preset: Preset) -> int:
+    """Size of the model's weights (fp32), from the files when they are here, else a known size."""
+    from ctc_tui.catalog import KNOWN_MODELS, cached_snapshot
+
+    model = preset.model
+    name = model.architecture or model.model_name_or_path
+    folder: Path | None = None
+    if not model.architecture:
+        local = Path(name).expanduser()
+        folder = local if local.is_dir() else cached_snapshot(name, model.cache_dir)
+    if folder is not None:
+        try:
+            size = sum(p.stat().st_size for p in folder.iterdir()
+                       if p.suffix in (".safetensors", ".bin") and p.is_file())
+        except OSError:
+            size = 0
+        if size:
+            return size
+    for known in KNOWN_MODELS:
+        if known.name == name:
+            match = re.match(r"(\d+(?:\.\d+)?)([MB])", known.params)
+            if match:
+                return int(float(match[1]) * (1e6 if match[2] == "M" else 1e9) * 4)
+    return int(317e6 * 4)  # unknown: assume a large wav2vec2
+
+
+def check_output_dir(preset: Preset, resume: bool = False) -> list[Finding]:
+    from ctc_tui.preset import has_placeholders
+
+    text = preset.training.output_dir
+    if has_placeholders(text):
+        return []  # filled in at launch ({timestamp}): a fresh folder every time; see resolve_output_dir
+    out = Path(text).expanduser()
+    if out.exists() and not out.is_dir():
+        return [_error("training.output_dir", f"{out} is a file: choose another --output-dir")]
+    if not resume and out.is_dir() and any(out.iterdir()) and not preset.training.overwrite_output_dir:
+        return [_error("training.output_dir", f"{out} exists and is not empty: resume it with "
+                       f"ctc-tui run --resume {out}, choose another --output-dir, or set "
+                       "training.overwrite_output_dir=true to train into it")]
+    base = _existing_ancestor(out)
+    if not os.access(base, os.W_OK | os.X_OK):
+        return [_error("training.output_dir", f"cannot write to {base}: choose another --output-dir")]
+    keep = 0 if preset.training.save_strategy == "no" else (preset.training.save_total_limit or 3)
+    weights = _weights_bytes(preset)
+    need = int(weights * (1 + 3 * keep) * 1.1)  # final model + checkpoints with optimizer state (x3)
+    try:
+        free = shutil.disk_usage(base).free
+    except OSError:
+        return []
+    if free < need:
+        from ctc_tui.devices import fmt_bytes
+
+        return [_warning("training.output_dir", f"only {fmt_bytes(free)} free on {base}; this run's model and "
+                         f"{keep} checkpoint(s) need about {fmt_bytes(need)}: free some space, lower "
+                         "training.save_total_limit, or choose another --output-dir")]
+    return []
+
+
+# -- hostfile -----------------------------------------------------------------------------------------
+
+
+def _ssh(host: str, ssh: str) -> str | None:
+    """None when ``ssh HOST true`` works without a password; else the reason."""
+    try:
+        proc = run_bounded([ssh, "-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_TIMEOUT}", host, "true"],
+                           SSH_TIMEOUT + 4)
+    except subprocess.TimeoutExpired:
+        return f"no answer within {SSH_TIMEOUT + 4} s"
+    except OSError as exc:
+        return str(exc.strerror or exc)
+    if proc.returncode == 0:
+        return None
+    lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("Warning:")]
+    return lines[-1][:160] if lines else f"ssh exit {proc.returncode}"
+
+
+def check_hostfile(preset: Preset, which: Callable[[str], str | None] = shutil.which) -> list[Finding]:
+    from ctc_tui.launch import read_hostfile
+
+    hostfile = preset.launch.hostfile
+    if not hostfile:
+        return []
+    path = Path(hostfile).expanduser()
+    if not path.is_file():
+        return [_error("launch.hostfile", f"{path} not found: fix launch.hostfile (lines 'host slots=N')")]
+    try:
+        hosts = read_hostfile(path)
+    except (OSError, ValueError) as exc:
+        return [_error("launch.hostfile", f"{exc}: write one 'host slots=N' line per node")]
+    names = local_names()
+    remote = list(dict.fromkeys(h for h, _ in hosts if not is_local(h, names)))
+    if not remote:
+        return []
+    ssh = which("ssh")
+    if ssh is None:
+        return [_error("launch.hostfile", f"ssh not found, needed to start ranks on {', '.join(remote[:3])}: "
+                       "apt-get install openssh-client")]
+    reasons: dict[str, str | None] = {}
+
+    def probe(host: str) -> None:
+        reasons[host] = _ssh(host, ssh)
+
+    threads = [threading.Thread(target=probe, args=(h,), daemon=True) for h in remote]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(SSH_TIMEOUT + 6)
+    findings = []
+    for host in remote:
+        reason = reasons.get(host, "no answer")
+        if reason is not None:
+            findings.append(_error("launch.hostfile", f"cannot reach {host} with ssh ({reason}): set up "
+                                   f"passwordless ssh (ssh-copy-id {host}), or remove it from {path}"))
+    return findings
+
+
+# -- all together -------------------------------------------------------------------------------------
+
+
+def run_checks(preset: Preset, *, resume: bool = False, detected=None, environ: Mapping[str, str] | None = None,
+               which: Callable[[str], str | None] = shutil.which) -> list[Finding]:
+    """Every check for ``preset`` (output_dir already resolved); errors first, then warnings.
+
+    ``resume``: the output dir is meant to exist (``ctc-tui run --resume``). ``detected``: the result of
+    devices.detect() when the caller has one (the wizard); found here only when the preset needs it."""
+    env = os.environ if environ is None else environ
+    reachable: dict[str, bool] = {}
+
+    def online() -> bool:  # asked at most once, and only when something is missing from the caches
+        if "ok" not in reachable:
+            reachable["ok"] = hub_reachable(env)
+        return reachable["ok"]
+
+    if detected is None:
+        from ctc_tui import devices
+
+        if preset.device_kind == "cpu":
+            detected = devices.Detected(devices=[], cpu=devices.cpu_info())
+        else:
+            detected = devices.detect()
+    findings: list[Finding] = []
+    for check in (
+        lambda: check_cards(preset, detected),
+        lambda: check_launcher(preset, which),
+        lambda: check_software(preset),
+        lambda: check_gaudi_settings(preset),
+        lambda: check_model(preset, env, online),
+        lambda: check_data(preset, env, online),
+        lambda: check_output_dir(preset, resume),
+        lambda: check_hostfile(preset, which),
+    ):
+        try:
+            findings += check()
+        except Exception as exc:  # noqa: BLE001  (a broken check is reported, never fatal)
+            findings.append(_warning("", f"a check could not run ({type(exc).__name__}: {exc}); "
+                                     "please report it (skip all checks with ctc-tui run --no-check)"))
+    return sorted(findings, key=lambda f: f.level != "error")
+
+
+def check_preset_file(preset_arg: str, overrides: list[str] | None = None,
+                      output_dir: str | None = None) -> tuple[Preset, list[Finding]]:
+    """Load a preset the way ``ctc-tui run`` does (placeholders filled) and check it."""
+    from ctc_tui.preset import load_preset, preset_stem, resolve_output_dir
+    from ctc_tui.presets_index import find_preset
+
+    path = find_preset(preset_arg)
+    preset = load_preset(path, overrides)
+    if output_dir:
+        preset.training.output_dir = output_dir
+    preset = resolve_output_dir(preset, preset_stem(path))
+    return preset, run_checks(preset)
+
+
+__all__ = ["Finding", "check_preset_file", "is_local", "parse_mpirun_version", "ranks_here", "run_checks"]

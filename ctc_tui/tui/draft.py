@@ -1,0 +1,154 @@
+"""The preset being edited by the wizard: a plain nested mapping, validated by the Preset model.
+
+Every form field is derived from the model's own field (its type, choices, default and docstring), so
+the wizard can never offer a value the preset file would reject, and adding a key to the model adds
+it to the form.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+from ctc_tui.preset import Preset, PresetError, Problem, validate_data
+
+SECTIONS = ("model", "data", "training", "gaudi", "launch")
+
+#: The wizard's steps and the preset keys each one edits (the app and ``ctc-tui init`` share them).
+STEP_KEYS: dict[str, list[str]] = {
+    "Model": ["model.model_name_or_path", "model.architecture"],
+    "Data": ["data.source", "data.dataset_dir", "data.dataset_name", "data.dataset_config_name",
+             "data.train_split_name", "data.eval_split_name", "data.audio_column_name", "data.text_column_name",
+             "data.max_duration_in_seconds", "data.min_duration_in_seconds"],
+    "Text": ["data.chars_to_ignore", "data.do_lower_case"],
+    "Cards": ["gaudi.use_habana", "training.use_cpu", "launch.launcher", "launch.world_size", "launch.hostfile",
+              "launch.master_port", "launch.deepspeed"],
+    "Precision": ["training.bf16", "gaudi.use_lazy_mode", "gaudi.use_hpu_graphs_for_training",
+                  "gaudi.use_hpu_graphs_for_inference", "gaudi.sdp_on_bf16", "model.attn_implementation",
+                  "gaudi.gaudi_config_name", "gaudi.static_shapes", "training.throughput_warmup_steps"],
+    "Training": ["training.num_train_epochs", "training.max_steps", "training.per_device_train_batch_size",
+                 "training.per_device_eval_batch_size", "training.gradient_accumulation_steps",
+                 "training.learning_rate", "training.warmup_steps", "model.layerdrop", "model.freeze_feature_encoder",
+                 "training.eval_strategy", "training.eval_steps", "training.save_strategy", "training.save_steps",
+                 "training.logging_steps", "training.seed", "training.output_dir"],
+}
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    key: str  # dotted, e.g. "training.learning_rate"
+    kind: str  # "bool" | "choice" | "int" | "float" | "text" | "list"
+    choices: tuple[Any, ...]
+    optional: bool
+    help: str
+
+    @property
+    def name(self) -> str:
+        return self.key.split(".", 1)[1]
+
+    @property
+    def widget_id(self) -> str:
+        return "f-" + self.key.replace(".", "--")
+
+
+def field_spec(key: str) -> FieldSpec:
+    section, name = key.split(".", 1)
+    model = Preset.model_fields[section].annotation
+    info = model.model_fields[name]  # type: ignore[union-attr]
+    annotation = info.annotation
+    optional = False
+    origin = get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        optional = len(args) < len(get_args(annotation))
+        annotation = args[0] if len(args) == 1 else annotation
+        origin = get_origin(annotation)
+    choices: tuple[Any, ...] = ()
+    if annotation is bool:
+        kind = "bool"
+    elif origin is Literal:
+        kind, choices = "choice", get_args(annotation)
+    elif annotation is int:
+        kind = "int"
+    elif annotation is float:
+        kind = "float"
+    elif origin in (list, tuple):
+        kind = "list"
+    else:
+        kind = "text"
+    help_text = " ".join((info.description or "").split())
+    return FieldSpec(key, kind, choices, optional, help_text)
+
+
+def parse_text(spec: FieldSpec, text: str) -> Any:
+    """What the user typed, as the value the model should see (the model then validates it)."""
+    text = text.strip()
+    if not text:
+        return None if spec.optional else ""
+    if spec.kind in ("int", "float"):
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            return text
+        return value
+    if spec.kind == "list":
+        if spec.key == "data.chars_to_ignore":
+            return text  # a string of characters; the model splits it
+        return [part.strip() for part in text.replace(",", " ").split() if part.strip()]
+    return text
+
+
+def format_value(spec: FieldSpec, value: Any) -> str:
+    if value is None:
+        return ""
+    if spec.kind == "list":
+        if spec.key == "data.chars_to_ignore":
+            return " ".join(value)
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+class Draft:
+    """A preset under construction (attributes of a nested dict, addressed by dotted keys)."""
+
+    def __init__(self, data: dict[str, Any]):
+        self.data = {section: dict(data.get(section) or {}) for section in SECTIONS}
+
+    @classmethod
+    def from_preset(cls, preset: Preset) -> Draft:
+        return cls(preset.to_dict())
+
+    def get(self, key: str) -> Any:
+        section, name = key.split(".", 1)
+        if name in self.data[section]:
+            return self.data[section][name]
+        model = Preset.model_fields[section].annotation
+        info = model.model_fields[name]  # type: ignore[union-attr]
+        return info.get_default(call_default_factory=True)
+
+    def set(self, key: str, value: Any) -> None:
+        section, name = key.split(".", 1)
+        self.data[section][name] = value
+
+    def validate(self) -> tuple[Preset | None, list[Problem]]:
+        try:
+            return validate_data(self.data, "wizard"), []
+        except PresetError as exc:
+            return None, exc.problems
+
+    def problems_for(self, keys: list[str] | tuple[str, ...]) -> list[Problem]:
+        """Problems this step can fix: those on its keys, or on the sections they belong to."""
+        _, problems = self.validate()
+        sections = {k.split(".")[0] for k in keys}
+        mine = []
+        for problem in problems:
+            if problem.key in keys or problem.key in sections:
+                mine.append(problem)
+        return mine
+
+    def preset(self) -> Preset:
+        return validate_data(self.data, "wizard")

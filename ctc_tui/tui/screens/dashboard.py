@@ -1,0 +1,265 @@
+"""The live dashboard of one run: a row per card, progress, loss and WER plots, transcripts, alerts, logs.
+
+Events arrive in an async worker (history first, then live) and only update a RunState; the widgets
+are redrawn from it on a timer, so a fast event stream never queues up redraws and the view never lags
+behind the stream. Leaving the dashboard never stops the run unless asked to.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from ctc_tui import client
+from ctc_tui.alerts import alerts
+from ctc_tui.follow import fmt_duration, fmt_float, sparkline
+from ctc_tui.runstate import RunState
+from ctc_tui.tui.screens.dialogs import ChoiceScreen, HelpScreen, confirm
+from ctc_tui.tui.widgets.plot import LinePlot, Series
+
+COLUMNS = ("rank", "host", "state", "step", "loss", "trend", "samples/s", "memory", "util")
+STATE_STYLE = {"training": "green", "evaluating": "cyan", "failed": "bold red", "done": "bold green",
+               "stopped": "yellow", "preprocessing": "magenta", "compiling": "magenta", "saving": "blue"}
+HELP = """[b]Dashboard keys[/b]
+
+  s   stop gracefully: every rank saves a checkpoint, then exits (resume later)
+  k   kill every process of the run now (asks first; no checkpoint)
+  d   detach: leave the dashboard, training goes on (ctc-tui attach RUN_DIR)
+  l   show the log of the next rank (then the supervisor's)
+  r   runs: past and live runs, compare WER curves
+  q   quit: asks whether to detach or stop a live run
+  ?   this help
+"""
+
+
+def _short(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def tail_lines(path: Path, count: int = 12, max_bytes: int = 16384) -> list[str]:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            handle.seek(max(0, size - max_bytes))
+            data = handle.read()
+    except OSError:
+        return []
+    lines = data.decode("utf-8", errors="replace").replace("\r", "\n").splitlines()
+    return [line for line in lines if line.strip()][-count:]
+
+
+class DashboardScreen(Screen[str]):
+    BINDINGS = [
+        Binding("s", "stop", "Stop"),
+        Binding("k", "kill", "Kill"),
+        Binding("d", "detach", "Detach"),
+        Binding("l", "logs", "Logs"),
+        Binding("r", "runs", "Runs"),
+        Binding("q", "quit_run", "Quit"),
+        Binding("question_mark", "help", "Help"),
+    ]
+
+    def __init__(self, run_dir: Path, refresh_every: float = 0.25, clock=time.time):
+        super().__init__(classes="dashboard")
+        self.run_dir = Path(run_dir)
+        self.state = RunState()
+        self.refresh_every = refresh_every
+        self.clock = clock
+        self.following = True
+        self.log_rank = 0
+        self.redraws = 0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="summary")
+        yield DataTable(id="ranks", cursor_type="row", zebra_stripes=True)
+        with Horizontal(id="plots"):
+            yield LinePlot("loss", id="loss-plot")
+            yield LinePlot("eval WER", id="wer-plot")
+        with Horizontal(id="lower"):
+            with Vertical(id="left-lower"):
+                yield Static("", id="alerts")
+                yield Static("", id="samples")
+            yield Static("", id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "ctc-tui"
+        self.sub_title = _short(self.run_dir)
+        table = self.query_one("#ranks", DataTable)
+        for name in COLUMNS:
+            table.add_column(name, key=name)
+        self.follow_events()
+        self.set_interval(self.refresh_every, self.redraw)
+        self.redraw()
+
+    @work(exclusive=True, group="follow", exit_on_error=False)
+    async def follow_events(self) -> None:
+        async for event in client.follow(self.run_dir):
+            self.state.feed(event)
+        self.following = False
+        self.redraw()
+
+    # -- drawing -----------------------------------------------------------------------------------
+    def redraw(self) -> None:
+        self.redraws += 1
+        now = self.clock()
+        state = self.state
+        self.query_one("#summary", Static).update(self._summary(now))
+        self._draw_table()
+        self.query_one("#loss-plot", LinePlot).series = [Series("", tuple(state.loss_curve), "cyan")]
+        wer = tuple((float(e["step"] or 0), float(e["wer"])) for e in state.evals
+                    if isinstance(e.get("wer"), (int, float)))
+        self.query_one("#wer-plot", LinePlot).series = [Series("", wer, "green")]
+        self.query_one("#alerts", Static).update(self._alerts(now))
+        self.query_one("#samples", Static).update(self._samples())
+        self.query_one("#log", Static).update(self._log())
+
+    def _summary(self, now: float) -> Group:
+        s = self.state
+        total = s.max_steps or 0
+        filled = round(36 * min(s.step, total) / total) if total else 0
+        bar = Text.assemble(("█" * filled, "green"), ("░" * (36 - filled), "dim"))
+        live = "following" if self.following else "run over"
+        state_style = STATE_STYLE.get(s.state, "")
+        head = Text.assemble((f" {s.state} ", f"reverse {state_style}".strip()), "  ",
+                             (f"step {s.step}/{total or '?'}", "bold"), "  ",
+                             f"{(100 * s.step / total) if total else 0:.0f}%  ",
+                             f"ETA {fmt_duration(s.eta_seconds(now)) if not s.finished else '--:--'}  ",
+                             f"elapsed {fmt_duration(s.elapsed(now))}  ", (live, "dim"))
+        sps = s.samples_per_second
+        wer, best = s.last_wer, s.best_wer
+        figures = Text.assemble(("samples/s ", "dim"), (fmt_float(sps, 1), "bold"), ("   eval WER ", "dim"),
+                                (fmt_float(wer), "bold green" if wer is not None else ""),
+                                ("   best ", "dim"), fmt_float(best),
+                                ("   world ", "dim"), str(s.world_size or len(s.ranks) or "-"))
+        if s.exit_code is not None:
+            figures.append(f"   exit {s.exit_code}", style="bold red" if s.exit_code else "bold green")
+            if s.failed_rank is not None:
+                figures.append(f" (rank {s.failed_rank} failed)", style="red")
+        return Group(Text.assemble(head), bar, figures)
+
+    def _draw_table(self) -> None:
+        table = self.query_one("#ranks", DataTable)
+        wanted = sorted(r for r in self.state.ranks if r >= 0)
+        for rank in wanted:
+            row = self.state.ranks[rank]
+            mem = f"{row.memory_used / 2**30:.1f}/{row.memory_total / 2**30:.0f} GiB" if row.memory_used and \
+                row.memory_total else (f"{row.memory_used / 2**30:.1f} GiB" if row.memory_used else "-")
+            bad_loss = row.step and not math.isfinite(row.loss)
+            cells = (str(rank), row.host, Text(row.state, style=STATE_STYLE.get(row.state, "")), str(row.step),
+                     Text(fmt_float(row.loss), style="bold red" if bad_loss else ""),
+                     Text(sparkline(list(row.losses), 20), style="cyan"), fmt_float(row.samples_per_second, 1),
+                     mem, f"{row.utilisation:.0f}%" if row.utilisation is not None else "-")
+            key = str(rank)
+            if key in table.rows:
+                for column, value in zip(COLUMNS, cells):
+                    table.update_cell(key, column, value)
+            else:
+                table.add_row(*cells, key=key)
+
+    def _alerts(self, now: float) -> Text:
+        found = alerts(self.state, now)
+        if not found:
+            return Text("no alerts", style="dim")
+        text = Text()
+        for alert in found[:6]:
+            text.append(("✗ " if alert.level == "error" else "! ") + alert.message + "\n",
+                        style="bold red" if alert.level == "error" else "yellow")
+        return text
+
+    def _samples(self) -> Table | Text:
+        samples = self.state.last_samples
+        if not samples:
+            return Text("transcripts appear after the first evaluation", style="dim")
+        step = self.state.evals[-1].get("step") if self.state.evals else "?"
+        table = Table(box=None, pad_edge=False, title=f"eval @ step {step}: hyp / ref",
+                      title_justify="left", title_style="bold", show_header=False)
+        table.add_column(overflow="fold")
+        for pair in samples[:4]:
+            hyp, ref = str(pair.get("hyp", "")), str(pair.get("ref", ""))
+            table.add_row(Text.assemble(("hyp ", "dim"), (hyp or "(blank)", "green" if hyp == ref else "yellow")))
+            table.add_row(Text.assemble(("ref ", "dim"), ref))
+        return table
+
+    def _log_name(self) -> tuple[str, Path]:
+        ranks = sorted(r for r in self.state.ranks if r >= 0) or [0]
+        if self.log_rank >= len(ranks):
+            return "supervisor", self.run_dir / "logs" / "supervisor.log"
+        rank = ranks[self.log_rank]
+        return f"rank {rank}", self.run_dir / "logs" / f"rank-{rank}.log"
+
+    def _log(self) -> Text:
+        name, path = self._log_name()
+        text = Text(f"log of {name} (l: next)\n", style="bold")
+        lines = tail_lines(path, count=max(4, self.size.height // 3))
+        text.append("\n".join(line[-200:] for line in lines) or "(empty)", style="" if lines else "dim")
+        return text
+
+    # -- actions -----------------------------------------------------------------------------------
+    def action_logs(self) -> None:
+        count = len([r for r in self.state.ranks if r >= 0]) or 1
+        self.log_rank = (self.log_rank + 1) % (count + 1)
+        self.redraw()
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen(HELP))
+
+    def action_runs(self) -> None:
+        from ctc_tui.tui.screens.runs import RunsScreen
+
+        self.app.push_screen(RunsScreen(self.run_dir.parent))
+
+    def action_stop(self) -> None:
+        self._control("stop")
+
+    def action_kill(self) -> None:
+        def answered(choice: str | None) -> None:
+            if choice == "yes":
+                self._control("kill")
+
+        self.app.push_screen(confirm("Kill every process of this run now? No checkpoint is written.",
+                                     yes="Kill", no="Cancel"), answered)
+
+    @work(group="control", exit_on_error=False)
+    async def _control(self, op: str) -> None:
+        try:
+            await client.request(self.run_dir, op)
+        except client.NotRunning:
+            self.notify("the run has already ended", severity="warning")
+            return
+        self.notify("stopping: every rank saves a checkpoint first" if op == "stop" else "killing the run")
+
+    def action_detach(self) -> None:
+        self.app.exit(f"detached; the run goes on. Follow it with: ctc-tui attach {self.run_dir}")
+
+    def action_quit_run(self) -> None:
+        if not self.following or not client.is_live(self.run_dir):
+            self.app.exit(f"run dir: {self.run_dir}")
+            return
+
+        def answered(choice: str | None) -> None:
+            if choice == "detach":
+                self.action_detach()
+            elif choice == "stop":
+                self._control("stop")
+                self.app.exit(f"stopping (checkpoint first); resume with: ctc-tui run --resume {self.run_dir}")
+
+        self.app.push_screen(ChoiceScreen("The run is live. Leave it running, or stop it?",
+                                          [("detach", "Detach (keeps training)"), ("stop", "Stop gracefully"),
+                                           ("cancel", "Cancel")], default="detach"), answered)

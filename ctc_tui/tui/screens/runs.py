@@ -1,0 +1,112 @@
+"""Past and live runs under a folder: state, best WER, duration; mark two to overlay their WER curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from ctc_tui.follow import fmt_duration, fmt_float
+from ctc_tui.runs import RunSummary, find_runs
+from ctc_tui.tui.widgets.plot import LinePlot, Series
+
+STYLES = ("green", "magenta", "cyan", "yellow")
+
+
+class RunsScreen(Screen[None]):
+    BINDINGS = [
+        Binding("space", "mark", "Mark (compare)"),
+        Binding("enter", "open", "Open"),
+        Binding("f5", "reload", "Reload"),
+        Binding("escape,q", "close", "Back"),
+    ]
+
+    def __init__(self, root: Path):
+        super().__init__(classes="runs")
+        self.root = Path(root)
+        self.runs: list[RunSummary] = []
+        self.marked: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(f"runs under {self.root}  (space: mark two to compare, enter: open)", id="runs-title")
+        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield LinePlot("eval WER of the marked runs", id="compare-plot")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "runs"
+        table = self.query_one("#runs-table", DataTable)
+        for name in ("", "run", "state", "world", "step", "best WER", "duration", "started"):
+            table.add_column(name, key=name or "mark")
+        self.action_reload()
+
+    def action_reload(self) -> None:
+        self._load()
+
+    @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
+    def _load(self) -> None:
+        runs = find_runs(self.root) if self.root.is_dir() else []
+        self.app.call_from_thread(self._show, runs)
+
+    def _show(self, runs: list[RunSummary]) -> None:
+        self.runs = runs
+        table = self.query_one("#runs-table", DataTable)
+        table.clear()
+        for run in runs:
+            style = {"failed": "red", "done": "green", "training": "cyan", "lost": "yellow"}.get(run.state, "")
+            table.add_row("●" if str(run.path) in self.marked else " ", run.name, Text(run.state, style=style),
+                          str(run.world_size or "-"), str(run.step), fmt_float(run.best_wer),
+                          fmt_duration(run.duration), run.started_text, key=str(run.path))
+        if not runs:
+            self.query_one("#runs-title", Static).update(f"no runs under {self.root} yet")
+        self._plot()
+
+    def _current(self) -> RunSummary | None:
+        table = self.query_one("#runs-table", DataTable)
+        if not self.runs or table.cursor_row is None or table.cursor_row >= len(self.runs):
+            return None
+        return self.runs[table.cursor_row]
+
+    def action_mark(self) -> None:
+        run = self._current()
+        if run is None:
+            return
+        key = str(run.path)
+        if key in self.marked:
+            self.marked.remove(key)
+        else:
+            self.marked = [*self.marked[-1:], key]  # at most two
+        table = self.query_one("#runs-table", DataTable)
+        for summary in self.runs:
+            table.update_cell(str(summary.path), "mark", "●" if str(summary.path) in self.marked else " ")
+        self._plot()
+
+    def _plot(self) -> None:
+        chosen = [r for r in self.runs if str(r.path) in self.marked]
+        series = [Series(r.name, tuple((float(s), w) for s, w in r.wer_curve), STYLES[i % len(STYLES)])
+                  for i, r in enumerate(chosen)]
+        self.query_one("#compare-plot", LinePlot).series = series
+
+    def action_open(self) -> None:
+        run = self._current()
+        if run is None:
+            return
+        from ctc_tui.tui.screens.dashboard import DashboardScreen
+
+        self.app.push_screen(DashboardScreen(run.path))
+
+    def action_close(self) -> None:
+        if len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
+        else:
+            self.app.exit()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()

@@ -1,0 +1,113 @@
+"""The frame every wizard step shares: where you are, the form, its problems, Back and Next.
+
+A step edits the draft it is given and dismisses with ``NEXT`` or ``BACK``; the app decides what comes
+next. Next is refused while a key of this step is invalid, with the model's own message.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Static
+
+from ctc_tui.tui.draft import Draft
+from ctc_tui.tui.widgets.form import collect, rows_for
+
+BACK, NEXT = "back", "next"
+STEP_TITLES = ("Model", "Data", "Text", "Cards", "Precision", "Training", "Review")
+
+
+def breadcrumb(current: int) -> Text:
+    text = Text()
+    for i, title in enumerate(STEP_TITLES):
+        if i:
+            text.append("  ›  ", style="dim")
+        style = "bold reverse" if i == current else ("" if i < current else "dim")
+        text.append(f" {i + 1} {title} ", style=style)
+    return text
+
+
+class StepScreen(Screen[str]):
+    """Base of the seven steps. Subclasses set INDEX and KEYS, and may add widgets in ``compose_extra``."""
+
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("ctrl+n", "next", "Next", priority=True),
+    ]
+    INDEX = 0
+    KEYS: list[str] = []
+    LABELS: dict[str, str] = {}
+    HELP = ""
+
+    def __init__(self, draft: Draft):
+        super().__init__(classes="step")
+        self.draft = draft
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(breadcrumb(self.INDEX), id="breadcrumb")
+        if self.HELP:
+            yield Static(self.HELP, id="step-help")
+        with Horizontal(id="step-main"):
+            with VerticalScroll(id="step-body"):
+                yield from self.compose_extra_top()
+                yield from rows_for(self.draft, self.KEYS, self.LABELS)
+            side = list(self.compose_extra())
+            if side:
+                with VerticalScroll(id="step-side"):
+                    yield from side
+        yield Static("", id="problems")
+        with Horizontal(id="nav"):
+            yield Button("Back", id="back")
+            yield Button("Next", id="next", variant="primary")
+        yield Footer()
+
+    def compose_extra_top(self) -> ComposeResult:
+        yield from ()
+
+    def compose_extra(self) -> ComposeResult:
+        yield from ()
+
+    def on_mount(self) -> None:
+        self.sub_title = f"step {self.INDEX + 1} of {len(STEP_TITLES)}: {STEP_TITLES[self.INDEX]}"
+        if self.INDEX == 0:
+            self.query_one("#back", Button).disabled = True
+
+    # -- navigation --------------------------------------------------------------------------------
+    def collect(self) -> None:
+        collect(self, self.draft, self.KEYS)
+
+    def problems(self) -> list[str]:
+        return [f"{p.key}: {p.message}" if p.key else p.message for p in self.draft.problems_for(self.KEYS)]
+
+    def show_problems(self, problems: list[str]) -> None:
+        widget = self.query_one("#problems", Static)
+        widget.update(Text("\n".join("✗ " + p for p in problems), style="bold red") if problems else "")
+        widget.set_class(bool(problems), "has-problems")
+
+    def action_next(self) -> None:
+        self.collect()
+        problems = self.problems()
+        self.show_problems(problems)
+        if not problems:
+            self.dismiss(NEXT)
+
+    def action_back(self) -> None:
+        if self.INDEX == 0:
+            return
+        self.collect()
+        self.dismiss(BACK)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "next":
+            event.stop()
+            self.action_next()
+        elif event.button.id == "back":
+            event.stop()
+            self.action_back()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.focus_next()

@@ -1,0 +1,175 @@
+"""Device discovery: the parsers on captured tool outputs, and ``ctc-tui devices`` really run.
+
+Where the captured outputs in tests/data/devices/ come from:
+- ``hl-smi-*.csv``: ``hl-smi -Q index,name,memory.total,memory.used,utilization.aip,bus_id -f csv,...``,
+  the query fields and CSV format documented in Intel Gaudi's "System Management Interface Tool (hl-smi)"
+  page (docs.habana.ai, Management_and_Monitoring/Embedded_System_Tools_Guide). With ``noheader,nounits``
+  the rows are bare numbers in MiB and %; without them hl-smi prints a header with ``[MiB]`` and values
+  like ``98304 MiB`` (the gaudi3 file). HL-225 is Gaudi2 (96 GiB), HL-325L Gaudi3 (128 GiB).
+- ``hl-smi-gaudi2-8-table.txt``: plain ``hl-smi`` on an 8 x Gaudi2 node, laid out as the tool prints its
+  summary; its "Compute Processes" section (AIP, PID, Type, Process name, Usage) lists one busy card.
+- ``nvidia-smi-*.csv``: ``nvidia-smi --query-gpu=index,name,uuid,memory.total,memory.used,utilization.gpu
+  --format=csv,noheader,nounits`` and ``--query-compute-apps=gpu_uuid,pid,process_name,used_memory``, the
+  formats in nvidia-smi(1) ("--format=csv", "noheader", "nounits"; "[N/A]" for unsupported fields).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_cli
+
+from ctc_tui.devices import (
+    ToolOutputError,
+    gaudi_model,
+    parse_hl_smi_csv,
+    parse_hl_smi_processes,
+    parse_nvidia_smi_apps,
+    parse_nvidia_smi_gpus,
+)
+
+DATA = REPO / "tests" / "data" / "devices"
+MIB = 1024 * 1024
+
+
+def captured(name: str) -> str:
+    return (DATA / name).read_text()
+
+
+# -- parsers ------------------------------------------------------------------------------------------
+
+
+def test_hl_smi_csv_of_an_8_card_gaudi2_node():
+    cards = parse_hl_smi_csv(captured("hl-smi-gaudi2-8.csv"))
+    assert [c.index for c in cards] == list(range(8))
+    assert {c.model for c in cards} == {"Gaudi2"} and {c.kind for c in cards} == {"hpu"}
+    assert cards[0].name == "HL-225" and cards[0].memory_total == 98304 * MIB and cards[0].memory_used == 768 * MIB
+    assert cards[3].utilisation == 98 and cards[3].memory_used == 96564 * MIB
+    assert cards[7].bus_id == "0000:b4:00.0"
+
+
+def test_hl_smi_csv_with_header_and_units():
+    cards = parse_hl_smi_csv(captured("hl-smi-gaudi3-2-header-units.csv"))
+    assert [(c.index, c.model) for c in cards] == [(0, "Gaudi3"), (1, "Gaudi3")]
+    assert cards[1].memory_total == 131072 * MIB and cards[1].memory_used == 17538 * MIB
+    assert cards[1].utilisation == 17
+
+
+def test_hl_smi_process_table_names_the_busy_card():
+    assert parse_hl_smi_processes(captured("hl-smi-gaudi2-8-table.txt")) == {3: [107684]}
+    assert parse_hl_smi_processes("no such section here") == {}
+
+
+@pytest.mark.parametrize("name, model", [
+    ("HL-205", "Gaudi1"), ("HL-225", "Gaudi2"), ("HL-225H", "Gaudi2"), ("HL-288E", "Gaudi2"),
+    ("HL-325L", "Gaudi3"), ("HL-338", "Gaudi3"), ("Gaudi2", "Gaudi2"), ("HL-100", "Goya"), ("mystery", "mystery"),
+])
+def test_gaudi_generation_from_the_product_name(name, model):
+    assert gaudi_model(name) == model
+
+
+@pytest.mark.parametrize("text", [
+    captured("hl-smi-malformed.txt"),
+    "0, HL-225, 98304\n",  # too few fields
+    "zero, HL-225, 98304, 768, 0, 0000:19:00.0\n",  # not an index
+    "0, HL-225, lots, 768, 0, 0000:19:00.0\n",  # not a number
+])
+def test_malformed_hl_smi_output_is_a_clear_error(text):
+    with pytest.raises(ToolOutputError):
+        parse_hl_smi_csv(text)
+
+
+def test_nvidia_smi_gpus_and_their_processes():
+    gpus = parse_nvidia_smi_gpus(captured("nvidia-smi-2gpu.csv"))
+    assert [(g.index, g.kind, g.name) for g in gpus] == [(0, "gpu", "NVIDIA H100 80GB HBM3"), (1, "gpu", "NVIDIA H100 80GB HBM3")]
+    assert gpus[0].memory_total == 81559 * MIB and gpus[0].utilisation == 97
+    apps = parse_nvidia_smi_apps(captured("nvidia-smi-2gpu-apps.csv"))
+    assert apps == {gpus[0].uuid: [48213]}
+    assert parse_nvidia_smi_apps("") == {} and parse_nvidia_smi_apps("No running processes found\n") == {}
+
+
+def test_nvidia_smi_not_available_fields_are_none():
+    (gpu,) = parse_nvidia_smi_gpus(captured("nvidia-smi-na.csv"))
+    assert gpu.utilisation is None and gpu.memory_total == 24576 * MIB
+
+
+def test_empty_output_means_no_cards():
+    assert parse_hl_smi_csv("") == [] and parse_nvidia_smi_gpus("\n") == []
+
+
+# -- the real command ---------------------------------------------------------------------------------
+
+
+def test_devices_json_on_this_machine_reports_the_cpu():
+    out = run_cli("devices", "--json", timeout=60)
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout)
+    cpu = found["cpu"]
+    assert cpu["logical_cpus"] == os.cpu_count()
+    assert 1 <= cpu["physical_cores"] <= cpu["logical_cpus"] and cpu["sockets"] >= 1
+    assert cpu["memory_total"] > cpu["memory_available"] > 0
+    if not any(Path(d, tool).exists() for d in os.environ.get("PATH", "").split(os.pathsep)
+               for tool in ("hl-smi", "nvidia-smi")):
+        assert found["devices"] == []
+
+
+def test_devices_table_on_this_machine():
+    out = run_cli("devices", timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "CPU:" in out.stdout and "physical cores" in out.stdout and "Traceback" not in out.stderr
+
+
+def fake_tool(folder: Path, name: str, script: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+
+def path_with(folder: Path) -> dict:
+    return {"PATH": f"{folder}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def test_devices_through_a_stand_in_hl_smi(tmp_path):
+    """The whole path (tool call, CSV, process table) with an hl-smi that prints the captured outputs."""
+    fake_tool(tmp_path / "bin", "hl-smi",
+              f'if [ "$1" = "-Q" ]; then cat {DATA / "hl-smi-gaudi2-8.csv"}; else cat {DATA / "hl-smi-gaudi2-8-table.txt"}; fi\n')
+    out = run_cli("devices", "--json", env=path_with(tmp_path / "bin"), timeout=60)
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout)
+    hpus = [d for d in found["devices"] if d["kind"] == "hpu"]
+    assert len(hpus) == 8 and found["sources"]["hpu"] == "hl-smi"
+    assert [d["busy_pids"] for d in hpus if d["busy_pids"]] == [[107684]] and hpus[3]["busy_pids"] == [107684]
+    table = run_cli("devices", env=path_with(tmp_path / "bin"), timeout=60)
+    assert "Gaudi2" in table.stdout and "pid 107684" in table.stdout
+
+
+def test_unreadable_hl_smi_output_is_a_note_not_a_traceback(tmp_path):
+    fake_tool(tmp_path / "bin", "hl-smi", f"cat {DATA / 'hl-smi-malformed.txt'}\n")
+    out = run_cli("devices", "--json", env=path_with(tmp_path / "bin"), timeout=60)
+    assert out.returncode == 0 and "Traceback" not in out.stderr
+    found = json.loads(out.stdout)
+    assert found["devices"] == [] and any("could not read hl-smi output" in n for n in found["notes"])
+
+
+def test_a_hanging_tool_is_given_up_on(tmp_path):
+    fake_tool(tmp_path / "bin", "nvidia-smi", "sleep 30\n")
+    start = time.monotonic()
+    out = run_cli("devices", "--json", env=path_with(tmp_path / "bin"), timeout=60)
+    assert out.returncode == 0
+    assert time.monotonic() - start < 20
+    assert any("did not answer" in n for n in json.loads(out.stdout)["notes"])
+
+
+def test_nvidia_gpus_through_a_stand_in_nvidia_smi(tmp_path):
+    fake_tool(tmp_path / "bin", "nvidia-smi",
+              'case "$1" in --query-gpu=*) cat ' + str(DATA / "nvidia-smi-2gpu.csv") + ' ;; '
+              '--query-compute-apps=*) cat ' + str(DATA / "nvidia-smi-2gpu-apps.csv") + ' ;; esac\n')
+    found = json.loads(run_cli("devices", "--json", env=path_with(tmp_path / "bin"), timeout=60).stdout)
+    gpus = [d for d in found["devices"] if d["kind"] == "gpu"]
+    assert [g["busy_pids"] for g in gpus] == [[48213], []]

@@ -1,0 +1,250 @@
+"""The Textual app driven by Textual's Pilot: each wizard step, the saved preset, the dashboard and runs
+screens fed from real run dirs, and SVG snapshots of the screens (pytest-textual-snapshot)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from rich.text import Text
+from textual.widgets import Checkbox, DataTable, Input, OptionList, Select
+
+from ctc_tui.preset import load_preset
+from ctc_tui.tui import make_app
+from ctc_tui.tui.app import CtcTuiApp
+from ctc_tui.tui.draft import Draft
+from ctc_tui.tui.screens.dashboard import DashboardScreen
+from ctc_tui.tui.screens.dialogs import ChoiceScreen
+from ctc_tui.tui.widgets.plot import LinePlot
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "presets" / "demo-cpu.yaml"
+DEVICES = Text("CPU: 1 socket, 2 cores, 2 threads (no HPU, no GPU)")
+SIZE = (120, 40)
+
+
+@pytest.fixture(autouse=True)
+def _empty_hub_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("hub")))
+
+
+def wizard(save_path: Path, preset: Path = DEMO) -> CtcTuiApp:
+    app = make_app(preset=str(preset), save_path=str(save_path))
+    app.devices_text = DEVICES  # the cards step shows what was detected; fixed here for repeatable screens
+    return app
+
+
+def plain(pilot, selector: str) -> str:
+    """What a Static shows, as plain text (rendered by rich, whatever renderable it holds)."""
+    console = Console(width=200, file=io.StringIO(), color_system=None)
+    with console.capture() as captured:
+        console.print(pilot.app.screen.query_one(selector).content)
+    return captured.get()
+
+
+async def settle(pilot) -> None:
+    """Wait for the screens' workers (data check, device scan, event replay); the wizard's own loop
+    runs for the whole session and is left out."""
+    app = pilot.app
+    others = [w for w in app.workers if w.group != "wizard"]
+    if others:  # (an empty list would mean "wait for all")
+        await app.workers.wait_for_complete(others)
+    await pilot.pause()
+
+
+async def type_into(pilot, selector: str, text: str) -> None:
+    widget = pilot.app.screen.query_one(selector, Input)
+    widget.focus()
+    widget.value = ""
+    await pilot.press(*text)
+
+
+async def next_step(pilot, expected: str) -> None:
+    await pilot.press("ctrl+n")
+    await pilot.pause()
+    assert type(pilot.app.screen).__name__ == expected, plain(pilot, "#problems")
+
+
+async def test_wizard_edits_every_step_and_saves_the_expected_preset(tmp_path):
+    out = tmp_path / "mine.yaml"
+    app = wizard(out)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        # 1 model: pick the small architecture from the list
+        models = app.screen.query_one("#models", OptionList)
+        models.focus()
+        models.highlighted = [o.id for o in models.options].index("wav2vec2-small")
+        await pilot.press("enter")
+        assert app.screen.query_one("#f-model--architecture", Select).value == "wav2vec2-small"
+        await next_step(pilot, "DataStep")
+        # 2 data: the check runs on the demo corpus; shorten the duration cap
+        await settle(pilot)
+        assert app.scan is not None and [s.clips for s in app.scan.splits] == [800, 100]
+        await type_into(pilot, "#f-data--max_duration_in_seconds", "5")
+        await next_step(pilot, "TextStep")
+        # 3 text: stop removing '?' and watch the preview keep it
+        await type_into(pilot, "#f-data--chars_to_ignore", ", . ! ; : \"")
+        await pilot.pause()
+        assert "?" in app.screen.vocab and any("?" in after for _, after in app.screen.rows)
+        await next_step(pilot, "CardsStep")
+        # 4 cards: two ranks under torchrun
+        app.screen.query_one("#f-launch--launcher", Select).value = "torchrun"
+        await type_into(pilot, "#f-launch--world_size", "2")
+        await next_step(pilot, "PrecisionStep")
+        # 5 precision: bf16 on (space toggles the focused checkbox)
+        app.screen.query_one("#f-training--bf16", Checkbox).focus()
+        await pilot.press("space")
+        await next_step(pilot, "TrainingStep")
+        # 6 training
+        await type_into(pilot, "#f-training--max_steps", "30")
+        await type_into(pilot, "#f-training--learning_rate", "0.001")
+        await next_step(pilot, "ReviewStep")
+        # 7 review: the YAML and the command are shown; save
+        command = plain(pilot, "#command")
+        assert "torch.distributed.run" in command and "--nproc_per_node 2" in command
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+    assert app.return_value and str(out) in app.return_value
+    expected = load_preset(DEMO, [
+        "model.architecture=wav2vec2-small", "data.max_duration_in_seconds=5", 'data.chars_to_ignore=,.!;:"',
+        "launch.launcher=torchrun", "launch.world_size=2", "training.bf16=true", "training.max_steps=30",
+        "training.learning_rate=0.001"])
+    assert load_preset(out).to_dict() == expected.to_dict()
+    assert out.read_text().startswith("# written by the ctc-tui wizard")
+
+
+async def test_next_is_refused_with_the_models_message_and_back_keeps_values(tmp_path):
+    app = wizard(tmp_path / "x.yaml")
+    app.step_index = 5  # start at the training step
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await type_into(pilot, "#f-training--max_steps", "0")
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "TrainingStep"
+        assert "max_steps must be a positive number" in plain(pilot, "#problems")
+        await type_into(pilot, "#f-training--max_steps", "12")
+        await pilot.press("escape")  # back to precision
+        await pilot.pause()
+        assert type(app.screen).__name__ == "PrecisionStep"
+        await next_step(pilot, "TrainingStep")
+        assert app.screen.query_one("#f-training--max_steps", Input).value == "12"
+    assert not (tmp_path / "x.yaml").exists()
+
+
+async def test_saving_over_an_existing_file_asks_and_keeps_it_on_no(tmp_path):
+    out = tmp_path / "keep.yaml"
+    out.write_text("# mine\n")
+    app = wizard(out)
+    app.step_index = 6
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, ChoiceScreen)
+        await pilot.click("#answer-no")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "ReviewStep"
+    assert out.read_text() == "# mine\n"
+
+
+def write_run(run_dir: Path, nan_rank: int | None = None, wer: list[float] = (0.9, 0.5), t0: float = 1.7e9) -> Path:
+    """A finished 2-rank run dir, as the supervisor would have written it."""
+    run_dir.mkdir(parents=True)
+    (run_dir / "logs").mkdir()
+    events = []
+    for rank in (0, 1):
+        events.append({"type": "hello", "t": t0, "rank": rank, "world_size": 2, "host": f"node{rank}", "pid": 1})
+        events.append({"type": "state", "t": t0, "rank": rank, "state": "training"})
+    for step in range(10, 101, 10):
+        for rank in (0, 1):
+            loss = "nan" if (rank == nan_rank and step == 100) else 5.0 / step * 10 + rank * 0.01
+            events.append({"type": "step", "t": t0 + step, "rank": rank, "step": step, "loss": loss,
+                           "samples_per_second": 20.0 + rank, "max_steps": 100})
+        if step % 50 == 0:
+            events.append({"type": "eval", "t": t0 + step, "rank": 0, "step": step, "wer": wer[step // 50 - 1],
+                           "cer": 0.2, "blank_fraction": 0.0,
+                           "samples": [{"hyp": "one two", "ref": "one two"}, {"hyp": "tree", "ref": "three"}]})
+    for rank in (0, 1):
+        events.append({"type": "state", "t": t0 + 101, "rank": rank, "state": "done"})
+    events.append({"type": "exit", "t": t0 + 102, "rank": -1, "code": 0, "state": "done"})
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    (run_dir / "logs" / "rank-0.log").write_text("loading data\ntraining\n{'loss': 0.5}\n")
+    return run_dir
+
+
+class DashboardApp(CtcTuiApp):
+    def __init__(self, run_dir: Path, now: float):
+        super().__init__(mode="dashboard", run_dir=run_dir)
+        self.now = now
+
+    def on_mount(self) -> None:
+        self.push_screen(DashboardScreen(self.run_dir, clock=lambda: self.now))
+
+
+async def test_dashboard_replays_a_run_with_rows_plots_alerts_and_transcripts(tmp_path):
+    run = write_run(tmp_path / "run", nan_rank=1)
+    app = DashboardApp(run, now=1.7e9 + 200)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await settle(pilot)
+        screen.redraw()
+        table = screen.query_one("#ranks", DataTable)
+        assert table.row_count == 2
+        assert str(table.get_cell("1", "loss")) == "NaN"
+        assert "rank 1: loss is NaN at step 100" in plain(pilot, "#alerts")
+        assert "0.5000" in plain(pilot, "#summary")  # last eval WER
+        assert len(screen.query_one("#wer-plot", LinePlot).series[0].points) == 2
+        assert "tree" in plain(pilot, "#samples")
+        assert "{'loss': 0.5}" in plain(pilot, "#log")
+        await pilot.press("l")  # next log: rank 1 (empty), then the supervisor's
+        assert "rank 1" in plain(pilot, "#log")
+        await pilot.press("q")  # the run is over: q just leaves
+        await pilot.pause()
+    assert app.return_value == f"run dir: {run}"
+
+
+async def test_runs_screen_overlays_the_wer_curves_of_two_marked_runs(tmp_path):
+    write_run(tmp_path / "a", wer=[0.9, 0.4])
+    write_run(tmp_path / "b", wer=[0.8, 0.3])
+    app = make_app(runs_root=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one("#runs-table", DataTable)
+        assert table.row_count == 2
+        table.focus()
+        await pilot.press("space", "down", "space")
+        series = app.screen.query_one("#compare-plot", LinePlot).series
+        assert sorted(s.label for s in series) == ["a", "b"]
+        assert all(len(s.points) == 2 for s in series)
+
+
+# -- snapshots ----------------------------------------------------------------------------------------
+
+
+def relative_demo_app(step: int) -> CtcTuiApp:
+    draft = Draft.from_preset(load_preset(DEMO))
+    draft.set("data.dataset_dir", "presets/data/demo-speech")  # machine-independent text in the picture
+    app = CtcTuiApp(mode="wizard", draft=draft, save_path="demo-custom.yaml", devices_text=DEVICES)
+    app.step_index = step
+    return app
+
+
+@pytest.mark.parametrize("step", [0, 1, 2, 3, 6])
+def test_wizard_snapshots(step, snap_compare, monkeypatch):
+    monkeypatch.chdir(REPO)
+    app = relative_demo_app(step)
+    if step == 2:  # the text preview needs the data check's transcripts
+        from ctc_tui.datascan import scan
+
+        app.scan = scan("audiofolder", "presets/data/demo-speech", ["train"])
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+def test_dashboard_snapshot(snap_compare, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = write_run(tmp_path / "run", nan_rank=1)
+    assert snap_compare(DashboardApp(run, now=1.7e9 + 200), terminal_size=SIZE, run_before=settle)
