@@ -13,13 +13,10 @@ from ctc_tui.datascan import DataScan
 from ctc_tui.preset import PresetError
 from ctc_tui.tui.draft import Draft
 from ctc_tui.tui.messages import DataChecked
-from ctc_tui.tui.screens.dashboard import DashboardScreen
-from ctc_tui.tui.screens.data_step import DataStep, TextStep
-from ctc_tui.tui.screens.form_steps import CardsStep, PrecisionStep, TrainingStep
 from ctc_tui.tui.screens.model_step import ModelStep
-from ctc_tui.tui.screens.review_step import ReviewResult, ReviewStep
-from ctc_tui.tui.screens.runs import RunsScreen
 from ctc_tui.tui.screens.step import BACK, NEXT, STEP_TITLES, StepScreen
+
+# The other screens are imported when first shown: the first screen appears sooner.
 
 
 class CtcTuiApp(App[str | None]):
@@ -42,8 +39,12 @@ class CtcTuiApp(App[str | None]):
 
     def on_mount(self) -> None:
         if self.mode == "dashboard" and self.run_dir is not None:
+            from ctc_tui.tui.screens.dashboard import DashboardScreen
+
             self.push_screen(DashboardScreen(self.run_dir))
         elif self.mode == "runs":
+            from ctc_tui.tui.screens.runs import RunsScreen
+
             self.push_screen(RunsScreen(self.runs_root))
         else:
             self.run_wizard()
@@ -54,6 +55,12 @@ class CtcTuiApp(App[str | None]):
     def make_step(self, index: int) -> StepScreen:
         draft = self.draft
         assert draft is not None
+        if index == 0:
+            return ModelStep(draft)
+        from ctc_tui.tui.screens.data_step import DataStep, TextStep
+        from ctc_tui.tui.screens.form_steps import CardsStep, PrecisionStep, TrainingStep
+        from ctc_tui.tui.screens.review_step import ReviewStep
+
         if index == 1:
             return DataStep(draft)
         if index == 2:
@@ -71,6 +78,9 @@ class CtcTuiApp(App[str | None]):
 
     @work(exclusive=True, group="wizard")
     async def run_wizard(self) -> None:
+        from ctc_tui.tui.screens.dashboard import DashboardScreen
+        from ctc_tui.tui.screens.review_step import ReviewResult
+
         while True:
             result = await self.push_screen_wait(self.make_step(self.step_index))
             if result == BACK:
