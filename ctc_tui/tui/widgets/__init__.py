@@ -1,0 +1,1 @@
+"""Reusable widgets: preset form rows, a text line plot."""
