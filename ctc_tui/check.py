@@ -268,9 +268,9 @@ def check_gaudi_settings(preset: Preset) -> list[Finding]:
         findings.append(_error(f"gaudi.{graphs[0]}", f"HPU graphs cannot be used in eager mode "
                                f"(optimum-habana refuses {keys} without lazy mode): set gaudi.use_lazy_mode=true, "
                                f"or set {keys}=false"))
-    if gaudi.use_hpu_graphs_for_training and gaudi.static_shapes == "off":
-        findings.append(_warning("gaudi.static_shapes", "HPU graphs with static_shapes off record a new graph "
-                                 "for every batch shape (slow, memory-hungry): set gaudi.static_shapes=buckets"))
+    if gaudi.use_hpu_graphs_for_training and preset.data.padding == "longest":
+        findings.append(_warning("data.padding", "HPU graphs with data.padding=longest record a new graph for "
+                                 "almost every batch (slow, memory-hungry): set data.padding=buckets (or auto)"))
     return findings
 
 

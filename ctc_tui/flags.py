@@ -21,8 +21,8 @@ REFERENCE_SCRIPT = "run_speech_recognition_ctc.py"
 #: Preset keys that exist only in ctc-tui (no reference flag); show-command leaves them out of
 #: the reference style and spells them as ctc-tui flags in the runner style.
 CTC_TUI_ONLY = {"data.source", "data.do_lower_case", "model.architecture", "model.config_overrides",
-                "gaudi.static_shapes", "launch.launcher", "launch.world_size", "launch.hostfile",
-                "launch.master_addr", "launch.master_port"}
+                "data.padding", "data.num_buckets", "launch.launcher", "launch.world_size", "launch.hostfile",
+                "launch.master_addr", "launch.master_port", "launch.log_host"}
 
 
 #: Where a preset default differs from the reference script's / TrainingArguments' default in a way

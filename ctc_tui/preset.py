@@ -84,6 +84,11 @@ class ModelSection(_Section):
 
 
 DataSource = Literal["hub", "manifest", "audiofolder", "librispeech"]
+Padding = Literal["auto", "longest", "max_length", "buckets"]
+PADDING_CHOICES: tuple[str, ...] = ("auto", "longest", "max_length", "buckets")
+#: Words people write for a padding choice (the old gaudi.static_shapes names, transformers' ones).
+PADDING_SYNONYMS = {"max_duration": "max_length", "static": "max_length", "off": "longest", "dynamic": "longest",
+                    "bucket": "buckets", "bucketed": "buckets"}
 
 
 class DataSection(_Section):
@@ -137,6 +142,16 @@ class DataSection(_Section):
     """Token that stands for a space."""
     phoneme_language: Optional[str] = None
     """Phonemizer language, for phoneme-level CTC models only."""
+    padding: Padding = "auto"
+    """How batches are padded: ``longest``: to the batch's longest clip (least padding, but a new shape
+    almost every batch, which HPU graphs must record again); ``max_length``: every batch to
+    max_duration_in_seconds (the reference's HPU behaviour: one shape, about a third of LibriSpeech's
+    frames are padding); ``buckets``: to the nearest of num_buckets lengths chosen from the training
+    clips' lengths, each batch drawn within one bucket (few shapes, little padding; replaces
+    training.group_by_length); ``auto``: ``buckets`` on HPU, ``longest`` elsewhere."""
+    num_buckets: int = Field(8, ge=1, le=64)
+    """With padding ``buckets``: the most bucket lengths, i.e. the most batch shapes (HPU graphs) in
+    training. More buckets, less padding."""
 
     @field_validator("chars_to_ignore", mode="before")
     @classmethod
@@ -156,6 +171,19 @@ class DataSection(_Section):
                 if ch != " " and ch not in seen:
                     seen.append(ch)
         return seen
+
+    @field_validator("padding", mode="before")
+    @classmethod
+    def _padding_choice(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in PADDING_CHOICES:
+            hint = PADDING_SYNONYMS.get(value.strip().lower())
+            if hint is None:
+                close = difflib.get_close_matches(value.strip().lower(), PADDING_CHOICES, n=1, cutoff=0.5)
+                hint = close[0] if close else None
+            choices = ", ".join(f"'{c}'" for c in PADDING_CHOICES)
+            raise ValueError(f"expected one of {choices}, got {_describe_input(value)}"
+                             + (f"; did you mean '{hint}'?" if hint else ""))
+        return value
 
     @field_validator("train_split_name", "eval_split_name")
     @classmethod
@@ -274,14 +302,11 @@ class GaudiSection(_Section):
     """GaudiConfig to load (hub id or local JSON/dir); ``Habana/wav2vec2`` turns on fused AdamW, fused
     clipping and autocast. When it cannot be loaded offline, its known values are used."""
     use_hpu_graphs_for_training: bool = False
-    """Capture training steps as HPU graphs (needs static shapes: see static_shapes)."""
+    """Capture training steps as HPU graphs (needs few batch shapes: see data.padding)."""
     use_hpu_graphs_for_inference: bool = False
     """Capture evaluation forward passes as HPU graphs."""
     sdp_on_bf16: bool = False
     """Allow scaled-dot-product attention in bf16."""
-    static_shapes: Literal["max_duration", "buckets", "off"] = "max_duration"
-    """On HPU, pad every batch to max_duration_in_seconds (the reference), to a few length buckets
-    (far less padding), or not at all (recompiles for every shape)."""
     pipelining_fwd_bwd: bool = False
     """Overlap the forward pass of one micro-batch with the backward of the previous (HPU)."""
 
@@ -398,8 +423,16 @@ def known_keys() -> list[str]:
     return keys
 
 
+#: Keys that moved, with what to write instead.
+MOVED_KEYS = {
+    "gaudi.static_shapes": "data.padding (max_duration -> max_length, buckets -> buckets, off -> longest)",
+}
+
+
 def _did_you_mean(section: str | None, name: str) -> str:
-    """A hint for an unknown key: the nearest key in its section, else anywhere."""
+    """A hint for an unknown key: where it moved, the nearest key in its section, else anywhere."""
+    if f"{section}.{name}" in MOVED_KEYS:
+        return f"; it is now {MOVED_KEYS[f'{section}.{name}']}"
     sections = _section_fields()
     if section is None:
         close = difflib.get_close_matches(name, list(sections), n=1, cutoff=0.6)

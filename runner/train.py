@@ -1,9 +1,10 @@
 """One rank's run: data -> model -> Trainer -> checkpoints, metrics and events.
 
 ``run()`` is a short list of named steps. The pieces it uses:
-- ``CtcCollator``: pads audio and labels (labels padded with -100), to the batch's longest clip or,
-  on HPU, to fixed lengths so HPU graphs see few shapes;
-- ``LengthGroupedSampler``: similar-length clips batched together (see runner.batching);
+- ``CtcCollator``: pads audio and labels (labels padded with -100), to the batch's longest clip or to
+  fixed lengths (max_duration, or the bucket lengths) so HPU graphs see few shapes (``data.padding``);
+- ``LengthGroupedSampler``: similar-length clips batched together; ``BucketSampler``: every batch from
+  one length bucket, the same bucket on every rank at each step (see runner.batching);
 - ``ReportingMixin``: mixed into Trainer/GaudiTrainer, records this rank's own loss and samples/s
   and emits state changes; ``EventCallback`` turns Trainer logs into events and performs the graceful
   stop after SIGINT/SIGTERM (checkpoint first, then exit 0).
@@ -96,20 +97,47 @@ class LengthGroupedSampler(torch.utils.data.Sampler):
             yield from batch
 
 
+class BucketSampler(torch.utils.data.Sampler):
+    """The bucket plan (runner.batching.bucket_plan) as one index stream for the Trainer.
+
+    The Trainer cuts the stream into per-card batches of ``batch_size`` and accelerate deals them to the
+    ranks in turn (batch k to rank k % world). The stream is the plan step by step, rank by rank, and
+    every batch of the plan is full, so rank r receives exactly the plan's batches for rank r: at each
+    step every rank has a full batch from the same bucket, and all ranks have the same number of steps.
+    """
+
+    def __init__(self, lengths: list[int], boundaries: list[int], batch_size: int, num_replicas: int, seed: int,
+                 drop_last: bool = False):
+        self.batches = batching.BucketBatchSampler(lengths, boundaries, batch_size, num_replicas, 0, seed, drop_last)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.batches) * self.batches.batch_size * self.batches.num_replicas
+
+    def __iter__(self):
+        for step in self.batches.plan():
+            for batch in step:
+                yield from batch
+
+
 @dataclass
 class CtcCollator:
     """Pads a list of preprocessed examples into model inputs and -100-padded labels."""
 
     feature_extractor: Any
     input_name: str = "input_values"
-    pad_to_lengths: list[int] | None = None  # fixed audio lengths (HPU static shapes); None = longest
+    pad_to_lengths: list[int] | None = None  # ascending fixed audio lengths (static shapes); None = longest
     label_multiple: int | None = None
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         inputs = [{self.input_name: f[self.input_name]} for f in features]
         longest = max(len(f[self.input_name]) for f in features)
         if self.pad_to_lengths:
-            target = next((n for n in self.pad_to_lengths if n >= longest), longest)
+            # The smallest fixed length that holds the batch; a clip longer than all of them (never in
+            # training: the lengths cover the data) is padded to its own length.
+            target = batching.bucket_length(longest, self.pad_to_lengths) or longest
             batch = self.feature_extractor.pad(inputs, padding="max_length", max_length=target, return_tensors="pt")
         else:
             batch = self.feature_extractor.pad(inputs, padding="longest", return_tensors="pt")
@@ -146,6 +174,7 @@ class ReportingMixin:
     ctc_reporter: Reporter
     ctc_stats: RankStats
     ctc_lengths: list[int] | None = None
+    ctc_buckets: list[int] | None = None  # bucket lengths: batches drawn within buckets
     ctc_state: str = ""
 
     def ctc_set_state(self, state: str) -> None:
@@ -162,8 +191,11 @@ class ReportingMixin:
         return loss
 
     def _get_train_sampler(self, train_dataset=None):  # type: ignore[override]
+        args = self.args  # type: ignore[attr-defined]
+        if self.ctc_lengths is not None and self.ctc_buckets is not None:
+            return BucketSampler(self.ctc_lengths, self.ctc_buckets, args.per_device_train_batch_size,
+                                 max(1, args.world_size), args.seed, args.dataloader_drop_last)
         if self.ctc_lengths is not None:
-            args = self.args  # type: ignore[attr-defined]
             global_batch = args.per_device_train_batch_size * max(1, args.world_size)
             return LengthGroupedSampler(self.ctc_lengths, global_batch, args.seed)
         return super()._get_train_sampler(train_dataset)  # type: ignore[misc]
@@ -444,7 +476,16 @@ def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resum
     columns = [input_name, "labels"]
     callback_box: list[EventCallback] = []
     compute_metrics, preprocess_logits = make_metrics(tokenizer, references, callback_box, cfg.eval_metrics)
-    collator = CtcCollator(fe, input_name, **static_shape_padding(preset, backend, fe.sampling_rate))
+    train_lengths = list(train_ds["input_length"]) if train_ds is not None else []
+    eval_lengths = list(eval_ds["input_length"]) if eval_ds is not None else []
+    multiple = math.prod(getattr(built.model.config, "conv_stride", None) or (batching.DEFAULT_MULTIPLE,))
+    padding = static_shape_padding(preset, backend, fe.sampling_rate, train_lengths or eval_lengths, multiple,
+                                   max(eval_lengths, default=0))
+    bucketed = padding_mode(preset, backend) == "buckets"
+    if bucketed and dist.rank == 0:
+        summary = describe_buckets(padding["pad_to_lengths"], train_lengths or eval_lengths, preset, fe.sampling_rate)
+        reporter.emit("log", level="info", message=summary)
+    collator = CtcCollator(fe, input_name, **padding)
     cls = backends.trainer_class(backend, ReportingMixin)
     trainer = cls(
         model=built.model,
@@ -458,8 +499,9 @@ def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resum
         **backends.trainer_extra_kwargs(gaudi_config),
     )
     trainer.ctc_reporter, trainer.ctc_stats = reporter, RankStats()
-    if preset.training.group_by_length and train_ds is not None:
-        trainer.ctc_lengths = list(train_ds["input_length"])
+    if (preset.training.group_by_length or bucketed) and train_ds is not None:
+        trainer.ctc_lengths = train_lengths
+        trainer.ctc_buckets = padding["pad_to_lengths"] if bucketed else None
     callback = EventCallback(trainer, reporter, stop, preset.training.throughput_warmup_steps, backend)
     callback_box.append(callback)
     trainer.add_callback(callback)
@@ -493,13 +535,38 @@ def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resum
     return 0
 
 
-def static_shape_padding(preset: Preset, backend: str, rate: int) -> dict[str, Any]:
-    """Fixed padding lengths on HPU (graphs need few shapes); dynamic padding elsewhere."""
-    if backend != "hpu" or preset.gaudi.static_shapes == "off":
+def padding_mode(preset: Preset, backend: str) -> str:
+    """``data.padding`` with ``auto`` resolved: buckets on HPU (few graph shapes), dynamic elsewhere."""
+    mode = preset.data.padding
+    if mode != "auto":
+        return mode
+    return "buckets" if backend == "hpu" else "longest"
+
+
+def static_shape_padding(preset: Preset, backend: str, rate: int, lengths: list[int] | None = None,
+                         multiple: int = batching.DEFAULT_MULTIPLE, longest_eval: int = 0) -> dict[str, Any]:
+    """The collator's fixed lengths: none (dynamic padding), max_duration (the reference), or bucket
+    lengths chosen from the training clips' ``lengths`` (the last one raised to hold ``longest_eval``,
+    so evaluation adds no shape). Static modes pad labels to a multiple of 500, as the reference does."""
+    mode = padding_mode(preset, backend)
+    if mode == "longest":
         return {}
-    max_len = int(preset.data.max_duration_in_seconds * rate)
-    # The reference: every batch padded to max_duration, labels to a multiple of 500.
-    return {"pad_to_lengths": [max_len], "label_multiple": 500}
+    if mode == "max_length":
+        return {"pad_to_lengths": [int(preset.data.max_duration_in_seconds * rate)], "label_multiple": 500}
+    if not lengths:
+        raise RunError("data.padding=buckets chooses its lengths from the clips, but there are none")
+    boundaries = batching.bucket_boundaries(lengths, preset.data.num_buckets, multiple)
+    return {"pad_to_lengths": batching.cover(boundaries, longest_eval, multiple), "label_multiple": 500}
+
+
+def describe_buckets(boundaries: list[int], lengths: list[int], preset: Preset, rate: int) -> str:
+    """One log line: the bucket lengths and the padding they cost, next to padding to max_duration."""
+    single = [[i] for i in range(len(lengths))]
+    waste = batching.padding_fraction(lengths, single, boundaries=boundaries)
+    reference = batching.padding_fraction(lengths, single, pad_to=int(preset.data.max_duration_in_seconds * rate))
+    seconds = ", ".join(f"{b / rate:.2f}" for b in boundaries)
+    return (f"padding to {len(boundaries)} bucket lengths ({seconds} s): {waste:.1%} of the audio frames are "
+            f"padding (padding to max_duration: {reference:.1%})")
 
 
 def dump_env(run_dir: Path, preset: Preset, dist: DistInfo) -> None:

@@ -223,6 +223,10 @@ def test_hpu_graphs_need_lazy_mode(tmp_path):
     assert check_gaudi_settings(lazy) == []
     off_hpu = preset_of(tmp_path, gaudi={"use_hpu_graphs_for_training": True})
     assert [f.level for f in check_gaudi_settings(off_hpu)] == ["warning"]
+    dynamic = preset_of(tmp_path, gaudi={"use_habana": True, "use_hpu_graphs_for_training": True},
+                        data={"padding": "longest"}, training={"use_cpu": False})
+    (shapes,) = check_gaudi_settings(dynamic)
+    assert shapes.level == "warning" and shapes.key == "data.padding" and "data.padding=buckets" in shapes.message
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -99,9 +99,15 @@ def test_reporting_mixin_composes_with_gaudi_trainer(optimum_habana):
         assert hasattr(optimum_habana.GaudiTrainer, name), name
 
 
-def test_static_shapes_on_hpu_pad_to_max_duration():
+def test_seed_presets_pad_to_buckets_on_hpu_and_dynamically_elsewhere():
+    from runner.batching import bucket_boundaries
     from runner.train import static_shape_padding
 
     preset = load_preset(SEED)
-    assert static_shape_padding(preset, "hpu", 16000) == {"pad_to_lengths": [320000], "label_multiple": 500}
-    assert static_shape_padding(preset, "cpu", 16000) == {}
+    lengths = [16000 * s // 10 for s in range(10, 200, 3)]  # 1.0 .. 19.9 s
+    padding = static_shape_padding(preset, "hpu", 16000, lengths)
+    assert padding == {"pad_to_lengths": bucket_boundaries(lengths, 8), "label_multiple": 500}
+    assert len(padding["pad_to_lengths"]) == 8
+    assert static_shape_padding(preset, "cpu", 16000, lengths) == {}
+    reference = load_preset(SEED, ["data.padding=max_length"])  # the reference's own behaviour, on request
+    assert static_shape_padding(reference, "hpu", 16000) == {"pad_to_lengths": [320000], "label_multiple": 500}

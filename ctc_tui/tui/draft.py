@@ -29,7 +29,7 @@ STEP_KEYS: dict[str, list[str]] = {
               "launch.master_port", "launch.deepspeed"],
     "Precision": ["training.bf16", "gaudi.use_lazy_mode", "gaudi.use_hpu_graphs_for_training",
                   "gaudi.use_hpu_graphs_for_inference", "gaudi.sdp_on_bf16", "model.attn_implementation",
-                  "gaudi.gaudi_config_name", "gaudi.static_shapes", "training.throughput_warmup_steps"],
+                  "gaudi.gaudi_config_name", "data.padding", "data.num_buckets", "training.throughput_warmup_steps"],
     "Training": ["training.num_train_epochs", "training.max_steps", "training.per_device_train_batch_size",
                  "training.per_device_eval_batch_size", "training.gradient_accumulation_steps",
                  "training.learning_rate", "training.warmup_steps", "model.layerdrop", "model.freeze_feature_encoder",
