@@ -11,6 +11,7 @@ This module is shared by both halves of the project (the login-node ``ctc_tui`` 
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -30,7 +31,9 @@ ConfigValue = Union[bool, int, float, str, list[int], list[float], list[str], No
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+    # Field docstrings are read from this file only when asked for (see ``field_doc``): pydantic's
+    # use_attribute_docstrings reads them for every class at import, on the app's way to its first screen.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class ModelSection(_Section):
@@ -415,6 +418,34 @@ def _section_fields() -> dict[str, type[BaseModel]]:
     return {name: info.annotation for name, info in Preset.model_fields.items()}  # type: ignore[misc]
 
 
+def field_doc(key: str) -> str:
+    """The docstring written under a field (``"training.learning_rate"``), or "" if it has none."""
+    return _field_docs().get(key, "")
+
+
+@functools.cache
+def _field_docs() -> dict[str, str]:
+    """Every field docstring of the preset model, from this module's source, parsed once."""
+    import ast
+    import inspect
+
+    try:
+        tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):  # installed without sources: no help texts
+        return {}
+    sections = {model.__name__: name for name, model in _section_fields().items()}
+    docs = {}
+    for node in tree.body:
+        if not (isinstance(node, ast.ClassDef) and node.name in sections):
+            continue
+        for field, doc in zip(node.body, node.body[1:]):
+            if (isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name)
+                    and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant)
+                    and isinstance(doc.value.value, str)):
+                docs[f"{sections[node.name]}.{field.target.id}"] = inspect.cleandoc(doc.value.value)
+    return docs
+
+
 def known_keys() -> list[str]:
     """Every dotted leaf key a preset may set."""
     keys = []
@@ -655,6 +686,10 @@ def apply_overrides(preset: Preset, overrides: list[str], source: str = "overrid
 
 def json_schema() -> dict[str, Any]:
     schema = Preset.model_json_schema()
+    for section, model in _section_fields().items():
+        for name, prop in schema["$defs"][model.__name__]["properties"].items():
+            if field_doc(f"{section}.{name}"):
+                prop["description"] = field_doc(f"{section}.{name}")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "ctc-tui preset"
     return schema

@@ -78,11 +78,12 @@ class CtcTuiApp(App[str | None]):
 
     @work(exclusive=True, group="wizard")
     async def run_wizard(self) -> None:
-        from ctc_tui.tui.screens.dashboard import DashboardScreen
-        from ctc_tui.tui.screens.review_step import ReviewResult
-
         while True:
             result = await self.push_screen_wait(self.make_step(self.step_index))
+            # Imported after the first step is up: the first screen appears sooner.
+            from ctc_tui.tui.screens.dashboard import DashboardScreen
+            from ctc_tui.tui.screens.review_step import ReviewResult
+
             if result == BACK:
                 self.step_index = max(0, self.step_index - 1)
             elif result == NEXT:

@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
-from ctc_tui.preset import Preset, PresetError, Problem, validate_data
+from ctc_tui.preset import Preset, PresetError, Problem, field_doc, validate_data
 
 SECTIONS = ("model", "data", "training", "gaudi", "launch")
 
@@ -80,7 +80,7 @@ def field_spec(key: str) -> FieldSpec:
         kind = "list"
     else:
         kind = "text"
-    help_text = " ".join((info.description or "").split())
+    help_text = " ".join(field_doc(key).split())
     return FieldSpec(key, kind, choices, optional, help_text)
 
 
