@@ -35,7 +35,7 @@ from runner.report import Reporter
 log = logging.getLogger("runner.train")
 
 OWN_FILES = {"preset.yaml", "preset.previous.yaml", "gaudi_config.json", "command.sh", "env.json", "events.jsonl", "logs", "log.sock", "supervisor.sock",
-             "supervisor.json", "supervisor.tmp", "supervisor.pid", "supervisor.log"}
+             "supervisor.json", "supervisor.tmp", "supervisor.pid", "supervisor.log", ".deepspeed_env"}
 PRODUCED_FILES = {"vocab.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                   "preprocessor_config.json", "config.json"}
 
@@ -51,17 +51,23 @@ class RunError(Exception):
 class StopRequest:
     requested: bool = False
     signal_name: str = ""
+    signals: int = 0  # SIGINT/SIGTERM received (a stop can also come over the socket or from another rank)
 
 
 def install_stop_handlers(stop: StopRequest, reporter: Reporter) -> None:
-    """First SIGINT/SIGTERM: finish the step, save a checkpoint, exit 0. A second one: stop now."""
+    """First SIGINT/SIGTERM: finish the step, save a checkpoint, exit 0. A second signal: stop now.
+
+    Only signals count towards the second: a graceful stop reaches a rank by its socket, by another
+    rank's agreement and by a SIGINT, in any order, and must still end with a checkpoint."""
 
     def handler(signum: int, _frame: Any) -> None:
         name = signal.Signals(signum).name
-        if stop.requested:
+        stop.signals += 1
+        if stop.signals > 1:
             reporter.emit("log", level="warning", message=f"second {name}: stopping without a checkpoint")
             raise KeyboardInterrupt
-        stop.requested, stop.signal_name = True, name
+        if not stop.requested:
+            stop.requested, stop.signal_name = True, name
         reporter.emit("log", level="warning", message=f"{name}: saving a checkpoint, then stopping")
 
     signal.signal(signal.SIGINT, handler)

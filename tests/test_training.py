@@ -115,3 +115,27 @@ def test_bad_data_is_a_short_error_not_a_traceback(tmp_path, where):
     # the check refuses before launch (stderr); past it, the runner's own error ends the run (its log)
     assert "audiofolder split 'train' not found" in (out.stderr if where != "runner" else out.stdout)
     assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_a_stop_by_socket_then_sigint_still_checkpoints(tmp_path):
+    """A graceful stop reaches a rank over its socket (or from another rank) and by SIGINT, in either
+    order: only a second *signal* may skip the checkpoint."""
+    import os
+
+    from runner.report import Reporter
+    from runner.train import StopRequest, install_stop_handlers
+
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    stop = StopRequest()
+    try:
+        install_stop_handlers(stop, Reporter(0, tmp_path))
+        stop.requested, stop.signal_name = True, "supervisor"  # what the socket's stop does at a step end
+        os.kill(os.getpid(), signal.SIGINT)  # the supervisor's SIGINT of the same stop
+        assert stop.requested and stop.signals == 1
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)  # a second signal: stop now
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+    logged = (tmp_path / "logs" / "events-rank-0.jsonl").read_text()
+    assert "SIGINT: saving a checkpoint" in logged and "second SIGTERM" in logged
