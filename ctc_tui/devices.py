@@ -30,7 +30,9 @@ from typing import Any
 TOOL_TIMEOUT = 4.0
 MIB = 1024 * 1024
 
-HL_SMI_FIELDS = ("index", "name", "memory.total", "memory.used", "utilization.aip", "bus_id")
+HL_SMI_FIELDS = ("index", "module_id", "name", "memory.total", "memory.used", "utilization.aip", "bus_id")
+#: What an hl-smi too old to know module_id is asked instead.
+HL_SMI_FIELDS_NO_MODULE = tuple(f for f in HL_SMI_FIELDS if f != "module_id")
 NVIDIA_SMI_FIELDS = ("index", "name", "uuid", "memory.total", "memory.used", "utilization.gpu")
 NVIDIA_APP_FIELDS = ("gpu_uuid", "pid", "process_name", "used_memory")
 
@@ -53,6 +55,7 @@ class Device:
     busy_pids: list[int] = field(default_factory=list)
     bus_id: str | None = None
     uuid: str | None = None
+    module_id: int | None = None  # Gaudi: the id HABANA_VISIBLE_MODULES takes (not the same as index)
 
     @property
     def busy(self) -> bool:
@@ -196,6 +199,7 @@ def parse_hl_smi_csv(text: str, fields: tuple[str, ...] = HL_SMI_FIELDS) -> list
             utilisation=_number(row["utilization.aip"], f"{where} utilization.aip") if "utilization.aip" in row else None,
             bus_id=row.get("bus_id") or None,
             uuid=row.get("uuid") or None,
+            module_id=_index(row["module_id"], f"{where} module_id") if "module_id" in row else None,
         ))
     return devices
 
@@ -236,9 +240,14 @@ def _hpus_from_pyhlml() -> list[Device]:
                 bus_id: str | None = text(pyhlml.hlmlDeviceGetPCIInfo(handle).bus_id)
             except Exception:  # noqa: BLE001  (optional detail; binding versions differ)
                 bus_id = None
+            try:
+                module_id: int | None = int(pyhlml.hlmlDeviceGetModuleID(handle))
+            except Exception:  # noqa: BLE001  (older bindings lack it)
+                module_id = None
             devices.append(Device(kind="hpu", index=index, name=name, model=gaudi_model(name),
                                   memory_total=int(memory.total), memory_used=int(memory.used),
-                                  utilisation=float(pyhlml.hlmlDeviceGetUtilizationRates(handle)), bus_id=bus_id))
+                                  utilisation=float(pyhlml.hlmlDeviceGetUtilizationRates(handle)), bus_id=bus_id,
+                                  module_id=module_id))
         return devices
     finally:
         pyhlml.hlmlShutdown()
@@ -367,12 +376,16 @@ def detect_hpus(timeout: float = TOOL_TIMEOUT) -> tuple[list[Device], list[str],
         except Exception as exc:  # noqa: BLE001  (HLML errors are many types; hl-smi is the fallback)
             notes.append(f"could not read the cards through pyhlml ({type(exc).__name__}: {exc}); trying hl-smi")
     if source is None:
-        out, note = _run_tool(["hl-smi", "-Q", ",".join(HL_SMI_FIELDS), "-f", "csv,noheader,nounits"], timeout)
+        fields = HL_SMI_FIELDS
+        out, note = _run_tool(["hl-smi", "-Q", ",".join(fields), "-f", "csv,noheader,nounits"], timeout)
+        if note and "did not answer" not in note:  # perhaps an hl-smi too old for module_id
+            fields = HL_SMI_FIELDS_NO_MODULE
+            out, note = _run_tool(["hl-smi", "-Q", ",".join(fields), "-f", "csv,noheader,nounits"], timeout)
         if note:
             notes.append(note)
         if out is not None:
             try:
-                devices = parse_hl_smi_csv(out)
+                devices = parse_hl_smi_csv(out, fields)
                 source = "hl-smi"
             except ToolOutputError as exc:
                 notes.append(f"could not read hl-smi output ({exc}); run hl-smi to see what it says")
@@ -440,6 +453,20 @@ def _cpu_model() -> str | None:
     return None
 
 
+def free_hpu_modules(found: Detected, need: int) -> list[int] | None:
+    """The module ids of the first ``need`` free Gaudi cards, for HABANA_VISIBLE_MODULES, when some of
+    this node's cards are busy (left unset, the ranks would take modules by local rank, busy or not).
+    None when no card is busy, too few are free, or a busy card's module id is unknown."""
+    hpus = found.hpus
+    free = [d for d in hpus if not d.busy]
+    if not hpus or len(free) == len(hpus) or len(free) < need:
+        return None
+    chosen = [d.module_id for d in free[:need]]
+    if any(m is None for m in chosen):
+        return None
+    return sorted(m for m in chosen if m is not None)
+
+
 def detect(timeout: float = TOOL_TIMEOUT) -> Detected:
     """Every card and the CPU of this machine. HPU and GPU discovery run side by side, each tool call
     bounded by ``timeout`` seconds, so this returns within about two timeouts at worst."""
@@ -489,14 +516,14 @@ def render_table(found: Detected) -> Any:
     parts: list[Any] = []
     if found.devices:
         table = Table(box=None, pad_edge=False)
-        for name, justify in (("card", "left"), ("model", "left"), ("name", "left"), ("memory used", "right"),
-                              ("util", "right"), ("busy", "left"), ("bus", "left")):
+        for name, justify in (("card", "left"), ("module", "right"), ("model", "left"), ("name", "left"),
+                              ("memory used", "right"), ("util", "right"), ("busy", "left"), ("bus", "left")):
             table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
         for d in found.devices:
             memory = f"{fmt_bytes(d.memory_used)} / {fmt_bytes(d.memory_total)}"
             util = "-" if d.utilisation is None else f"{d.utilisation:.0f}%"
             busy = ("pid " + ", ".join(map(str, d.busy_pids))) if d.busy_pids else "free"
-            table.add_row(d.label, d.model, d.name, memory, util,
+            table.add_row(d.label, "-" if d.module_id is None else str(d.module_id), d.model, d.name, memory, util,
                           Text(busy, style="yellow" if d.busy_pids else "green"), d.bus_id or "")
         parts.append(table)
     else:

@@ -1,11 +1,13 @@
 """Device discovery: the parsers on captured tool outputs, and ``ctc-tui devices`` really run.
 
 Where the captured outputs in tests/data/devices/ come from:
-- ``hl-smi-*.csv``: ``hl-smi -Q index,name,memory.total,memory.used,utilization.aip,bus_id -f csv,...``,
+- ``hl-smi-*.csv``: ``hl-smi -Q index,module_id,name,memory.total,memory.used,utilization.aip,bus_id -f csv,...``,
   the query fields and CSV format documented in Intel Gaudi's "System Management Interface Tool (hl-smi)"
   page (docs.habana.ai, Management_and_Monitoring/Embedded_System_Tools_Guide). With ``noheader,nounits``
   the rows are bare numbers in MiB and %; without them hl-smi prints a header with ``[MiB]`` and values
-  like ``98304 MiB`` (the gaudi3 file). HL-225 is Gaudi2 (96 GiB), HL-325L Gaudi3 (128 GiB).
+  like ``98304 MiB`` (the gaudi3 file). HL-225 is Gaudi2 (96 GiB), HL-325L Gaudi3 (128 GiB). The module
+  ids (what HABANA_VISIBLE_MODULES takes) follow the board's module numbering, not the PCI order, so they
+  are written here as a permutation of the indices.
 - ``hl-smi-gaudi2-8-table.txt``: plain ``hl-smi`` on an 8 x Gaudi2 node, laid out as the tool prints its
   summary; its "Compute Processes" section (AIP, PID, Type, Process name, Usage) lists one busy card.
 - ``nvidia-smi-*.csv``: ``nvidia-smi --query-gpu=index,name,uuid,memory.total,memory.used,utilization.gpu
@@ -25,7 +27,11 @@ import pytest
 from conftest import REPO, run_cli
 
 from ctc_tui.devices import (
+    HL_SMI_FIELDS_NO_MODULE,
+    CpuInfo,
+    Detected,
     ToolOutputError,
+    free_hpu_modules,
     gaudi_model,
     parse_hl_smi_csv,
     parse_hl_smi_processes,
@@ -51,6 +57,30 @@ def test_hl_smi_csv_of_an_8_card_gaudi2_node():
     assert cards[0].name == "HL-225" and cards[0].memory_total == 98304 * MIB and cards[0].memory_used == 768 * MIB
     assert cards[3].utilisation == 98 and cards[3].memory_used == 96564 * MIB
     assert cards[7].bus_id == "0000:b4:00.0"
+    assert [c.module_id for c in cards] == [3, 1, 0, 2, 7, 5, 4, 6]
+
+
+def test_hl_smi_csv_without_module_ids():
+    """An hl-smi too old for module_id is asked for the other fields; the cards have no module id."""
+    old = "\n".join(", ".join(cell for i, cell in enumerate(line.split(", ")) if i != 1)
+                    for line in captured("hl-smi-gaudi2-8.csv").splitlines())
+    cards = parse_hl_smi_csv(old, HL_SMI_FIELDS_NO_MODULE)
+    assert len(cards) == 8 and cards[3].memory_used == 96564 * MIB and {c.module_id for c in cards} == {None}
+    with pytest.raises(ToolOutputError):
+        parse_hl_smi_csv(old)  # six values where seven were asked for
+
+
+def test_free_modules_for_habana_visible_modules():
+    cards = parse_hl_smi_csv(captured("hl-smi-gaudi2-8.csv"))
+    found = Detected(devices=cards, cpu=CpuInfo(sockets=2, physical_cores=80, logical_cpus=160,
+                                                    memory_total=2**40, memory_available=2**39))
+    assert free_hpu_modules(found, 2) is None  # all free: the stack's own mapping is fine
+    cards[0].busy_pids = [1234]
+    assert free_hpu_modules(found, 2) == [0, 1]  # cards 1 and 2 (modules 1 and 0), not busy card 0
+    assert free_hpu_modules(found, 7) == [0, 1, 2, 4, 5, 6, 7]
+    assert free_hpu_modules(found, 8) is None  # too few free: the check reports it
+    cards[1].module_id = None
+    assert free_hpu_modules(found, 2) is None  # unknown module id: nothing is guessed
 
 
 def test_hl_smi_csv_with_header_and_units():
@@ -145,8 +175,21 @@ def test_devices_through_a_stand_in_hl_smi(tmp_path):
     hpus = [d for d in found["devices"] if d["kind"] == "hpu"]
     assert len(hpus) == 8 and found["sources"]["hpu"] == "hl-smi"
     assert [d["busy_pids"] for d in hpus if d["busy_pids"]] == [[107684]] and hpus[3]["busy_pids"] == [107684]
+    assert [d["module_id"] for d in hpus] == [3, 1, 0, 2, 7, 5, 4, 6]
     table = run_cli("devices", env=path_with(tmp_path / "bin"), timeout=60)
     assert "Gaudi2" in table.stdout and "pid 107684" in table.stdout
+
+
+def test_an_hl_smi_without_module_id_is_asked_again_without_it(tmp_path):
+    old = tmp_path / "old.csv"
+    old.write_text("\n".join(", ".join(c for i, c in enumerate(line.split(", ")) if i != 1)
+                             for line in captured("hl-smi-gaudi2-8.csv").splitlines()) + "\n")
+    fake_tool(tmp_path / "bin", "hl-smi",
+              'case "$2" in *module_id*) echo "Invalid query field: module_id" >&2; exit 2 ;; esac\n'
+              f'if [ "$1" = "-Q" ]; then cat {old}; fi\n')
+    found = json.loads(run_cli("devices", "--json", env=path_with(tmp_path / "bin"), timeout=60).stdout)
+    hpus = [d for d in found["devices"] if d["kind"] == "hpu"]
+    assert len(hpus) == 8 and {d["module_id"] for d in hpus} == {None} and found["sources"]["hpu"] == "hl-smi"
 
 
 def test_unreadable_hl_smi_output_is_a_note_not_a_traceback(tmp_path):
