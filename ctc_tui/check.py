@@ -122,6 +122,20 @@ def ranks_here(preset: Preset) -> int | None:
 # -- cards --------------------------------------------------------------------------------------------
 
 
+def card_environment(preset: Preset, detected, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``HABANA_VISIBLE_MODULES`` naming free Gaudi cards when some of this node's are busy, so a run of
+    N cards takes N free ones (by local rank the ranks would take modules 0..N-1, busy or not). Nothing
+    when the user set it, when every rank runs on this node's free cards anyway, or off the HPU."""
+    env = os.environ if environ is None else environ
+    if not preset.gaudi.use_habana or "HABANA_VISIBLE_MODULES" in env or preset.launch.hostfile or detected is None:
+        return {}
+    from ctc_tui.devices import free_hpu_modules
+
+    need = ranks_here(preset) or 0
+    modules = free_hpu_modules(detected, need) if need else None
+    return {"HABANA_VISIBLE_MODULES": ",".join(map(str, modules))} if modules else {}
+
+
 def _busy_text(devices) -> str:
     shown = [f"{d.label} by pid {', '.join(map(str, d.busy_pids))}" for d in devices if d.busy_pids][:4]
     return "; ".join(shown)
@@ -195,6 +209,15 @@ def parse_mpirun_version(text: str) -> tuple[str, tuple[int, int] | None]:
     if "HYDRA" in text or "MPICH" in text.upper():
         return "MPICH", None
     return "unknown", None
+
+
+def check_slurm_commands(which: Callable[[str], str | None] = shutil.which) -> list[Finding]:
+    """``ctc-tui run --slurm`` submits with sbatch, watches with squeue and cancels with scancel."""
+    missing = [name for name in ("sbatch", "squeue", "scancel") if which(name) is None]
+    if missing:
+        return [_error("", f"{', '.join(missing)} not found on PATH: run on a Slurm login node (Debian/Ubuntu: "
+                           "apt-get install slurm-client), or leave out --slurm")]
+    return []
 
 
 def check_launcher(preset: Preset, which: Callable[[str], str | None] = shutil.which) -> list[Finding]:
@@ -583,6 +606,9 @@ def check_hostfile(preset: Preset, which: Callable[[str], str | None] = shutil.w
     for thread in threads:
         thread.join(SSH_TIMEOUT + 6)
     findings = []
+    if preset.launch.launcher == "deepspeed" and which("pdsh") is None:
+        findings.append(_error("launch.hostfile", "pdsh not found: the DeepSpeed launcher starts the ranks on "
+                               "other hosts with pdsh (apt-get install pdsh), or use launch.launcher=mpi"))
     for host in remote:
         reason = reasons.get(host, "no answer")
         if reason is not None:
@@ -595,11 +621,13 @@ def check_hostfile(preset: Preset, which: Callable[[str], str | None] = shutil.w
 
 
 def run_checks(preset: Preset, *, resume: bool = False, detected=None, environ: Mapping[str, str] | None = None,
-               which: Callable[[str], str | None] = shutil.which) -> list[Finding]:
+               which: Callable[[str], str | None] = shutil.which, slurm: bool = False) -> list[Finding]:
     """Every check for ``preset`` (output_dir already resolved); errors first, then warnings.
 
     ``resume``: the output dir is meant to exist (``ctc-tui run --resume``). ``detected``: the result of
-    devices.detect() when the caller has one (the wizard); found here only when the preset needs it."""
+    devices.detect() when the caller has one (the wizard); found here only when the preset needs it.
+    ``slurm``: Slurm places the ranks (``ctc-tui run --slurm``): the Slurm commands are checked instead of
+    this machine's cards, the launcher and the hostfile."""
     env = os.environ if environ is None else environ
     reachable: dict[str, bool] = {}
 
@@ -608,7 +636,7 @@ def run_checks(preset: Preset, *, resume: bool = False, detected=None, environ: 
             reachable["ok"] = hub_reachable(env)
         return reachable["ok"]
 
-    if detected is None:
+    if detected is None and not slurm:
         from ctc_tui import devices
 
         if preset.device_kind == "cpu":
@@ -616,15 +644,18 @@ def run_checks(preset: Preset, *, resume: bool = False, detected=None, environ: 
         else:
             detected = devices.detect()
     findings: list[Finding] = []
+    if slurm:
+        placement = [lambda: check_slurm_commands(which)]
+    else:
+        placement = [lambda: check_cards(preset, detected), lambda: check_launcher(preset, which),
+                     lambda: check_hostfile(preset, which)]
     for check in (
-        lambda: check_cards(preset, detected),
-        lambda: check_launcher(preset, which),
+        *placement,
         lambda: check_software(preset),
         lambda: check_gaudi_settings(preset),
         lambda: check_model(preset, env, online),
         lambda: check_data(preset, env, online),
         lambda: check_output_dir(preset, resume),
-        lambda: check_hostfile(preset, which),
     ):
         try:
             findings += check()

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ctc_tui import __version__
@@ -102,25 +104,42 @@ def _existing_nonempty(path: Path) -> bool:
     return path.is_dir() and any(path.iterdir())
 
 
-def _preflight(preset: Preset, args: argparse.Namespace, resume: bool) -> None:
-    """``ctc-tui check`` before a run starts: warnings to stderr, errors stop it (``--no-check`` skips)."""
-    if getattr(args, "no_check", False):
-        return
-    from ctc_tui.check import run_checks
+def _preflight(preset: Preset, args: argparse.Namespace, resume: bool,
+               warn: Callable[[str], None] = _print_err) -> dict[str, str]:
+    """``ctc-tui check`` before a run starts: warnings to ``warn``, errors stop it (``--no-check`` skips).
 
-    findings = run_checks(preset, resume=resume)
+    Returns what the cards found add to the ranks' environment: HABANA_VISIBLE_MODULES naming free
+    Gaudi cards when some of this node's are busy (not under --slurm: the cards are the nodes')."""
+    if getattr(args, "no_check", False):
+        return {}
+    from ctc_tui.check import card_environment, run_checks
+
+    slurm = bool(getattr(args, "slurm", False))
+    detected = None
+    if preset.gaudi.use_habana and not slurm:
+        from ctc_tui import devices
+
+        detected = devices.detect()
+    findings = run_checks(preset, resume=resume, slurm=slurm, detected=detected)
     for finding in findings:
         if finding.level == "warning":
-            _print_err(finding.render())
+            warn(finding.render())
     errors = [f for f in findings if f.level == "error"]
     if errors:
         lines = "\n".join(f"  {f.key + ': ' if f.key else ''}{f.message}" for f in errors)
         raise CliError(f"the pre-flight check found {len(errors)} problem{'s' if len(errors) != 1 else ''}; "
                        f"nothing was started:\n{lines}\n(skip the check with ctc-tui run --no-check)")
+    cards = {} if slurm else card_environment(preset, detected)
+    for name, value in cards.items():
+        warn(f"some Gaudi cards are busy: this run uses {name}={value}")
+    return cards
 
 
-def prepare_run(args: argparse.Namespace) -> tuple[Preset, Path, list[str]]:
-    """Resolve the preset, create the run dir (never clobbering one), write preset.yaml and command.sh."""
+def prepare_run(args: argparse.Namespace, slurm_options=None,
+                warn: Callable[[str], None] = _print_err) -> tuple[Preset, Path, list[str], dict[str, str]]:
+    """Resolve the preset, check it, create the run dir (never clobbering one), write preset.yaml and
+    command.sh (and with ``slurm_options``, the job script ``job.sbatch``; the command is then its
+    sbatch). Returns the preset, run dir, command and the environment the ranks need."""
     from ctc_tui import launch
 
     if args.resume:
@@ -131,7 +150,7 @@ def prepare_run(args: argparse.Namespace) -> tuple[Preset, Path, list[str]]:
         preset = load_preset(saved, args.overrides)
         preset.training.output_dir = str(run_dir)
         resume = True
-        _preflight(preset, args, resume=True)
+        cards = _preflight(preset, args, resume=True, warn=warn)
     else:
         if not args.preset:
             raise CliError("ctc-tui run needs a preset (see ctc-tui presets) or --resume RUN_DIR")
@@ -142,7 +161,7 @@ def prepare_run(args: argparse.Namespace) -> tuple[Preset, Path, list[str]]:
         preset = resolve_output_dir(preset, preset_stem(path))
         run_dir = Path(preset.training.output_dir)
         resume = False
-        _preflight(preset, args, resume=False)
+        cards = _preflight(preset, args, resume=False, warn=warn)
         if _existing_nonempty(run_dir) and not preset.training.overwrite_output_dir:
             raise CliError(
                 f"output dir {run_dir} exists and is not empty. Resume it with: ctc-tui run --resume {run_dir}\n"
@@ -160,25 +179,90 @@ def prepare_run(args: argparse.Namespace) -> tuple[Preset, Path, list[str]]:
         (run_dir / "preset.previous.yaml").write_text(previous, encoding="utf-8")
         header = f"resumed with {' '.join(args.overrides)}; previous preset: preset.previous.yaml"
         preset_file.write_text(preset.to_yaml(header=header), encoding="utf-8")
-    command = launch.build_command(preset, preset_file, resume=resume)
-    script = launch.command_script(command, launch.launch_env(preset))
+    if slurm_options is not None:
+        from ctc_tui import slurm
+
+        job = slurm.run_script(preset, slurm_options, preset_file, job_name=slurm.job_name_for(run_dir.name),
+                               resume=resume)
+        (run_dir / slurm.JOB_SCRIPT).write_text(job, encoding="utf-8")
+        (run_dir / slurm.OPTIONS_FILE).write_text(slurm.options_json(slurm_options), encoding="utf-8")
+        (run_dir / slurm.JOB_ID_FILE).unlink(missing_ok=True)  # a resumed run's previous job is not this one
+        command, env = slurm.submit_command(run_dir / slurm.JOB_SCRIPT, run_dir), {}
+    else:
+        command, env = launch.build_command(preset, preset_file, resume=resume), {**launch.launch_env(preset), **cards}
+    script = launch.command_script(command, env)
     (run_dir / "command.sh").write_text(script, encoding="utf-8")
     os.chmod(run_dir / "command.sh", 0o755)
-    return preset, run_dir, command
+    return preset, run_dir, command, env
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ctc_tui import client, launch
     from ctc_tui.supervisor import Spec
 
-    preset, run_dir, command = prepare_run(args)
-    spec = Spec(command=command, env=launch.launch_env(preset), **launch.log_transport(preset))
+    slurm_options = _slurm_options(args)  # bad Slurm options stop here, before a run dir is made
+    preset, run_dir, command, env = prepare_run(args, slurm_options)
+    if slurm_options is not None:
+        from ctc_tui import slurm
+
+        spec = Spec(command=slurm.supervised_command(command, run_dir / slurm.JOB_ID_FILE),
+                    slurm_job_file=str(run_dir / slurm.JOB_ID_FILE),
+                    **slurm.log_transport(preset, slurm_options.partition))
+    else:
+        spec = Spec(command=command, env=env, **launch.log_transport(preset))
     client.start_detached(run_dir, spec)
     if args.detach:
         print(f"run dir: {run_dir}\nfollow it with: ctc-tui attach {run_dir}\nstop it with:   ctc-tui stop {run_dir}")
         return 0
     print(f"run dir: {run_dir}", flush=True)
     return _attach(run_dir, plain=args.plain or not sys.stdout.isatty(), own_run=True)
+
+
+def _slurm_options(args: argparse.Namespace):
+    """The Slurm options of ``run`` / ``export``; None without --slurm (then giving any is an error)."""
+    from ctc_tui import slurm
+
+    saved = None
+    if getattr(args, "resume", None):  # a Slurm run resumes as one, with its options unless others are given
+        with contextlib.suppress(OSError):
+            saved = slurm.options_from_json((Path(args.resume).expanduser() / slurm.OPTIONS_FILE).read_text())
+        args.slurm = getattr(args, "slurm", False) or saved is not None
+    if not getattr(args, "slurm", False):
+        given = slurm.given_without_slurm(args)
+        if given:
+            raise CliError(f"{', '.join(given)}: Slurm options, for --slurm runs only (add --slurm or leave "
+                           "them out)")
+        return None
+    try:
+        return slurm.options_from_args(args, saved)
+    except slurm.SlurmError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ctc_tui import slurm
+
+    if not args.slurm:
+        raise CliError("ctc-tui export needs a format: --slurm (an sbatch script)")
+    options = _slurm_options(args)
+    path = find_preset(args.preset)
+    preset = load_preset(path, args.overrides)
+    if args.output_dir:
+        preset.training.output_dir = args.output_dir
+    try:
+        text = slurm.export_script(preset, options, preset_name=preset_stem(path))
+    except slurm.SlurmError as exc:
+        raise CliError(str(exc)) from None
+    if not args.output:
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise CliError(f"{out} exists; choose another name or add --force to replace it")
+    out.write_text(text, encoding="utf-8")
+    os.chmod(out, 0o755)
+    print(f"wrote {out}; submit it with: sbatch {out}")
+    return 0
 
 
 def _attach(run_dir: Path, plain: bool, own_run: bool = False) -> int:
@@ -330,6 +414,8 @@ def _exec(command: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ctc_tui import slurm
+
     parser = argparse.ArgumentParser(
         prog="ctc-tui",
         description="Fine-tune CTC speech models on Gaudi, CUDA or CPU from a reproducible preset.",
@@ -346,7 +432,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plain", action="store_true", help="plain progress lines instead of the live table")
     p.add_argument("--detach", action="store_true", help="start the run and return at once (see attach)")
     p.add_argument("--no-check", action="store_true", help="skip the pre-flight check (ctc-tui check)")
+    slurm.add_arguments(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("export", help="write the preset as a job script: --slurm for sbatch")
+    p.add_argument("preset", help="preset file or shipped preset name (ctc-tui presets)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. training.max_steps=60")
+    p.add_argument("-o", "--output", help="write the script here (default: print it)")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.add_argument("--output-dir", help="the runs' directory (overrides training.output_dir; {timestamp} is "
+                                        "filled in when each job starts)")
+    slurm.add_arguments(p)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("attach", help="follow a run (history, then live); leaving never stops it")
     p.add_argument("run_dir")

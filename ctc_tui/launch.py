@@ -107,7 +107,7 @@ def build_command(preset: Preset, preset_file: str | Path | None, resume: bool =
         return runner
     if launch.launcher == "torchrun":
         cmd = [python or sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n),
-               "--master_addr", launch.master_addr, "--master_port", str(launch.master_port)]
+               "--master_addr", master_addr(preset), "--master_port", str(launch.master_port)]
         if launch.hostfile:
             hosts = read_hostfile(launch.hostfile)
             cmd[4:4] = ["--nnodes", str(len(hosts))]
@@ -125,17 +125,13 @@ def build_command(preset: Preset, preset_file: str | Path | None, resume: bool =
             cmd += mpi_mapping(n, topo)
         cmd += ["--rank-by", "slot", "--report-bindings", "--allow-run-as-root"]
         if launch.hostfile:  # local ranks inherit the environment; remote ones get it with -x
-            import os
-
-            env = os.environ if environ is None else environ
-            forwarded = list(RUN_ENV) + [n for n in USER_ENV if n in env or n in launch_env(preset)]
-            for name in forwarded:
+            for name in forwarded_env(preset, environ):
                 cmd += ["-x", name]
         return [*cmd, *runner]
     if launch.launcher == "deepspeed":
         if launch.hostfile:
-            hosts = read_hostfile(launch.hostfile)
-            cmd = ["deepspeed", "--hostfile", str(launch.hostfile), "--master_addr", hosts[0][0]]
+            read_hostfile(launch.hostfile)  # a broken hostfile fails here, as under mpirun
+            cmd = ["deepspeed", "--hostfile", str(launch.hostfile), "--master_addr", master_addr(preset)]
         else:
             cmd = ["deepspeed", "--num_nodes", "1", "--num_gpus", str(n)]
         cmd += ["--no_local_rank", "--master_port", str(launch.master_port), "--module", "runner", *runner[3:]]
@@ -143,9 +139,48 @@ def build_command(preset: Preset, preset_file: str | Path | None, resume: bool =
     raise ValueError(f"unknown launcher {launch.launcher}")
 
 
+def master_addr(preset: Preset) -> str:
+    """Rank 0's address: ``launch.master_addr``, except that the default ``localhost`` means the
+    hostfile's first host when there is a hostfile (rank 0 runs there; localhost is wrong elsewhere)."""
+    launch = preset.launch
+    if launch.hostfile and launch.master_addr == "localhost":
+        try:
+            return read_hostfile(launch.hostfile)[0][0]
+        except (OSError, ValueError):  # reported by ctc-tui check
+            pass
+    return launch.master_addr
+
+
+def forwarded_env(preset: Preset, environ: dict[str, str] | None = None) -> list[str]:
+    """Names of the variables ranks on other hosts must get (mpirun ``-x``, ``.deepspeed_env``): the
+    run's own, what ``launch_env`` sets, and the user's that are set at launch (``environ``)."""
+    import os
+
+    env = os.environ if environ is None else environ
+    own = launch_env(preset)
+    names = list(RUN_ENV) + [n for n in USER_ENV if n in env or n in own]
+    return names + [n for n in own if n not in names]
+
+
+def deepspeed_env_text(env: dict[str, str], names: list[str], previous: str = "") -> str:
+    """``.deepspeed_env`` (``NAME=VALUE`` lines, read by the DeepSpeed launcher for remote nodes):
+    ``previous`` (the user's own file) first, then ``names`` from ``env``, which win. DeepSpeed splits
+    every line at the first ``=`` and takes no comments or blank lines; values with a newline are left out."""
+    lines: dict[str, str] = {}
+    for line in previous.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip():
+            lines[key.strip()] = value
+    for name in names:
+        value = env.get(name)
+        if value is not None and "\n" not in value and "\r" not in value:
+            lines[name] = value
+    return "".join(f"{key}={value}\n" for key, value in lines.items())
+
+
 def launch_env(preset: Preset) -> dict[str, str]:
     """Environment every rank needs, whatever the launcher."""
-    env = {"MASTER_ADDR": preset.launch.master_addr, "MASTER_PORT": str(preset.launch.master_port)}
+    env = {"MASTER_ADDR": master_addr(preset), "MASTER_PORT": str(preset.launch.master_port)}
     if preset.gaudi.use_habana:
         env["PT_HPU_LAZY_MODE"] = "1" if preset.gaudi.use_lazy_mode else "0"
     if not preset.gaudi.use_habana and preset.launch.launcher in ("mpi", "deepspeed") and preset.launch.world_size > 1:
@@ -192,13 +227,59 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def log_transport(preset: Preset) -> dict[str, object]:
+def log_transport(preset: Preset, environ: dict[str, str] | None = None) -> dict[str, object]:
     """How ranks reach the supervisor: the run dir's Unix socket on one node; TCP with a per-run token
-    when ranks run on other hosts (a hostfile)."""
+    when ranks run on other hosts (a hostfile). The address ranks are given is ``launch.log_host``,
+    else ``$CTC_TUI_LOG_HOST``, else this machine's address on the route to the hostfile's hosts.
+    The DeepSpeed launcher gets the ranks' environment through a ``.deepspeed_env`` that the
+    supervisor writes once it knows its port (``deepspeed_env``: the names)."""
+    import os
     import secrets
-    import socket
 
     if not preset.launch.hostfile:
         return {}
-    return {"tcp_bind": "0.0.0.0", "tcp_port": 0, "tcp_advertise": socket.getfqdn(),
-            "token": secrets.token_urlsafe(24)}
+    env = os.environ if environ is None else environ
+    host = preset.launch.log_host or env.get("CTC_TUI_LOG_HOST") or advertise_address(preset.launch.hostfile)
+    transport: dict[str, object] = {"tcp_bind": "0.0.0.0", "tcp_port": 0, "tcp_advertise": host,
+                                    "token": secrets.token_urlsafe(24)}
+    if preset.launch.launcher == "deepspeed":
+        transport["deepspeed_env"] = forwarded_env(preset, environ)
+    return transport
+
+
+def advertise_address(hostfile: str | Path) -> str:
+    """This machine's IPv4 address as the hostfile's hosts see it: the source address of the route to
+    the first host that is not this machine (a UDP ``connect`` sends nothing). Loopback when every host
+    is this machine; the FQDN when no host resolves."""
+    import socket
+
+    try:
+        hosts = [host for host, _ in read_hostfile(hostfile)]
+    except (OSError, ValueError):
+        hosts = []
+    return route_address(hosts) or socket.getfqdn()
+
+
+def route_address(hosts: list[str]) -> str | None:
+    """The source address of the route to the first of ``hosts`` that is not this machine (a UDP
+    ``connect`` sends nothing); loopback when every host is this machine; None when none resolves."""
+    import ipaddress
+    import socket
+
+    loopback = None
+    for host in hosts:
+        try:
+            infos = socket.getaddrinfo(host, 9, socket.AF_INET, socket.SOCK_DGRAM)
+        except (OSError, UnicodeError):
+            continue
+        for *_, address in infos[:1]:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                try:
+                    probe.connect(address)
+                    local = probe.getsockname()[0]
+                except OSError:
+                    continue
+            if not ipaddress.ip_address(local).is_loopback:
+                return local
+            loopback = loopback or local
+    return loopback

@@ -331,6 +331,9 @@ class LaunchSection(_Section):
     """Address of rank 0 (the hostfile's first host when a hostfile is given)."""
     master_port: int = Field(29500, ge=1, le=65535)
     """Rendezvous port."""
+    log_host: Optional[str] = None
+    """With a hostfile: the address of this machine that ranks on other hosts send their events to
+    (default ``$CTC_TUI_LOG_HOST``, else this machine's address on the route to the hostfile's hosts)."""
     deepspeed: Optional[str] = None
     """DeepSpeed config JSON (e.g. ZeRO-2), passed to the trainer as TrainingArguments.deepspeed."""
 

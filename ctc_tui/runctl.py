@@ -11,17 +11,12 @@ def start(preset: str | Path, overrides: list[str] | None = None) -> tuple[Path,
     supervisor. Returns the run dir and the check's warnings; raises cli.CliError listing the check's
     errors (nothing is started then) or PresetError."""
     from ctc_tui import cli, client, launch
-    from ctc_tui.check import check_preset_file
     from ctc_tui.supervisor import Spec
 
-    _, findings = check_preset_file(str(preset), overrides)
-    errors = [f"{f.key + ': ' if f.key else ''}{f.message}" for f in findings if f.level == "error"]
-    if errors:
-        raise cli.CliError("the pre-flight check found problems; nothing was started:\n" + "\n".join(errors))
-    warnings = [f"{f.key + ': ' if f.key else ''}{f.message}" for f in findings if f.level == "warning"]
+    warnings: list[str] = []
     args = argparse.Namespace(preset=str(preset), overrides=list(overrides or []), output_dir=None, resume=None,
-                              plain=False, detach=True, no_check=True)
-    preset_obj, run_dir, command = cli.prepare_run(args)
-    spec = Spec(command=command, env=launch.launch_env(preset_obj), **launch.log_transport(preset_obj))
+                              plain=False, detach=True, no_check=False)
+    preset_obj, run_dir, command, env = cli.prepare_run(args, warn=warnings.append)
+    spec = Spec(command=command, env=env, **launch.log_transport(preset_obj))
     client.start_detached(run_dir, spec)
     return run_dir, warnings

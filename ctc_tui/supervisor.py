@@ -10,7 +10,10 @@ that started it. It
 - serves clients on ``RUN_DIR/supervisor.sock``: ``subscribe`` (history, then live events), ``stop``
   (graceful: ranks checkpoint and exit 0) and ``kill``;
 - tears the whole process tree down when the launcher exits or any rank fails (SIGINT, SIGTERM,
-  SIGKILL), records which rank failed and its last log lines, and exits with the run's status.
+  SIGKILL), records which rank failed and its last log lines, and exits with the run's status;
+- for a Slurm run (``ctc-tui run --slurm``: the launcher is ``sbatch --wait``, ranks are Slurm's), reports
+  the job's queue state, cancels a job still queued on a graceful stop, and ``scancel``s the job on any
+  teardown, ending only once ``squeue`` no longer lists it.
 
 Malformed, oversized or unauthenticated input is dropped and counted, never fatal.
 """
@@ -42,6 +45,8 @@ LOG_SOCKET = "log.sock"
 SUBSCRIBER_QUEUE = 50_000
 GRACE_STOP = 10.0  # after SIGINT, before SIGTERM
 GRACE_TERM = 5.0  # after SIGTERM, before SIGKILL
+SLURM_POLL = 5.0  # seconds between squeue looks at a run's Slurm job
+SLURM_GONE = 120.0  # how long a teardown waits for a cancelled job to leave squeue
 
 
 @dataclass
@@ -71,6 +76,8 @@ class Spec:
     tcp_port: int = 0
     tcp_advertise: str | None = None  # the address remote ranks connect to
     token: str = ""
+    deepspeed_env: list[str] = field(default_factory=list)  # names written to RUN_DIR/.deepspeed_env
+    slurm_job_file: str | None = None  # where the launcher records its Slurm job id (scancel'd on teardown)
 
     def save(self, run_dir: Path) -> None:
         path = Path(run_dir) / SPEC_FILE
@@ -104,6 +111,8 @@ class Supervisor:
         self._failed_rank: int | None = None
         self._stop_requested = False
         self._killed = False
+        self._slurm_state: str | None = None  # the run's Slurm job as squeue last showed it
+        self._cancelled_pending = False  # a graceful stop cancelled the job before it started
         self._rank_states: dict[int, str] = {}
         self._rank_writers: set[asyncio.StreamWriter] = set()
         self._rank_pids: dict[int, int] = {}
@@ -259,6 +268,8 @@ class Supervisor:
         self.emit("log", level="warning", message="stop requested: ranks save a checkpoint, then exit")
         for writer in list(self._rank_writers):
             self._send_stop(writer)
+        if self.spec.slurm_job_file and not self._rank_writers:
+            asyncio.ensure_future(self._cancel_pending_job())
         for proc in self._rank_processes():
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(signal.SIGINT)
@@ -293,17 +304,71 @@ class Supervisor:
         return ranks
 
     async def teardown(self, graceful: bool = True) -> None:
-        """Until no process of the run is left: SIGINT (if graceful), SIGTERM, SIGKILL."""
+        """Until no process of the run is left: SIGINT (if graceful), SIGTERM, SIGKILL; a Slurm job is
+        scancel'd and waited for."""
+        job = self._slurm_job()
+        if job is not None:  # the ranks are Slurm's processes, maybe on other nodes: scancel ends them
+            await _run_quiet(["scancel", "--quiet", job])
         steps = [(signal.SIGINT, GRACE_STOP)] if graceful else []
         steps += [(signal.SIGTERM, GRACE_TERM), (signal.SIGKILL, 5.0)]
         for sig, grace in steps:
             alive = [p for p in self._tree() if _alive(p)]
             if not alive:
-                return
+                break
             for proc in alive:
                 with contextlib.suppress(psutil.Error):
                     proc.send_signal(sig)
             await asyncio.to_thread(psutil.wait_procs, alive, grace)
+        if job is None and self._slurm_job() is not None:  # submitted while the submitter was being stopped
+            job = self._slurm_job()
+            await _run_quiet(["scancel", "--quiet", job])
+        if job is not None:
+            await self._wait_slurm_job_gone(job)
+
+    # -- Slurm ------------------------------------------------------------------------------------
+    def _slurm_job(self) -> str | None:
+        if not self.spec.slurm_job_file:
+            return None
+        with contextlib.suppress(OSError):
+            job = Path(self.spec.slurm_job_file).read_text().strip()
+            return job if job.isdigit() else None
+        return None
+
+    async def _watch_slurm(self) -> None:
+        """The job's queue state as log events (submitted, PENDING and why, RUNNING and where)."""
+        job = None
+        while job is None:
+            await asyncio.sleep(0.2)
+            job = self._slurm_job()
+        self.emit("log", level="info", message=f"submitted Slurm job {job}")
+        while True:
+            state = await _squeue_state(job)
+            if state != self._slurm_state:
+                self._slurm_state = state
+                if state is None:
+                    return
+                self.emit("log", level="info", message=f"Slurm job {job}: {state}", slurm_job=job)
+            await asyncio.sleep(SLURM_POLL)
+
+    async def _cancel_pending_job(self) -> None:
+        """A graceful stop of a job that is still queued: nothing to checkpoint, so cancel it."""
+        job = self._slurm_job()
+        if job is None:
+            return
+        state = await _squeue_state(job)
+        if state is not None and state.startswith("PENDING") and not self._rank_writers:
+            self._cancelled_pending = True
+            self.emit("log", level="warning", message=f"Slurm job {job} had not started: cancelled")
+            await _run_quiet(["scancel", "--quiet", job])
+
+    async def _wait_slurm_job_gone(self, job: str) -> None:
+        deadline = time.monotonic() + SLURM_GONE
+        while await _squeue_state(job) is not None:
+            if time.monotonic() > deadline:
+                self.emit("log", level="error", message=f"Slurm job {job} is still in the queue after scancel: "
+                                                        f"check squeue -j {job}")
+                return
+            await asyncio.sleep(0.5)
 
     # -- main -------------------------------------------------------------------------------------
     async def _listen(self) -> dict[str, str]:
@@ -340,6 +405,8 @@ class Supervisor:
         env = dict(self.env)
         env.update(await self._listen())
         env[events.ENV_RUN_DIR] = str(self.run_dir)
+        if self.spec.deepspeed_env:
+            env["DS_ENV_FILE"] = self._write_deepspeed_env(env)
         launcher_log = open(self.run_dir / "logs" / "launcher.log", "ab")
         started = time.time()
         self.emit("state", state="starting", command=self.command, pid=os.getpid(), log_address=env[events.ENV_SOCKET])
@@ -356,29 +423,56 @@ class Supervisor:
             launcher_log.close()
             return Outcome(127, "failed", None, self.counters)
         watcher = asyncio.create_task(self._watch_failures())
+        slurm_watcher = asyncio.create_task(self._watch_slurm()) if self.spec.slurm_job_file else None
         flusher = asyncio.create_task(self._flush_periodically())
         code = await self.process.wait()
         watcher.cancel()
         flusher.cancel()
+        if slurm_watcher is not None:
+            slurm_watcher.cancel()
         if code != 0 or self._failure_reports:
             self._decide_failure()
         await self.teardown()  # nothing of the run may outlive it
         await asyncio.sleep(0.2)  # the last lines of ranks that just exited
         launcher_log.close()
         failed_rank = self._failed_rank
+        reason = "killed" if self._killed else None
+        if self.spec.slurm_job_file and failed_rank is None and not self._killed:
+            if self._cancelled_pending:
+                code = 0
+            elif code == 0 and not any(rank >= 0 for rank in self._rank_states):
+                code, reason = 1, "the Slurm job ended before any rank started (cancelled?)"
         if code == 0 and failed_rank is None and not self._killed:
-            state = "stopped" if "stopped" in self._rank_states.values() else "done"
+            stopped = "stopped" in self._rank_states.values() or self._cancelled_pending
+            state = "stopped" if stopped else "done"
         else:
             state = "failed"
             code = code or 1
             log_name = f"rank-{failed_rank}.log" if failed_rank is not None else "launcher.log"
             self.emit("state", state="failed", failed_rank=failed_rank, last_lines=_tail(self.run_dir / "logs" / log_name),
-                      reason="killed" if self._killed else None)
+                      reason=reason)
         self.emit("exit", code=code, state=state, failed_rank=failed_rank, duration=round(time.time() - started, 2),
                   dropped={"malformed": self.counters.malformed, "oversized": self.counters.oversized,
                            "unauthenticated": self.counters.unauthenticated})
         await self._close()
         return Outcome(code, state, failed_rank, self.counters)
+
+    def _write_deepspeed_env(self, env: dict[str, str]) -> str:
+        """``RUN_DIR/.deepspeed_env`` for the DeepSpeed launcher (``DS_ENV_FILE`` points at it), which
+        passes its ``NAME=VALUE`` lines to every node: the user's own file (``~`` then ``.``, as DeepSpeed
+        reads it), then the run's variables (socket address, token, ...). It holds the token: mode 0600."""
+        from ctc_tui.launch import deepspeed_env_text
+
+        name = env.get("DS_ENV_FILE", ".deepspeed_env")
+        previous = ""
+        for base in (os.path.expanduser("~"), os.getcwd()):
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                previous += Path(base, name).read_text() + "\n"
+        path = self.run_dir / ".deepspeed_env"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(deepspeed_env_text(env, self.spec.deepspeed_env, previous))
+        return str(path)
 
     async def _close(self) -> None:
         self._events_file.close()  # complete on disk before any client hears the end
@@ -451,6 +545,37 @@ def _pgid(proc: psutil.Process) -> int | None:
         return os.getpgid(proc.pid)
     except (ProcessLookupError, PermissionError):
         return None
+
+
+async def _run_quiet(command: list[str], timeout: float = 30.0) -> str | None:
+    """stdout of ``command``, or None when it cannot run, fails or hangs (never raises)."""
+    try:
+        proc = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.DEVNULL,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    except OSError:
+        return None
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except asyncio.TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        return None
+    return out.decode(errors="replace") if proc.returncode == 0 else None
+
+
+async def _squeue_state(job: str) -> str | None:
+    """``PENDING (Priority)``, ``RUNNING on node[1-2]``, ...; None once squeue no longer lists the job
+    (squeue shows pending, running and completing jobs) or cannot be asked."""
+    out = await _run_quiet(["squeue", "--noheader", "--jobs", job, "--format=%T|%r|%N"])
+    line = (out or "").strip().splitlines()[:1]
+    if not line:
+        return None
+    state, _, rest = line[0].partition("|")
+    reason, _, nodes = rest.partition("|")
+    if state == "PENDING":
+        return f"{state} ({reason})" if reason and reason != "None" else state
+    return f"{state} on {nodes}" if nodes else state
 
 
 def _alive(proc: psutil.Process) -> bool:

@@ -15,6 +15,8 @@ import json
 import logging
 import os
 import shutil
+import socket
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,18 +140,30 @@ def preprocess(
     key = _hash(raw.fingerprint, settings_key, rate, name)
     folder = cache_root() / "preprocessed" / key
     marker = folder / "done.json"
+
+    def load(cached: bool) -> Prepared:
+        meta = json.loads(marker.read_text())
+        shards = [datasets.Dataset.from_file(str(folder / f)) for f in meta["files"]]
+        dataset = shards[0] if len(shards) == 1 else datasets.concatenate_datasets(shards)
+        return Prepared(dataset, meta["dropped_long"], meta["dropped_short"], meta["dropped_broken"],
+                        meta["dropped_empty"], meta["resampled_from"], folder, cached)
+
+    rebuild = cfg.overwrite_cache
     if marker.is_file() and not cfg.overwrite_cache:
         try:
-            meta = json.loads(marker.read_text())
-            shards = [datasets.Dataset.from_file(str(folder / f)) for f in meta["files"]]
-            dataset = shards[0] if len(shards) == 1 else datasets.concatenate_datasets(shards)
-            return Prepared(dataset, meta["dropped_long"], meta["dropped_short"], meta["dropped_broken"],
-                            meta["dropped_empty"], meta["resampled_from"], folder, True)
+            return load(True)
         except (OSError, KeyError, ValueError, json.JSONDecodeError):
             log.warning("preprocessing cache %s is unreadable; rebuilding it", folder)
-    if folder.exists():
+            rebuild = True
+    if folder.exists() and (rebuild or not marker.is_file()):  # never a complete one another rank just made
         shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True, exist_ok=True)
+    # Built in a folder of this process's own, then renamed into place: the main rank of every node
+    # may preprocess at once into one shared cache (a shared home on a cluster); the first to finish wins.
+    final_folder = folder
+    final_folder.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{key}-{socket.gethostname()}-", suffix=".tmp",
+                                   dir=final_folder.parent))
+    marker = folder / "done.json"
 
     table = datasets.Dataset.from_dict({"audio": raw.audio, "raw_text": raw.text})
     max_len = int(cfg.max_duration_in_seconds * rate)
@@ -212,4 +226,10 @@ def preprocess(
     meta = {"files": files, "dropped_long": long_, "dropped_short": short, "dropped_broken": len(broken),
             "dropped_empty": empty, "resampled_from": rates, "rows": len(final)}
     marker.write_text(json.dumps(meta))
-    return Prepared(final, long_, short, len(broken), empty, rates, folder, False)
+    del final, mapped
+    try:
+        os.rename(folder, final_folder)
+    except OSError:  # another process finished first: use its copy
+        shutil.rmtree(folder, ignore_errors=True)
+    folder, marker = final_folder, final_folder / "done.json"
+    return load(False)

@@ -35,7 +35,8 @@ from runner.report import Reporter
 log = logging.getLogger("runner.train")
 
 OWN_FILES = {"preset.yaml", "preset.previous.yaml", "gaudi_config.json", "command.sh", "env.json", "events.jsonl", "logs", "log.sock", "supervisor.sock",
-             "supervisor.json", "supervisor.tmp", "supervisor.pid", "supervisor.log", ".deepspeed_env"}
+             "supervisor.json", "supervisor.tmp", "supervisor.pid", "supervisor.log", ".deepspeed_env",
+             "job.sbatch", "slurm-job-id", "slurm-job-id.tmp", "slurm-options.json"}
 PRODUCED_FILES = {"vocab.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                   "preprocessor_config.json", "config.json"}
 

@@ -201,6 +201,22 @@ def test_cards_hpu_counts_and_busy_cards(tmp_path):
     assert taken.level == "error" and "HPU 3 by pid 1003" in taken.message and "launch.world_size=7" in taken.message
 
 
+def test_busy_cards_are_left_out_through_habana_visible_modules(tmp_path):
+    from ctc_tui.check import card_environment
+
+    two = preset_of(tmp_path, launch={"launcher": "mpi", "world_size": 2}, **HPU)
+    found = detected(hpus=8, busy=(0, 2))
+    for index, card in enumerate(found.hpus):
+        card.module_id = (index + 3) % 8  # module ids are not the card indices
+    assert card_environment(two, found, {}) == {"HABANA_VISIBLE_MODULES": "4,6"}  # cards 1 and 3
+    assert card_environment(two, detected(hpus=8), {}) == {}  # all free: the stack's own mapping
+    assert card_environment(two, found, {"HABANA_VISIBLE_MODULES": "0,1"}) == {}  # the user's choice stands
+    seven = preset_of(tmp_path, launch={"launcher": "mpi", "world_size": 7}, **HPU)
+    assert card_environment(seven, found, {}) == {}  # too few free: check_cards reports that
+    cpu = preset_of(tmp_path, launch={"launcher": "mpi", "world_size": 2})
+    assert card_environment(cpu, found, {}) == {}
+
+
 def test_cards_gpus_and_cpu(tmp_path):
     cuda = preset_of(tmp_path, launch={"launcher": "torchrun", "world_size": 2}, training={"use_cpu": False})
     assert check_cards(cuda, detected(gpus=2)) == []

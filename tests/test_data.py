@@ -167,3 +167,49 @@ def test_hub_source_through_datasets_load_dataset(tmp_path):
         load_raw_split(cfg(source="hub", dataset_name=str(repo), text_column_name="sentence"), "train")
     with pytest.raises(DataError, match="cannot load"):
         load_raw_split(cfg(source="hub", dataset_name=str(tmp_path / "nothing-here")), "train")
+
+
+def test_preprocessing_at_once_into_one_shared_cache(tmp_path):
+    """The main rank of each node preprocesses at the same time into one cache when the nodes share a
+    home directory: every one gets the complete result, and one folder is left."""
+    import threading
+    import time
+
+    from runner.data import cache_root
+
+    make_librispeech(tmp_path, "train", rate=22050, speakers=2, per_chapter=3)
+    c = cfg(source="librispeech", dataset_dir=str(tmp_path))
+    raw = load_raw_split(c, "train")
+    normalise = make_normaliser(c.chars_to_ignore)
+    writing = threading.Event()
+
+    class _SlowFE(_FE):  # slow enough for the three to overlap
+        calls = 0
+
+        def __call__(self, samples, sampling_rate):
+            _SlowFE.calls += 1
+            if _SlowFE.calls == len(raw.text):  # the first rank's last clip: its cache files come next
+                writing.set()
+            time.sleep(0.05)
+            return super().__call__(samples, sampling_rate)
+
+    results, errors = [], []
+
+    def rank(k):
+        if k:
+            writing.wait(30)  # the later ones come while the first one is writing its cache
+        try:
+            results.append(preprocess(raw, "train", normalise, _Tok(), _SlowFE(), c, "settings"))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=rank, args=(k,)) for k in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    assert [len(r.dataset) for r in results] == [6, 6, 6]
+    assert len({r.cache_dir for r in results}) == 1
+    assert all(r.dataset["text"] == results[0].dataset["text"] for r in results)
+    assert [p.name for p in (cache_root() / "preprocessed").iterdir()] == [results[0].cache_dir.name]

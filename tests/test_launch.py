@@ -84,3 +84,61 @@ def test_hpu_env_sets_lazy_mode():
     assert launch_env(preset())["PT_HPU_LAZY_MODE"] == "1"
     assert launch_env(preset("gaudi.use_lazy_mode=false"))["PT_HPU_LAZY_MODE"] == "0"
     assert "PT_HPU_LAZY_MODE" not in launch_env(preset("gaudi.use_habana=false"))
+
+
+def test_with_a_hostfile_rank_0_is_the_first_host_and_remote_ranks_get_the_run_environment(tmp_path):
+    from ctc_tui.launch import forwarded_env, master_addr
+
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text("10.1.2.3 slots=2\n10.1.2.4 slots=2\n")
+    multi = preset(f"launch.hostfile={hostfile}")
+    assert master_addr(multi) == "10.1.2.3" and launch_env(multi)["MASTER_ADDR"] == "10.1.2.3"
+    assert master_addr(preset(f"launch.hostfile={hostfile}", "launch.master_addr=head-node")) == "head-node"
+    assert master_addr(preset()) == "localhost"  # one node: unchanged
+    names = forwarded_env(multi, environ={"HF_HOME": "/hf"})
+    assert {"CTC_TUI_LOG_SOCKET", "CTC_TUI_TOKEN", "CTC_TUI_RUN_DIR", "MASTER_ADDR", "MASTER_PORT", "HF_HOME",
+            "PT_HPU_LAZY_MODE"} <= set(names) and len(names) == len(set(names))
+
+
+def test_log_transport_advertises_the_address_the_hosts_can_reach(tmp_path, monkeypatch):
+    from ctc_tui.launch import advertise_address, log_transport
+
+    monkeypatch.delenv("CTC_TUI_LOG_HOST", raising=False)
+    assert log_transport(preset()) == {}  # one node: the run dir's Unix socket only
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text("no-such-host.invalid slots=1\nlocalhost slots=1\n")
+    assert advertise_address(hostfile) == "127.0.0.1"  # every host is this machine: loopback is right
+    transport = log_transport(preset(f"launch.hostfile={hostfile}"))
+    assert transport["tcp_bind"] == "0.0.0.0" and transport["tcp_advertise"] == "127.0.0.1"
+    assert len(transport["token"]) >= 24 and "deepspeed_env" not in transport
+    from_env = log_transport(preset(f"launch.hostfile={hostfile}"), {"CTC_TUI_LOG_HOST": "login-1"})
+    assert from_env["tcp_advertise"] == "login-1"
+    chosen = preset(f"launch.hostfile={hostfile}", "launch.log_host=10.9.9.9")
+    assert log_transport(chosen, {"CTC_TUI_LOG_HOST": "login-1"})["tcp_advertise"] == "10.9.9.9"
+    ds = log_transport(preset(f"launch.hostfile={hostfile}", "launch.launcher=deepspeed"), {})
+    assert {"CTC_TUI_LOG_SOCKET", "CTC_TUI_TOKEN", "MASTER_ADDR"} <= set(ds["deepspeed_env"])
+
+
+def test_deepspeed_env_file_keeps_the_users_lines_and_never_breaks_its_format():
+    from ctc_tui.launch import deepspeed_env_text
+
+    env = {"CTC_TUI_TOKEN": "abc", "CTC_TUI_LOG_SOCKET": "10.0.0.1:4000", "BAD": "two\nlines",
+           "NCCL_DEBUG": "WARN"}
+    text = deepspeed_env_text(env, ["CTC_TUI_TOKEN", "CTC_TUI_LOG_SOCKET", "BAD", "UNSET"],
+                              previous="NCCL_DEBUG=INFO\n\n# a comment\nCTC_TUI_TOKEN=stale\n")
+    assert text == "NCCL_DEBUG=INFO\nCTC_TUI_TOKEN=abc\nCTC_TUI_LOG_SOCKET=10.0.0.1:4000\n"
+    assert all("=" in line for line in text.splitlines())  # DeepSpeed splits every line at '='
+
+
+def test_check_wants_pdsh_for_deepspeed_on_other_hosts(tmp_path):
+    from ctc_tui.check import check_hostfile
+
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text("gaudi-a slots=8\ngaudi-b slots=8\n")
+    ssh_works = {"ssh": "/bin/true"}  # every host answers
+    ds = preset("launch.launcher=deepspeed", f"launch.hostfile={hostfile}")
+    findings = check_hostfile(ds, which=ssh_works.get)
+    assert [f.message for f in findings if "pdsh" in f.message], findings
+    assert not check_hostfile(ds, which={**ssh_works, "pdsh": "/usr/bin/pdsh"}.get)
+    mpi = preset(f"launch.hostfile={hostfile}")
+    assert not check_hostfile(mpi, which=ssh_works.get)  # mpirun needs no pdsh
