@@ -256,13 +256,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not args.output:
         sys.stdout.write(text)
         return 0
-    out = Path(args.output)
-    if out.exists() and not args.force:
-        raise CliError(f"{out} exists; choose another name or add --force to replace it")
-    out.write_text(text, encoding="utf-8")
-    os.chmod(out, 0o755)
+    out = _write_output(args.output, text, args.force, mode=0o755)
     print(f"wrote {out}; submit it with: sbatch {out}")
     return 0
+
+
+def _write_output(path: str, text: str, force: bool, mode: int | None = None) -> Path:
+    """Write ``text`` to ``path``; an existing file is replaced only with ``force``."""
+    out = Path(path)
+    if out.exists() and not force:
+        raise CliError(f"{out} exists; choose another name or add --force to replace it")
+    out.write_text(text, encoding="utf-8")
+    if mode is not None:
+        os.chmod(out, mode)
+    return out
 
 
 def _attach(run_dir: Path, plain: bool, own_run: bool = False) -> int:
@@ -369,10 +376,7 @@ def cmd_import_command(args: argparse.Namespace) -> int:
     if not args.output:
         sys.stdout.write(yaml_text)
         return 0
-    out = Path(args.output)
-    if out.exists() and not args.force:
-        raise CliError(f"{out} exists; choose another name or add --force to replace it")
-    out.write_text(yaml_text, encoding="utf-8")
+    out = _write_output(args.output, yaml_text, args.force)
     print(f"wrote {out}; run it with: ctc-tui run {out}")
     return 0
 

@@ -429,16 +429,22 @@ def test_run_slurm_two_ranks_report_stop_gracefully_and_resume_to_the_end(slurm_
     wait_for(lambda: not run_processes(run_dir), 10, "no process of the run left")  # the supervisor exits last
 
 
-@pytest.mark.slow
-def test_stop_kill_scancels_the_running_job(slurm_cluster, tmp_path, demo_data):
-    run_dir = tmp_path / "run"
+def start_long_run(slurm_cluster, run_dir: Path) -> str:
+    """A 2-rank --slurm run of the demo that trains long enough to be stopped; returns its job id once
+    both ranks have stepped."""
     start = run_cli("run", "demo-cpu", "--slurm", "--cards-per-node", "2", "training.max_steps=5000",
                     "training.save_steps=10000", *SMALL, "--output-dir", str(run_dir), "--detach",
                     env=slurm_cluster.env, timeout=60)
     assert start.returncode == 0, start.stderr
     wait_for(lambda: {e["rank"] for e in events_of(run_dir) if e["type"] == "step"} == {0, 1}, 180,
              "both ranks' first steps")
-    job = (run_dir / slurm.JOB_ID_FILE).read_text().strip()
+    return (run_dir / slurm.JOB_ID_FILE).read_text().strip()
+
+
+@pytest.mark.slow
+def test_stop_kill_scancels_the_running_job(slurm_cluster, tmp_path, demo_data):
+    run_dir = tmp_path / "run"
+    job = start_long_run(slurm_cluster, run_dir)
     assert [line for line in slurm_cluster.queue() if line.startswith(f"{job} RUNNING")]
     pids = [e["pid"] for e in events_of(run_dir) if e["type"] == "hello"]
     assert len(pids) == 2 and all(psutil.pid_exists(pid) for pid in pids)
@@ -458,13 +464,7 @@ def test_stop_kill_scancels_the_running_job(slurm_cluster, tmp_path, demo_data):
 @pytest.mark.slow
 def test_a_killed_rank_fails_the_run_and_ends_the_job(slurm_cluster, tmp_path, demo_data):
     run_dir = tmp_path / "run"
-    start = run_cli("run", "demo-cpu", "--slurm", "--cards-per-node", "2", "training.max_steps=5000",
-                    "training.save_steps=10000", *SMALL, "--output-dir", str(run_dir), "--detach",
-                    env=slurm_cluster.env, timeout=60)
-    assert start.returncode == 0, start.stderr
-    wait_for(lambda: {e["rank"] for e in events_of(run_dir) if e["type"] == "step"} == {0, 1}, 180,
-             "both ranks' first steps")
-    job = (run_dir / slurm.JOB_ID_FILE).read_text().strip()
+    job = start_long_run(slurm_cluster, run_dir)
     pids = {e["rank"]: e["pid"] for e in events_of(run_dir) if e["type"] == "hello"}
     killed_at = time.monotonic()
     os.kill(pids[1], signal.SIGKILL)
