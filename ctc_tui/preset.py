@@ -146,12 +146,12 @@ class DataSection(_Section):
     phoneme_language: Optional[str] = None
     """Phonemizer language, for phoneme-level CTC models only."""
     padding: Padding = "auto"
-    """How batches are padded: ``longest``: to the batch's longest clip (least padding, but a new shape
-    almost every batch, which HPU graphs must record again); ``max_length``: every batch to
-    max_duration_in_seconds (the reference's HPU behaviour: one shape, about a third of LibriSpeech's
-    frames are padding); ``buckets``: to the nearest of num_buckets lengths chosen from the training
-    clips' lengths, each batch drawn within one bucket (few shapes, little padding; replaces
-    training.group_by_length); ``auto``: ``buckets`` on HPU, ``longest`` elsewhere."""
+    """How batches are padded; ``auto`` is ``buckets`` on HPU, ``longest`` elsewhere. ``longest``: to the
+    batch's longest clip (least padding, but a new shape almost every batch, which HPU graphs must record
+    again); ``max_length``: every batch to max_duration_in_seconds (the reference's HPU behaviour: one
+    shape, about a third of LibriSpeech's frames are padding); ``buckets``: to the nearest of num_buckets
+    lengths chosen from the training clips' lengths, each batch drawn within one bucket (few shapes,
+    little padding; replaces training.group_by_length)."""
     num_buckets: int = Field(8, ge=1, le=64)
     """With padding ``buckets``: the most bucket lengths, i.e. the most batch shapes (HPU graphs) in
     training. More buckets, less padding."""
