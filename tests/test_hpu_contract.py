@@ -44,11 +44,13 @@ def optimum_habana():
     sys.modules.update(saved)
 
 
-def test_seed_preset_lands_in_gaudi_training_arguments(optimum_habana, tmp_path):
+@pytest.mark.parametrize("name", ["librispeech-100h-2card-mpi", "librispeech-100h-8card-mpi",
+                                  "librispeech-100h-8card-deepspeed"])
+def test_seed_preset_lands_in_gaudi_training_arguments(optimum_habana, tmp_path, name):
     import dataclasses
 
-    preset = load_preset(SEED)
-    kwargs = backends.common_arguments(preset, str(tmp_path), "hpu", 2)
+    preset = load_preset(REPO / "presets" / f"{name}.yaml")
+    kwargs = backends.common_arguments(preset, str(tmp_path), "hpu", preset.launch.world_size)
     kwargs.update(backends.gaudi_arguments(preset))
     # Every argument the runner passes is a GaudiTrainingArguments field of that exact name.
     fields = {f.name for f in dataclasses.fields(optimum_habana.GaudiTrainingArguments)}
