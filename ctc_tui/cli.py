@@ -16,17 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ctc_tui import __version__
-from ctc_tui.preset import (
-    PRESET_FILENAME,
-    Preset,
-    PresetError,
-    Problem,
-    json_schema,
-    load_preset,
-    preset_stem,
-    resolve_output_dir,
-)
+from typing import TYPE_CHECKING
+
+from ctc_tui.presetfile import PRESET_FILENAME
 from ctc_tui.presets_index import find_preset, list_presets
+from ctc_tui.problems import PresetError, Problem
+
+if TYPE_CHECKING:  # the preset model (pydantic) is imported by the sub-commands that use it
+    from ctc_tui.preset import Preset
 
 EXIT_USAGE = 2
 
@@ -43,6 +40,8 @@ def _print_err(message: str) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from ctc_tui.preset import load_preset
+
     path = find_preset(args.preset)
     preset = load_preset(path, args.overrides)
     launch = preset.launch
@@ -80,6 +79,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    from ctc_tui.preset import json_schema
+
     print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
     return 0
 
@@ -141,6 +142,7 @@ def prepare_run(args: argparse.Namespace, slurm_options=None,
     command.sh (and with ``slurm_options``, the job script ``job.sbatch``; the command is then its
     sbatch). Returns the preset, run dir, command and the environment the ranks need."""
     from ctc_tui import launch
+    from ctc_tui.preset import load_preset, preset_stem, resolve_output_dir
 
     if args.resume:
         run_dir = Path(args.resume).expanduser().resolve()
@@ -241,6 +243,7 @@ def _slurm_options(args: argparse.Namespace):
 
 def cmd_export(args: argparse.Namespace) -> int:
     from ctc_tui import slurm
+    from ctc_tui.preset import load_preset, preset_stem
 
     if not args.slurm:
         raise CliError("ctc-tui export needs a format: --slurm (an sbatch script)")
@@ -296,9 +299,12 @@ def open_app(preset: str | None = None, run_dir: Path | None = None, runs_root: 
                        "ctc-tui run PRESET, ctc-tui attach RUN_DIR --headless")
     from ctc_tui.tui import make_app
 
-    if preset is not None:
-        load_preset(find_preset(preset))  # a broken preset is reported here, before the screen clears
-    result = make_app(preset=preset, run_dir=run_dir, runs_root=runs_root).run()
+    # A preset that cannot be read or is not YAML is reported here, before the screen clears; one whose
+    # values the model refuses, right after the first screen is up (the app ends and says why).
+    app = make_app(preset=preset, run_dir=run_dir, runs_root=runs_root)
+    result = app.run()
+    if app.bad_preset is not None:
+        raise app.bad_preset
     if result:
         print(result)
     return 0
@@ -349,6 +355,7 @@ def cmd_show_command(args: argparse.Namespace) -> int:
     import shlex
 
     from ctc_tui import flags, launch
+    from ctc_tui.preset import load_preset
 
     preset = load_preset(find_preset(args.preset), args.overrides)
     if args.style == "gaudi_spawn":
@@ -383,6 +390,7 @@ def cmd_import_command(args: argparse.Namespace) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     from ctc_tui.init_prompts import Cancelled, run_init
+    from ctc_tui.preset import load_preset
     from ctc_tui.tui.draft import Draft
 
     source = find_preset(args.preset or "librispeech-100h-2card-mpi")
@@ -511,11 +519,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The sub-commands, known without building the parser (the wizard's start skips it).
+COMMANDS = ("run", "export", "attach", "stop", "runs", "validate", "check", "devices", "schema", "presets",
+            "show-command", "import-command", "init", "transcribe")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and _looks_like_preset(argv[0], parser):
+    if argv and _looks_like_preset(argv[0]):
         return _guard(lambda: open_app(preset=argv[0]))  # `ctc-tui PRESET.yaml`: the wizard, from it
+    parser = build_parser()
     # `run` takes KEY=VALUE positionals after the preset; let `--resume DIR k=v` work too.
     args, extra = parser.parse_known_args(argv)
     # KEY=VALUE overrides may come after options (`run demo-cpu --plain training.max_steps=5`).
@@ -542,9 +555,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-def _looks_like_preset(word: str, parser: argparse.ArgumentParser) -> bool:
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
-    return not word.startswith("-") and word not in commands and (
+def _looks_like_preset(word: str) -> bool:
+    return not word.startswith("-") and word not in COMMANDS and (
         word.endswith((".yaml", ".yml")) or Path(word).is_file())
 
 

@@ -11,7 +11,6 @@ This module is shared by both halves of the project (the login-node ``ctc_tui`` 
 from __future__ import annotations
 
 import difflib
-import functools
 import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -19,9 +18,11 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ctc_tui.yamlio import YamlDocument, YamlError, load_yaml_text, parse_scalar
-
-PRESET_FILENAME = "preset.yaml"
+from ctc_tui.catalog import ARCHITECTURES, DEFAULT_MODEL
+from ctc_tui.fielddocs import field_doc
+from ctc_tui.presetfile import PRESET_FILENAME, local_model_path, read_document  # noqa: F401 (re-exported)
+from ctc_tui.problems import PresetError, Problem
+from ctc_tui.yamlio import YamlDocument, YamlError, parse_scalar
 
 #: The seed's list, as the reference README passes it: ``'",?.!-;:\\"“%‘”"'``.
 SEED_CHARS_TO_IGNORE = [",", "?", ".", "!", "-", ";", ":", '"', "“", "%", "‘", "”", "\\"]
@@ -31,7 +32,7 @@ ConfigValue = Union[bool, int, float, str, list[int], list[float], list[str], No
 
 
 class _Section(BaseModel):
-    # Field docstrings are read from this file only when asked for (see ``field_doc``): pydantic's
+    # Field docstrings are read from this file only when asked for (ctc_tui.fielddocs): pydantic's
     # use_attribute_docstrings reads them for every class at import, on the app's way to its first screen.
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -39,9 +40,9 @@ class _Section(BaseModel):
 class ModelSection(_Section):
     """Which network to fine-tune and how its regularisation is set."""
 
-    model_name_or_path: str = "facebook/wav2vec2-large-lv60"
+    model_name_or_path: str = DEFAULT_MODEL
     """A hub id (read from the local Hugging Face cache when offline) or a local model directory."""
-    architecture: Optional[Literal["wav2vec2-tiny", "wav2vec2-small"]] = None
+    architecture: Optional[Literal[ARCHITECTURES]] = None  # type: ignore[valid-type]
     """Build this small wav2vec2 from a config with random weights instead of loading
     model_name_or_path (for the CPU demo and tests)."""
     config_overrides: dict[str, ConfigValue] = Field(default_factory=dict)
@@ -388,65 +389,8 @@ class Preset(_Section):
 # Loading and validation with all problems at once
 
 
-class Problem(BaseModel):
-    """One thing wrong with a preset."""
-
-    key: str
-    message: str
-    line: Optional[int] = None
-    origin: Optional[str] = None  # "file" or the override text it came from
-
-    def render(self) -> str:
-        where = f"line {self.line}" if self.line else (f"[{self.origin}]" if self.origin else "")
-        where = f"{where:<9} " if where else ""
-        key = f"{self.key}: " if self.key else ""
-        return f"  {where}{key}{self.message}"
-
-
-class PresetError(Exception):
-    """A preset that cannot be used; carries every problem found."""
-
-    def __init__(self, source: str, problems: list[Problem]):
-        self.source = source
-        self.problems = problems
-        super().__init__(self.render())
-
-    def render(self) -> str:
-        count = len(self.problems)
-        head = f"{self.source}: {count} problem{'s' if count != 1 else ''}"
-        return "\n".join([head, *(p.render() for p in self.problems)])
-
-
 def _section_fields() -> dict[str, type[BaseModel]]:
     return {name: info.annotation for name, info in Preset.model_fields.items()}  # type: ignore[misc]
-
-
-def field_doc(key: str) -> str:
-    """The docstring written under a field (``"training.learning_rate"``), or "" if it has none."""
-    return _field_docs().get(key, "")
-
-
-@functools.cache
-def _field_docs() -> dict[str, str]:
-    """Every field docstring of the preset model, from this module's source, parsed once."""
-    import ast
-    import inspect
-
-    try:
-        tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, UnicodeDecodeError):  # installed without sources: no help texts
-        return {}
-    sections = {model.__name__: name for name, model in _section_fields().items()}
-    docs = {}
-    for node in tree.body:
-        if not (isinstance(node, ast.ClassDef) and node.name in sections):
-            continue
-        for field, doc in zip(node.body, node.body[1:]):
-            if (isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name)
-                    and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant)
-                    and isinstance(doc.value.value, str)):
-                docs[f"{sections[node.name]}.{field.target.id}"] = inspect.cleandoc(doc.value.value)
-    return docs
 
 
 def known_keys() -> list[str]:
@@ -643,23 +587,8 @@ def _deep_copy(value: Any) -> Any:
 def load_preset(path: str | Path, overrides: list[str] | None = None) -> Preset:
     """Read, parse and validate a preset file. Raises PresetError (never a traceback-worthy error)."""
     path = Path(path)
-    source = str(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise PresetError(source, [Problem(key="", message="no such file (ctc-tui presets lists the shipped ones)")]) from None
-    except IsADirectoryError:
-        raise PresetError(source, [Problem(key="", message="is a directory, not a preset file")]) from None
-    except OSError as exc:
-        raise PresetError(source, [Problem(key="", message=f"cannot read: {exc.strerror}")]) from None
-    try:
-        doc = load_yaml_text(raw)
-    except YamlError as exc:
-        raise PresetError(source, [Problem(key="", line=exc.line, message=str(exc))]) from None
-    if doc.data is None:
-        raise PresetError(source, [Problem(key="", message=(
-            "the file is empty: a preset needs at least a data: section (see ctc-tui presets)"))])
-    preset = validate_data(doc.data, source, doc, overrides)
+    doc = read_document(path)
+    preset = validate_data(doc.data, str(path), doc, overrides)
     return resolve_relative_paths(preset, path.resolve().parent)
 
 
@@ -671,9 +600,7 @@ def resolve_relative_paths(preset: Preset, base: Path) -> Preset:
         data.dataset_dir = str((base / data.dataset_dir).resolve())
     model = updated.model
     for attr in ("model_name_or_path", "tokenizer_name_or_path"):
-        value = getattr(model, attr)
-        if value and (value.startswith(("./", "../")) or (base / value).is_dir()) and not Path(value).is_absolute():
-            setattr(model, attr, str((base / value).resolve()))
+        setattr(model, attr, local_model_path(getattr(model, attr), base))
     launch = updated.launch
     for attr in ("hostfile", "deepspeed"):
         value = getattr(launch, attr)

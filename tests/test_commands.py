@@ -117,3 +117,16 @@ def test_runner_accepts_the_reference_flags(tmp_path, demo_data):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "eval_wer" in json.loads((out_dir / "all_results.json").read_text())
     assert load_preset(out_dir / "preset.yaml").data.chars_to_ignore == [",", "?", "."]
+
+
+def test_the_wizard_start_knows_every_sub_command():
+    """``ctc-tui WORD`` opens the wizard when WORD is a preset; the sub-command names it checks against
+    are listed without building the parser, so they must be the parser's own."""
+    import argparse
+
+    from ctc_tui import cli
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == set(cli.COMMANDS)
+    assert not cli._looks_like_preset("run") and cli._looks_like_preset("mine.yaml")

@@ -54,3 +54,31 @@ def test_optimum_habana_never_imported_at_module_level():
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 text = ast.unparse(node)
                 assert "optimum" not in text and "habana" not in text, f"{path.name}: {text}"
+
+
+def test_the_wizards_first_screen_is_up_before_the_preset_model_is_built():
+    """pydantic (the preset model) is most of a start-up: the first step is composed from the preset
+    file alone, and the model validates it once that screen is drawn."""
+    code = (
+        "import asyncio, sys\n"
+        "from ctc_tui.tui import make_app\n"
+        "from ctc_tui.tui.screens.model_step import ModelStep\n"
+        "app = make_app(preset='presets/demo-cpu.yaml')\n"
+        "seen = {'imported': 'pydantic' in sys.modules}\n"
+        "mount = ModelStep.on_mount\n"
+        "def on_mount(self):\n"
+        "    seen['at_first_screen'] = 'pydantic' in sys.modules\n"
+        "    mount(self)\n"
+        "ModelStep.on_mount = on_mount\n"
+        "async def main():\n"
+        "    async with app.run_test() as pilot:\n"
+        "        await pilot.pause(0.5)\n"
+        "        seen['then'] = 'pydantic' in sys.modules and app.draft.loaded\n"
+        "        seen['arch'] = app.draft.get('model.architecture')\n"
+        "asyncio.run(main())\n"
+        "print(seen)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    seen = ast.literal_eval(out.stdout.strip().splitlines()[-1])
+    assert seen == {"imported": False, "at_first_screen": False, "then": True, "arch": "wav2vec2-tiny"}, seen

@@ -248,3 +248,30 @@ def test_dashboard_snapshot(snap_compare, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run = write_run(tmp_path / "run", nan_rank=1)
     assert snap_compare(DashboardApp(run, now=1.7e9 + 200), terminal_size=SIZE, run_before=settle)
+
+
+def test_the_first_steps_fields_described_by_hand_match_the_model():
+    """The model step is drawn before the preset model is built, so it describes its fields itself; they
+    must be what the model would make of them."""
+    from ctc_tui.tui.draft import field_spec
+    from ctc_tui.tui.screens.model_step import ModelStep
+
+    assert set(ModelStep.SPECS) == set(ModelStep.KEYS)
+    for key, spec in ModelStep.SPECS.items():
+        assert spec == field_spec(key), key
+
+
+def test_a_pending_draft_shows_the_first_step_as_the_model_will_have_it(tmp_path):
+    from ctc_tui.tui.draft import Draft
+
+    (tmp_path / "my-model").mkdir()
+    path = tmp_path / "p.yaml"
+    path.write_text("model:\n  model_name_or_path: my-model\ndata:\n  dataset_name: librispeech_asr\n")
+    pending = Draft.pending(path)
+    assert not pending.loaded
+    first = {k: pending.get(k) for k in ("model.model_name_or_path", "model.architecture", "model.cache_dir")}
+    assert first["model.model_name_or_path"] == str(tmp_path / "my-model")  # made absolute, as the model does
+    loaded = Draft.from_preset(load_preset(path))
+    assert first == {k: loaded.get(k) for k in first}
+    assert pending.get("training.learning_rate") == loaded.get("training.learning_rate")  # loads on demand
+    assert pending.loaded and pending.data == loaded.data

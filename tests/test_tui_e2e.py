@@ -88,3 +88,26 @@ def test_wizard_launch_dashboard_stop_in_tmux(tmp_path):
     out = subprocess.run([sys.executable, "-m", "ctc_tui", "runs", str(tmp_path / "runs")], capture_output=True,
                          text=True, cwd=REPO)
     assert "stopped" in out.stdout
+
+
+@pytest.mark.parametrize("text, expected", [
+    # values the model refuses: found once the first screen is up, which then closes
+    ("data:\n  dataset_name: librispeech_asr\ntraining:\n  learning_rat: 0.1\n  per_device_train_batch_size: -4\n",
+     [r"bad\.yaml: 2 problems", r"line 4 +training\.learning_rat: unknown key; did you mean 'training\.learning_rate'",
+      r"line 5 +training\.per_device_train_batch_size: must be >= 1, got -4"]),
+    # not YAML: found before the screen clears
+    ("data: [unclosed\n", [r"bad\.yaml: 1 problem", r"line 2 +not valid YAML"]),
+])
+def test_a_bad_starting_preset_is_reported_in_the_terminal(tmp_path, text, expected):
+    """``ctc-tui bad.yaml`` in a real terminal: the problems with their lines, exit status 2, no traceback."""
+    (tmp_path / "bad.yaml").write_text(text)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color"}
+    tmux = Tmux(f"ctc-bad-{os.getpid()}", tmp_path, f"{sys.executable} -m ctc_tui bad.yaml; echo EXIT=$?; sleep 60",
+                env)
+    try:
+        screen = tmux.wait_for(r"EXIT=\d+", 30)
+    finally:
+        tmux.close()
+    assert "EXIT=2" in screen and "Traceback" not in screen, screen
+    for pattern in expected:
+        assert re.search(pattern, screen), (pattern, screen)

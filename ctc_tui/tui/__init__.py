@@ -11,7 +11,6 @@ def make_app(preset: str | None = None, run_dir: Path | None = None, runs_root: 
              save_path: str | None = None):
     """One factory for the CLI and the tests: the wizard (from ``preset``, else the seed's recipe), the
     dashboard of ``run_dir``, or the runs screen of ``runs_root``."""
-    from ctc_tui.preset import load_preset
     from ctc_tui.presets_index import find_preset, presets_dir
     from ctc_tui.tui.app import CtcTuiApp
 
@@ -20,7 +19,7 @@ def make_app(preset: str | None = None, run_dir: Path | None = None, runs_root: 
     if runs_root is not None:
         return CtcTuiApp(mode="runs", runs_root=Path(runs_root))
     source = find_preset(preset or "librispeech-100h-2card-mpi")
-    draft = Draft.from_preset(load_preset(source))
+    draft = Draft.pending(source)  # validated once the first screen is up (see Draft.pending)
     if save_path is None:
         save_path = default_save_path(source, shipped=not (preset and Path(preset).is_file())
                                       or source.resolve().is_relative_to(presets_dir().resolve()))

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import RenderableType
 from textual import work
 from textual.app import App
 
-from ctc_tui.datascan import DataScan
-from ctc_tui.preset import PresetError
+from ctc_tui.problems import PresetError
 from ctc_tui.tui.draft import Draft
-from ctc_tui.tui.messages import DataChecked
+from ctc_tui.tui.messages import BadPreset, DataChecked
 from ctc_tui.tui.screens.model_step import ModelStep
 from ctc_tui.tui.screens.step import BACK, NEXT, STEP_TITLES, StepScreen
+
+if TYPE_CHECKING:
+    from ctc_tui.datascan import DataScan
 
 # The other screens are imported when first shown: the first screen appears sooner.
 
@@ -36,6 +39,7 @@ class CtcTuiApp(App[str | None]):
         self.devices_text = devices_text
         self.scan: DataScan | None = None
         self.step_index = 0
+        self.bad_preset: PresetError | None = None  # the starting preset, found invalid: the app ends
 
     def on_mount(self) -> None:
         if self.mode == "dashboard" and self.run_dir is not None:
@@ -51,6 +55,10 @@ class CtcTuiApp(App[str | None]):
 
     def on_data_checked(self, message: DataChecked) -> None:
         self.scan = message.scan
+
+    def on_bad_preset(self, message: BadPreset) -> None:
+        self.bad_preset = message.error
+        self.exit(return_code=2)
 
     def make_step(self, index: int) -> StepScreen:
         draft = self.draft

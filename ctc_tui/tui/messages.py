@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.message import Message
 
-from ctc_tui.datascan import DataScan
+if TYPE_CHECKING:
+    from ctc_tui.datascan import DataScan
+    from ctc_tui.problems import PresetError
 
 
 class DataChecked(Message):
@@ -13,3 +17,11 @@ class DataChecked(Message):
     def __init__(self, scan: DataScan):
         super().__init__()
         self.scan = scan
+
+
+class BadPreset(Message):
+    """The preset the wizard started from is not valid (found once its first screen was up)."""
+
+    def __init__(self, error: PresetError):
+        super().__init__()
+        self.error = error

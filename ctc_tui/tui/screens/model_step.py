@@ -8,8 +8,8 @@ from textual.app import ComposeResult
 from textual.widgets import Input, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
-from ctc_tui.catalog import KNOWN_MODELS, availability
-from ctc_tui.tui.draft import STEP_KEYS
+from ctc_tui.catalog import ARCHITECTURES, KNOWN_MODELS, availability
+from ctc_tui.tui.draft import STEP_KEYS, declared_spec
 from ctc_tui.tui.screens.step import StepScreen
 
 BADGE = {"cached": ("in local cache", "green"), "built": ("built from a config", "cyan"),
@@ -26,6 +26,9 @@ class ModelStep(StepScreen):
     INDEX = 0
     KEYS = STEP_KEYS["Model"]
     LABELS = {"model.model_name_or_path": "model", "model.architecture": "build from config"}
+    # Described here, not by the model: this screen is drawn before the model is built.
+    SPECS = {"model.model_name_or_path": declared_spec("model.model_name_or_path", "text"),
+             "model.architecture": declared_spec("model.architecture", "choice", ARCHITECTURES, optional=True)}
     HELP = ("Pick a checkpoint (Enter), or type a hub id or a local directory below. "
             "The demo architectures need no download.")
 

@@ -13,7 +13,9 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Static
 
-from ctc_tui.tui.draft import Draft
+from ctc_tui.problems import PresetError
+from ctc_tui.tui.draft import Draft, FieldSpec
+from ctc_tui.tui.messages import BadPreset
 from ctc_tui.tui.widgets.form import collect, rows_for
 
 BACK, NEXT = "back", "next"
@@ -40,6 +42,7 @@ class StepScreen(Screen[str]):
     INDEX = 0
     KEYS: list[str] = []
     LABELS: dict[str, str] = {}
+    SPECS: dict[str, FieldSpec] = {}  # keys described by hand (the first screen); the rest by the model
     HELP = ""
 
     def __init__(self, draft: Draft):
@@ -54,7 +57,7 @@ class StepScreen(Screen[str]):
         with Horizontal(id="step-main"):
             with VerticalScroll(id="step-body"):
                 yield from self.compose_extra_top()
-                yield from rows_for(self.draft, self.KEYS, self.LABELS)
+                yield from rows_for(self.draft, self.KEYS, self.LABELS, self.SPECS)
             side = list(self.compose_extra())
             if side:
                 with VerticalScroll(id="step-side"):
@@ -75,10 +78,22 @@ class StepScreen(Screen[str]):
         self.sub_title = f"step {self.INDEX + 1} of {len(STEP_TITLES)}: {STEP_TITLES[self.INDEX]}"
         if self.INDEX == 0:
             self.query_one("#back", Button).disabled = True
+        if not self.draft.loaded:
+            self.call_after_refresh(self.load_draft)  # once this screen is drawn
+
+    def load_draft(self) -> bool:
+        """Validate a draft still pending (the wizard's starting preset); an invalid one ends the app
+        with its problems."""
+        try:
+            self.draft.ensure_loaded()
+        except PresetError as exc:
+            self.post_message(BadPreset(exc))
+            return False
+        return True
 
     # -- navigation --------------------------------------------------------------------------------
     def collect(self) -> None:
-        collect(self, self.draft, self.KEYS)
+        collect(self, self.draft, self.KEYS, self.SPECS)
 
     def problems(self) -> list[str]:
         return [f"{p.key}: {p.message}" if p.key else p.message for p in self.draft.problems_for(self.KEYS)]
@@ -89,6 +104,8 @@ class StepScreen(Screen[str]):
         widget.set_class(bool(problems), "has-problems")
 
     def action_next(self) -> None:
+        if not self.load_draft():
+            return
         self.collect()
         problems = self.problems()
         self.show_problems(problems)
@@ -96,7 +113,7 @@ class StepScreen(Screen[str]):
             self.dismiss(NEXT)
 
     def action_back(self) -> None:
-        if self.INDEX == 0:
+        if self.INDEX == 0 or not self.load_draft():
             return
         self.collect()
         self.dismiss(BACK)

@@ -69,14 +69,16 @@ def read_input(widget: Widget, spec: FieldSpec) -> Any:
     return parse_text(spec, widget.value)
 
 
-def rows_for(draft: Draft, keys: list[str], labels: dict[str, str] | None = None) -> list[FieldRow]:
-    labels = labels or {}
-    return [FieldRow(field_spec(k), draft.get(k), labels.get(k)) for k in keys]
+def rows_for(draft: Draft, keys: list[str], labels: dict[str, str] | None = None,
+             specs: dict[str, FieldSpec] | None = None) -> list[FieldRow]:
+    """One row per key; ``specs`` describes keys by hand (else the preset model does: field_spec)."""
+    labels, specs = labels or {}, specs or {}
+    return [FieldRow(specs.get(k) or field_spec(k), draft.get(k), labels.get(k)) for k in keys]
 
 
-def collect(root: Widget, draft: Draft, keys: list[str]) -> None:
+def collect(root: Widget, draft: Draft, keys: list[str], specs: dict[str, FieldSpec] | None = None) -> None:
     """Copy the widgets' values for ``keys`` into the draft."""
     for key in keys:
-        spec = field_spec(key)
+        spec = (specs or {}).get(key) or field_spec(key)
         widget = root.query_one(f"#{spec.widget_id}")
         draft.set(key, read_input(widget, spec))
