@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +105,25 @@ def demo_data() -> Path:
 
 def has(binary: str) -> bool:
     return shutil.which(binary) is not None
+
+
+def events_of(run_dir: Path) -> list[dict]:
+    """A run's events.jsonl so far ([] before it exists). A live run's file may end in a line still
+    being written: that one is left for the next look; any other line that is not JSON is an error."""
+    try:
+        text = (run_dir / "events.jsonl").read_text()
+    except FileNotFoundError:
+        return []
+    *complete, _still_written = text.split("\n")  # "" when the file ends with a newline
+    return [json.loads(line) for line in complete if line.strip()]
+
+
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
+    """``predicate()``'s first true value, asked every 0.1 s; AssertionError naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

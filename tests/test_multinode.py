@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, events_of
 
 pytestmark = pytest.mark.slow
 
@@ -146,16 +146,6 @@ def cluster(tmp_path):
             shutil.rmtree(Path("/etc/netns") / ns, ignore_errors=True)
 
 
-def events_of(run_dir: Path) -> list[dict]:
-    try:
-        text = (run_dir / "events.jsonl").read_text()
-    except FileNotFoundError:
-        return []
-    out = []
-    for line in text.splitlines():
-        with contextlib.suppress(ValueError):
-            out.append(json.loads(line))
-    return out
 
 
 def netns_of(pid: int) -> str:

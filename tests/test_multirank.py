@@ -13,15 +13,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import REPO, has, run_cli
+from conftest import REPO, events_of, has, run_cli
 
 pytestmark = pytest.mark.slow
 SMALL = ["launch.world_size=2", "training.logging_steps=2", "data.max_train_samples=64",
          "data.max_eval_samples=16", "training.per_device_train_batch_size=4"]
 
 
-def events_of(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines() if line.strip()]
 
 
 def leftovers(run_dir: Path, grace: float = 0.0) -> list[psutil.Process]:

@@ -27,7 +27,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from conftest import has, run_cli
+from conftest import events_of, has, run_cli, wait_for
 
 from ctc_tui import slurm
 from ctc_tui.cli import main
@@ -349,19 +349,8 @@ PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP
         os.environ.update(inherited)
 
 
-def events_of(run_dir: Path) -> list[dict]:
-    path = run_dir / "events.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def run_processes(run_dir: Path) -> list[psutil.Process]:

@@ -15,11 +15,10 @@ import os
 import socket
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import psutil
-from conftest import REPO, has, run_cli
+from conftest import REPO, has, run_cli, wait_for
 
 from ctc_tui import client, events
 from ctc_tui.supervisor import Spec, read_events
@@ -54,14 +53,6 @@ RANK = textwrap.dedent("""
 """)
 
 
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def tcp_address(run_dir: Path) -> tuple[str, int]:

@@ -7,19 +7,16 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, events_of, run_cli
 
 pytestmark = pytest.mark.slow
 FAST = ["training.max_steps=12", "training.logging_steps=2", "training.save_steps=6",
         "data.max_train_samples=96", "data.max_eval_samples=16", "training.per_device_train_batch_size=8"]
 
 
-def events_of(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines() if line.strip()]
 
 
 def test_headless_run_trains_and_writes_results(tmp_path, demo_data):
