@@ -294,6 +294,8 @@ class Supervisor:
         return procs
 
     def _rank_processes(self) -> list[psutil.Process]:
+        """The ranks (``python -m runner``) of this node; not the processes a rank forks (DataLoader
+        workers share its command line, and a SIGINT ends them, which would fail the rank mid-stop)."""
         ranks = []
         for proc in self._tree():
             with contextlib.suppress(psutil.Error):
@@ -301,7 +303,8 @@ class Supervisor:
                 if any(cmd[i] in ("-m", "--module") and cmd[i + 1] == "runner" for i in range(len(cmd) - 1)) \
                         and "torch.distributed.run" not in cmd and not (cmd and cmd[0].endswith(("deepspeed", "mpirun"))):
                     ranks.append(proc)
-        return ranks
+        pids = {proc.pid for proc in ranks}
+        return [proc for proc in ranks if _parent_pid(proc) not in pids]
 
     async def teardown(self, graceful: bool = True) -> None:
         """Until no process of the run is left: SIGINT (if graceful), SIGTERM, SIGKILL; a Slurm job is
@@ -538,6 +541,13 @@ async def _discard_line(reader: asyncio.StreamReader, consumed: int) -> None:
             return
         except asyncio.LimitOverrunError as exc:
             await reader.readexactly(exc.consumed)
+
+
+def _parent_pid(proc: psutil.Process) -> int | None:
+    try:
+        return proc.ppid()
+    except psutil.Error:
+        return None
 
 
 def _pgid(proc: psutil.Process) -> int | None:

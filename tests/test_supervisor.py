@@ -131,3 +131,46 @@ def test_unstartable_command_fails_cleanly(tmp_path):
     outcome = run_sup(Supervisor(tmp_path / "run", ["/nonexistent/launcher"]))
     assert outcome.code == 127 and outcome.state == "failed"
     assert any("cannot start" in e.get("message", "") for e in read_events(tmp_path / "run"))
+
+
+def test_a_stop_signals_the_ranks_not_the_processes_they_fork(tmp_path):
+    """A rank's DataLoader workers are forked from it and share its command line; a SIGINT ends them
+    (torch's worker loop returns on KeyboardInterrupt), which would fail the rank while it saves. The
+    stop's SIGINT goes to the rank only. Here a real process tree: a launcher, a "rank" (its command
+    line says ``-m runner``) and the rank's forked "worker"."""
+    import signal
+    import subprocess
+    from types import SimpleNamespace
+
+    rank_code = textwrap.dedent("""
+        import os, signal, sys, time
+        got = []
+        signal.signal(signal.SIGINT, lambda *_: got.append(1))
+        role = "worker" if os.fork() == 0 else "rank"
+        deadline = time.time() + 30
+        while not got and time.time() < deadline:
+            time.sleep(0.05)
+        open(os.path.join(sys.argv[1], role + ("-signalled" if got else "-not-signalled")), "w").close()
+    """)
+    launcher = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; subprocess.run({[sys.executable, '-c', rank_code, str(tmp_path), '-m', 'runner', 'preset.yaml']!r})"],
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(psutil.Process(launcher.pid).children(recursive=True)) < 2:
+            time.sleep(0.05)
+        tree = psutil.Process(launcher.pid).children(recursive=True)
+        assert len(tree) == 2, tree
+        sup = Supervisor(tmp_path, ["launcher"])
+        sup.process = SimpleNamespace(pid=launcher.pid, returncode=None)
+        ranks = sup._rank_processes()
+        rank = next(p for p in tree if p.ppid() == launcher.pid)
+        assert [p.pid for p in ranks] == [rank.pid]
+        for proc in ranks:
+            proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (tmp_path / "rank-signalled").exists():
+            time.sleep(0.05)
+        assert (tmp_path / "rank-signalled").exists() and not (tmp_path / "worker-signalled").exists()
+    finally:
+        os.killpg(launcher.pid, signal.SIGKILL)
+        launcher.wait()

@@ -136,3 +136,23 @@ def test_a_stop_by_socket_then_sigint_still_checkpoints(tmp_path):
         signal.signal(signal.SIGTERM, previous[1])
     logged = (tmp_path / "logs" / "events-rank-0.jsonl").read_text()
     assert "SIGINT: saving a checkpoint" in logged and "second SIGTERM" in logged
+
+
+def test_a_graceful_stop_with_dataloader_workers_checkpoints(tmp_path, demo_data):
+    """The seed presets load batches in worker processes (dataloader_num_workers: 8), forked from the rank
+    with its command line: the stop's SIGINT must reach the rank alone, or the workers die and take the
+    rank down before it can save."""
+    run_dir = tmp_path / "run"
+    start = run_cli("run", "demo-cpu", "training.max_steps=400", "training.logging_steps=1",
+                    "training.save_steps=1000", "data.max_train_samples=64", "data.max_eval_samples=8",
+                    "training.per_device_train_batch_size=4", "training.dataloader_num_workers=2",
+                    "--output-dir", str(run_dir), "--detach", timeout=60)
+    assert start.returncode == 0, start.stderr
+    deadline = time.time() + 240
+    while time.time() < deadline and sum(e["type"] == "step" for e in events_of(run_dir)) < 3:
+        time.sleep(0.5)
+    assert run_cli("stop", str(run_dir), timeout=30).returncode == 0
+    follow = run_cli("attach", str(run_dir), "--plain", timeout=180)
+    assert follow.returncode == 0, follow.stdout[-3000:]
+    assert events_of(run_dir)[-1]["state"] == "stopped"
+    assert sorted(run_dir.glob("checkpoint-*"))
