@@ -125,9 +125,21 @@ def main(argv: list[str] | None = None) -> int:
             reporter.emit("state", state="failed")
             code = 1
     finally:
+        if code == 0:
+            _leave_process_group()
         reporter.emit("exit", code=code)
         reporter.close()
     return code
+
+
+def _leave_process_group() -> None:
+    """Tear the process group down before the interpreter does: left to exit, gloo's threads are
+    sometimes destroyed while still running and the rank aborts (SIGABRT, "terminate called without an
+    active exception") after a run that succeeded."""
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
