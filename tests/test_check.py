@@ -95,8 +95,8 @@ def test_mpi_without_mpirun_names_the_package(tmp_path, libri):
     assert line.startswith("error: launch.launcher: mpirun not found") and "apt-get install openmpi-bin" in line
 
 
-@pytest.mark.skipif(not has("mpirun"), reason="needs mpirun")
 def test_mpi_with_open_mpi_on_path_is_fine(tmp_path, libri):
+    assert has("mpirun"), "apt-get install openmpi-bin (.ci/run does)"
     out = run_cli("check", str(write_preset(tmp_path)), "launch.launcher=mpi", "launch.world_size=2", timeout=60)
     assert not [line for line in errors_of(out.stdout) if "launch.launcher" in line], out.stdout
 
