@@ -461,10 +461,8 @@ def free_hpu_modules(found: Detected, need: int) -> list[int] | None:
     free = [d for d in hpus if not d.busy]
     if not hpus or len(free) == len(hpus) or len(free) < need:
         return None
-    chosen = [d.module_id for d in free[:need]]
-    if any(m is None for m in chosen):
-        return None
-    return sorted(m for m in chosen if m is not None)
+    chosen = [d.module_id for d in free[:need] if d.module_id is not None]
+    return sorted(chosen) if len(chosen) == need else None
 
 
 def detect(timeout: float = TOOL_TIMEOUT) -> Detected:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -89,7 +89,7 @@ class ModelSection(_Section):
 
 DataSource = Literal["hub", "manifest", "audiofolder", "librispeech"]
 Padding = Literal["auto", "longest", "max_length", "buckets"]
-PADDING_CHOICES: tuple[str, ...] = ("auto", "longest", "max_length", "buckets")
+PADDING_CHOICES: tuple[str, ...] = get_args(Padding)
 #: Words people write for a padding choice (the old gaudi.static_shapes names, transformers' ones).
 PADDING_SYNONYMS = {"max_duration": "max_length", "static": "max_length", "off": "longest", "dynamic": "longest",
                     "bucket": "buckets", "bucketed": "buckets"}

@@ -72,13 +72,17 @@ def read_input(widget: Widget, spec: FieldSpec) -> Any:
 def rows_for(draft: Draft, keys: list[str], labels: dict[str, str] | None = None,
              specs: dict[str, FieldSpec] | None = None) -> list[FieldRow]:
     """One row per key; ``specs`` describes keys by hand (else the preset model does: field_spec)."""
-    labels, specs = labels or {}, specs or {}
-    return [FieldRow(specs.get(k) or field_spec(k), draft.get(k), labels.get(k)) for k in keys]
+    labels = labels or {}
+    return [FieldRow(spec_of(k, specs), draft.get(k), labels.get(k)) for k in keys]
+
+
+def spec_of(key: str, specs: dict[str, FieldSpec] | None) -> FieldSpec:
+    return (specs or {}).get(key) or field_spec(key)
 
 
 def collect(root: Widget, draft: Draft, keys: list[str], specs: dict[str, FieldSpec] | None = None) -> None:
     """Copy the widgets' values for ``keys`` into the draft."""
     for key in keys:
-        spec = (specs or {}).get(key) or field_spec(key)
+        spec = spec_of(key, specs)
         widget = root.query_one(f"#{spec.widget_id}")
         draft.set(key, read_input(widget, spec))
