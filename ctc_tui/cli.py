@@ -526,8 +526,12 @@ COMMANDS = ("run", "export", "attach", "stop", "runs", "validate", "check", "dev
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and _looks_like_preset(argv[0]):
-        return _guard(lambda: open_app(preset=argv[0]))  # `ctc-tui PRESET.yaml`: the wizard, from it
+    if argv and _looks_like_preset(argv[0]):  # `ctc-tui PRESET.yaml`: the wizard, from it
+        if len(argv) > 1:
+            _print_err(f"error: ctc-tui PRESET opens the wizard and takes nothing more (got: {' '.join(argv[1:])}); "
+                       f"change values in the wizard, or run with overrides: ctc-tui run {argv[0]} KEY=VALUE ...")
+            return EXIT_USAGE
+        return _guard(lambda: open_app(preset=argv[0]))
     parser = build_parser()
     # `run` takes KEY=VALUE positionals after the preset; let `--resume DIR k=v` work too.
     args, extra = parser.parse_known_args(argv)

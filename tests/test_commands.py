@@ -130,3 +130,9 @@ def test_the_wizard_start_knows_every_sub_command():
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert set(sub.choices) == set(cli.COMMANDS)
     assert not cli._looks_like_preset("run") and cli._looks_like_preset("mine.yaml")
+
+
+def test_the_wizard_refuses_arguments_it_would_ignore(tmp_path):
+    out = run_cli(str(REPO / "presets" / "demo-cpu.yaml"), "training.max_steps=40")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "takes nothing more (got: training.max_steps=40)" in out.stderr and "ctc-tui run" in out.stderr
