@@ -4,7 +4,7 @@ A real supervisor is started the way ``ctc-tui run`` starts it (``client.start_d
 ``Spec``), with a long ``sleep`` as the "launcher". Then:
 
 1. 8 sender processes connect to ``RUN_DIR/log.sock`` and each send ``--events`` step events (built
-   with ``ctc_tui.events.make``/``encode``, written in 256-line ``sendall`` batches as the runner's
+   with ``ctc_tui.core.events.make``/``encode``, written in 256-line ``sendall`` batches as the runner's
    reporter coalesces them) as fast as the supervisor takes them. Throughput = events / (time from
    the start signal until the supervisor has recorded all of them; its ``status`` counter is polled).
    After its periodic flush, ``events.jsonl`` is read back: every (rank, step) must be there once.
@@ -37,7 +37,8 @@ sys.path.insert(0, str(REPO))
 
 import psutil
 
-from ctc_tui import client, events
+from ctc_tui import client
+from ctc_tui.core import events
 from ctc_tui.supervisor import LOG_SOCKET, Spec
 
 SENDERS = 8

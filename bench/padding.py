@@ -5,7 +5,7 @@ Waste = padded audio frames / all frames in the padded batches, over every batch
 - reference:  every batch padded to max_duration_in_seconds (optimum-habana's HPU behaviour: 1 shape);
 - longest:    random batches padded to their longest clip (dynamic: a new shape almost every batch);
 - grouped:    the runner's length-grouped batches padded to their longest clip (dynamic);
-- buckets:    batches drawn within a bucket, padded to the bucket length (runner.batching: K shapes).
+- buckets:    batches drawn within a bucket, padded to the bucket length (ctc_tui.runner.batching: K shapes).
 
 Two length distributions:
 (a) the embedded demo corpus (presets/data/demo-speech/train), durations read with soundfile.info;
@@ -29,7 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from runner.batching import (
+from ctc_tui.runner.batching import (
     DEFAULT_MULTIPLE,
     batch_widths,
     bucket_boundaries,

@@ -1,11 +1,11 @@
 """Reporting overhead: training step time with event reporting to a live supervisor versus without.
 
-One process, one model, one fixed batch: the CPU demo's ``wav2vec2-tiny`` (built by ``runner.model``
+One process, one model, one fixed batch: the CPU demo's ``wav2vec2-tiny`` (built by ``ctc_tui.runner.model``
 from ``presets/demo-cpu.yaml``) takes real AdamW steps (forward, CTC loss, backward, grad clipping,
 optimizer step) on 16 clips of the embedded demo corpus. Each step runs in one of three modes:
 
 - ``off``:    no reporting at all;
-- ``file``:   the runner's reporting (``runner.train.EventCallback`` + ``runner.report.Reporter``,
+- ``file``:   the runner's reporting (``ctc_tui.runner.train.EventCallback`` + ``ctc_tui.runner.report.Reporter``,
               with ``ReportingMixin``'s per-step loss/sample accounting), log socket off: events go to
               ``logs/events-rank-0.jsonl`` only;
 - ``socket``: the same, with the reporter also connected to the log socket of a real supervisor
@@ -48,10 +48,10 @@ def build(batch_size: int, workdir: Path):
     import soundfile as sf
     import torch
 
-    from ctc_tui.preset import load_preset
-    from runner import model as model_mod
-    from runner import text as text_mod
-    from runner.train import CtcCollator
+    from ctc_tui.core.preset import load_preset
+    from ctc_tui.runner import model as model_mod
+    from ctc_tui.runner import text as text_mod
+    from ctc_tui.runner.train import CtcCollator
 
     preset = load_preset(REPO / "presets" / "demo-cpu.yaml")
     folder = REPO / "presets" / "data" / "demo-speech" / "train"
@@ -84,7 +84,7 @@ class Reporting:
         import torch
         from transformers import TrainerControl, TrainerState
 
-        from runner.train import EventCallback, RankStats, ReportingMixin, StopRequest
+        from ctc_tui.runner.train import EventCallback, RankStats, ReportingMixin, StopRequest
 
         class Shim(ReportingMixin):  # the attributes EventCallback reads from the trainer
             pass
@@ -144,7 +144,7 @@ def main() -> int:
 
     from ctc_tui import client
     from ctc_tui.supervisor import LOG_SOCKET, Spec, read_events
-    from runner.report import Reporter
+    from ctc_tui.runner.report import Reporter
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory(prefix="ctc-tui-overhead-") as tmp:

@@ -3,7 +3,7 @@
 Measures, in one run and on the same machine:
 1. the share of padded audio frames per batch for the runner's length-grouped batching versus plain
    random batches (computed over every batch of one epoch, for several seeds), and
-2. train samples/s of a real ``python -m runner`` training with each batching (same model, same
+2. train samples/s of a real ``python -m ctc_tui.runner`` training with each batching (same model, same
    steps; samples/s from the runner's own step events, warm-up steps excluded).
 
 Usage: python bench/throughput.py [--steps 80] [--batch-size 16]
@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from runner.batching import length_grouped_batches, padding_fraction, random_batches  # noqa: E402
+from ctc_tui.runner.batching import length_grouped_batches, padding_fraction, random_batches  # noqa: E402
 
 
 def demo_lengths() -> list[int]:
@@ -42,7 +42,7 @@ def padding(lengths: list[int], batch_size: int, seeds: int = 5) -> tuple[float,
 
 def train_rate(group: bool, steps: int, batch_size: int, workdir: Path) -> float:
     out = workdir / f"run-{'grouped' if group else 'random'}"
-    cmd = [sys.executable, "-m", "runner", str(REPO / "presets" / "demo-cpu.yaml"),
+    cmd = [sys.executable, "-m", "ctc_tui.runner", str(REPO / "presets" / "demo-cpu.yaml"),
            f"training.max_steps={steps}", "training.logging_steps=10", f"training.group_by_length={str(group).lower()}",
            f"training.per_device_train_batch_size={batch_size}", "training.do_eval=false",
            "training.save_strategy=no", "training.throughput_warmup_steps=10", f"training.output_dir={out}"]

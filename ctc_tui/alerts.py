@@ -13,7 +13,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from ctc_tui.events import as_float
+from ctc_tui.core.events import as_float
 from ctc_tui.runstate import RunState
 
 ACTIVE = ("training", "evaluating", "compiling", "saving")

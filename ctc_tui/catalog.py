@@ -10,9 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-#: The small models built from a config (``model.architecture``), and the seed's model (the default).
-ARCHITECTURES = ("wav2vec2-tiny", "wav2vec2-small")
-DEFAULT_MODEL = "facebook/wav2vec2-large-lv60"
+
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Literal
 
 from ctc_tui.devices import run_bounded
-from ctc_tui.preset import Preset
+from ctc_tui.core.preset import Preset
 
 Level = Literal["error", "warning"]
 
@@ -525,7 +525,7 @@ def _weights_bytes(preset: Preset) -> int:
 
 
 def check_output_dir(preset: Preset, resume: bool = False) -> list[Finding]:
-    from ctc_tui.preset import has_placeholders
+    from ctc_tui.core.preset import has_placeholders
 
     text = preset.training.output_dir
     if has_placeholders(text):
@@ -668,8 +668,8 @@ def run_checks(preset: Preset, *, resume: bool = False, detected=None, environ: 
 def check_preset_file(preset_arg: str, overrides: list[str] | None = None,
                       output_dir: str | None = None) -> tuple[Preset, list[Finding]]:
     """Load a preset the way ``ctc-tui run`` does (placeholders filled) and check it."""
-    from ctc_tui.preset import load_preset, preset_stem, resolve_output_dir
-    from ctc_tui.presets_index import find_preset
+    from ctc_tui.core.preset import load_preset, preset_stem, resolve_output_dir
+    from ctc_tui.core.shipped import find_preset
 
     path = find_preset(preset_arg)
     preset = load_preset(path, overrides)

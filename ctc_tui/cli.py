@@ -18,12 +18,13 @@ from pathlib import Path
 from ctc_tui import __version__
 from typing import TYPE_CHECKING
 
-from ctc_tui.presetfile import PRESET_FILENAME
-from ctc_tui.presets_index import find_preset, list_presets
-from ctc_tui.problems import PresetError, Problem
+from ctc_tui.core import rundir
+from ctc_tui.core.presetfile import PRESET_FILENAME
+from ctc_tui.core.shipped import find_preset, list_presets
+from ctc_tui.core.problems import PresetError, Problem
 
 if TYPE_CHECKING:  # the preset model (pydantic) is imported by the sub-commands that use it
-    from ctc_tui.preset import Preset
+    from ctc_tui.core.preset import Preset
 
 EXIT_USAGE = 2
 
@@ -40,7 +41,7 @@ def _print_err(message: str) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from ctc_tui.preset import load_preset
+    from ctc_tui.core.preset import load_preset
 
     path = find_preset(args.preset)
     preset = load_preset(path, args.overrides)
@@ -79,7 +80,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from ctc_tui.preset import json_schema
+    from ctc_tui.core.preset import json_schema
 
     print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
     return 0
@@ -89,7 +90,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from ctc_tui.presets_index import presets_dir
+    from ctc_tui.core.shipped import presets_dir
 
     table = Table(box=None, pad_edge=False, show_header=True)
     table.add_column("preset", no_wrap=True, style="bold")
@@ -142,7 +143,7 @@ def prepare_run(args: argparse.Namespace, slurm_options=None,
     command.sh (and with ``slurm_options``, the job script ``job.sbatch``; the command is then its
     sbatch). Returns the preset, run dir, command and the environment the ranks need."""
     from ctc_tui import launch
-    from ctc_tui.preset import load_preset, preset_stem, resolve_output_dir
+    from ctc_tui.core.preset import load_preset, preset_stem, resolve_output_dir
 
     if args.resume:
         run_dir = Path(args.resume).expanduser().resolve()
@@ -170,7 +171,7 @@ def prepare_run(args: argparse.Namespace, slurm_options=None,
                 "or choose another one (--output-dir DIR), or set training.overwrite_output_dir=true to train into it"
             )
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "logs").mkdir(exist_ok=True)
+    rundir.logs_dir(run_dir).mkdir(exist_ok=True)
     preset_file = run_dir / PRESET_FILENAME
     if not resume:
         header = f"ctc-tui run of {args.preset}; rerun with: ctc-tui run {preset_file}"
@@ -178,7 +179,7 @@ def prepare_run(args: argparse.Namespace, slurm_options=None,
     elif args.overrides:
         # The resumed run uses the overrides too: record them in the run's preset, keep the previous one.
         previous = preset_file.read_text(encoding="utf-8")
-        (run_dir / "preset.previous.yaml").write_text(previous, encoding="utf-8")
+        (run_dir / rundir.PREVIOUS_PRESET).write_text(previous, encoding="utf-8")
         header = f"resumed with {' '.join(args.overrides)}; previous preset: preset.previous.yaml"
         preset_file.write_text(preset.to_yaml(header=header), encoding="utf-8")
     if slurm_options is not None:
@@ -193,8 +194,8 @@ def prepare_run(args: argparse.Namespace, slurm_options=None,
     else:
         command, env = launch.build_command(preset, preset_file, resume=resume), {**launch.launch_env(preset), **cards}
     script = launch.command_script(command, env)
-    (run_dir / "command.sh").write_text(script, encoding="utf-8")
-    os.chmod(run_dir / "command.sh", 0o755)
+    (run_dir / rundir.COMMAND).write_text(script, encoding="utf-8")
+    os.chmod(run_dir / rundir.COMMAND, 0o755)
     return preset, run_dir, command, env
 
 
@@ -243,7 +244,7 @@ def _slurm_options(args: argparse.Namespace):
 
 def cmd_export(args: argparse.Namespace) -> int:
     from ctc_tui import slurm
-    from ctc_tui.preset import load_preset, preset_stem
+    from ctc_tui.core.preset import load_preset, preset_stem
 
     if not args.slurm:
         raise CliError("ctc-tui export needs a format: --slurm (an sbatch script)")
@@ -346,7 +347,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def _run_dir(text: str) -> Path:
     path = Path(text).expanduser().resolve()
-    if not (path / "events.jsonl").is_file() and not (path / PRESET_FILENAME).is_file():
+    if not rundir.is_run_dir(path):
         raise CliError(f"{path} is not a ctc-tui run dir (no events.jsonl); list runs with: ctc-tui runs")
     return path
 
@@ -354,14 +355,15 @@ def _run_dir(text: str) -> Path:
 def cmd_show_command(args: argparse.Namespace) -> int:
     import shlex
 
-    from ctc_tui import flags, launch
-    from ctc_tui.preset import load_preset
+    from ctc_tui import launch
+    from ctc_tui.core import reference_flags
+    from ctc_tui.core.preset import load_preset
 
     preset = load_preset(find_preset(args.preset), args.overrides)
     if args.style == "gaudi_spawn":
-        command = flags.gaudi_spawn_command(preset)
+        command = reference_flags.gaudi_spawn_command(preset)
     else:
-        command = launch.build_command(preset, None, runner_args=flags.preset_flags(preset), python="python")
+        command = launch.build_command(preset, None, runner_args=reference_flags.preset_flags(preset), python="python")
         env = launch.launch_env(preset)
         if env:
             print(" ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())) + " \\")
@@ -370,12 +372,12 @@ def cmd_show_command(args: argparse.Namespace) -> int:
 
 
 def cmd_import_command(args: argparse.Namespace) -> int:
-    from ctc_tui import flags
+    from ctc_tui.core import reference_flags
 
     text = args.command if args.command != "-" else sys.stdin.read()
     try:
-        preset = flags.parse_command(text)
-    except flags.CommandError as exc:
+        preset = reference_flags.parse_command(text)
+    except reference_flags.CommandError as exc:
         raise CliError(str(exc)) from None
     header = ("imported by ctc-tui import-command from:\n" + " ".join(text.split())[:2000]
               + "\nrun it with: ctc-tui run THIS_FILE")
@@ -390,7 +392,7 @@ def cmd_import_command(args: argparse.Namespace) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     from ctc_tui.init_prompts import Cancelled, run_init
-    from ctc_tui.preset import load_preset
+    from ctc_tui.core.preset import load_preset
     from ctc_tui.tui.draft import Draft
 
     source = find_preset(args.preset or "librispeech-100h-2card-mpi")
@@ -409,7 +411,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    command = [sys.executable, "-m", "runner.transcribe", args.run_dir, *args.audio]
+    command = [sys.executable, "-m", "ctc_tui.runner.transcribe", args.run_dir, *args.audio]
     return _exec(command)
 
 
@@ -497,7 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("preset")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     p.add_argument("--style", choices=("runner", "gaudi_spawn"), default="runner",
-                   help="runner: ctc-tui's launcher + python -m runner; gaudi_spawn: optimum-habana's own scripts")
+                   help="runner: ctc-tui's launcher + python -m ctc_tui.runner; gaudi_spawn: optimum-habana's own scripts")
     p.set_defaults(func=cmd_show_command)
 
     p = sub.add_parser("import-command", help="turn a gaudi_spawn/run_speech_recognition_ctc.py command into a preset")

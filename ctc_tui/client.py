@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from ctc_tui import events
+from ctc_tui.core import events, rundir
 from ctc_tui.supervisor import CONTROL_SOCKET, Spec, read_events
 
 
@@ -30,9 +30,9 @@ def start_detached(run_dir: Path, spec: Spec, wait: float = 10.0) -> int:
     """Start ``python -m ctc_tui.supervisor RUN_DIR`` in its own session; return its pid once it
     listens on its control socket."""
     run_dir = Path(run_dir)
-    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    rundir.logs_dir(run_dir).mkdir(parents=True, exist_ok=True)
     spec.save(run_dir)
-    with open(run_dir / "logs" / "supervisor.log", "ab") as log:
+    with open(rundir.logs_dir(run_dir) / rundir.SUPERVISOR_LOG, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "ctc_tui.supervisor", str(run_dir)], stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
     deadline = time.monotonic() + wait
@@ -42,12 +42,12 @@ def start_detached(run_dir: Path, spec: Spec, wait: float = 10.0) -> int:
         if proc.poll() is not None:
             break
         time.sleep(0.02)
-    tail = (run_dir / "logs" / "supervisor.log").read_text(errors="replace")[-2000:]
+    tail = (rundir.logs_dir(run_dir) / rundir.SUPERVISOR_LOG).read_text(errors="replace")[-2000:]
     raise RuntimeError(f"the supervisor did not start:\n{tail}")
 
 
 def is_live(run_dir: Path) -> bool:
-    pid_file = Path(run_dir) / "supervisor.pid"
+    pid_file = Path(run_dir) / rundir.SUPERVISOR_PID
     try:
         pid = int(pid_file.read_text())
     except (OSError, ValueError):
@@ -100,7 +100,7 @@ def stop(run_dir: Path, kill: bool = False) -> dict[str, Any]:
 
 def supervisor_pid(run_dir: Path) -> int | None:
     with contextlib.suppress(OSError, ValueError):
-        return int((Path(run_dir) / "supervisor.pid").read_text())
+        return int((Path(run_dir) / rundir.SUPERVISOR_PID).read_text())
     return None
 
 

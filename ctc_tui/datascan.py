@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ctc_tui.sources import DataError, read_local_split
-from ctc_tui.textnorm import build_vocab, make_normaliser
+from ctc_tui.core.textnorm import build_vocab, make_normaliser
 
 LOCAL_SOURCES = ("librispeech", "audiofolder", "manifest")
 

@@ -2,12 +2,12 @@
 
 Launchers, as optimum-habana's gaudi_spawn builds them (and better quoted):
 
-- ``single``: ``python -m runner PRESET``
-- ``torchrun``: ``python -m torch.distributed.run --nproc_per_node N ... -m runner PRESET``
+- ``single``: ``python -m ctc_tui.runner PRESET``
+- ``torchrun``: ``python -m torch.distributed.run --nproc_per_node N ... -m ctc_tui.runner PRESET``
 - ``mpi``: ``mpirun -n N --bind-to core --map-by socket:PE=P --rank-by slot --report-bindings
-  --allow-run-as-root ... python -m runner PRESET`` with P = sockets x cores per socket / N
+  --allow-run-as-root ... python -m ctc_tui.runner PRESET`` with P = sockets x cores per socket / N
   (``slot`` instead of ``socket`` when a socket reports one core, as in VMs)
-- ``deepspeed``: ``deepspeed --num_nodes 1 --num_gpus N --no_local_rank --master_port P --module runner
+- ``deepspeed``: ``deepspeed --num_nodes 1 --num_gpus N --no_local_rank --master_port P --module ctc_tui.runner
   PRESET``, or with a hostfile ``deepspeed --hostfile F --master_addr FIRST_HOST ...``
 """
 
@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctc_tui.preset import Preset
+from ctc_tui.core.preset import Preset
 
 #: Environment every remote rank needs (set by ctc-tui for each run), forwarded by mpirun -x.
 RUN_ENV = ("CTC_TUI_LOG_SOCKET", "CTC_TUI_TOKEN", "CTC_TUI_RUN_DIR", "MASTER_ADDR", "MASTER_PORT")
@@ -76,7 +76,7 @@ def read_hostfile(path: str | Path) -> list[tuple[str, int]]:
 
 
 def runner_command(preset_file: str | Path, resume: bool = False, python: str | None = None) -> list[str]:
-    cmd = [python or sys.executable, "-m", "runner", str(preset_file)]
+    cmd = [python or sys.executable, "-m", "ctc_tui.runner", str(preset_file)]
     if resume:
         cmd.append("--resume")
     return cmd
@@ -111,7 +111,7 @@ def build_command(preset: Preset, preset_file: str | Path | None, resume: bool =
         if launch.hostfile:
             hosts = read_hostfile(launch.hostfile)
             cmd[4:4] = ["--nnodes", str(len(hosts))]
-        return [*cmd, "-m", "runner", *runner[3:]]
+        return [*cmd, "-m", "ctc_tui.runner", *runner[3:]]
     if launch.launcher == "mpi":
         topo = topology or read_topology()
         cmd = ["mpirun"]
@@ -134,7 +134,7 @@ def build_command(preset: Preset, preset_file: str | Path | None, resume: bool =
             cmd = ["deepspeed", "--hostfile", str(launch.hostfile), "--master_addr", master_addr(preset)]
         else:
             cmd = ["deepspeed", "--num_nodes", "1", "--num_gpus", str(n)]
-        cmd += ["--no_local_rank", "--master_port", str(launch.master_port), "--module", "runner", *runner[3:]]
+        cmd += ["--no_local_rank", "--master_port", str(launch.master_port), "--module", "ctc_tui.runner", *runner[3:]]
         return cmd
     raise ValueError(f"unknown launcher {launch.launcher}")
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ctc_tui.client import is_live
+from ctc_tui.core import rundir
 from ctc_tui.runstate import RunState
 from ctc_tui.supervisor import read_events
 
@@ -47,6 +48,6 @@ def summarise(run_dir: Path) -> RunSummary:
 def find_runs(root: Path) -> list[RunSummary]:
     """Run dirs directly under ``root`` (or ``root`` itself), newest first."""
     root = Path(root)
-    candidates = [root] if (root / "events.jsonl").is_file() else sorted(
-        (p for p in root.glob("*") if (p / "events.jsonl").is_file()), key=lambda p: p.stat().st_mtime, reverse=True)
+    candidates = [root] if (root / rundir.EVENTS).is_file() else sorted(
+        (p for p in root.glob("*") if (p / rundir.EVENTS).is_file()), key=lambda p: p.stat().st_mtime, reverse=True)
     return [summarise(p) for p in candidates]

@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ctc_tui.events import as_float
+from ctc_tui.core.events import as_float
 
 HISTORY = 240
 

@@ -1,7 +1,7 @@
 """Slurm: a preset as an sbatch script (``ctc-tui export --slurm``), and a run whose ranks Slurm starts
 (``ctc-tui run --slurm``).
 
-One ``srun`` inside the allocation starts every rank (``python -m runner PRESET``), one task per card;
+One ``srun`` inside the allocation starts every rank (``python -m ctc_tui.runner PRESET``), one task per card;
 each rank maps SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID to RANK / WORLD_SIZE / LOCAL_RANK itself
 (``runner/distributed.py``), and rank 0's address is the allocation's first host. ``launch.world_size``
 is the number of cards per node, as everywhere else (``--cards-per-node`` overrides it); the preset's
@@ -23,11 +23,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ctc_tui.preset import Preset
+from ctc_tui.core import rundir
+from ctc_tui.core.preset import Preset
 
-JOB_SCRIPT = "job.sbatch"
-JOB_ID_FILE = "slurm-job-id"
-OPTIONS_FILE = "slurm-options.json"
+JOB_SCRIPT = rundir.SLURM_JOB_SCRIPT
+JOB_ID_FILE = rundir.SLURM_JOB_ID
+OPTIONS_FILE = rundir.SLURM_OPTIONS
 #: Heredoc delimiter of the preset embedded in an exported script.
 PRESET_EOF = "CTC_TUI_PRESET_EOF"
 #: A time limit at least this long gets ``--signal=INT@STOP_LEAD``: the ranks checkpoint and exit 0
@@ -211,7 +212,7 @@ def _body(preset: Preset, options: SlurmOptions) -> list[str]:
 def run_script(preset: Preset, options: SlurmOptions, preset_file: str | Path, *, job_name: str,
                python: str | None = None, resume: bool = False) -> str:
     """The job of one ``ctc-tui run --slurm``: its run dir (the preset's output_dir) and preset file exist."""
-    runner = [python or sys.executable, "-m", "runner", str(preset_file)] + (["--resume"] if resume else [])
+    runner = [python or sys.executable, "-m", "ctc_tui.runner", str(preset_file)] + (["--resume"] if resume else [])
     per_node = cards_per_node(preset, options)
     head = [
         "#!/bin/bash",
@@ -249,7 +250,7 @@ def export_script(preset: Preset, options: SlurmOptions, *, preset_name: str, py
         raise SlurmError(f"the preset contains a line {PRESET_EOF!r}, which ends the embedded preset")
     per_node = cards_per_node(preset, options)
     run_dir = '"$stamp"'.join(shlex.quote(part) if part else "" for part in parts)
-    runner = [python or sys.executable, "-m", "runner"]
+    runner = [python or sys.executable, "-m", "ctc_tui.runner"]
     srun = " ".join(shlex.quote(part) for part in srun_command(preset, options, runner))
     lines = [
         "#!/bin/bash",
@@ -283,7 +284,7 @@ def submit_command(script: str | Path, run_dir: str | Path) -> list[str]:
     """How ``ctc-tui run --slurm`` submits: wait for the job's end (so the supervisor follows it like any
     launcher), print the job id at once, give the job the supervisor's environment (log address,
     token), and append the job's own output to ``logs/launcher.log`` (``%`` is Slurm's pattern sign)."""
-    log = str(Path(run_dir) / "logs" / "launcher.log").replace("%", "%%")
+    log = str(rundir.logs_dir(run_dir) / rundir.LAUNCHER_LOG).replace("%", "%%")
     return ["sbatch", "--wait", "--parsable", "--export=ALL", f"--output={log}", "--open-mode=append", str(script)]
 
 

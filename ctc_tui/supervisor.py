@@ -35,13 +35,13 @@ from typing import Any
 
 import psutil
 
-from ctc_tui import events
+from ctc_tui.core import events, rundir
 
 SUPERVISOR_RANK = -1
 _HOSTNAME = __import__("socket").gethostname()
-SPEC_FILE = "supervisor.json"
-CONTROL_SOCKET = "supervisor.sock"
-LOG_SOCKET = "log.sock"
+SPEC_FILE = rundir.SUPERVISOR_SPEC
+CONTROL_SOCKET = rundir.CONTROL_SOCKET
+LOG_SOCKET = rundir.LOG_SOCKET
 SUBSCRIBER_QUEUE = 50_000
 GRACE_STOP = 10.0  # after SIGINT, before SIGTERM
 GRACE_TERM = 5.0  # after SIGTERM, before SIGKILL
@@ -240,7 +240,7 @@ class Supervisor:
         queue: asyncio.Queue[bytes | None] = asyncio.Queue(SUBSCRIBER_QUEUE)
         self._subscribers.add(queue)
         try:
-            with open(self.run_dir / "events.jsonl", "rb") as history:
+            with open(self.run_dir / rundir.EVENTS, "rb") as history:
                 remaining = upto
                 while remaining > 0:
                     chunk = await asyncio.to_thread(history.read, min(remaining, 1 << 20))
@@ -294,13 +294,13 @@ class Supervisor:
         return procs
 
     def _rank_processes(self) -> list[psutil.Process]:
-        """The ranks (``python -m runner``) of this node; not the processes a rank forks (DataLoader
+        """The ranks (``python -m ctc_tui.runner``) of this node; not the processes a rank forks (DataLoader
         workers share its command line, and a SIGINT ends them, which would fail the rank mid-stop)."""
         ranks = []
         for proc in self._tree():
             with contextlib.suppress(psutil.Error):
                 cmd = proc.cmdline()
-                if any(cmd[i] in ("-m", "--module") and cmd[i + 1] == "runner" for i in range(len(cmd) - 1)) \
+                if any(cmd[i] in ("-m", "--module") and cmd[i + 1] == "ctc_tui.runner" for i in range(len(cmd) - 1)) \
                         and "torch.distributed.run" not in cmd and not (cmd and cmd[0].endswith(("deepspeed", "mpirun"))):
                     ranks.append(proc)
         pids = {proc.pid for proc in ranks}
@@ -403,14 +403,14 @@ class Supervisor:
 
     async def run(self) -> Outcome:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "logs").mkdir(exist_ok=True)
-        self._events_file = open(self.run_dir / "events.jsonl", "ab", buffering=1 << 16)
+        rundir.logs_dir(self.run_dir).mkdir(exist_ok=True)
+        self._events_file = open(self.run_dir / rundir.EVENTS, "ab", buffering=1 << 16)
         env = dict(self.env)
         env.update(await self._listen())
         env[events.ENV_RUN_DIR] = str(self.run_dir)
         if self.spec.deepspeed_env:
             env["DS_ENV_FILE"] = self._write_deepspeed_env(env)
-        launcher_log = open(self.run_dir / "logs" / "launcher.log", "ab")
+        launcher_log = open(rundir.logs_dir(self.run_dir) / rundir.LAUNCHER_LOG, "ab")
         started = time.time()
         self.emit("state", state="starting", command=self.command, pid=os.getpid(), log_address=env[events.ENV_SOCKET])
         try:
@@ -451,8 +451,8 @@ class Supervisor:
         else:
             state = "failed"
             code = code or 1
-            log_name = f"rank-{failed_rank}.log" if failed_rank is not None else "launcher.log"
-            self.emit("state", state="failed", failed_rank=failed_rank, last_lines=_tail(self.run_dir / "logs" / log_name),
+            log_name = rundir.rank_log_name(failed_rank) if failed_rank is not None else rundir.LAUNCHER_LOG
+            self.emit("state", state="failed", failed_rank=failed_rank, last_lines=_tail(rundir.logs_dir(self.run_dir) / log_name),
                       reason=reason)
         self.emit("exit", code=code, state=state, failed_rank=failed_rank, duration=round(time.time() - started, 2),
                   dropped={"malformed": self.counters.malformed, "oversized": self.counters.oversized,
@@ -466,12 +466,12 @@ class Supervisor:
         reads it), then the run's variables (socket address, token, ...). It holds the token: mode 0600."""
         from ctc_tui.launch import deepspeed_env_text
 
-        name = env.get("DS_ENV_FILE", ".deepspeed_env")
+        name = env.get("DS_ENV_FILE", rundir.DEEPSPEED_ENV)
         previous = ""
         for base in (os.path.expanduser("~"), os.getcwd()):
             with contextlib.suppress(OSError, UnicodeDecodeError):
                 previous += Path(base, name).read_text() + "\n"
-        path = self.run_dir / ".deepspeed_env"
+        path = self.run_dir / rundir.DEEPSPEED_ENV
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(deepspeed_env_text(env, self.spec.deepspeed_env, previous))
@@ -610,7 +610,7 @@ def read_events(run_dir: Path) -> list[dict[str, Any]]:
     """Every event recorded for a run (skipping damaged lines)."""
     out = []
     with contextlib.suppress(FileNotFoundError):
-        with open(Path(run_dir) / "events.jsonl", "rb") as handle:
+        with open(Path(run_dir) / rundir.EVENTS, "rb") as handle:
             for line in handle:
                 with contextlib.suppress(events.BadEvent):
                     out.append(events.decode(line))
@@ -628,12 +628,12 @@ async def serve(run_dir: Path) -> int:
     loop.add_signal_handler(signal.SIGINT, sup.request_stop)
     with contextlib.suppress(ValueError, OSError):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a lost SSH session never stops training
-    (Path(run_dir) / "supervisor.pid").write_text(str(os.getpid()))
+    (Path(run_dir) / rundir.SUPERVISOR_PID).write_text(str(os.getpid()))
     try:
         outcome = await sup.run()
     finally:
         with contextlib.suppress(FileNotFoundError):
-            (Path(run_dir) / "supervisor.pid").unlink()
+            (Path(run_dir) / rundir.SUPERVISOR_PID).unlink()
     return outcome.code
 
 

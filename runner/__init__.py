@@ -1,4 +1,4 @@
-"""The compute-node half of ctc-tui: what every rank runs (``python -m runner PRESET``).
+"""The compute-node half of ctc-tui: what every rank runs (``python -m ctc_tui.runner PRESET``).
 
 It loads a preset, prepares the audio and text, builds the CTC model and trains it with
 ``transformers.Trainer`` (CPU, CUDA) or optimum-habana's ``GaudiTrainer`` (HPU), reporting events to

@@ -1,6 +1,6 @@
-"""``python -m runner PRESET [KEY=VALUE ...]``: what every rank runs.
+"""``python -m ctc_tui.runner PRESET [KEY=VALUE ...]``: what every rank runs.
 
-Also a drop-in for optimum-habana's run_speech_recognition_ctc.py: ``python -m runner --flag value ...``
+Also a drop-in for optimum-habana's run_speech_recognition_ctc.py: ``python -m ctc_tui.runner --flag value ...``
 with that script's flags (see ``ctc-tui show-command``).
 
 Exit codes: 0 done (or stopped gracefully with a checkpoint), 2 bad preset, data or model (the message
@@ -19,9 +19,9 @@ from pathlib import Path
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m runner", description=__doc__.splitlines()[0],
+        prog="python -m ctc_tui.runner", description=__doc__.splitlines()[0],
         epilog="Also accepts run_speech_recognition_ctc.py's flags instead of a preset: "
-               "python -m runner --model_name_or_path ... --dataset_name ... --output_dir ... --do_train ...")
+               "python -m ctc_tui.runner --model_name_or_path ... --dataset_name ... --output_dir ... --do_train ...")
     parser.add_argument("preset", help="preset YAML (as written by ctc-tui, or any valid preset)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.max_steps=60")
     parser.add_argument("--resume", action="store_true",
@@ -31,13 +31,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _redirect_output(run_dir: str, rank: int) -> None:
     """Under a supervisor, each rank writes its own ``logs/rank-N.log`` (whatever the launcher)."""
-    from ctc_tui.events import ENV_RUN_DIR
+    from ctc_tui.core.events import ENV_RUN_DIR
 
     if not os.environ.get(ENV_RUN_DIR):
         return
-    logs = Path(run_dir) / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    fd = os.open(logs / f"rank-{rank}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    from ctc_tui.core import rundir
+
+    log = rundir.rank_log(run_dir, rank)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(fd, 1)
@@ -46,13 +48,13 @@ def _redirect_output(run_dir: str, rank: int) -> None:
 
 
 def _flags_mode(argv: list[str]) -> bool:
-    """``python -m runner --model_name_or_path ... --use_habana ...``: the reference script's flags."""
+    """``python -m ctc_tui.runner --model_name_or_path ... --use_habana ...``: the reference script's flags."""
     return bool(argv) and argv[0].startswith("--") and argv[0] not in ("--help", "-h", "--resume")
 
 
 def _preset_from_flags(argv: list[str], world_size: int):
-    from ctc_tui.flags import _split_flags, preset_from_flags
-    from ctc_tui.preset import PresetError, Problem
+    from ctc_tui.core.reference_flags import _split_flags, preset_from_flags
+    from ctc_tui.core.preset import PresetError, Problem
 
     flags, stray = _split_flags(argv)
     resume = bool(flags.pop("resume", False))
@@ -64,8 +66,8 @@ def _preset_from_flags(argv: list[str], world_size: int):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    from ctc_tui.preset import PRESET_FILENAME, PresetError, has_placeholders, load_preset, preset_stem, resolve_output_dir
-    from runner import distributed
+    from ctc_tui.core.preset import PRESET_FILENAME, PresetError, has_placeholders, load_preset, preset_stem, resolve_output_dir
+    from ctc_tui.runner import distributed
 
     dist = distributed.setup()
     flags_mode = _flags_mode(argv)
@@ -92,16 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format=f"%(asctime)s rank{dist.rank} %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO if dist.rank == 0 else logging.WARNING, stream=sys.stdout)
     run_dir = Path(preset.training.output_dir)
-    from runner.report import Reporter
+    from ctc_tui.runner.report import Reporter
 
     reporter = Reporter.from_env(dist.rank, run_dir)
     reporter.emit("hello", world_size=dist.world_size, local_rank=dist.local_rank, host=dist.host,
                   pid=os.getpid(), device="hpu" if preset.gaudi.use_habana else "auto")
     code = 1
     try:
-        from runner import train
-        from runner.data import DataError
-        from runner.model import ModelError
+        from ctc_tui.runner import train
+        from ctc_tui.runner.data import DataError
+        from ctc_tui.runner.model import ModelError
 
         if dist.rank == 0:
             run_dir.mkdir(parents=True, exist_ok=True)

@@ -13,9 +13,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ctc_tui.preset import Preset
+from ctc_tui.core.preset import Preset
 
-log = logging.getLogger("runner.backends")
+log = logging.getLogger("ctc_tui.runner.backends")
 
 #: What optimum-habana's ``Habana/wav2vec2`` Gaudi config holds; used when it cannot be fetched offline.
 KNOWN_GAUDI_CONFIGS: dict[str, dict[str, Any]] = {

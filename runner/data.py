@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from ctc_tui.preset import DataSection
-from runner import audio as audio_io
+from ctc_tui.core.preset import DataSection
+from ctc_tui.runner import audio as audio_io
 
-log = logging.getLogger("runner.data")
+log = logging.getLogger("ctc_tui.runner.data")
 
 from ctc_tui.sources import (
     DataError,

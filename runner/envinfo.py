@@ -9,8 +9,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ctc_tui.preset import Preset
-from runner.distributed import DistInfo
+from ctc_tui.core.preset import Preset
+from ctc_tui.runner.distributed import DistInfo
 
 PACKAGES = ("ctc-tui", "torch", "transformers", "datasets", "accelerate", "evaluate", "jiwer", "soundfile",
             "soxr", "numpy", "optimum-habana", "optimum", "habana-torch-plugin", "deepspeed")

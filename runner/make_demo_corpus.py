@@ -1,6 +1,6 @@
 """Make the embedded demo corpus: English speech synthesised offline with espeak-ng.
 
-``python -m runner.make_demo_corpus --out DIR [--train N] [--eval M] [--sample-rate SR]
+``python -m ctc_tui.runner.make_demo_corpus --out DIR [--train N] [--eval M] [--sample-rate SR]
 [--layout audiofolder|librispeech] [--seed S]``
 
 Transcripts are mostly digit sequences ("THREE, SEVEN NINE.") in LibriSpeech's upper case, with
@@ -136,7 +136,7 @@ def write_librispeech(out: Path, clips: list[Clip], audio: list[np.ndarray], rat
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runner.make_demo_corpus", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ctc_tui.runner.make_demo_corpus", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="output folder (must be empty or absent)")
     parser.add_argument("--train", type=int, default=800, help="training clips (default 800)")
     parser.add_argument("--eval", type=int, default=100, help="evaluation clips (default 100)")

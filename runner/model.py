@@ -16,32 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ctc_tui.preset import ModelSection, Preset
-from runner.text import build_vocab
+from ctc_tui.core.architectures import SHAPES
+from ctc_tui.core.preset import ModelSection, Preset
+from ctc_tui.runner.text import build_vocab
 
-log = logging.getLogger("runner.model")
+log = logging.getLogger("ctc_tui.runner.model")
 
 
 class ModelError(Exception):
     """A model that cannot be loaded, with the fix."""
 
-
-# Small wav2vec2 shapes for CPU demos. The feature encoder keeps the usual total stride of 320
-# (20 ms frames at 16 kHz) with three convolutions instead of seven.
-ARCHITECTURES: dict[str, dict[str, Any]] = {
-    "wav2vec2-tiny": dict(
-        conv_dim=(64, 64, 64), conv_kernel=(10, 8, 8), conv_stride=(5, 8, 8), conv_bias=True,
-        feat_extract_norm="layer", hidden_size=128, num_hidden_layers=3, num_attention_heads=4,
-        intermediate_size=256, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
-        do_stable_layer_norm=True, feat_quantizer_dropout=0.0, apply_spec_augment=True,
-    ),
-    "wav2vec2-small": dict(
-        conv_dim=(128, 128, 128, 128), conv_kernel=(10, 4, 4, 4), conv_stride=(5, 4, 4, 4), conv_bias=True,
-        feat_extract_norm="layer", hidden_size=256, num_hidden_layers=6, num_attention_heads=4,
-        intermediate_size=1024, num_conv_pos_embeddings=32, num_conv_pos_embedding_groups=8,
-        do_stable_layer_norm=True,
-    ),
-}
 
 PROCESSOR_FILES = ("vocab.json", "tokenizer_config.json", "preprocessor_config.json")
 
@@ -137,7 +121,7 @@ def build(preset: Preset, tokenizer: Any, vocab: dict[str, int] | None) -> Built
     update["gradient_checkpointing"] = preset.training.gradient_checkpointing
     attn = cfg.attn_implementation
     if cfg.architecture:
-        shape = dict(ARCHITECTURES[cfg.architecture])
+        shape = dict(SHAPES[cfg.architecture])
         shape.update(update)
         shape.update(cfg.config_overrides)
         try:

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ctc_tui import events
+from ctc_tui.core import events, rundir
 
 QUEUE_SIZE = 10_000
 
@@ -28,9 +28,9 @@ class Reporter:
         self.dropped = 0
         self._file = None
         if run_dir is not None:
-            logs = Path(run_dir) / "logs"
+            logs = rundir.logs_dir(run_dir)
             logs.mkdir(parents=True, exist_ok=True)
-            self._file = open(logs / f"events-rank-{rank}.jsonl", "ab", buffering=0)
+            self._file = open(logs / rundir.rank_events_name(rank), "ab", buffering=0)
         self._queue: queue.Queue[bytes | None] = queue.Queue(QUEUE_SIZE)
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None

@@ -4,7 +4,7 @@
 - ``CtcCollator``: pads audio and labels (labels padded with -100), to the batch's longest clip or to
   fixed lengths (max_duration, or the bucket lengths) so HPU graphs see few shapes (``data.padding``);
 - ``LengthGroupedSampler``: similar-length clips batched together; ``BucketSampler``: every batch from
-  one length bucket, the same bucket on every rank at each step (see runner.batching);
+  one length bucket, the same bucket on every rank at each step (see ctc_tui.runner.batching);
 - ``ReportingMixin``: mixed into Trainer/GaudiTrainer, records this rank's own loss and samples/s
   and emits state changes; ``EventCallback`` turns Trainer logs into events and performs the graceful
   stop after SIGINT/SIGTERM (checkpoint first, then exit 0).
@@ -27,16 +27,14 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from ctc_tui.preset import Preset
-from runner import backends, batching, data as data_mod, model as model_mod, text as text_mod
-from runner.distributed import DistInfo
-from runner.report import Reporter
+from ctc_tui.core import rundir
+from ctc_tui.core.preset import Preset
+from ctc_tui.runner import backends, batching, data as data_mod, model as model_mod, text as text_mod
+from ctc_tui.runner.distributed import DistInfo
+from ctc_tui.runner.report import Reporter
 
-log = logging.getLogger("runner.train")
+log = logging.getLogger("ctc_tui.runner.train")
 
-OWN_FILES = {"preset.yaml", "preset.previous.yaml", "gaudi_config.json", "command.sh", "env.json", "events.jsonl", "logs", "log.sock", "supervisor.sock",
-             "supervisor.json", "supervisor.tmp", "supervisor.pid", "supervisor.log", ".deepspeed_env",
-             "job.sbatch", "slurm-job-id", "slurm-job-id.tmp", "slurm-options.json"}
 PRODUCED_FILES = {"vocab.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                   "preprocessor_config.json", "config.json"}
 
@@ -105,7 +103,7 @@ class LengthGroupedSampler(torch.utils.data.Sampler):
 
 
 class BucketSampler(torch.utils.data.Sampler):
-    """The bucket plan (runner.batching.bucket_plan) as one index stream for the Trainer.
+    """The bucket plan (ctc_tui.runner.batching.bucket_plan) as one index stream for the Trainer.
 
     The Trainer cuts the stream into per-card batches of ``batch_size`` and accelerate deals them to the
     ranks in turn (batch k to rank k % world). The stream is the plan step by step, rank by rank, and
@@ -401,7 +399,7 @@ def check_output_dir(run_dir: Path, preset: Preset, resume: bool) -> str | None:
         return None
     if last is not None:
         return last
-    foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in OWN_FILES and not (resume and p.name in PRODUCED_FILES))
+    foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in rundir.OWN_FILES and not (resume and p.name in PRODUCED_FILES))
     if foreign and preset.training.do_train:
         shown = ", ".join(foreign[:4])
         raise RunError(
@@ -577,7 +575,7 @@ def describe_buckets(boundaries: list[int], lengths: list[int], preset: Preset, 
 
 
 def dump_env(run_dir: Path, preset: Preset, dist: DistInfo) -> None:
-    from runner.envinfo import collect
+    from ctc_tui.runner.envinfo import collect
 
-    (run_dir / "env.json").write_text(json.dumps(collect(preset, dist), indent=2, default=str))
+    (run_dir / rundir.ENV_INFO).write_text(json.dumps(collect(preset, dist), indent=2, default=str))
 

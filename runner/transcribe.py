@@ -1,4 +1,4 @@
-"""``python -m runner.transcribe RUN_DIR AUDIO...``: greedy CTC transcripts from a trained run dir.
+"""``python -m ctc_tui.runner.transcribe RUN_DIR AUDIO...``: greedy CTC transcripts from a trained run dir.
 
 Prints one ``path<TAB>transcript`` line per file. Any sample rate or channel count is accepted (the
 audio is down-mixed and resampled to the model's rate).
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers import AutoModelForCTC, AutoProcessor
 
-    from runner import audio as audio_io
+    from ctc_tui.runner import audio as audio_io
 
     processor = AutoProcessor.from_pretrained(str(run_dir))
     model = AutoModelForCTC.from_pretrained(str(run_dir)).eval()

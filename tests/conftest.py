@@ -99,7 +99,7 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
 
 @pytest.fixture
 def demo_data() -> Path:
-    assert DEMO_DATA.is_dir(), "the committed demo corpus is missing (python -m runner.make_demo_corpus)"
+    assert DEMO_DATA.is_dir(), "the committed demo corpus is missing (python -m ctc_tui.runner.make_demo_corpus)"
     return DEMO_DATA
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, run_cli
-from ctc_tui.preset import PresetError, load_preset, validate_data
-from runner import batching
+from ctc_tui.core.preset import PresetError, load_preset, validate_data
+from ctc_tui.runner import batching
 
 SEED_PRESET = REPO / "presets" / "librispeech-100h-2card-mpi.yaml"
 
@@ -186,7 +186,7 @@ def test_trainer_stream_reaches_each_rank_as_its_plan_column():
     from accelerate.data_loader import BatchSamplerShard
     from torch.utils.data import BatchSampler
 
-    from runner.train import BucketSampler
+    from ctc_tui.runner.train import BucketSampler
 
     lengths = skewed(n=1001)
     bounds = batching.bucket_boundaries(lengths, 8)
@@ -209,7 +209,7 @@ def test_collator_pads_only_to_bucket_lengths():
     import torch
     from transformers import Wav2Vec2FeatureExtractor
 
-    from runner.train import CtcCollator
+    from ctc_tui.runner.train import CtcCollator
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(800, 16000, 200).tolist()
@@ -257,7 +257,7 @@ def test_padding_key_validates_with_a_hint(tmp_path):
 
 
 def test_runner_resolves_padding():
-    from runner.train import RunError, padding_mode, static_shape_padding
+    from ctc_tui.runner.train import RunError, padding_mode, static_shape_padding
 
     seed = load_preset(SEED_PRESET)
     assert seed.data.padding == "auto"

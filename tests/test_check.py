@@ -20,7 +20,7 @@ from ctc_tui.check import (
     run_checks,
 )
 from ctc_tui.devices import CpuInfo, Detected, Device
-from ctc_tui.preset import validate_data
+from ctc_tui.core.preset import validate_data
 
 
 def preset_dict(tmp_path: Path, data_dir: Path | None = None, **sections) -> dict:

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from conftest import REPO, run_cli
-from ctc_tui.flags import CommandError, _split_flags, gaudi_spawn_command, parse_command
-from ctc_tui.preset import PresetError, load_preset
+from ctc_tui.core.reference_flags import CommandError, _split_flags, gaudi_spawn_command, parse_command
+from ctc_tui.core.preset import PresetError, load_preset
 
 SEED_TEXT = (REPO.parent / "shared" / "seeds" / "000_0b2efa244f96ecab.txt")
 
@@ -100,15 +100,15 @@ def test_cli_import_then_show(tmp_path):
                             capture_output=True, text=True, check=True).stdout.splitlines()
     assert echoed[echoed.index("--chars_to_ignore") + 1] == '",?.!-;:\\“%‘”'
     runner_style = run_cli("show-command", str(out))
-    assert "mpirun" in runner_style.stdout and "-m runner" in runner_style.stdout
+    assert "mpirun" in runner_style.stdout and "-m ctc_tui.runner" in runner_style.stdout
     bad = run_cli("import-command", "echo hello")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
 def test_runner_accepts_the_reference_flags(tmp_path, demo_data):
-    """python -m runner as a drop-in for run_speech_recognition_ctc.py (a short real run)."""
+    """python -m ctc_tui.runner as a drop-in for run_speech_recognition_ctc.py (a short real run)."""
     out_dir = tmp_path / "out"
-    cmd = [sys.executable, "-m", "runner", "--architecture", "wav2vec2-tiny", "--source", "audiofolder",
+    cmd = [sys.executable, "-m", "ctc_tui.runner", "--architecture", "wav2vec2-tiny", "--source", "audiofolder",
            "--dataset_dir", str(demo_data), "--train_split_name", "train", "--eval_split_name", "eval",
            "--output_dir", str(out_dir), "--do_train", "--do_eval", "--max_steps", "4", "--max_train_samples", "32",
            "--max_eval_samples", "8", "--per_device_train_batch_size", "8", "--chars_to_ignore", ",", "?", ".",

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import make_audiofolder, make_librispeech, write_audio
-from ctc_tui.preset import validate_data
-from runner import audio as audio_io
-from runner.data import DataError, limit, load_raw_split, preprocess
-from runner.text import make_normaliser
+from ctc_tui.core.preset import validate_data
+from ctc_tui.runner import audio as audio_io
+from ctc_tui.runner.data import DataError, limit, load_raw_split, preprocess
+from ctc_tui.runner.text import make_normaliser
 
 
 def cfg(**data):
@@ -175,7 +175,7 @@ def test_preprocessing_at_once_into_one_shared_cache(tmp_path):
     import threading
     import time
 
-    from runner.data import cache_root
+    from ctc_tui.runner.data import cache_root
 
     make_librispeech(tmp_path, "train", rate=22050, speakers=2, per_chapter=3)
     c = cfg(source="librispeech", dataset_dir=str(tmp_path))

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from ctc_tui.preset import load_preset
-from runner import backends
+from ctc_tui.core.preset import load_preset
+from ctc_tui.runner import backends
 
 SEED = REPO / "presets" / "librispeech-100h-2card-mpi.yaml"
 
@@ -92,7 +92,7 @@ def test_gaudi_config_known_values(optimum_habana):
 
 
 def test_reporting_mixin_composes_with_gaudi_trainer(optimum_habana):
-    from runner.train import ReportingMixin
+    from ctc_tui.runner.train import ReportingMixin
 
     cls = backends.trainer_class("hpu", ReportingMixin)
     assert cls.__mro__[1] is ReportingMixin and issubclass(cls, optimum_habana.GaudiTrainer)
@@ -102,8 +102,8 @@ def test_reporting_mixin_composes_with_gaudi_trainer(optimum_habana):
 
 
 def test_seed_presets_pad_to_buckets_on_hpu_and_dynamically_elsewhere():
-    from runner.batching import bucket_boundaries
-    from runner.train import static_shape_padding
+    from ctc_tui.runner.batching import bucket_boundaries
+    from ctc_tui.runner.train import static_shape_padding
 
     preset = load_preset(SEED)
     lengths = [16000 * s // 10 for s in range(10, 200, 3)]  # 1.0 .. 19.9 s
@@ -118,7 +118,7 @@ def test_seed_presets_pad_to_buckets_on_hpu_and_dynamically_elsewhere():
 PROBE = '''
 import json, os, sys
 sys.path.insert(0, {repo!r})
-from runner import distributed
+from ctc_tui.runner import distributed
 
 info = distributed.setup()
 keys = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "PT_HPU_LAZY_MODE", "HABANA_VISIBLE_MODULES")
@@ -153,7 +153,7 @@ def test_every_rank_gets_the_hpu_environment(tmp_path, name, launcher):
     assert env["HABANA_VISIBLE_MODULES"] == "0,1"  # cards 1 and 2, not the busy card 0 (module 3)
     command = launch.build_command(preset, tmp_path / "preset.yaml")
     at = max(i for i, part in enumerate(command) if part in ("-m", "--module"))
-    assert command[at + 1] == "runner"
+    assert command[at + 1] == "ctc_tui.runner"
     probe = tmp_path / "probe"
     probe.mkdir()
     (probe / "ctc_probe.py").write_text(PROBE.format(repo=str(REPO), out=str(tmp_path)))

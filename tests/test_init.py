@@ -9,7 +9,7 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from ctc_tui.init_prompts import run_init
-from ctc_tui.preset import load_preset
+from ctc_tui.core.preset import load_preset
 from ctc_tui.tui.draft import STEP_KEYS, Draft
 
 REPO = Path(__file__).resolve().parent.parent

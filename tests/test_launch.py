@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO
 from ctc_tui.launch import CpuTopology, build_command, command_script, launch_env, mpi_mapping, read_hostfile
-from ctc_tui.preset import load_preset
+from ctc_tui.core.preset import load_preset
 
 SEED = REPO / "presets" / "librispeech-100h-2card-mpi.yaml"
 
@@ -23,7 +23,7 @@ def test_mpi_matches_gaudi_spawn_on_a_two_socket_node():
     text = shlex.join(cmd)
     assert text.startswith("mpirun -n 8 --bind-to core --map-by socket:PE=10 --rank-by slot --report-bindings "
                            "--allow-run-as-root")
-    assert text.endswith("python -m runner /r/preset.yaml")
+    assert text.endswith("python -m ctc_tui.runner /r/preset.yaml")
     assert "-x" not in cmd  # one node: the ranks inherit the environment
 
 
@@ -47,7 +47,7 @@ def test_mpi_maps_by_slot_in_a_vm_and_never_asks_for_zero_cores():
 def test_deepspeed_single_node_and_hostfile(tmp_path):
     cmd = build_command(preset("launch.launcher=deepspeed", "launch.world_size=8"), "/r/p.yaml", python="python")
     assert cmd == ["deepspeed", "--num_nodes", "1", "--num_gpus", "8", "--no_local_rank", "--master_port", "29500",
-                   "--module", "runner", "/r/p.yaml"]
+                   "--module", "ctc_tui.runner", "/r/p.yaml"]
     hostfile = tmp_path / "hosts"
     hostfile.write_text("# cluster\nnode-a slots=8\n\nnode-b slots=8  # second\n")
     cmd = build_command(preset("launch.launcher=deepspeed", f"launch.hostfile={hostfile}"), "/r/p.yaml")
@@ -58,9 +58,9 @@ def test_deepspeed_single_node_and_hostfile(tmp_path):
 def test_torchrun_and_single():
     cmd = build_command(preset("launch.launcher=torchrun", "launch.world_size=4"), "/r/p.yaml", python="py")
     assert cmd == ["py", "-m", "torch.distributed.run", "--nproc_per_node", "4", "--master_addr", "localhost",
-                   "--master_port", "29500", "-m", "runner", "/r/p.yaml"]
+                   "--master_port", "29500", "-m", "ctc_tui.runner", "/r/p.yaml"]
     single = build_command(preset("launch.launcher=single", "launch.world_size=1"), "/r p.yaml", resume=True, python="py")
-    assert single == ["py", "-m", "runner", "/r p.yaml", "--resume"]
+    assert single == ["py", "-m", "ctc_tui.runner", "/r p.yaml", "--resume"]
 
 
 def test_bad_hostfile_slots(tmp_path):

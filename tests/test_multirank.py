@@ -1,5 +1,5 @@
 """Real 2-rank CPU runs of the demo preset under every launcher, a killed rank, a graceful stop of
-two ranks and its resume. Ranks are real ``python -m runner`` processes talking gloo."""
+two ranks and its resume. Ranks are real ``python -m ctc_tui.runner`` processes talking gloo."""
 
 from __future__ import annotations
 

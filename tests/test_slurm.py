@@ -3,7 +3,7 @@
 The session fixture ``slurm`` starts munged, slurmctld and slurmd (Debian's slurm-wlm 22.05 or later) as
 child processes with a configuration in a temporary folder (one node: this machine, 2 CPUs, no cgroups),
 waits until ``sinfo`` shows the node idle, and stops them all at the end. The jobs are the demo preset's
-real ranks (``python -m runner``) started by ``srun``: submitted and followed by ``ctc-tui run --slurm``,
+real ranks (``python -m ctc_tui.runner``) started by ``srun``: submitted and followed by ``ctc-tui run --slurm``,
 killed and stopped with ``ctc-tui stop``, and an exported script submitted with plain ``sbatch``.
 
 Without root or without the Slurm packages the fixture fails (never skips): CI runs as root and
@@ -31,10 +31,10 @@ from conftest import events_of, has, run_cli, wait_for
 
 from ctc_tui import slurm
 from ctc_tui.cli import main
-from ctc_tui.preset import load_preset
-from ctc_tui.presets_index import find_preset
-from runner.distributed import setup as dist_setup
-from runner.distributed import slurm_tasks_on_node
+from ctc_tui.core.preset import load_preset
+from ctc_tui.core.shipped import find_preset
+from ctc_tui.runner.distributed import setup as dist_setup
+from ctc_tui.runner.distributed import slurm_tasks_on_node
 
 SMALL = ["training.logging_steps=2", "data.max_train_samples=64", "data.max_eval_samples=16",
          "training.per_device_train_batch_size=4"]
@@ -81,7 +81,7 @@ def test_run_script_quotes_every_argument_and_asks_slurm_for_the_shape(tmp_path)
     srun = [line for line in script.splitlines() if line.startswith("exec srun")]
     assert len(srun) == 1
     assert shlex.split(srun[0]) == ["exec", "srun", "--kill-on-bad-exit=1", "--nodes=2", "--ntasks-per-node=4",
-                                    "--ntasks=8", "--cpus-per-task=3", "/opt/py 3/bin/python", "-m", "runner", WEIRD]
+                                    "--ntasks=8", "--cpus-per-task=3", "/opt/py 3/bin/python", "-m", "ctc_tui.runner", WEIRD]
     assert 'export MASTER_ADDR="${hosts[0]}"' in script and "export MASTER_PORT=29500" in script
     assert "OMP_NUM_THREADS" in script  # CPU ranks: one intra-op thread per core given
 
@@ -100,7 +100,7 @@ def test_run_script_runs_in_a_real_shell_up_to_srun(tmp_path):
     lines = out.stdout.splitlines()
     assert lines[0].startswith("ctc-tui: Slurm job 7: 2 ranks on node-[a-b], rank 0 at node-b:29500")
     assert lines[1] == "MASTER=node-b:29500"
-    assert lines[-5:] == [sys.executable, "-m", "runner", WEIRD, "--resume"]
+    assert lines[-5:] == [sys.executable, "-m", "ctc_tui.runner", WEIRD, "--resume"]
     outside = subprocess.run(["bash", str(probe)], capture_output=True, text=True, env={"PATH": os.environ["PATH"]},
                              check=False)
     assert outside.returncode != 0 and "submit this script with sbatch" in outside.stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-from ctc_tui import events
+from ctc_tui.core import events
 from ctc_tui.supervisor import Supervisor, read_events
 
 RANK = textwrap.dedent("""
@@ -137,7 +137,7 @@ def test_a_stop_signals_the_ranks_not_the_processes_they_fork(tmp_path):
     """A rank's DataLoader workers are forked from it and share its command line; a SIGINT ends them
     (torch's worker loop returns on KeyboardInterrupt), which would fail the rank while it saves. The
     stop's SIGINT goes to the rank only. Here a real process tree: a launcher, a "rank" (its command
-    line says ``-m runner``) and the rank's forked "worker"."""
+    line says ``-m ctc_tui.runner``) and the rank's forked "worker"."""
     import signal
     import subprocess
     from types import SimpleNamespace
@@ -152,7 +152,7 @@ def test_a_stop_signals_the_ranks_not_the_processes_they_fork(tmp_path):
             time.sleep(0.05)
         open(os.path.join(sys.argv[1], role + ("-signalled" if got else "-not-signalled")), "w").close()
     """)
-    launcher = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; subprocess.run({[sys.executable, '-c', rank_code, str(tmp_path), '-m', 'runner', 'preset.yaml']!r})"],
+    launcher = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; subprocess.run({[sys.executable, '-c', rank_code, str(tmp_path), '-m', 'ctc_tui.runner', 'preset.yaml']!r})"],
                                 start_new_session=True)
     try:
         deadline = time.monotonic() + 20

@@ -20,7 +20,8 @@ from pathlib import Path
 import psutil
 from conftest import REPO, has, run_cli, wait_for
 
-from ctc_tui import client, events
+from ctc_tui import client
+from ctc_tui.core import events
 from ctc_tui.supervisor import Spec, read_events
 
 TOKEN = "run-secret-Zk3v9Q"
@@ -29,7 +30,7 @@ RANK = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
     sys.path.insert(0, {repo!r})
-    from runner.report import Reporter
+    from ctc_tui.runner.report import Reporter
 
     address = os.environ["CTC_TUI_LOG_SOCKET"]
     assert ":" in address and "/" not in address, address  # TCP, not the run dir's Unix socket

@@ -97,7 +97,7 @@ def test_runner_refuses_a_folder_with_someone_elses_files(tmp_path, demo_data):
     preset = tmp_path / "p.yaml"
     preset.write_text((REPO / "presets" / "demo-cpu.yaml").read_text().replace(
         "data/demo-speech", str(demo_data)).replace("runs/{preset}-{timestamp}", str(run_dir)))
-    out = subprocess.run([sys.executable, "-m", "runner", str(preset), *FAST], cwd=REPO, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "ctc_tui.runner", str(preset), *FAST], cwd=REPO, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 2 and "overwrite_output_dir" in out.stderr
     assert (run_dir / "notes.txt").read_text() == "precious"
@@ -119,8 +119,8 @@ def test_a_stop_by_socket_then_sigint_still_checkpoints(tmp_path):
     order: only a second *signal* may skip the checkpoint."""
     import os
 
-    from runner.report import Reporter
-    from runner.train import StopRequest, install_stop_handlers
+    from ctc_tui.runner.report import Reporter
+    from ctc_tui.runner.train import StopRequest, install_stop_handlers
 
     previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     stop = StopRequest()

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.text import Text
 from textual.widgets import Checkbox, DataTable, Input, OptionList, Select
 
-from ctc_tui.preset import load_preset
+from ctc_tui.core.preset import load_preset
 from ctc_tui.tui import make_app
 from ctc_tui.tui.app import CtcTuiApp
 from ctc_tui.tui.draft import Draft

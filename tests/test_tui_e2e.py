@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ctc_tui.preset import load_preset
+from ctc_tui.core.preset import load_preset
 
 REPO = Path(__file__).resolve().parent.parent
 

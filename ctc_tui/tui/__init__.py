@@ -11,7 +11,7 @@ def make_app(preset: str | None = None, run_dir: Path | None = None, runs_root: 
              save_path: str | None = None):
     """One factory for the CLI and the tests: the wizard (from ``preset``, else the seed's recipe), the
     dashboard of ``run_dir``, or the runs screen of ``runs_root``."""
-    from ctc_tui.presets_index import find_preset, presets_dir
+    from ctc_tui.core.shipped import find_preset, presets_dir
     from ctc_tui.tui.app import CtcTuiApp
 
     if run_dir is not None:

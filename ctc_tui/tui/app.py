@@ -10,7 +10,7 @@ from rich.console import RenderableType
 from textual import work
 from textual.app import App
 
-from ctc_tui.problems import PresetError
+from ctc_tui.core.problems import PresetError
 from ctc_tui.tui.draft import Draft
 from ctc_tui.tui.messages import BadPreset, DataChecked
 from ctc_tui.tui.screens.model_step import ModelStep

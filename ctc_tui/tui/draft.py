@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
-from ctc_tui.fielddocs import field_doc
-from ctc_tui.problems import PresetError, Problem
+from ctc_tui.core.fielddocs import field_doc
+from ctc_tui.core.problems import PresetError, Problem
 
 if TYPE_CHECKING:
-    from ctc_tui.preset import Preset
+    from ctc_tui.core.preset import Preset
 
 SECTIONS = ("model", "data", "training", "gaudi", "launch")
 
@@ -63,7 +63,7 @@ class FieldSpec:
 
 
 def field_spec(key: str) -> FieldSpec:
-    from ctc_tui.preset import Preset
+    from ctc_tui.core.preset import Preset
 
     section, name = key.split(".", 1)
     model = Preset.model_fields[section].annotation
@@ -145,8 +145,8 @@ class Draft:
         """The preset file at ``path``, read and parsed now (PresetError if that fails: missing, not
         YAML, empty), validated later by ``ensure_loaded``. The first step's values are set as the
         validation will set them (defaults; a local model folder made absolute)."""
-        from ctc_tui.catalog import DEFAULT_MODEL
-        from ctc_tui.presetfile import local_model_path, read_document
+        from ctc_tui.core.architectures import DEFAULT_MODEL
+        from ctc_tui.core.presetfile import local_model_path, read_document
 
         path = Path(path)
         doc = read_document(path)
@@ -169,7 +169,7 @@ class Draft:
         is not a valid preset: the draft then stays pending)."""
         if self.source is None:
             return
-        from ctc_tui.preset import load_preset
+        from ctc_tui.core.preset import load_preset
 
         self.data = Draft.from_preset(load_preset(self.source)).data
         self.source = None
@@ -181,7 +181,7 @@ class Draft:
         self.ensure_loaded()
         if name in self.data[section]:
             return self.data[section][name]
-        from ctc_tui.preset import Preset
+        from ctc_tui.core.preset import Preset
 
         model = Preset.model_fields[section].annotation
         info = model.model_fields[name]  # type: ignore[union-attr]
@@ -193,7 +193,7 @@ class Draft:
         self.data[section][name] = value
 
     def validate(self) -> tuple[Preset | None, list[Problem]]:
-        from ctc_tui.preset import validate_data
+        from ctc_tui.core.preset import validate_data
 
         self.ensure_loaded()
         try:
@@ -212,7 +212,7 @@ class Draft:
         return mine
 
     def preset(self) -> Preset:
-        from ctc_tui.preset import validate_data
+        from ctc_tui.core.preset import validate_data
 
         self.ensure_loaded()
         return validate_data(self.data, "wizard")

@@ -8,7 +8,7 @@ from textual.message import Message
 
 if TYPE_CHECKING:
     from ctc_tui.datascan import DataScan
-    from ctc_tui.problems import PresetError
+    from ctc_tui.core.problems import PresetError
 
 
 class DataChecked(Message):

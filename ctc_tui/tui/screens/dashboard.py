@@ -22,6 +22,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from ctc_tui import client
+from ctc_tui.core import rundir
 from ctc_tui.alerts import alerts
 from ctc_tui.follow import fmt_duration, fmt_float, sparkline
 from ctc_tui.runstate import RunState
@@ -200,9 +201,9 @@ class DashboardScreen(Screen[str]):
     def _log_name(self) -> tuple[str, Path]:
         ranks = sorted(r for r in self.state.ranks if r >= 0) or [0]
         if self.log_rank >= len(ranks):
-            return "supervisor", self.run_dir / "logs" / "supervisor.log"
+            return "supervisor", rundir.logs_dir(self.run_dir) / rundir.SUPERVISOR_LOG
         rank = ranks[self.log_rank]
-        return f"rank {rank}", self.run_dir / "logs" / f"rank-{rank}.log"
+        return f"rank {rank}", rundir.rank_log(self.run_dir, rank)
 
     def _log(self) -> Text:
         name, path = self._log_name()

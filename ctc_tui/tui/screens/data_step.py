@@ -11,7 +11,7 @@ from textual.containers import Horizontal
 from textual.widgets import Button, Checkbox, Input, Select, Static
 
 from ctc_tui.datascan import LOCAL_SOURCES, DataScan, scan
-from ctc_tui.textnorm import build_vocab, make_normaliser
+from ctc_tui.core.textnorm import build_vocab, make_normaliser
 from ctc_tui.tui.draft import STEP_KEYS, Draft
 from ctc_tui.tui.messages import DataChecked
 from ctc_tui.tui.screens.dialogs import FolderPicker

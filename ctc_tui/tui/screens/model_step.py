@@ -8,7 +8,8 @@ from textual.app import ComposeResult
 from textual.widgets import Input, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
-from ctc_tui.catalog import ARCHITECTURES, KNOWN_MODELS, availability
+from ctc_tui.catalog import KNOWN_MODELS, availability
+from ctc_tui.core.architectures import ARCHITECTURES
 from ctc_tui.tui.draft import STEP_KEYS, declared_spec
 from ctc_tui.tui.screens.step import StepScreen
 

@@ -14,7 +14,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from ctc_tui import launch
-from ctc_tui.preset import Preset
+from ctc_tui.core.preset import Preset
 from ctc_tui.tui.draft import Draft
 from ctc_tui.tui.screens.dialogs import confirm
 from ctc_tui.tui.screens.step import BACK, StepScreen, breadcrumb

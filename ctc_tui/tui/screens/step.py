@@ -13,7 +13,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Static
 
-from ctc_tui.problems import PresetError
+from ctc_tui.core.problems import PresetError
 from ctc_tui.tui.draft import Draft, FieldSpec
 from ctc_tui.tui.messages import BadPreset
 from ctc_tui.tui.widgets.form import collect, rows_for

@@ -1,4 +1,4 @@
-"""The help text of every preset key: the docstring written under its field in ``ctc_tui/preset.py``.
+"""The help text of every preset key: the docstring written under its field in ``ctc_tui/core/preset.py``.
 
 Read from that file's syntax tree, once, when first asked for, without importing it: the wizard shows
 these texts on its first screen, which is drawn before the pydantic model is built (and pydantic's own

@@ -18,11 +18,11 @@ from typing import Any, Literal, Optional, Union, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ctc_tui.catalog import ARCHITECTURES, DEFAULT_MODEL
-from ctc_tui.fielddocs import field_doc
-from ctc_tui.presetfile import PRESET_FILENAME, local_model_path, read_document  # noqa: F401 (re-exported)
-from ctc_tui.problems import PresetError, Problem
-from ctc_tui.yamlio import YamlDocument, YamlError, parse_scalar
+from ctc_tui.core.architectures import ARCHITECTURES, DEFAULT_MODEL
+from ctc_tui.core.fielddocs import field_doc
+from ctc_tui.core.presetfile import PRESET_FILENAME, local_model_path, read_document  # noqa: F401 (re-exported)
+from ctc_tui.core.problems import PresetError, Problem
+from ctc_tui.core.yamlio import YamlDocument, YamlError, parse_scalar
 
 #: The seed's list, as the reference README passes it: ``'",?.!-;:\\"“%‘”"'``.
 SEED_CHARS_TO_IGNORE = [",", "?", ".", "!", "-", ";", ":", '"', "“", "%", "‘", "”", "\\"]
@@ -32,7 +32,7 @@ ConfigValue = Union[bool, int, float, str, list[int], list[float], list[str], No
 
 
 class _Section(BaseModel):
-    # Field docstrings are read from this file only when asked for (ctc_tui.fielddocs): pydantic's
+    # Field docstrings are read from this file only when asked for (ctc_tui.core.fielddocs): pydantic's
     # use_attribute_docstrings reads them for every class at import, on the app's way to its first screen.
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 

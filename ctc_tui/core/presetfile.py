@@ -1,6 +1,6 @@
 """Reading a preset file, before (and without) the pydantic model: the text, its YAML, its local paths.
 
-``ctc_tui.preset.load_preset`` reads files through here and then validates them; the wizard reads its
+``ctc_tui.core.preset.load_preset`` reads files through here and then validates them; the wizard reads its
 starting preset through here so that its first screen can be drawn before the model is built.
 """
 
@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ctc_tui.problems import PresetError, Problem
-from ctc_tui.yamlio import YamlDocument, YamlError, load_yaml_text
+from ctc_tui.core import rundir
+from ctc_tui.core.problems import PresetError, Problem
+from ctc_tui.core.yamlio import YamlDocument, YamlError, load_yaml_text
 
 #: A run dir's own copy of its (resolved) preset.
-PRESET_FILENAME = "preset.yaml"
+PRESET_FILENAME = rundir.PRESET
 
 
 def read_document(path: str | Path) -> YamlDocument:

@@ -1,6 +1,6 @@
 """What is wrong with a preset: ``Problem`` and ``PresetError``.
 
-Kept apart from the preset model (``ctc_tui.preset``, pydantic) so that the command line and the app can
+Kept apart from the preset model (``ctc_tui.core.preset``, pydantic) so that the command line and the app can
 catch and show these errors without importing it: the wizard's first screen is drawn before the model
 is built.
 """

@@ -14,7 +14,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from ctc_tui.preset import Preset, PresetError, Problem, _section_fields, validate_data
+from ctc_tui.core.preset import Preset, PresetError, Problem, _section_fields, validate_data
 
 SPAWN_SCRIPT = "gaudi_spawn.py"
 REFERENCE_SCRIPT = "run_speech_recognition_ctc.py"
@@ -194,8 +194,8 @@ def preset_flags(preset: Preset, reference_only: bool = False) -> list[str]:
 
 
 def runner_flags_command(preset: Preset, python: str = "python") -> list[str]:
-    """``python -m runner --flag value ...``: one rank's command with every setting spelled out."""
-    return [python, "-m", "runner", *preset_flags(preset)]
+    """``python -m ctc_tui.runner --flag value ...``: one rank's command with every setting spelled out."""
+    return [python, "-m", "ctc_tui.runner", *preset_flags(preset)]
 
 
 def gaudi_spawn_command(preset: Preset, spawn: str = "optimum-habana/examples/gaudi_spawn.py",

@@ -1,0 +1,62 @@
+"""Every file name of a run directory (= the preset's ``training.output_dir``), once.
+
+What Hugging Face writes there (the model, the processor, ``checkpoint-N/``, ``all_results.json``)
+keeps its own names; these are the files ctc-tui and its ranks add. Paths are built with the helpers
+below so that a name is never typed twice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PRESET = "preset.yaml"  # the resolved preset this run was started with
+PREVIOUS_PRESET = "preset.previous.yaml"  # kept when a resume changed the preset
+COMMAND = "command.sh"  # the exact launched command
+ENV_INFO = "env.json"  # package versions, host, devices, git revision, seed
+EVENTS = "events.jsonl"  # every event, written by the supervisor only
+GAUDI_CONFIG = "gaudi_config.json"
+LOGS = "logs"  # logs/rank-N.log, logs/launcher.log, logs/supervisor.log
+LAUNCHER_LOG = "launcher.log"
+SUPERVISOR_LOG = "supervisor.log"
+
+SUPERVISOR_SPEC = "supervisor.json"  # what the detached supervisor runs
+SUPERVISOR_SPEC_TMP = "supervisor.tmp"
+SUPERVISOR_PID = "supervisor.pid"
+CONTROL_SOCKET = "supervisor.sock"  # subscribe / stop / kill
+LOG_SOCKET = "log.sock"  # ranks on this node send their events here
+DEEPSPEED_ENV = ".deepspeed_env"  # what the DeepSpeed launcher forwards to other nodes
+
+SLURM_JOB_SCRIPT = "job.sbatch"
+SLURM_JOB_ID = "slurm-job-id"
+SLURM_JOB_ID_TMP = "slurm-job-id.tmp"
+SLURM_OPTIONS = "slurm-options.json"
+
+#: Everything above: files a training run must not mistake for a previous run's output.
+OWN_FILES = frozenset({
+    PRESET, PREVIOUS_PRESET, COMMAND, ENV_INFO, EVENTS, GAUDI_CONFIG, LOGS, SUPERVISOR_SPEC,
+    SUPERVISOR_SPEC_TMP, SUPERVISOR_PID, CONTROL_SOCKET, LOG_SOCKET, DEEPSPEED_ENV, SLURM_JOB_SCRIPT,
+    SLURM_JOB_ID, SLURM_JOB_ID_TMP, SLURM_OPTIONS,
+})
+
+
+def rank_log_name(rank: int) -> str:
+    return f"rank-{rank}.log"
+
+
+def rank_events_name(rank: int) -> str:
+    """A rank's own copy of what it sent (written when the socket was not reachable too)."""
+    return f"events-rank-{rank}.jsonl"
+
+
+def logs_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / LOGS
+
+
+def rank_log(run_dir: str | Path, rank: int) -> Path:
+    return logs_dir(run_dir) / rank_log_name(rank)
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """A directory ctc-tui started a run in (it has events or a preset)."""
+    path = Path(path)
+    return (path / EVENTS).is_file() or (path / PRESET).is_file()
