@@ -10,7 +10,8 @@ from prompt_toolkit.output import DummyOutput
 
 from ctc_tui.init_prompts import run_init
 from ctc_tui.core.preset import load_preset
-from ctc_tui.tui.draft import STEP_KEYS, Draft
+from ctc_tui.tui.draft import Draft
+from ctc_tui.tui.steps import STEP_KEYS
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "presets" / "demo-cpu.yaml"

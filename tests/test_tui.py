@@ -17,7 +17,7 @@ from ctc_tui.tui import make_app
 from ctc_tui.tui.app import CtcTuiApp
 from ctc_tui.tui.draft import Draft
 from ctc_tui.tui.screens.dashboard import DashboardScreen
-from ctc_tui.tui.screens.dialogs import ChoiceScreen
+from ctc_tui.tui.widgets.dialogs import ChoiceScreen
 from ctc_tui.tui.widgets.plot import LinePlot
 
 REPO = Path(__file__).resolve().parent.parent
@@ -220,6 +220,28 @@ async def test_runs_screen_overlays_the_wer_curves_of_two_marked_runs(tmp_path):
         series = app.screen.query_one("#compare-plot", LinePlot).series
         assert sorted(s.label for s in series) == ["a", "b"]
         assert all(len(s.points) == 2 for s in series)
+
+
+async def test_the_dashboard_opens_the_runs_screen_and_it_opens_a_dashboard_by_messages(tmp_path):
+    """The screens never import each other: the dashboard's runs key and the runs screen's open post
+    messages, and the app shows the screen asked for."""
+    first = write_run(tmp_path / "a", wer=[0.9, 0.4])
+    second = write_run(tmp_path / "b", wer=[0.8, 0.3])
+    app = make_app(run_dir=first)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, DashboardScreen) and app.screen.run_dir == first
+        await pilot.press("r")
+        await settle(pilot)
+        assert type(app.screen).__name__ == "RunsScreen" and app.screen.root == tmp_path
+        table = app.screen.query_one("#runs-table", DataTable)
+        table.focus()
+        table.move_cursor(row=[r.path for r in app.screen.runs].index(second))
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, DashboardScreen) and app.screen.run_dir == second
+        assert [type(s).__name__ for s in app.screen_stack[1:]] == ["DashboardScreen", "RunsScreen",
+                                                                     "DashboardScreen"]
 
 
 # -- snapshots ----------------------------------------------------------------------------------------

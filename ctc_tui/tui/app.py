@@ -1,4 +1,6 @@
-"""The ctc-tui app: the seven-step wizard that writes a preset, the live dashboard, the runs screen."""
+"""The ctc-tui app: the wizard that writes a preset (its steps: ``ctc_tui.tui.steps``), the live dashboard,
+the runs screen. Screens never import each other: the app builds each step from its row in the steps
+table, and shows the dashboard or the runs screen when a screen asks for it by a message."""
 
 from __future__ import annotations
 
@@ -12,14 +14,14 @@ from textual.app import App
 
 from ctc_tui.core.problems import PresetError
 from ctc_tui.tui.draft import Draft
-from ctc_tui.tui.messages import BadPreset, DataChecked
-from ctc_tui.tui.screens.model_step import ModelStep
-from ctc_tui.tui.screens.step import BACK, NEXT, STEP_TITLES, StepScreen
+from ctc_tui.tui.messages import BadPreset, DataChecked, OpenRun, ShowRuns
+from ctc_tui.tui.steps import STEP_TITLES, step_at
+from ctc_tui.tui.stepscreen import BACK, NEXT, StepScreen
 
 if TYPE_CHECKING:
     from ctc_tui.datascan import DataScan
 
-# The other screens are imported when first shown: the first screen appears sooner.
+# The screens are imported when first shown: the first screen appears sooner.
 
 
 class CtcTuiApp(App[str | None]):
@@ -43,15 +45,29 @@ class CtcTuiApp(App[str | None]):
 
     def on_mount(self) -> None:
         if self.mode == "dashboard" and self.run_dir is not None:
-            from ctc_tui.tui.screens.dashboard import DashboardScreen
-
-            self.push_screen(DashboardScreen(self.run_dir))
+            self.show_dashboard(self.run_dir)
         elif self.mode == "runs":
-            from ctc_tui.tui.screens.runs import RunsScreen
-
-            self.push_screen(RunsScreen(self.runs_root))
+            self.show_runs(self.runs_root)
         else:
             self.run_wizard()
+
+    def show_dashboard(self, run_dir: Path):
+        """Push the dashboard of ``run_dir`` (awaitable: it is mounted once awaited)."""
+        from ctc_tui.tui.screens.dashboard import DashboardScreen  # imported when first shown
+
+        return self.push_screen(DashboardScreen(run_dir))
+
+    def show_runs(self, root: Path):
+        """Push the runs screen of the runs under ``root`` (awaitable: it is mounted once awaited)."""
+        from ctc_tui.tui.screens.runs import RunsScreen  # imported when first shown
+
+        return self.push_screen(RunsScreen(root))
+
+    def on_show_runs(self, message: ShowRuns) -> None:
+        self.show_runs(message.root)
+
+    def on_open_run(self, message: OpenRun) -> None:
+        self.show_dashboard(message.run_dir)
 
     def on_data_checked(self, message: DataChecked) -> None:
         self.scan = message.scan
@@ -61,35 +77,29 @@ class CtcTuiApp(App[str | None]):
         self.exit(return_code=2)
 
     def make_step(self, index: int) -> StepScreen:
-        draft = self.draft
-        assert draft is not None
-        if index == 0:
-            return ModelStep(draft)
-        from ctc_tui.tui.screens.data_step import DataStep, TextStep
-        from ctc_tui.tui.screens.form_steps import CardsStep, PrecisionStep, TrainingStep
-        from ctc_tui.tui.screens.review_step import ReviewStep
+        """The screen of the step at ``index`` (from its row in the steps table), given the draft and the
+        context its row names."""
+        assert self.draft is not None
+        step = step_at(index)
+        screen = step.screen_class()
+        return screen(self.draft, **{name: self.step_context(name) for name in step.context})
 
-        if index == 1:
-            return DataStep(draft)
-        if index == 2:
-            texts = self.scan.splits[0].texts if self.scan and self.scan.splits else []
-            return TextStep(draft, texts)
-        if index == 3:
-            return CardsStep(draft, self.devices_text)
-        if index == 4:
-            return PrecisionStep(draft)
-        if index == 5:
-            return TrainingStep(draft)
-        if index == 6:
-            return ReviewStep(draft, self.save_path)
-        return ModelStep(draft)
+    def step_context(self, name: str):
+        """What a step's screen needs besides the draft, by the name its row in the steps table gives."""
+        if name == "transcripts":  # the text step previews what the data step's check read
+            return self.scan.splits[0].texts if self.scan and self.scan.splits else []
+        if name == "devices_text":
+            return self.devices_text
+        if name == "default_path":
+            return self.save_path
+        raise KeyError(f"no step context named {name!r}: the steps table names one CtcTuiApp.step_context "
+                       "does not provide (add it there)")
 
     @work(exclusive=True, group="wizard")
     async def run_wizard(self) -> None:
         while True:
             result = await self.push_screen_wait(self.make_step(self.step_index))
             # Imported after the first step is up: the first screen appears sooner.
-            from ctc_tui.tui.screens.dashboard import DashboardScreen
             from ctc_tui.tui.screens.review_step import ReviewResult
 
             if result == BACK:
@@ -103,7 +113,7 @@ class CtcTuiApp(App[str | None]):
                 run_dir = await self.launch(result.path)
                 if run_dir is not None:
                     self.run_dir = run_dir
-                    await self.push_screen(DashboardScreen(run_dir))
+                    await self.show_dashboard(run_dir)
                     return
 
     async def launch(self, preset_path: Path) -> Path | None:

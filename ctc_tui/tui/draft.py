@@ -25,26 +25,6 @@ if TYPE_CHECKING:
 
 SECTIONS = ("model", "data", "training", "gaudi", "launch")
 
-#: The wizard's steps and the preset keys each one edits (the app and ``ctc-tui init`` share them).
-STEP_KEYS: dict[str, list[str]] = {
-    "Model": ["model.model_name_or_path", "model.architecture"],
-    "Data": ["data.source", "data.dataset_dir", "data.dataset_name", "data.dataset_config_name",
-             "data.train_split_name", "data.eval_split_name", "data.audio_column_name", "data.text_column_name",
-             "data.max_duration_in_seconds", "data.min_duration_in_seconds"],
-    "Text": ["data.chars_to_ignore", "data.do_lower_case"],
-    "Cards": ["gaudi.use_habana", "training.use_cpu", "launch.launcher", "launch.world_size", "launch.hostfile",
-              "launch.master_port", "launch.deepspeed"],
-    "Precision": ["training.bf16", "gaudi.use_lazy_mode", "gaudi.use_hpu_graphs_for_training",
-                  "gaudi.use_hpu_graphs_for_inference", "gaudi.sdp_on_bf16", "model.attn_implementation",
-                  "gaudi.gaudi_config_name", "data.padding", "data.num_buckets", "training.throughput_warmup_steps"],
-    "Training": ["training.num_train_epochs", "training.max_steps", "training.per_device_train_batch_size",
-                 "training.per_device_eval_batch_size", "training.gradient_accumulation_steps",
-                 "training.learning_rate", "training.warmup_steps", "model.layerdrop", "model.freeze_feature_encoder",
-                 "training.eval_strategy", "training.eval_steps", "training.save_strategy", "training.save_steps",
-                 "training.logging_steps", "training.seed", "training.output_dir"],
-}
-
-
 @dataclass(frozen=True)
 class FieldSpec:
     key: str  # dotted, e.g. "training.learning_rate"

@@ -1,7 +1,9 @@
-"""Messages that travel up from screens and workers to the app."""
+"""Messages that travel up from screens and workers to the app. Screens never import each other: to show
+another screen they post one of these, and the app shows it."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual.message import Message
@@ -25,3 +27,19 @@ class BadPreset(Message):
     def __init__(self, error: PresetError):
         super().__init__()
         self.error = error
+
+
+class ShowRuns(Message):
+    """Show the runs under ``root`` (the dashboard's runs key)."""
+
+    def __init__(self, root: Path):
+        super().__init__()
+        self.root = Path(root)
+
+
+class OpenRun(Message):
+    """Show the dashboard of the run in ``run_dir`` (the runs screen's open)."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run_dir = Path(run_dir)

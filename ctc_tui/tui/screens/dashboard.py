@@ -26,7 +26,8 @@ from ctc_tui.core import rundir
 from ctc_tui.alerts import alerts
 from ctc_tui.follow import fmt_duration, fmt_float, sparkline
 from ctc_tui.runstate import RunState
-from ctc_tui.tui.screens.dialogs import ChoiceScreen, HelpScreen, confirm
+from ctc_tui.tui.messages import ShowRuns
+from ctc_tui.tui.widgets.dialogs import ChoiceScreen, HelpScreen, confirm
 from ctc_tui.tui.widgets.plot import LinePlot, Series
 
 COLUMNS = ("rank", "host", "state", "step", "loss", "trend", "samples/s", "memory", "util")
@@ -222,9 +223,7 @@ class DashboardScreen(Screen[str]):
         self.app.push_screen(HelpScreen(HELP))
 
     def action_runs(self) -> None:
-        from ctc_tui.tui.screens.runs import RunsScreen
-
-        self.app.push_screen(RunsScreen(self.run_dir.parent))
+        self.post_message(ShowRuns(self.run_dir.parent))
 
     def action_stop(self) -> None:
         self._control("stop")

@@ -12,10 +12,10 @@ from textual.widgets import Button, Checkbox, Input, Select, Static
 
 from ctc_tui.datascan import LOCAL_SOURCES, DataScan, scan
 from ctc_tui.core.textnorm import build_vocab, make_normaliser
-from ctc_tui.tui.draft import STEP_KEYS, Draft
+from ctc_tui.tui.draft import Draft
 from ctc_tui.tui.messages import DataChecked
-from ctc_tui.tui.screens.dialogs import FolderPicker
-from ctc_tui.tui.screens.step import StepScreen
+from ctc_tui.tui.stepscreen import StepScreen
+from ctc_tui.tui.widgets.dialogs import FolderPicker
 
 BAR = "█"
 
@@ -55,8 +55,6 @@ def render_scan(result: DataScan) -> Group | Text:
 
 
 class DataStep(StepScreen):
-    INDEX = 1
-    KEYS = STEP_KEYS["Data"]
     LABELS = {"data.dataset_dir": "data folder", "data.train_split_name": "train split",
               "data.eval_split_name": "eval split"}
     HELP = "Local data (LibriSpeech tree, audio folder, manifest) or a hub dataset. Check data reads the headers."
@@ -114,8 +112,6 @@ class DataStep(StepScreen):
 
 
 class TextStep(StepScreen):
-    INDEX = 2
-    KEYS = STEP_KEYS["Text"]
     LABELS = {"data.chars_to_ignore": "characters to remove", "data.do_lower_case": "lower-case"}
     HELP = "Each listed character is removed literally ('-' and ' are kept unless listed). Preview below."
 

@@ -8,13 +8,11 @@ from textual import work
 from textual.app import ComposeResult
 from textual.widgets import Static
 
-from ctc_tui.tui.draft import STEP_KEYS, Draft
-from ctc_tui.tui.screens.step import StepScreen
+from ctc_tui.tui.draft import Draft
+from ctc_tui.tui.stepscreen import StepScreen
 
 
 class CardsStep(StepScreen):
-    INDEX = 3
-    KEYS = STEP_KEYS["Cards"]
     LABELS = {"gaudi.use_habana": "HPU (Gaudi)", "training.use_cpu": "force CPU",
               "launch.world_size": "cards per node", "launch.deepspeed": "DeepSpeed config"}
     HELP = "One rank per card. mpi and deepspeed are the seed's launchers; a hostfile spans several nodes."
@@ -45,15 +43,11 @@ def describe_devices():
 
 
 class PrecisionStep(StepScreen):
-    INDEX = 4
-    KEYS = STEP_KEYS["Precision"]
     LABELS = {"training.bf16": "bf16", "model.attn_implementation": "attention (sdpa)"}
     HELP = "bf16 is the seed's precision on Gaudi. The gaudi options only apply when HPU is on."
 
 
 class TrainingStep(StepScreen):
-    INDEX = 5
-    KEYS = STEP_KEYS["Training"]
     LABELS = {"training.per_device_train_batch_size": "train batch / card",
               "training.per_device_eval_batch_size": "eval batch / card",
               "training.gradient_accumulation_steps": "grad accumulation"}

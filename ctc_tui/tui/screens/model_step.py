@@ -10,8 +10,8 @@ from textual.widgets.option_list import Option
 
 from ctc_tui.catalog import KNOWN_MODELS, availability
 from ctc_tui.core.architectures import ARCHITECTURES
-from ctc_tui.tui.draft import STEP_KEYS, declared_spec
-from ctc_tui.tui.screens.step import StepScreen
+from ctc_tui.tui.draft import declared_spec
+from ctc_tui.tui.stepscreen import StepScreen
 
 BADGE = {"cached": ("in local cache", "green"), "built": ("built from a config", "cyan"),
          "local": ("local directory", "green"), "missing": ("not cached: needs the hub", "yellow")}
@@ -24,8 +24,6 @@ def model_option(name: str, label: str, params: str, where: str) -> Option:
 
 
 class ModelStep(StepScreen):
-    INDEX = 0
-    KEYS = STEP_KEYS["Model"]
     LABELS = {"model.model_name_or_path": "model", "model.architecture": "build from config"}
     # Described here, not by the model: this screen is drawn before the model is built.
     SPECS = {"model.model_name_or_path": declared_spec("model.model_name_or_path", "text"),

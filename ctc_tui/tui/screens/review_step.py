@@ -16,8 +16,8 @@ from textual.widgets import Button, Footer, Header, Input, Label, Static
 from ctc_tui import launch
 from ctc_tui.core.preset import Preset
 from ctc_tui.tui.draft import Draft
-from ctc_tui.tui.screens.dialogs import confirm
-from ctc_tui.tui.screens.step import BACK, StepScreen, breadcrumb
+from ctc_tui.tui.stepscreen import BACK, StepScreen, breadcrumb
+from ctc_tui.tui.widgets.dialogs import confirm
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,6 @@ def preset_header(path: Path) -> str:
 
 
 class ReviewStep(StepScreen):
-    INDEX = 6
     AUTO_FOCUS = "#save-path"
     BINDINGS = [
         Binding("escape", "back", "Back"),

@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from ctc_tui.follow import fmt_duration, fmt_float
 from ctc_tui.runs import RunSummary, find_runs
+from ctc_tui.tui.messages import OpenRun
 from ctc_tui.tui.widgets.plot import LinePlot, Series
 
 STYLES = ("green", "magenta", "cyan", "yellow")
@@ -97,9 +98,7 @@ class RunsScreen(Screen[None]):
         run = self._current()
         if run is None:
             return
-        from ctc_tui.tui.screens.dashboard import DashboardScreen
-
-        self.app.push_screen(DashboardScreen(run.path))
+        self.post_message(OpenRun(run.path))
 
     def action_close(self) -> None:
         if len(self.app.screen_stack) > 2:

@@ -1,1 +1,1 @@
-"""Reusable widgets: preset form rows, a text line plot."""
+"""Reusable widgets: preset form rows, a text line plot, the small modal dialogs every screen may open."""

@@ -1,7 +1,10 @@
 """The frame every wizard step shares: where you are, the form, its problems, Back and Next.
 
 A step edits the draft it is given and dismisses with ``NEXT`` or ``BACK``; the app decides what comes
-next. Next is refused while a key of this step is invalid, with the model's own message.
+next. Next is refused while a key of this step is invalid, with the model's own message. A screen's place
+in the wizard (``INDEX``) and its preset keys (``KEYS``) come from its row in the steps table
+(``ctc_tui.tui.steps``), set when its class is defined. It lives outside ``screens/``: the screens share it
+and never import each other.
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ from textual.widgets import Button, Footer, Header, Input, Static
 from ctc_tui.core.problems import PresetError
 from ctc_tui.tui.draft import Draft, FieldSpec
 from ctc_tui.tui.messages import BadPreset
+from ctc_tui.tui.steps import STEP_TITLES, STEPS, index_of_screen
 from ctc_tui.tui.widgets.form import collect, rows_for
 
 BACK, NEXT = "back", "next"
-STEP_TITLES = ("Model", "Data", "Text", "Cards", "Precision", "Training", "Review")
 
 
 def breadcrumb(current: int) -> Text:
+    """Every step's number and title, the ``current`` one highlighted, those still ahead dimmed."""
     text = Text()
     for i, title in enumerate(STEP_TITLES):
         if i:
@@ -33,7 +37,8 @@ def breadcrumb(current: int) -> Text:
 
 
 class StepScreen(Screen[str]):
-    """Base of the seven steps. Subclasses set INDEX and KEYS, and may add widgets in ``compose_extra``."""
+    """Base of the wizard's steps. A subclass named in the steps table gets its INDEX and KEYS from its row;
+    it may add LABELS, SPECS, HELP and widgets (``compose_extra_top``, ``compose_extra``)."""
 
     BINDINGS = [
         Binding("escape", "back", "Back"),
@@ -44,6 +49,13 @@ class StepScreen(Screen[str]):
     LABELS: dict[str, str] = {}
     SPECS: dict[str, FieldSpec] = {}  # keys described by hand (the first screen); the rest by the model
     HELP = ""
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        index = index_of_screen(f"{cls.__module__}:{cls.__qualname__}")
+        if index is not None:  # a subclass in no row (a test's) keeps its parent's place
+            cls.INDEX = index
+            cls.KEYS = list(STEPS[index].keys)
 
     def __init__(self, draft: Draft):
         super().__init__(classes="step")

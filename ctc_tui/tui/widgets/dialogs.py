@@ -1,4 +1,4 @@
-"""Small modal screens: a question with a few answers, a folder picker, the key help."""
+"""Small modal screens any screen may open: a question with a few answers, a folder picker, the key help."""
 
 from __future__ import annotations
 
