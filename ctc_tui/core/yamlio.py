@@ -14,6 +14,7 @@ import yaml
 
 MAX_BYTES = 1 << 20  # a preset is a few KB; refuse anything over 1 MiB
 MAX_NODES = 20_000  # nodes after alias expansion
+MAX_DEPTH = 64  # nested collections; a preset needs 4 (PyYAML's parser recurses: ~500 overflow the stack)
 
 
 class YamlError(Exception):
@@ -86,9 +87,36 @@ def _decode(raw: bytes) -> str:
         raise YamlError(f"not UTF-8 text (byte {exc.start}): save the preset as UTF-8") from None
 
 
+_OPENS = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken, yaml.FlowMappingStartToken,
+          yaml.FlowSequenceStartToken)
+_CLOSES = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+
+
+def _check_depth(text: str) -> None:
+    """Raise YamlError at the first collection nested deeper than MAX_DEPTH (the scanner is iterative:
+    one pass over the tokens, no stack)."""
+    depth = 0
+    for token in yaml.scan(text, Loader=yaml.SafeLoader):
+        if isinstance(token, _OPENS):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise YamlError(f"values nested more than {MAX_DEPTH} levels deep; a preset needs a few",
+                                token.start_mark.line + 1)
+        elif isinstance(token, _CLOSES):
+            depth -= 1
+
+
 def load_yaml_text(raw: bytes | str) -> YamlDocument:
     """Parse one YAML document safely; raise YamlError with a line number on any problem."""
     text = _decode(raw) if isinstance(raw, bytes) else raw
+    try:
+        return _load(text)
+    except RecursionError:  # PyYAML's parser recurses per nesting level: say where, in one more pass
+        _check_depth(text)
+        raise YamlError("values nested too deeply; a preset needs a few levels") from None
+
+
+def _load(text: str) -> YamlDocument:
     try:
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.MarkedYAMLError as exc:
