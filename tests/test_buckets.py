@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli
 from ctc_tui.core.preset import PresetError, load_preset, validate_data
 from ctc_tui.runner import batching
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import has, make_audiofolder, make_librispeech, run_cli
+from tests.conftest import has, make_audiofolder, make_librispeech, run_cli
 
 from ctc_tui.check import (
     Finding,

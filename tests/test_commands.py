@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli
 from ctc_tui.core.reference_flags import CommandError, _split_flags, gaudi_spawn_command, parse_command
 from ctc_tui.core.preset import PresetError, load_preset
 

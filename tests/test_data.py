@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_audiofolder, make_librispeech, write_audio
+from tests.conftest import make_audiofolder, make_librispeech, write_audio
 from ctc_tui.core.preset import validate_data
 from ctc_tui.runner import audio as audio_io
 from ctc_tui.runner.data import DataError, limit, load_raw_split, preprocess

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli
 
 from ctc_tui.devices import (
     HL_SMI_FIELDS_NO_MODULE,

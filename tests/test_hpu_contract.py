@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from tests.conftest import REPO
 from ctc_tui.core.preset import load_preset
 from ctc_tui.runner import backends
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO
+from tests.conftest import REPO
 from ctc_tui.launch import CpuTopology, build_command, command_script, launch_env, mpi_mapping, read_hostfile
 from ctc_tui.core.preset import load_preset
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import REPO, events_of
+from tests.conftest import REPO, events_of
 
 pytestmark = pytest.mark.slow
 

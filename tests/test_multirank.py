@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import REPO, events_of, has, run_cli
+from tests.conftest import REPO, events_of, has, run_cli
 
 pytestmark = pytest.mark.slow
 SMALL = ["launch.world_size=2", "training.logging_steps=2", "data.max_train_samples=64",

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli
 from ctc_tui.core.preset import Preset, PresetError, apply_overrides, json_schema, known_keys, load_preset, validate_data
 from ctc_tui.core.shipped import list_presets
 from ctc_tui.core.yamlio import load_yaml_text

@@ -27,7 +27,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from conftest import events_of, has, run_cli, wait_for
+from tests.conftest import events_of, has, run_cli, wait_for
 
 from ctc_tui import slurm
 from ctc_tui.cli import main

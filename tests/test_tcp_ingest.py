@@ -18,7 +18,7 @@ import textwrap
 from pathlib import Path
 
 import psutil
-from conftest import REPO, has, run_cli, wait_for
+from tests.conftest import REPO, has, run_cli, wait_for
 
 from ctc_tui import client
 from ctc_tui.core import events

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import REPO, events_of, run_cli
+from tests.conftest import REPO, events_of, run_cli
 
 pytestmark = pytest.mark.slow
 FAST = ["training.max_steps=12", "training.logging_steps=2", "training.save_steps=6",

@@ -636,6 +636,28 @@ def has_placeholders(output_dir: str) -> bool:
     return "{" in output_dir and "}" in output_dir
 
 
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+
+
+def fill_placeholders(template: str, values: dict[str, str]) -> str:
+    """``{name}`` -> ``values[name]``, ``{{`` and ``}}`` -> a literal brace. Nothing else: no attribute
+    or index lookups and no format specs (``str.format`` would evaluate ``{preset.__class__}`` or pad
+    ``{timestamp:>999999999}``). Raises ValueError naming what it does not know."""
+
+    def one(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token in ("{{", "}}"):
+            return token[0]
+        name = match.group(1)
+        if name is None:
+            raise ValueError(f"a lone {token!r} (write {token * 2} for a literal brace)")
+        if name not in values:
+            raise ValueError(f"unknown placeholder {{{name}}}")
+        return values[name]
+
+    return _PLACEHOLDER.sub(one, template)
+
+
 def resolve_output_dir(preset: Preset, name: str, now: float | None = None) -> Preset:
     """Fill ``{preset}`` and ``{timestamp}`` in training.output_dir and make it absolute."""
     import time as _time
@@ -643,8 +665,8 @@ def resolve_output_dir(preset: Preset, name: str, now: float | None = None) -> P
     stamp = _time.strftime("%Y%m%d-%H%M%S", _time.localtime(now))
     template = preset.training.output_dir
     try:
-        filled = template.format(preset=name, timestamp=stamp)
-    except (KeyError, IndexError, ValueError) as exc:
+        filled = fill_placeholders(template, {"preset": name, "timestamp": stamp})
+    except ValueError as exc:
         raise PresetError("training.output_dir", [Problem(key="training.output_dir", message=(
             f"bad placeholder in {template!r} ({exc}); only {{preset}} and {{timestamp}} are known"))]) from None
     resolved = preset.model_copy(deep=True)

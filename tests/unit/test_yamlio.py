@@ -33,3 +33,21 @@ def test_lines_are_recorded_for_nested_keys():
     doc = load_yaml_text("model:\n  architecture: wav2vec2-tiny\ntraining:\n  max_steps: 5\n")
     assert doc.line_of(("training", "max_steps")) == 4
     assert doc.line_of(("model", "architecture")) == 2
+
+
+# -- the output_dir template ---------------------------------------------------------------------
+
+from ctc_tui.core.preset import fill_placeholders  # noqa: E402
+
+
+def test_placeholders_are_filled_by_name_only():
+    values = {"preset": "demo", "timestamp": "20261130-060000"}
+    assert fill_placeholders("runs/{preset}-{timestamp}", values) == "runs/demo-20261130-060000"
+    assert fill_placeholders("runs/{{literal}}/{preset}", values) == "runs/{literal}/demo"
+
+
+@pytest.mark.parametrize("template", ["runs/{preset.__class__}", "runs/{timestamp:>999999999}", "runs/{0}",
+                                      "runs/{preset[0]}", "runs/{nope}", "runs/{", "runs/}"])
+def test_anything_but_a_known_name_is_refused(template):
+    with pytest.raises(ValueError):
+        fill_placeholders(template, {"preset": "demo", "timestamp": "t"})
