@@ -70,12 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     from ctc_tui.runner import distributed
 
     dist = distributed.setup()
-    flags_mode = _flags_mode(argv)
-    args = argparse.Namespace(preset="command line", overrides=[], resume=False) if flags_mode else parse_args(argv)
     try:
-        if flags_mode:
-            preset, args.resume = _preset_from_flags(argv, dist.world_size)
+        if _flags_mode(argv):
+            source = "command line"
+            preset, resume = _preset_from_flags(argv, dist.world_size)
         else:
+            args = parse_args(argv)
+            source, resume = args.preset, args.resume
             preset = load_preset(args.preset, args.overrides)
         if has_placeholders(preset.training.output_dir):
             if dist.world_size > 1:
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                       "start multi-rank runs with `ctc-tui run`, or give a concrete training.output_dir",
                       file=sys.stderr)
                 return 2
-            preset = resolve_output_dir(preset, preset_stem(args.preset))
+            preset = resolve_output_dir(preset, preset_stem(source))
     except PresetError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
@@ -109,10 +110,10 @@ def main(argv: list[str] | None = None) -> int:
             run_dir.mkdir(parents=True, exist_ok=True)
             target = run_dir / PRESET_FILENAME
             if not target.exists():
-                target.write_text(preset.to_yaml(header=f"resolved from {args.preset}"), encoding="utf-8")
+                target.write_text(preset.to_yaml(header=f"resolved from {source}"), encoding="utf-8")
             train.dump_env(run_dir, preset, dist)
         try:
-            code = train.run(preset, run_dir, dist, reporter, resume=args.resume)
+            code = train.run(preset, run_dir, dist, reporter, resume=resume)
         except (DataError, ModelError, train.RunError) as exc:
             reporter.emit("log", level="error", message=str(exc))
             reporter.emit("state", state="failed")

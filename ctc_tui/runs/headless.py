@@ -11,38 +11,12 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from ctc_tui.runstate import RunState
-
-SPARK = "▁▂▃▄▅▆▇█"
-
-
-def sparkline(values: list[float], width: int = 16) -> str:
-    data = [v for v in values[-width:] if not math.isnan(v)]
-    if not data:
-        return ""
-    lo, hi = min(data), max(data)
-    span = hi - lo or 1.0
-    return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) / span * (len(SPARK) - 1)))] for v in data)
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None or math.isnan(seconds):
-        return "--:--"
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
-def fmt_float(value: float | None, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if math.isnan(value):
-        return "NaN"
-    return f"{value:.{digits}f}"
+from ctc_tui.runs.fmt import fmt_duration, fmt_float, sparkline
+from ctc_tui.runs.state import RunState
 
 
 def render(state: RunState, title: str = "") -> Group:
+    """The live view of ``state``: the per-rank table, the progress bar and the latest eval and messages."""
     table = Table(title=title or None, expand=False, title_justify="left")
     for name, justify in (("rank", "right"), ("host", "left"), ("state", "left"), ("step", "right"),
                           ("loss", "right"), ("", "left"), ("samples/s", "right"), ("memory", "right")):
@@ -113,7 +87,7 @@ async def follow_run(run_dir, plain: bool, own_run: bool = False) -> int:
 
     from rich.live import Live
 
-    from ctc_tui import client
+    from ctc_tui.runs import client  # psutil and the supervisor protocol: only when following a run
 
     console = Console()
     state = RunState()
@@ -166,7 +140,7 @@ async def follow_run(run_dir, plain: bool, own_run: bool = False) -> int:
 
 
 async def _safe_request(run_dir, op: str) -> None:
-    from ctc_tui import client
+    from ctc_tui.runs import client  # as in follow_run: only when a run is followed
 
     try:
         await client.request(run_dir, op)
