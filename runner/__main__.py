@@ -53,8 +53,8 @@ def _flags_mode(argv: list[str]) -> bool:
 
 
 def _preset_from_flags(argv: list[str], world_size: int):
-    from ctc_tui.core.reference_flags import _split_flags, preset_from_flags
     from ctc_tui.core.preset import PresetError, Problem
+    from ctc_tui.core.reference_flags import _split_flags, preset_from_flags
 
     flags, stray = _split_flags(argv)
     resume = bool(flags.pop("resume", False))
@@ -66,8 +66,16 @@ def _preset_from_flags(argv: list[str], world_size: int):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    from ctc_tui.core.preset import PRESET_FILENAME, PresetError, has_placeholders, load_preset, preset_stem, resolve_output_dir
     from ctc_tui.runner import distributed
+
+    from ctc_tui.core.preset import (
+        PRESET_FILENAME,
+        PresetError,
+        has_placeholders,
+        load_preset,
+        preset_stem,
+        resolve_output_dir,
+    )
 
     dist = distributed.setup()
     try:

@@ -97,4 +97,4 @@ def _guard(action, broken_pipe: bool = False) -> int:
         return 0
 
 
-__all__ = ["COMMANDS", "CliError", "EXIT_USAGE", "Problem", "build_parser", "main"]
+__all__ = ["COMMANDS", "EXIT_USAGE", "CliError", "Problem", "build_parser", "main"]
