@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 import psutil
 
-from ctc_tui import client
+from ctc_tui.runs import client
 from ctc_tui.core import events
 from ctc_tui.supervisor import LOG_SOCKET, Spec
 

@@ -142,7 +142,7 @@ def main() -> int:
     import psutil
     import torch
 
-    from ctc_tui import client
+    from ctc_tui.runs import client
     from ctc_tui.supervisor import LOG_SOCKET, Spec, read_events
     from ctc_tui.runner.report import Reporter
 

@@ -31,9 +31,9 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ctc_tui import client  # noqa: E402
+from ctc_tui.runs import client  # noqa: E402
 from ctc_tui.core import events
-from ctc_tui.runstate import RunState  # noqa: E402
+from ctc_tui.runs.state import RunState  # noqa: E402
 from ctc_tui.supervisor import LOG_SOCKET, Spec  # noqa: E402
 
 EMPTY_APP = """

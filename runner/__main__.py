@@ -53,8 +53,8 @@ def _flags_mode(argv: list[str]) -> bool:
 
 
 def _preset_from_flags(argv: list[str], world_size: int):
-    from ctc_tui.core.reference_flags import _split_flags, preset_from_flags
     from ctc_tui.core.preset import PresetError, Problem
+    from ctc_tui.core.reference_flags import _split_flags, preset_from_flags
 
     flags, stray = _split_flags(argv)
     resume = bool(flags.pop("resume", False))
@@ -66,16 +66,25 @@ def _preset_from_flags(argv: list[str], world_size: int):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    from ctc_tui.core.preset import PRESET_FILENAME, PresetError, has_placeholders, load_preset, preset_stem, resolve_output_dir
     from ctc_tui.runner import distributed
 
+    from ctc_tui.core.preset import (
+        PRESET_FILENAME,
+        PresetError,
+        has_placeholders,
+        load_preset,
+        preset_stem,
+        resolve_output_dir,
+    )
+
     dist = distributed.setup()
-    flags_mode = _flags_mode(argv)
-    args = argparse.Namespace(preset="command line", overrides=[], resume=False) if flags_mode else parse_args(argv)
     try:
-        if flags_mode:
-            preset, args.resume = _preset_from_flags(argv, dist.world_size)
+        if _flags_mode(argv):
+            source = "command line"
+            preset, resume = _preset_from_flags(argv, dist.world_size)
         else:
+            args = parse_args(argv)
+            source, resume = args.preset, args.resume
             preset = load_preset(args.preset, args.overrides)
         if has_placeholders(preset.training.output_dir):
             if dist.world_size > 1:
@@ -83,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                       "start multi-rank runs with `ctc-tui run`, or give a concrete training.output_dir",
                       file=sys.stderr)
                 return 2
-            preset = resolve_output_dir(preset, preset_stem(args.preset))
+            preset = resolve_output_dir(preset, preset_stem(source))
     except PresetError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
@@ -109,10 +118,10 @@ def main(argv: list[str] | None = None) -> int:
             run_dir.mkdir(parents=True, exist_ok=True)
             target = run_dir / PRESET_FILENAME
             if not target.exists():
-                target.write_text(preset.to_yaml(header=f"resolved from {args.preset}"), encoding="utf-8")
+                target.write_text(preset.to_yaml(header=f"resolved from {source}"), encoding="utf-8")
             train.dump_env(run_dir, preset, dist)
         try:
-            code = train.run(preset, run_dir, dist, reporter, resume=args.resume)
+            code = train.run(preset, run_dir, dist, reporter, resume=resume)
         except (DataError, ModelError, train.RunError) as exc:
             reporter.emit("log", level="error", message=str(exc))
             reporter.emit("state", state="failed")

@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 from tests.conftest import REPO, has, run_cli, wait_for
 
-from ctc_tui import client
+from ctc_tui.runs import client
 from ctc_tui.core import events
 from ctc_tui.supervisor import Spec, read_events
 

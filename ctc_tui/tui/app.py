@@ -117,19 +117,19 @@ class CtcTuiApp(App[str | None]):
                     return
 
     async def launch(self, preset_path: Path) -> Path | None:
-        from ctc_tui import runctl
-        from ctc_tui.cli import CliError
+        # The run service loads the preset model and the launchers: only once a run is launched.
+        from ctc_tui.runs import service
 
         self.notify(f"checking and launching {preset_path.name}…")
         try:
-            run_dir, warnings = await asyncio.to_thread(runctl.start, preset_path)
-            for warning in warnings:
+            started = await asyncio.to_thread(service.start, service.StartRequest(preset=preset_path))
+            for warning in started.warnings:
                 self.notify(warning, severity="warning", timeout=10)
-            return run_dir
+            return started.run_dir
         except PresetError as exc:
             self.notify(exc.render(), severity="error", timeout=15)
-        except CliError as exc:
+        except service.RunError as exc:
             self.notify(str(exc), severity="error", timeout=15)
-        except RuntimeError as exc:  # the supervisor did not start; its log tail is in the message
+        except RuntimeError as exc:  # client.StartFailed: the supervisor did not start; its log tail is in the message
             self.notify(str(exc)[-600:], severity="error", timeout=15)
         return None

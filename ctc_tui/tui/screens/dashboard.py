@@ -21,11 +21,11 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from ctc_tui import client
 from ctc_tui.core import rundir
-from ctc_tui.alerts import alerts
-from ctc_tui.follow import fmt_duration, fmt_float, sparkline
-from ctc_tui.runstate import RunState
+from ctc_tui.runs import client
+from ctc_tui.runs.alerts import alerts
+from ctc_tui.runs.fmt import fmt_duration, fmt_float, sparkline
+from ctc_tui.runs.state import RunState
 from ctc_tui.tui.messages import ShowRuns
 from ctc_tui.tui.widgets.dialogs import ChoiceScreen, HelpScreen, confirm
 from ctc_tui.tui.widgets.plot import LinePlot, Series

@@ -11,8 +11,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from ctc_tui.follow import fmt_duration, fmt_float
-from ctc_tui.runs import RunSummary, find_runs
+from ctc_tui.runs.discovery import RunSummary, find_runs
+from ctc_tui.runs.fmt import fmt_duration, fmt_float
 from ctc_tui.tui.messages import OpenRun
 from ctc_tui.tui.widgets.plot import LinePlot, Series
 

@@ -26,6 +26,10 @@ class NotRunning(Exception):
     """The run has no live supervisor."""
 
 
+class StartFailed(RuntimeError):
+    """The detached supervisor did not come up; the message ends with its log's tail."""
+
+
 def start_detached(run_dir: Path, spec: Spec, wait: float = 10.0) -> int:
     """Start ``python -m ctc_tui.supervisor RUN_DIR`` in its own session; return its pid once it
     listens on its control socket."""
@@ -43,10 +47,11 @@ def start_detached(run_dir: Path, spec: Spec, wait: float = 10.0) -> int:
             break
         time.sleep(0.02)
     tail = (rundir.logs_dir(run_dir) / rundir.SUPERVISOR_LOG).read_text(errors="replace")[-2000:]
-    raise RuntimeError(f"the supervisor did not start:\n{tail}")
+    raise StartFailed(f"the supervisor did not start:\n{tail}")
 
 
 def is_live(run_dir: Path) -> bool:
+    """Whether ``run_dir``'s supervisor process exists and its control socket is there."""
     pid_file = Path(run_dir) / rundir.SUPERVISOR_PID
     try:
         pid = int(pid_file.read_text())
@@ -56,6 +61,7 @@ def is_live(run_dir: Path) -> bool:
 
 
 async def request(run_dir: Path, op: str, timeout: float = 10.0) -> dict[str, Any]:
+    """Send one control request (``stop``, ``kill``, ...) and return the supervisor's reply."""
     path = Path(run_dir) / CONTROL_SOCKET
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
@@ -95,6 +101,7 @@ async def follow(run_dir: Path) -> AsyncIterator[dict[str, Any]]:
 
 
 def stop(run_dir: Path, kill: bool = False) -> dict[str, Any]:
+    """Ask the supervisor to stop the run (checkpoint first) or kill it; NotRunning when it is gone."""
     return asyncio.run(request(run_dir, "kill" if kill else "stop"))
 
 

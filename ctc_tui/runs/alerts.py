@@ -14,9 +14,11 @@ import time
 from dataclasses import dataclass
 
 from ctc_tui.core.events import as_float
-from ctc_tui.runstate import RunState
+from ctc_tui.runs.state import RunState, known_states
 
-ACTIVE = ("training", "evaluating", "compiling", "saving")
+#: A rank in one of these states reports regularly: quiet for long, it is silent.
+ACTIVE = known_states("training", "evaluating", "compiling", "saving")
+TRAINING = known_states("training")[0]
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ def alerts(state: RunState, now: float | None = None, silent_after: float = 60.0
 
 
 def _stragglers(rows: list) -> list[Alert]:
-    training = [r for r in rows if r.state == "training"]
+    training = [r for r in rows if r.state == TRAINING]
     if len(training) < 2:
         return []
     out = []

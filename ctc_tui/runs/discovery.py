@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctc_tui.client import is_live
 from ctc_tui.core import rundir
-from ctc_tui.runstate import RunState
+from ctc_tui.runs.client import is_live
+from ctc_tui.runs.state import RunState
 from ctc_tui.supervisor import read_events
+
+#: Labels of a run whose supervisor is gone without a final event: with events (lost), or none (empty).
+#: Every other label is a state of ctc_tui.core.events.STATES.
+LOST = "lost"
+EMPTY = "empty"
 
 
 @dataclass
 class RunSummary:
+    """One run dir as ``ctc-tui runs`` and the runs screen list it."""
+
     path: Path
     state: str
     world_size: int | None
@@ -32,22 +40,22 @@ class RunSummary:
         return time.strftime("%Y-%m-%d %H:%M", time.localtime(self.started)) if self.started else "-"
 
 
-def summarise(run_dir: Path) -> RunSummary:
+def summarise(run_dir: Path, live: Callable[[Path], bool] = is_live) -> RunSummary:
+    """Fold ``run_dir``'s events; ``live`` tells whether its supervisor is still there."""
     state = RunState()
     for event in read_events(run_dir):
         state.feed(event)
-    live = is_live(run_dir)
     label = state.state
-    if state.exit_code is None and not live:
-        label = "lost" if state.event_count else "empty"  # supervisor gone without a final event
+    if state.exit_code is None and not live(run_dir):
+        label = LOST if state.event_count else EMPTY  # supervisor gone without a final event
     world = state.world_size or (len([r for r in state.ranks if r >= 0]) or None)
     curve = [(int(e["step"] or 0), float(e["wer"])) for e in state.evals if isinstance(e.get("wer"), (int, float))]
     return RunSummary(run_dir, label, world, state.step, state.best_wer, state.elapsed(), state.started, curve)
 
 
-def find_runs(root: Path) -> list[RunSummary]:
+def find_runs(root: Path, live: Callable[[Path], bool] = is_live) -> list[RunSummary]:
     """Run dirs directly under ``root`` (or ``root`` itself), newest first."""
     root = Path(root)
     candidates = [root] if (root / rundir.EVENTS).is_file() else sorted(
         (p for p in root.glob("*") if (p / rundir.EVENTS).is_file()), key=lambda p: p.stat().st_mtime, reverse=True)
-    return [summarise(p) for p in candidates]
+    return [summarise(p, live) for p in candidates]

@@ -13,15 +13,37 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ctc_tui.core.events import as_float
+from ctc_tui.core.events import STATES, as_float
 
 HISTORY = 240
+
+
+def known_states(*names: str) -> tuple[str, ...]:
+    """``names``, checked against ``ctc_tui.core.events.STATES`` (the one list of run states), so that a
+    misspelt or retired state name fails at import instead of silently never matching."""
+    unknown = [name for name in names if name not in STATES]
+    if unknown:
+        raise ValueError(f"unknown run state(s) {', '.join(unknown)}: every state name must be one of "
+                         f"ctc_tui.core.events.STATES; add it there or fix the spelling")
+    return names
+
+
+FAILED = known_states("failed")[0]
+#: The state a run (and each rank) has before its first state event.
+INITIAL = STATES[0]
+#: A run's overall state is the first of these that any rank is in: a failure shows, then work in
+#: progress (the slowest phase first), then the ends. Every state but INITIAL, each once.
+PRECEDENCE = known_states("failed", "preprocessing", "compiling", "evaluating", "saving", "training", "stopped",
+                          "done")
+if set(PRECEDENCE) != set(STATES) - {INITIAL} or len(PRECEDENCE) != len(STATES) - 1:
+    raise ValueError("runs.state.PRECEDENCE must list every state of ctc_tui.core.events.STATES but the "
+                     "initial one, each once: add the new state where it ranks")
 
 
 @dataclass
 class RankRow:
     rank: int
-    state: str = "starting"
+    state: str = INITIAL
     host: str = ""
     step: int = 0
     loss: float = math.nan
@@ -39,7 +61,7 @@ class RunState:
     ranks: dict[int, RankRow] = field(default_factory=dict)
     world_size: int | None = None
     max_steps: int | None = None
-    state: str = "starting"
+    state: str = INITIAL
     started: float | None = None
     finished: float | None = None
     exit_code: int | None = None
@@ -77,11 +99,11 @@ class RunState:
                 self.row(rank).state = state
                 self.state = self._overall()
             else:
-                if state == "failed":
-                    self.state = "failed"
+                if state == FAILED:
+                    self.state = FAILED
                     self.failed_rank = event.get("failed_rank")
                     self.last_lines = list(event.get("last_lines") or [])
-                elif self.state == "starting":
+                elif self.state == INITIAL:
                     self.state = state
         elif kind == "step":
             row = self.row(rank)
@@ -125,10 +147,10 @@ class RunState:
 
     def _overall(self) -> str:
         states = [r.state for r in self.ranks.values()]
-        for state in ("failed", "preprocessing", "compiling", "evaluating", "saving", "training", "stopped", "done"):
+        for state in PRECEDENCE:
             if state in states:
                 return state
-        return states[0] if states else "starting"
+        return states[0] if states else INITIAL
 
     # -- derived figures ----------------------------------------------------------------------------
     @property

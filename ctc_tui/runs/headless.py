@@ -11,38 +11,15 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from ctc_tui.runstate import RunState
+from ctc_tui.runs.fmt import fmt_duration, fmt_float, sparkline
+from ctc_tui.runs.state import RunState, known_states
 
-SPARK = "▁▂▃▄▅▆▇█"
-
-
-def sparkline(values: list[float], width: int = 16) -> str:
-    data = [v for v in values[-width:] if not math.isnan(v)]
-    if not data:
-        return ""
-    lo, hi = min(data), max(data)
-    span = hi - lo or 1.0
-    return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) / span * (len(SPARK) - 1)))] for v in data)
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None or math.isnan(seconds):
-        return "--:--"
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
-def fmt_float(value: float | None, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if math.isnan(value):
-        return "NaN"
-    return f"{value:.{digits}f}"
+#: The states this view treats specially, checked against ctc_tui.core.events.STATES.
+SAVING, TRAINING, DONE, STOPPED, FAILED = known_states("saving", "training", "done", "stopped", "failed")
 
 
 def render(state: RunState, title: str = "") -> Group:
+    """The live view of ``state``: the per-rank table, the progress bar and the latest eval and messages."""
     table = Table(title=title or None, expand=False, title_justify="left")
     for name, justify in (("rank", "right"), ("host", "left"), ("state", "left"), ("step", "right"),
                           ("loss", "right"), ("", "left"), ("samples/s", "right"), ("memory", "right")):
@@ -50,7 +27,7 @@ def render(state: RunState, title: str = "") -> Group:
     for rank in sorted(state.ranks):
         row = state.ranks[rank]
         memory = f"{row.memory_used / 2**30:.1f} GiB" if row.memory_used else "-"
-        style = "red" if row.state == "failed" or math.isnan(row.loss) and row.step else ""
+        style = "red" if row.state == FAILED or math.isnan(row.loss) and row.step else ""
         table.add_row(str(rank), row.host, row.state, str(row.step), fmt_float(row.loss),
                       sparkline(list(row.losses)), fmt_float(row.samples_per_second, 1), memory, style=style)
     total = state.max_steps or 0
@@ -88,8 +65,8 @@ class PlainPrinter:
         who = f"[rank {rank}]" if rank >= 0 else "[ctc-tui]"
         if kind == "state" and self._states.get(rank) != event.get("state"):
             self._states[rank] = str(event.get("state"))
-            if event.get("state") not in ("saving",) and not (event.get("state") == "training" and rank in self._trained):
-                self._trained.add(rank) if event.get("state") == "training" else None
+            if event.get("state") != SAVING and not (event.get("state") == TRAINING and rank in self._trained):
+                self._trained.add(rank) if event.get("state") == TRAINING else None
                 self.console.print(f"{who} {event.get('state')}", highlight=False, markup=False)
         elif kind == "log":
             self.console.print(f"{who} {event.get('message')}", highlight=False, markup=False)
@@ -113,7 +90,7 @@ async def follow_run(run_dir, plain: bool, own_run: bool = False) -> int:
 
     from rich.live import Live
 
-    from ctc_tui import client
+    from ctc_tui.runs import client  # psutil and the supervisor protocol: only when following a run
 
     console = Console()
     state = RunState()
@@ -166,7 +143,7 @@ async def follow_run(run_dir, plain: bool, own_run: bool = False) -> int:
 
 
 async def _safe_request(run_dir, op: str) -> None:
-    from ctc_tui import client
+    from ctc_tui.runs import client  # as in follow_run: only when a run is followed
 
     try:
         await client.request(run_dir, op)
@@ -181,12 +158,12 @@ def print_outcome(console: Console, state: RunState, run_dir) -> int:
         console.print(f"[yellow]the run's supervisor is gone without a final event[/]; see {run_dir}/logs/",
                       highlight=False)
         return 1
-    if state.state == "done":
+    if state.state == DONE:
         cer = next((e.get("cer") for e in reversed(state.evals) if e.get("cer") is not None), None)
         console.print(f"[bold green]done[/] in {fmt_duration(state.elapsed())}"
                       + (f": eval WER {fmt_float(wer)}, CER {fmt_float(cer)}" if wer is not None else ""),
                       highlight=False)
-    elif state.state == "stopped":
+    elif state.state == STOPPED:
         console.print(f"[yellow]stopped[/] at step {state.step}; resume with: ctc-tui run --resume {run_dir}",
                       highlight=False)
     else:

@@ -1,0 +1,286 @@
+"""The run service: start, resume and stop runs from typed requests (the CLI, the TUI and scripts alike).
+
+``prepare`` resolves the preset, runs the pre-flight check, creates the run dir (never clobbering one) and
+writes ``preset.yaml`` and ``command.sh`` (and for Slurm runs the job script); ``start`` then starts the
+run's detached supervisor. Errors are typed: ``RunError`` (its message says what to do) and the preset's
+own ``PresetError``. Nothing here knows about argparse or prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ctc_tui import launch, slurm
+from ctc_tui.core import rundir
+from ctc_tui.core.preset import load_preset, preset_stem, resolve_output_dir
+from ctc_tui.core.presetfile import PRESET_FILENAME
+from ctc_tui.core.problems import PresetError
+from ctc_tui.core.shipped import find_preset
+from ctc_tui.runs import client
+from ctc_tui.supervisor import Spec
+
+if TYPE_CHECKING:
+    from ctc_tui.core.preset import Preset
+    from ctc_tui.slurm import SlurmOptions
+
+Warn = Callable[[str], None]
+
+
+class RunError(Exception):
+    """A run that cannot be started or stopped as asked; the message names the cause and the fix."""
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """A new run of ``preset`` (a file or a shipped preset's name) with dotted ``overrides``.
+
+    ``output_dir`` replaces training.output_dir; ``check`` runs the pre-flight check first; ``slurm``
+    submits the run as a Slurm job with these options."""
+
+    preset: str | Path
+    overrides: tuple[str, ...] = ()
+    output_dir: str | None = None
+    check: bool = True
+    slurm: SlurmOptions | None = None
+
+
+@dataclass(frozen=True)
+class ResumeRequest:
+    """Continue the run in ``run_dir`` from its last checkpoint; ``overrides`` change its preset (the
+    previous one is kept as preset.previous.yaml)."""
+
+    run_dir: str | Path
+    overrides: tuple[str, ...] = ()
+    check: bool = True
+    slurm: SlurmOptions | None = None
+
+
+Request = StartRequest | ResumeRequest
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run dir ready to start: its preset, the launch command (an sbatch for Slurm runs), the
+    environment the ranks need, and the pre-flight check's warnings."""
+
+    preset: Preset
+    run_dir: Path
+    command: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    resumed: bool = False
+    slurm: SlurmOptions | None = None
+
+
+@dataclass(frozen=True)
+class StartedRun:
+    """A prepared run whose detached supervisor is up (``pid``)."""
+
+    run: PreparedRun
+    pid: int
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run.run_dir
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self.run.warnings
+
+
+@dataclass(frozen=True)
+class StopResult:
+    """What ``stop`` asked of the run's supervisor (``kill`` or a graceful stop) and its reply."""
+
+    run_dir: Path
+    kill: bool
+    reply: Mapping[str, Any] = field(default_factory=dict)
+
+
+# -- run dirs -------------------------------------------------------------------------------------
+
+
+def resolve_run_dir(text: str | Path) -> Path:
+    """``text`` as an absolute run dir; RunError when it has no events.jsonl."""
+    path = Path(text).expanduser().resolve()
+    if not rundir.is_run_dir(path):
+        raise RunError(f"{path} is not a ctc-tui run dir (no events.jsonl); list runs with: ctc-tui runs")
+    return path
+
+
+def saved_slurm_options(run_dir: str | Path) -> SlurmOptions | None:
+    """The Slurm options a run dir was started with (None when it was not a Slurm run): a Slurm run
+    resumes as one, with these options unless others are given."""
+    with contextlib.suppress(OSError):
+        return slurm.options_from_json((Path(run_dir).expanduser() / slurm.OPTIONS_FILE).read_text())
+    return None
+
+
+def _existing_nonempty(path: Path) -> bool:
+    return path.is_dir() and any(path.iterdir())
+
+
+# -- prepare --------------------------------------------------------------------------------------
+
+
+def preflight(preset: Preset, *, resume: bool, slurm_run: bool, warn: Warn) -> dict[str, str]:
+    """``ctc-tui check`` before a run starts: warnings to ``warn``, errors raise RunError.
+
+    Returns what the cards found add to the ranks' environment: HABANA_VISIBLE_MODULES naming free
+    Gaudi cards when some of this node's are busy (not for Slurm runs: the cards are the nodes')."""
+    # The check's probes (devices, hostfiles, packages) load only when a check runs.
+    from ctc_tui.check import card_environment, run_checks
+
+    detected = None
+    if preset.gaudi.use_habana and not slurm_run:
+        from ctc_tui import devices  # as above: only Gaudi runs look at this node's cards
+
+        detected = devices.detect()
+    findings = run_checks(preset, resume=resume, slurm=slurm_run, detected=detected)
+    for finding in findings:
+        if finding.level == "warning":
+            warn(finding.render())
+    errors = [f for f in findings if f.level == "error"]
+    if errors:
+        lines = "\n".join(f"  {f.key + ': ' if f.key else ''}{f.message}" for f in errors)
+        raise RunError(f"the pre-flight check found {len(errors)} problem{'s' if len(errors) != 1 else ''}; "
+                       f"nothing was started:\n{lines}\n(skip the check with ctc-tui run --no-check)")
+    cards = {} if slurm_run else card_environment(preset, detected)
+    for name, value in cards.items():
+        warn(f"some Gaudi cards are busy: this run uses {name}={value}")
+    return cards
+
+
+def _resumed_preset(request: ResumeRequest, warn: Warn) -> tuple[Preset, Path, dict[str, str]]:
+    run_dir = Path(request.run_dir).expanduser().resolve()
+    saved = run_dir / PRESET_FILENAME
+    if not saved.is_file():
+        raise RunError(f"{run_dir} is not a ctc-tui run dir (no {PRESET_FILENAME}); start one with ctc-tui run PRESET")
+    preset = load_preset(saved, list(request.overrides))
+    preset.training.output_dir = str(run_dir)
+    cards = preflight(preset, resume=True, slurm_run=request.slurm is not None, warn=warn) if request.check else {}
+    return preset, run_dir, cards
+
+
+def _new_preset(request: StartRequest, warn: Warn) -> tuple[Preset, Path, dict[str, str]]:
+    if not request.preset:
+        raise RunError("ctc-tui run needs a preset (see ctc-tui presets) or --resume RUN_DIR")
+    path = find_preset(str(request.preset))
+    preset = load_preset(path, list(request.overrides))
+    if request.output_dir:
+        preset.training.output_dir = request.output_dir
+    preset = resolve_output_dir(preset, preset_stem(path))
+    run_dir = Path(preset.training.output_dir)
+    cards = preflight(preset, resume=False, slurm_run=request.slurm is not None, warn=warn) if request.check else {}
+    if _existing_nonempty(run_dir) and not preset.training.overwrite_output_dir:
+        raise RunError(
+            f"output dir {run_dir} exists and is not empty. Resume it with: ctc-tui run --resume {run_dir}\n"
+            "or choose another one (--output-dir DIR), or set training.overwrite_output_dir=true to train into it"
+        )
+    return preset, run_dir, cards
+
+
+def _write_preset(request: Request, preset: Preset, run_dir: Path) -> Path:
+    """The run's preset.yaml: a new run's resolved preset; a resumed run's, rewritten only when overrides
+    change it (the previous one kept as preset.previous.yaml)."""
+    preset_file = run_dir / PRESET_FILENAME
+    if isinstance(request, StartRequest):
+        header = f"ctc-tui run of {request.preset}; rerun with: ctc-tui run {preset_file}"
+        preset_file.write_text(preset.to_yaml(header=header), encoding="utf-8")
+    elif request.overrides:
+        previous = preset_file.read_text(encoding="utf-8")
+        (run_dir / rundir.PREVIOUS_PRESET).write_text(previous, encoding="utf-8")
+        header = f"resumed with {' '.join(request.overrides)}; previous preset: preset.previous.yaml"
+        preset_file.write_text(preset.to_yaml(header=header), encoding="utf-8")
+    return preset_file
+
+
+def _slurm_command(preset: Preset, options: SlurmOptions, preset_file: Path, resume: bool) -> list[str]:
+    """Write the Slurm job script and options into the run dir; the command is its sbatch."""
+    run_dir = preset_file.parent
+    job = slurm.run_script(preset, options, preset_file, job_name=slurm.job_name_for(run_dir.name), resume=resume)
+    (run_dir / slurm.JOB_SCRIPT).write_text(job, encoding="utf-8")
+    (run_dir / slurm.OPTIONS_FILE).write_text(slurm.options_json(options), encoding="utf-8")
+    (run_dir / slurm.JOB_ID_FILE).unlink(missing_ok=True)  # a resumed run's previous job is not this one
+    return slurm.submit_command(run_dir / slurm.JOB_SCRIPT, run_dir)
+
+
+def prepare(request: Request, warn: Warn | None = None) -> PreparedRun:
+    """Resolve the preset, check it (unless ``request.check`` is false), create the run dir (never
+    clobbering one) and write preset.yaml and command.sh (and for Slurm runs job.sbatch).
+
+    Each warning goes to ``warn`` as it is found, and is kept in the result's ``warnings``."""
+    warnings: list[str] = []
+
+    def collect(message: str) -> None:
+        warnings.append(message)
+        if warn is not None:
+            warn(message)
+
+    resume = isinstance(request, ResumeRequest)
+    preset, run_dir, cards = (_resumed_preset if resume else _new_preset)(request, collect)  # type: ignore[operator]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rundir.logs_dir(run_dir).mkdir(exist_ok=True)
+    preset_file = _write_preset(request, preset, run_dir)
+    if request.slurm is not None:
+        command, env = _slurm_command(preset, request.slurm, preset_file, resume), {}
+    else:
+        command, env = launch.build_command(preset, preset_file, resume=resume), {**launch.launch_env(preset), **cards}
+    (run_dir / rundir.COMMAND).write_text(launch.command_script(command, env), encoding="utf-8")
+    os.chmod(run_dir / rundir.COMMAND, 0o755)
+    return PreparedRun(preset=preset, run_dir=run_dir, command=tuple(command), env=dict(env),
+                       warnings=tuple(warnings), resumed=resume, slurm=request.slurm)
+
+
+# -- start and stop -------------------------------------------------------------------------------
+
+
+def supervisor_spec(run: PreparedRun) -> Spec:
+    """What the run's supervisor runs: the launch command with the ranks' log transport, or for Slurm
+    runs the job's submission (its job id recorded so that a stop cancels it)."""
+    if run.slurm is None:
+        return Spec(command=list(run.command), env=dict(run.env), **launch.log_transport(run.preset))
+    job_id_file = run.run_dir / slurm.JOB_ID_FILE
+    return Spec(command=slurm.supervised_command(list(run.command), job_id_file), slurm_job_file=str(job_id_file),
+                **slurm.log_transport(run.preset, run.slurm.partition))
+
+
+def start(request: Request, warn: Warn | None = None) -> StartedRun:
+    """``prepare`` the run and start its detached supervisor. Raises RunError or PresetError before
+    anything is started, client.StartFailed when the supervisor does not come up."""
+    run = prepare(request, warn)
+    return StartedRun(run=run, pid=client.start_detached(run.run_dir, supervisor_spec(run)))
+
+
+def stop(run_dir: str | Path, kill: bool = False) -> StopResult:
+    """Ask the run's supervisor to stop it (a checkpoint first) or, with ``kill``, to end every process now."""
+    path = resolve_run_dir(run_dir)
+    try:
+        reply = client.stop(path, kill=kill)
+    except client.NotRunning:
+        raise RunError(f"{path} has no live supervisor: the run has already ended") from None
+    return StopResult(run_dir=path, kill=kill, reply=reply or {})
+
+
+__all__ = [
+    "PreparedRun",
+    "PresetError",
+    "Request",
+    "ResumeRequest",
+    "RunError",
+    "StartRequest",
+    "StartedRun",
+    "StopResult",
+    "preflight",
+    "prepare",
+    "resolve_run_dir",
+    "saved_slurm_options",
+    "start",
+    "stop",
+    "supervisor_spec",
+]
