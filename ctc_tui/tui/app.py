@@ -17,7 +17,7 @@ from ctc_tui.tui.screens.model_step import ModelStep
 from ctc_tui.tui.screens.step import BACK, NEXT, STEP_TITLES, StepScreen
 
 if TYPE_CHECKING:
-    from ctc_tui.datascan import DataScan
+    from ctc_tui.sources.scan import DataScan
 
 # The other screens are imported when first shown: the first screen appears sooner.
 
