@@ -103,8 +103,8 @@ class LocalSource(Source):
         assert data.dataset_dir  # the preset model requires dataset_dir for local sources
         root = Path(data.dataset_dir).expanduser()
         if not root.is_dir():
-            return [error("data.dataset_dir", f"{root} does not exist: fix data.dataset_dir (relative paths are "
-                          "taken from the preset file's folder)")]
+            return [error("data.dataset_dir", f"{root} does not exist: fix data.dataset_dir "
+                          "(relative paths are taken from the preset file's folder)")]
         findings: list[Finding] = []
         rates: dict[int, list[str]] = {}
         unreadable: list[str] = []
@@ -113,7 +113,8 @@ class LocalSource(Source):
                 raw = self.read_split(root, split, data.audio_column_name, data.text_column_name)
             except DataError as exc:
                 text = str(exc)
-                fix = f"; set {key} to an existing split" if "not found" in text or "no manifest" in text else ""
+                wrong_name = "not found" in text or "no manifest" in text
+                fix = f"; set {key} to an existing split" if wrong_name else ""
                 findings.append(error(key, text + fix))
                 continue
             except OSError as exc:
@@ -134,11 +135,11 @@ def _header_warnings(rates: dict[int, list[str]], unreadable: list[str]) -> list
     other = sorted(r for r in rates if r != TARGET_RATE)
     if other:
         shown = ", ".join(f"{r} Hz" for r in other)
-        findings.append(warning("data.dataset_dir", f"some clips are sampled at {shown}, not {TARGET_RATE} Hz: "
-                                f"they will be resampled to {TARGET_RATE} Hz during preprocessing (cached "
-                                "afterwards); convert them beforehand to skip that step"))
+        findings.append(warning("data.dataset_dir", f"some clips are sampled at {shown}, not {TARGET_RATE} "
+                                f"Hz: they will be resampled to {TARGET_RATE} Hz during preprocessing "
+                                "(cached afterwards); convert them beforehand to skip that step"))
     if unreadable:
-        findings.append(warning("data.dataset_dir", f"{len(unreadable)} sampled clip(s) have no readable audio "
-                                f"header, e.g. {unreadable[0]}: check those files (FLAC/WAV read without "
-                                "soundfile; other formats need it)"))
+        findings.append(warning("data.dataset_dir", f"{len(unreadable)} sampled clip(s) have no readable "
+                                f"audio header, e.g. {unreadable[0]}: check those files (FLAC/WAV read "
+                                "without soundfile; other formats need it)"))
     return findings

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from ctc_tui.core.preset import Preset
 
 #: Datasets-library loaders that read local files (no hub download).
-PACKAGED_LOADERS = {"csv", "json", "parquet", "arrow", "text", "audiofolder", "imagefolder", "webdataset", "pandas"}
+PACKAGED_LOADERS = {"csv", "json", "parquet", "arrow", "text", "audiofolder", "imagefolder", "webdataset",
+                    "pandas"}
 
 
 def dataset_cached(name: str, environ: Mapping[str, str]) -> bool:
@@ -57,8 +58,8 @@ class Hub(Source):
         findings: list[Finding] = []
         root = Path(data.dataset_dir).expanduser() if data.dataset_dir else None
         if root is not None and not root.exists():
-            findings.append(error("data.dataset_dir", f"{root} does not exist: fix data.dataset_dir (the data_dir "
-                                  "handed to the loader), or remove it"))
+            findings.append(error("data.dataset_dir", f"{root} does not exist: fix data.dataset_dir "
+                                  "(the data_dir handed to the loader), or remove it"))
         if name in PACKAGED_LOADERS or Path(name).expanduser().exists() or dataset_cached(name, environ):
             return findings
         fix = ("load it once where there is network and copy the datasets cache, or use a local copy "
@@ -67,8 +68,8 @@ class Hub(Source):
             findings.append(error("data.dataset_name", f"'{name}' is not in the datasets cache "
                                   f"({datasets_cache_dir(environ)}) and the hub is offline: {fix}"))
         elif not online():
-            findings.append(error("data.dataset_name", f"'{name}' is not in the datasets cache and the hub is "
-                                  f"unreachable: {fix}"))
+            findings.append(error("data.dataset_name", f"'{name}' is not in the datasets cache and the hub "
+                                  f"is unreachable: {fix}"))
         return findings
 
 

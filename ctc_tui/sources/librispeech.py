@@ -30,7 +30,8 @@ class LibriSpeech(LocalSource):
         for trans in sorted(base.rglob("*.trans.txt")):
             folder = trans.parent
             stems = _audio_by_stem(folder)
-            for number, line in enumerate(trans.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            lines = trans.read_text(encoding="utf-8", errors="replace").splitlines()
+            for number, line in enumerate(lines, 1):
                 line = line.strip()
                 if not line:
                     continue

@@ -88,9 +88,11 @@ def manifest_for(root: Path, split: str) -> Path:
         candidate = root / f"{split}{ext}"
         if candidate.is_file():
             return candidate
-    found = sorted(p.name for p in root.iterdir() if p.suffix.lower() in MANIFEST_EXTENSIONS) if root.is_dir() else []
+    found = sorted(p.name for p in root.iterdir() if p.suffix.lower() in MANIFEST_EXTENSIONS) \
+        if root.is_dir() else []
     hint = f"; found: {', '.join(found)}" if found else ""
-    raise DataError(f"no manifest for split '{split}' in {root} (looked for {split}.csv/.tsv/.jsonl/.json){hint}")
+    raise DataError(f"no manifest for split '{split}' in {root} "
+                    f"(looked for {split}.csv/.tsv/.jsonl/.json){hint}")
 
 
 class Manifest(LocalSource):
