@@ -31,41 +31,22 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-from ctc_tui.devices import run_bounded
+from ctc_tui.core.findings import Finding
+from ctc_tui.core.findings import error as _error
+from ctc_tui.core.findings import warning as _warning
 from ctc_tui.core.preset import Preset
+from ctc_tui.devices import run_bounded
+from ctc_tui.sources import source
+from ctc_tui.sources.base import CHECK_SAMPLE
+from ctc_tui.sources.hfcache import hub_cache
+from ctc_tui.sources.hfcache import offline as _offline
 
-Level = Literal["error", "warning"]
-
-TARGET_RATE = 16000
 SSH_TIMEOUT = 3  # seconds, ssh's own ConnectTimeout
 TOOL_TIMEOUT = 5.0
 #: Packages the runner imports on every rank, with what to install when one is missing.
 RUNNER_PACKAGES = ("torch", "transformers", "datasets", "soundfile", "soxr", "jiwer", "accelerate")
-#: Datasets-library loaders that read local files (no hub download).
-PACKAGED_LOADERS = {"csv", "json", "parquet", "arrow", "text", "audiofolder", "imagefolder", "webdataset", "pandas"}
-_TRUE = {"1", "true", "yes", "on"}
-
-
-@dataclass(frozen=True)
-class Finding:
-    level: Level
-    key: str  # the preset key it is about ("data.dataset_dir"), or "" for the machine itself
-    message: str  # one line: what is wrong and how to fix it
-
-    def render(self) -> str:
-        return f"{self.level}: {self.key + ': ' if self.key else ''}{self.message}"
-
-
-def _error(key: str, message: str) -> Finding:
-    return Finding("error", key, " ".join(message.split()))
-
-
-def _warning(key: str, message: str) -> Finding:
-    return Finding("warning", key, " ".join(message.split()))
 
 
 # -- where the ranks run ------------------------------------------------------------------------------
@@ -300,10 +281,6 @@ def check_gaudi_settings(preset: Preset) -> list[Finding]:
 # -- model --------------------------------------------------------------------------------------------
 
 
-def _offline(environ: Mapping[str, str], *names: str) -> bool:
-    return any(environ.get(n, "").strip().lower() in _TRUE for n in names)
-
-
 def hub_reachable(environ: Mapping[str, str], timeout: float = 2.0) -> bool:
     """Can this machine open a connection to the hub (HF_ENDPOINT, default huggingface.co)?"""
     endpoint = environ.get("HF_ENDPOINT", "https://huggingface.co")
@@ -328,16 +305,6 @@ def hub_reachable(environ: Mapping[str, str], timeout: float = 2.0) -> bool:
 
 def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1
-
-
-def hub_cache(environ: Mapping[str, str]) -> Path:
-    """Where huggingface_hub keeps downloads under ``environ`` (HF_HUB_CACHE, HF_HOME/hub, XDG cache)."""
-    if environ.get("HF_HUB_CACHE"):
-        return Path(environ["HF_HUB_CACHE"]).expanduser()
-    if environ.get("HF_HOME"):
-        return Path(environ["HF_HOME"]).expanduser() / "hub"
-    base = Path(environ["XDG_CACHE_HOME"]) if environ.get("XDG_CACHE_HOME") else Path.home() / ".cache"
-    return base / "huggingface" / "hub"
 
 
 def _check_model_source(key: str, name: str, cache_dir: str | None, environ: Mapping[str, str],
@@ -380,112 +347,10 @@ def check_model(preset: Preset, environ: Mapping[str, str], online: Callable[[],
 # -- data ---------------------------------------------------------------------------------------------
 
 
-def datasets_cache_dir(environ: Mapping[str, str]) -> Path:
-    if environ.get("HF_DATASETS_CACHE"):
-        return Path(environ["HF_DATASETS_CACHE"]).expanduser()
-    if environ.get("HF_HOME"):
-        return Path(environ["HF_HOME"]).expanduser() / "datasets"
-    base = Path(environ["XDG_CACHE_HOME"]) if environ.get("XDG_CACHE_HOME") else Path.home() / ".cache"
-    return base / "huggingface" / "datasets"
-
-
-def dataset_cached(name: str, environ: Mapping[str, str]) -> bool:
-    """Is hub dataset ``name`` in the datasets cache (``ORG___NAME`` or ``NAME``) or the hub cache
-    (``datasets--ORG--NAME``)? Matched without regard to case or - versus _."""
-    def norm(text: str) -> str:
-        return text.lower().replace("-", "_")
-
-    wanted_ds = {norm(name.replace("/", "___")), norm(name.split("/")[-1])}
-    wanted_hub = norm("datasets--" + name.replace("/", "--"))
-    for folder, wanted in ((datasets_cache_dir(environ), wanted_ds), (hub_cache(environ), {wanted_hub})):
-        try:
-            if any(norm(p.name) in wanted for p in folder.iterdir() if p.is_dir()):
-                return True
-        except OSError:
-            continue
-    return False
-
-
-def _splits(preset: Preset) -> list[tuple[str, str]]:
-    """(preset key, split name) for every split this run reads."""
-    data, training = preset.data, preset.training
-    out: list[tuple[str, str]] = []
-    if training.do_train or data.preprocessing_only:
-        out += [("data.train_split_name", s.strip()) for s in data.train_split_name.split("+")]
-    if training.do_eval or training.eval_strategy != "no" or data.preprocessing_only:
-        out += [("data.eval_split_name", s.strip()) for s in data.eval_split_name.split("+")]
-    unique: dict[str, str] = {}
-    for key, split in out:
-        unique.setdefault(split, key)
-    return [(key, split) for split, key in unique.items()]
-
-
-def _sample(paths: list[str], count: int) -> list[str]:
-    if len(paths) <= count:
-        return paths
-    step = len(paths) / count
-    return [paths[int(i * step)] for i in range(count)]
-
-
 def check_data(preset: Preset, environ: Mapping[str, str], online: Callable[[], bool],
-               sample: int = 5) -> list[Finding]:
-    from ctc_tui.datascan import audio_info
-    from ctc_tui.sources import DataError, read_local_split
-
-    data = preset.data
-    findings: list[Finding] = []
-    root = Path(data.dataset_dir).expanduser() if data.dataset_dir else None
-    if data.source == "hub":
-        name = data.dataset_name or ""
-        if root is not None and not root.exists():
-            findings.append(_error("data.dataset_dir", f"{root} does not exist: fix data.dataset_dir (the data_dir "
-                                   "handed to the loader), or remove it"))
-        if name in PACKAGED_LOADERS or Path(name).expanduser().exists() or dataset_cached(name, environ):
-            return findings
-        fix = ("load it once where there is network and copy the datasets cache, or use a local copy "
-               "(data.source=librispeech or manifest with data.dataset_dir)")
-        if _offline(environ, "HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
-            findings.append(_error("data.dataset_name", f"'{name}' is not in the datasets cache "
-                                   f"({datasets_cache_dir(environ)}) and the hub is offline: {fix}"))
-        elif not online():
-            findings.append(_error("data.dataset_name", f"'{name}' is not in the datasets cache and the hub is "
-                                   f"unreachable: {fix}"))
-        return findings
-    assert root is not None  # the preset model requires dataset_dir for local sources
-    if not root.is_dir():
-        return [_error("data.dataset_dir", f"{root} does not exist: fix data.dataset_dir (relative paths are taken "
-                       "from the preset file's folder)")]
-    rates: dict[int, list[str]] = {}
-    unreadable: list[str] = []
-    for key, split in _splits(preset):
-        try:
-            raw = read_local_split(data.source, root, split, data.audio_column_name, data.text_column_name)
-        except DataError as exc:
-            text = str(exc)
-            fix = f"; set {key} to an existing split" if "not found" in text or "no manifest" in text else ""
-            findings.append(_error(key, text + fix))
-            continue
-        except OSError as exc:
-            findings.append(_error("data.dataset_dir", f"cannot read split '{split}' under {root} "
-                                   f"({exc.strerror or exc}): check the folder's permissions"))
-            continue
-        for path in _sample([str(a) for a in raw.audio], sample):
-            info = audio_info(path)
-            if info is None:
-                unreadable.append(path)
-            else:
-                rates.setdefault(info[0], []).append(split)
-    other = sorted(r for r in rates if r != TARGET_RATE)
-    if other:
-        shown = ", ".join(f"{r} Hz" for r in other)
-        findings.append(_warning("data.dataset_dir", f"some clips are sampled at {shown}, not {TARGET_RATE} Hz: "
-                                 f"they will be resampled to {TARGET_RATE} Hz during preprocessing (cached "
-                                 "afterwards); convert them beforehand to skip that step"))
-    if unreadable:
-        findings.append(_warning("data.dataset_dir", f"{len(unreadable)} sampled clip(s) have no readable audio "
-                                 f"header, e.g. {unreadable[0]}: check those files (FLAC/WAV read without "
-                                 "soundfile; other formats need it)"))
-    return findings
+               sample: int = CHECK_SAMPLE) -> list[Finding]:
+    """The preset's data source checks its own data (ctc_tui/sources/<name>.py)."""
+    return source(preset.data.source).check(preset, environ, online, sample)
 
 
 # -- output dir ---------------------------------------------------------------------------------------

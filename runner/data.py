@@ -1,8 +1,9 @@
 """Data sources and preprocessing.
 
 Every source ends as a ``datasets.Dataset`` with two columns, ``audio`` (a file path, or a
-``{"path", "bytes"}`` dict from the hub) and ``text``. Local sources are read by this module itself
-(no datasets ``audiofolder`` builder, no pandas) because both break on current releases (PLATFORM.md).
+``{"path", "bytes"}`` dict from the hub) and ``text``. Local sources are read by their own modules
+(``ctc_tui.sources``; no datasets ``audiofolder`` builder, no pandas: both break on current releases,
+PLATFORM.md); hub splits are loaded here with the datasets library (``RUNNER_READERS``).
 
 Preprocessing decodes with soundfile, resamples with soxr, runs the model's feature extractor and
 tokenises the normalised text. Its result is cached under a key made from the inputs and settings,
@@ -25,16 +26,11 @@ from typing import Any
 import numpy as np
 
 from ctc_tui.core.preset import DataSection
+from ctc_tui.core.sources import DataError, RawSplit, fingerprint
 from ctc_tui.runner import audio as audio_io
+from ctc_tui.sources import source
 
 log = logging.getLogger("ctc_tui.runner.data")
-
-from ctc_tui.sources import (
-    DataError,
-    RawSplit,
-    _hash,
-    read_local_split,
-)
 
 # -- hub ----------------------------------------------------------------------------------------------
 
@@ -42,7 +38,7 @@ from ctc_tui.sources import (
 def read_hub(cfg: DataSection, split: str, token: str | None) -> tuple[Any, str]:
     """A datasets-library split (offline from the local cache when HF_DATASETS_OFFLINE=1)."""
     os.environ.setdefault("HF_DATASETS_DISABLE_TORCHCODEC", "1")
-    import datasets
+    import datasets  # deferred: heavy; the runner's --help and error paths stay fast
 
     kwargs: dict[str, Any] = {"split": split}
     if cfg.dataset_config_name:
@@ -69,36 +65,54 @@ def read_hub(cfg: DataSection, split: str, token: str | None) -> tuple[Any, str]
     return ds, ds._fingerprint
 
 
+def read_hub_split(cfg: DataSection, split: str, token: str | None) -> RawSplit:
+    """A hub split as a RawSplit: audio as the datasets library stores it (path and/or bytes)."""
+    ds, ds_fingerprint = read_hub(cfg, split, token)
+    audio = ds[cfg.audio_column_name]
+    texts = ["" if t is None else str(t) for t in ds[cfg.text_column_name]]
+    return RawSplit(audio=list(audio), text=texts, fingerprint=ds_fingerprint)
+
+
+#: Sources whose splits the runner loads itself (with the datasets library), by their name in
+#: core.sources.SOURCES; every other source reads its splits with its own module (ctc_tui.sources).
+RUNNER_READERS: dict[str, Callable[[DataSection, str, str | None], RawSplit]] = {"hub": read_hub_split}
+
+
 # -- public entry points ------------------------------------------------------------------------------
+
+
+def read_split(cfg: DataSection, split: str, token: str | None = None) -> RawSplit:
+    """One split (no '+' joins) of the preset's source."""
+    reader = RUNNER_READERS.get(cfg.source)
+    if reader is not None:
+        return reader(cfg, split, token)
+    assert cfg.dataset_dir  # the preset model requires dataset_dir for local sources
+    root = Path(cfg.dataset_dir).expanduser()
+    return source(cfg.source).read_split(root, split, cfg.audio_column_name, cfg.text_column_name)
 
 
 def load_raw_split(cfg: DataSection, split_spec: str, token: str | None = None) -> RawSplit:
     """One split (or several joined with '+') as a RawSplit."""
-    parts = [p.strip() for p in split_spec.split("+")]
-    pieces: list[RawSplit] = []
-    root = Path(cfg.dataset_dir).expanduser() if cfg.dataset_dir else None
-    for split in parts:
-        if cfg.source != "hub":
-            assert root is not None
-            pieces.append(read_local_split(cfg.source, root, split, cfg.audio_column_name, cfg.text_column_name))
-        else:
-            ds, fingerprint = read_hub(cfg, split, token)
-            audio = ds[cfg.audio_column_name]
-            texts = ["" if t is None else str(t) for t in ds[cfg.text_column_name]]
-            pieces.append(RawSplit(audio=list(audio), text=texts, fingerprint=fingerprint))
+    pieces = [read_split(cfg, p.strip(), token) for p in split_spec.split("+")]
     if len(pieces) == 1:
         return pieces[0]
     return RawSplit(
         audio=[a for p in pieces for a in p.audio],
         text=[t for p in pieces for t in p.text],
-        fingerprint=_hash([p.fingerprint for p in pieces]),
+        fingerprint=fingerprint([p.fingerprint for p in pieces]),
     )
 
 
 def limit(split: RawSplit, count: int | None) -> RawSplit:
     if count is None or count >= len(split.text):
         return split
-    return RawSplit(split.audio[:count], split.text[:count], _hash(split.fingerprint, count))
+    return RawSplit(split.audio[:count], split.text[:count], fingerprint(split.fingerprint, count))
+
+
+def cache_key(raw: RawSplit, settings_key: str, rate: int, name: str) -> str:
+    """The preprocessing-cache key of one split: its fingerprint, the settings, the target rate, its name.
+    It must never change for the same inputs (tests/unit/test_sources.py pins it)."""
+    return fingerprint(raw.fingerprint, settings_key, rate, name)
 
 
 def cache_root() -> Path:
@@ -133,11 +147,11 @@ def preprocess(
 ) -> Prepared:
     """Decode, resample, featurise and tokenise one split; cached by content and settings."""
     os.environ.setdefault("HF_DATASETS_DISABLE_TORCHCODEC", "1")
-    import datasets
+    import datasets  # deferred: heavy; the runner's --help and error paths stay fast
 
     rate = int(feature_extractor.sampling_rate)
     input_name = feature_extractor.model_input_names[0]
-    key = _hash(raw.fingerprint, settings_key, rate, name)
+    key = cache_key(raw, settings_key, rate, name)
     folder = cache_root() / "preprocessed" / key
     marker = folder / "done.json"
 

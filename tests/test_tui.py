@@ -260,7 +260,7 @@ def test_wizard_snapshots(step, snap_compare, monkeypatch):
     monkeypatch.chdir(REPO)
     app = relative_demo_app(step)
     if step == 2:  # the text preview needs the data check's transcripts
-        from ctc_tui.datascan import scan
+        from ctc_tui.sources.datacheck import scan
 
         app.scan = scan("audiofolder", "presets/data/demo-speech", ["train"])
     assert snap_compare(app, terminal_size=SIZE, run_before=settle)

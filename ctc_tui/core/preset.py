@@ -22,6 +22,7 @@ from ctc_tui.core.architectures import ARCHITECTURES, DEFAULT_MODEL
 from ctc_tui.core.fielddocs import field_doc
 from ctc_tui.core.presetfile import PRESET_FILENAME, local_model_path, read_document  # noqa: F401 (re-exported)
 from ctc_tui.core.problems import PresetError, Problem
+from ctc_tui.core.sources import SOURCES
 from ctc_tui.core.yamlio import YamlDocument, YamlError, parse_scalar
 
 #: The seed's list, as the reference README passes it: ``'",?.!-;:\\"“%‘”"'``.
@@ -87,7 +88,7 @@ class ModelSection(_Section):
     """Stack a convolutional adapter on the encoder (Wav2Vec2-BERT style down-sampling)."""
 
 
-DataSource = Literal["hub", "manifest", "audiofolder", "librispeech"]
+DataSource = Literal[SOURCES]  # type: ignore[valid-type]  (the one list: ctc_tui/core/sources.py)
 Padding = Literal["auto", "longest", "max_length", "buckets"]
 PADDING_CHOICES: tuple[str, ...] = get_args(Padding)
 #: Words people write for a padding choice (the old gaudi.static_shapes names, transformers' ones).
@@ -200,7 +201,8 @@ class DataSection(_Section):
     def _source_needs(self) -> "DataSection":
         if self.source == "hub" and not self.dataset_name:
             raise ValueError("source 'hub' needs data.dataset_name (e.g. librispeech_asr)")
-        if self.source in ("manifest", "audiofolder", "librispeech") and not self.dataset_dir:
+        # Every source but the hub reads files under dataset_dir (its module says local = True).
+        if self.source != "hub" and not self.dataset_dir:
             raise ValueError(f"source '{self.source}' needs data.dataset_dir (the folder holding the data)")
         if self.min_duration_in_seconds >= self.max_duration_in_seconds:
             raise ValueError("min_duration_in_seconds must be smaller than max_duration_in_seconds")

@@ -19,7 +19,7 @@ from ctc_tui.tui.steps import STEP_TITLES, step_at
 from ctc_tui.tui.stepscreen import BACK, NEXT, StepScreen
 
 if TYPE_CHECKING:
-    from ctc_tui.datascan import DataScan
+    from ctc_tui.sources.scan import DataScan
 
 # The screens are imported when first shown: the first screen appears sooner.
 

@@ -10,8 +10,10 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Button, Checkbox, Input, Select, Static
 
-from ctc_tui.datascan import LOCAL_SOURCES, DataScan, scan
 from ctc_tui.core.textnorm import build_vocab, make_normaliser
+from ctc_tui.sources import local_sources
+from ctc_tui.sources.datacheck import scan
+from ctc_tui.sources.scan import DataScan
 from ctc_tui.tui.draft import Draft
 from ctc_tui.tui.messages import DataChecked
 from ctc_tui.tui.stepscreen import StepScreen
@@ -69,7 +71,7 @@ class DataStep(StepScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        if self.draft.get("data.source") in LOCAL_SOURCES and self.draft.get("data.dataset_dir"):
+        if self.draft.get("data.source") in local_sources() and self.draft.get("data.dataset_dir"):
             self.run_check()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

@@ -1,0 +1,53 @@
+"""The wizard's data check: what a local data source holds, read from file headers only.
+
+For each split it reports the clip count, total hours, a duration histogram, the sample rates, a few
+transcripts and the character vocabulary the runner will build. Audio is never decoded: durations come
+from the FLAC/WAV headers (soundfile reads any other format when it is installed), so a LibriSpeech
+split is summarised in seconds on a login node without torch. Large splits are sampled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ctc_tui.core.sources import SOURCES, DataError
+from ctc_tui.core.textnorm import build_vocab, make_normaliser
+from ctc_tui.sources import source
+from ctc_tui.sources.base import Source
+from ctc_tui.sources.scan import SCAN_LIMIT, DataScan
+
+
+def _scan_splits(result: DataScan, found: Source, root: Path, splits: list[str], audio_column: str,
+                 text_column: str, limit: int) -> None:
+    for spec in splits:
+        for split in (s.strip() for s in spec.split("+") if s.strip()):
+            try:
+                result.splits.append(found.scan(root, split, audio_column, text_column, limit))
+            except DataError as exc:
+                result.errors.append(str(exc))
+            except OSError as exc:
+                result.errors.append(f"{split}: cannot read ({exc.strerror or exc})")
+
+
+def scan(name: str, dataset_dir: str | None, splits: list[str], audio_column: str = "audio",
+         text_column: str = "text", chars_to_ignore: list[str] | None = None, lower: bool = True,
+         limit: int = SCAN_LIMIT) -> DataScan:
+    """The wizard's data check: every named split (``a+b`` joins included) of a local source, from file
+    headers, and the vocabulary of the first one's text. Never raises for bad data: errors are listed."""
+    result = DataScan()
+    if name not in SOURCES or not source(name).local:
+        result.errors.append(f"source '{name}': the data check reads local data only; "
+                             "hub datasets are checked by ctc-tui check")
+        return result
+    if not dataset_dir:
+        result.errors.append("data.dataset_dir is empty: pick the folder holding the data")
+        return result
+    root = Path(dataset_dir).expanduser()
+    if not root.is_dir():
+        result.errors.append(f"{root} is not a folder")
+        return result
+    _scan_splits(result, source(name), root, splits, audio_column, text_column, limit)
+    if result.splits:
+        normalise = make_normaliser(chars_to_ignore, lower)
+        result.vocab = build_vocab(normalise(t) for t in result.splits[0].texts)
+    return result
