@@ -142,7 +142,7 @@ def prepare_run(args: argparse.Namespace, slurm_options=None,
     """Resolve the preset, check it, create the run dir (never clobbering one), write preset.yaml and
     command.sh (and with ``slurm_options``, the job script ``job.sbatch``; the command is then its
     sbatch). Returns the preset, run dir, command and the environment the ranks need."""
-    from ctc_tui import launch
+    from ctc_tui import launchers
     from ctc_tui.core.preset import load_preset, preset_stem, resolve_output_dir
 
     if args.resume:
@@ -183,7 +183,7 @@ def prepare_run(args: argparse.Namespace, slurm_options=None,
         header = f"resumed with {' '.join(args.overrides)}; previous preset: preset.previous.yaml"
         preset_file.write_text(preset.to_yaml(header=header), encoding="utf-8")
     if slurm_options is not None:
-        from ctc_tui import slurm
+        from ctc_tui.launchers import slurm
 
         job = slurm.run_script(preset, slurm_options, preset_file, job_name=slurm.job_name_for(run_dir.name),
                                resume=resume)
@@ -192,27 +192,27 @@ def prepare_run(args: argparse.Namespace, slurm_options=None,
         (run_dir / slurm.JOB_ID_FILE).unlink(missing_ok=True)  # a resumed run's previous job is not this one
         command, env = slurm.submit_command(run_dir / slurm.JOB_SCRIPT, run_dir), {}
     else:
-        command, env = launch.build_command(preset, preset_file, resume=resume), {**launch.launch_env(preset), **cards}
-    script = launch.command_script(command, env)
+        command, env = launchers.build_command(preset, preset_file, resume=resume), {**launchers.launch_env(preset), **cards}
+    script = launchers.command_script(command, env)
     (run_dir / rundir.COMMAND).write_text(script, encoding="utf-8")
     os.chmod(run_dir / rundir.COMMAND, 0o755)
     return preset, run_dir, command, env
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ctc_tui import client, launch
+    from ctc_tui import client, launchers
     from ctc_tui.supervisor import Spec
 
     slurm_options = _slurm_options(args)  # bad Slurm options stop here, before a run dir is made
     preset, run_dir, command, env = prepare_run(args, slurm_options)
     if slurm_options is not None:
-        from ctc_tui import slurm
+        from ctc_tui.launchers import slurm
 
         spec = Spec(command=slurm.supervised_command(command, run_dir / slurm.JOB_ID_FILE),
                     slurm_job_file=str(run_dir / slurm.JOB_ID_FILE),
                     **slurm.log_transport(preset, slurm_options.partition))
     else:
-        spec = Spec(command=command, env=env, **launch.log_transport(preset))
+        spec = Spec(command=command, env=env, **launchers.log_transport(preset))
     client.start_detached(run_dir, spec)
     if args.detach:
         print(f"run dir: {run_dir}\nfollow it with: ctc-tui attach {run_dir}\nstop it with:   ctc-tui stop {run_dir}")
@@ -223,7 +223,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _slurm_options(args: argparse.Namespace):
     """The Slurm options of ``run`` / ``export``; None without --slurm (then giving any is an error)."""
-    from ctc_tui import slurm
+    from ctc_tui.launchers import slurm
 
     saved = None
     if getattr(args, "resume", None):  # a Slurm run resumes as one, with its options unless others are given
@@ -243,8 +243,8 @@ def _slurm_options(args: argparse.Namespace):
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ctc_tui import slurm
     from ctc_tui.core.preset import load_preset, preset_stem
+    from ctc_tui.launchers import slurm
 
     if not args.slurm:
         raise CliError("ctc-tui export needs a format: --slurm (an sbatch script)")
@@ -355,29 +355,30 @@ def _run_dir(text: str) -> Path:
 def cmd_show_command(args: argparse.Namespace) -> int:
     import shlex
 
-    from ctc_tui import launch
+    from ctc_tui import launchers
     from ctc_tui.core import reference_flags
     from ctc_tui.core.preset import load_preset
+    from ctc_tui.launchers import reference
 
     preset = load_preset(find_preset(args.preset), args.overrides)
     if args.style == "gaudi_spawn":
-        command = reference_flags.gaudi_spawn_command(preset)
+        command = reference.gaudi_spawn_command(preset)
     else:
-        command = launch.build_command(preset, None, runner_args=reference_flags.preset_flags(preset), python="python")
-        env = launch.launch_env(preset)
+        command = launchers.build_command(preset, None, runner_args=reference_flags.preset_flags(preset), python="python")
+        env = launchers.launch_env(preset)
         if env:
             print(" ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())) + " \\")
-    print(" \\\n    ".join(launch._argument_lines(command)))
+    print(" \\\n    ".join(launchers.argument_lines(command)))
     return 0
 
 
 def cmd_import_command(args: argparse.Namespace) -> int:
-    from ctc_tui.core import reference_flags
+    from ctc_tui.launchers import reference
 
     text = args.command if args.command != "-" else sys.stdin.read()
     try:
-        preset = reference_flags.parse_command(text)
-    except reference_flags.CommandError as exc:
+        preset = reference.parse_command(text)
+    except reference.CommandError as exc:
         raise CliError(str(exc)) from None
     header = ("imported by ctc-tui import-command from:\n" + " ".join(text.split())[:2000]
               + "\nrun it with: ctc-tui run THIS_FILE")
@@ -428,7 +429,7 @@ def _exec(command: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ctc_tui import slurm
+    from ctc_tui.launchers import slurm
 
     parser = argparse.ArgumentParser(
         prog="ctc-tui",
