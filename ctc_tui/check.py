@@ -40,8 +40,8 @@ from ctc_tui.devices import run_bounded
 from ctc_tui.findings import Finding
 from ctc_tui.findings import error as _error
 from ctc_tui.findings import warning as _warning
-from ctc_tui.launchers.slurm import SLURM
 from ctc_tui.launchers.hostfile import read_hostfile
+from ctc_tui.launchers.slurm import SLURM
 
 TARGET_RATE = 16000
 SSH_TIMEOUT = 3  # seconds, ssh's own ConnectTimeout
