@@ -7,7 +7,8 @@ stop it. ``ctc-tui run`` runs the same checks first (``--no-check`` skips them).
 What is checked:
 - cards: the requested number of Gaudi cards / GPUs exist on this node and are free; CPU ranks do not
   outnumber the physical cores;
-- launcher: mpirun (Open MPI, version), deepspeed on PATH; the runner's packages (torch, transformers,
+- launcher: its own checks (``ctc_tui.launchers``: mpirun is Open MPI 4 or 5, deepspeed on PATH, pdsh
+  for other hosts; Slurm's commands for ``--slurm``); the runner's packages (torch, transformers,
   ...) installed for this Python; the Habana stack and optimum-habana for HPU runs; HPU graphs only
   where optimum-habana allows them (lazy mode);
 - model: a local folder with config.json, or a hub id present in the Hugging Face cache when offline;
@@ -33,18 +34,20 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from ctc_tui import launchers
 from ctc_tui.core.findings import Finding
 from ctc_tui.core.findings import error as _error
 from ctc_tui.core.findings import warning as _warning
 from ctc_tui.core.preset import Preset
 from ctc_tui.devices import run_bounded
+from ctc_tui.launchers.hostfile import read_hostfile
+from ctc_tui.launchers.slurm import SLURM
 from ctc_tui.sources import source
 from ctc_tui.sources.base import CHECK_SAMPLE
 from ctc_tui.sources.hfcache import hub_cache
 from ctc_tui.sources.hfcache import offline as _offline
 
 SSH_TIMEOUT = 3  # seconds, ssh's own ConnectTimeout
-TOOL_TIMEOUT = 5.0
 #: Packages the runner imports on every rank, with what to install when one is missing.
 RUNNER_PACKAGES = ("torch", "transformers", "datasets", "soundfile", "soxr", "jiwer", "accelerate")
 
@@ -77,8 +80,6 @@ def is_local(host: str, names: set[str] | None = None) -> bool:
 
 
 def _hostfile_hosts(preset: Preset) -> list[tuple[str, int]] | None:
-    from ctc_tui.launch import read_hostfile
-
     if not preset.launch.hostfile:
         return None
     try:
@@ -180,59 +181,9 @@ def _distribution(name: str) -> str | None:
         return None
 
 
-def parse_mpirun_version(text: str) -> tuple[str, tuple[int, int] | None]:
-    """("Open MPI", (4, 1)) from ``mpirun --version``; ("MPICH"/"Intel MPI"/"unknown", version or None)."""
-    match = re.search(r"\(Open MPI\)\s+(\d+)\.(\d+)", text) or re.search(r"Open MPI[^\d]{0,40}(\d+)\.(\d+)", text)
-    if match:
-        return "Open MPI", (int(match[1]), int(match[2]))
-    if "Intel(R) MPI" in text or "Intel MPI" in text:
-        return "Intel MPI", None
-    if "HYDRA" in text or "MPICH" in text.upper():
-        return "MPICH", None
-    return "unknown", None
-
-
-def check_slurm_commands(which: Callable[[str], str | None] = shutil.which) -> list[Finding]:
-    """``ctc-tui run --slurm`` submits with sbatch, watches with squeue and cancels with scancel."""
-    missing = [name for name in ("sbatch", "squeue", "scancel") if which(name) is None]
-    if missing:
-        return [_error("", f"{', '.join(missing)} not found on PATH: run on a Slurm login node (Debian/Ubuntu: "
-                           "apt-get install slurm-client), or leave out --slurm")]
-    return []
-
-
 def check_launcher(preset: Preset, which: Callable[[str], str | None] = shutil.which) -> list[Finding]:
-    launcher = preset.launch.launcher
-    findings: list[Finding] = []
-    if launcher == "mpi":
-        path = which("mpirun")
-        if path is None:
-            return [_error("launch.launcher", "mpirun not found on PATH: install Open MPI "
-                           "(apt-get install openmpi-bin), or add its bin folder to PATH (Gaudi images: "
-                           "/opt/habanalabs/openmpi/bin), or use launch.launcher=torchrun")]
-        try:
-            proc = run_bounded([path, "--version"], TOOL_TIMEOUT)
-            text = proc.stdout + proc.stderr
-        except (OSError, subprocess.SubprocessError) as exc:
-            return [_warning("launch.launcher", f"could not ask {path} for its version ({exc}); ctc-tui expects "
-                             "Open MPI 4 or 5 (apt-get install openmpi-bin)")]
-        kind, version = parse_mpirun_version(text)
-        if kind != "Open MPI":
-            findings.append(_error("launch.launcher", f"{path} is {kind}'s mpirun, but ctc-tui passes Open MPI "
-                                   "options (--bind-to core --map-by socket:PE=N --rank-by slot): install Open MPI "
-                                   "(apt-get install openmpi-bin) and put it first on PATH"))
-        elif version and version[0] < 4:
-            findings.append(_warning("launch.launcher", f"{path} is Open MPI {version[0]}.{version[1]}; ctc-tui "
-                                     "is tested with Open MPI 4 and 5: upgrade (apt-get install openmpi-bin)"))
-    elif launcher == "deepspeed" and which("deepspeed") is None:
-        hint = ("Intel's DeepSpeed fork for Gaudi (pip install git+https://github.com/HabanaAI/DeepSpeed.git)"
-                if preset.gaudi.use_habana else "pip install deepspeed")
-        findings.append(_error("launch.launcher", f"deepspeed not found on PATH: install {hint}, "
-                               "or use launch.launcher=mpi"))
-    if preset.launch.deepspeed and not Path(preset.launch.deepspeed).expanduser().is_file():
-        findings.append(_error("launch.deepspeed", f"{preset.launch.deepspeed} not found: point launch.deepspeed "
-                               "at a DeepSpeed config JSON, or remove it"))
-    return findings
+    """The launcher's own checks (``ctc_tui.launchers``: mpirun's version, deepspeed on PATH, ...)."""
+    return launchers.get(preset.launch.launcher).checks(preset, which, run_bounded)
 
 
 def check_software(preset: Preset) -> list[Finding]:
@@ -440,8 +391,6 @@ def _ssh(host: str, ssh: str) -> str | None:
 
 
 def check_hostfile(preset: Preset, which: Callable[[str], str | None] = shutil.which) -> list[Finding]:
-    from ctc_tui.launch import read_hostfile
-
     hostfile = preset.launch.hostfile
     if not hostfile:
         return []
@@ -470,10 +419,7 @@ def check_hostfile(preset: Preset, which: Callable[[str], str | None] = shutil.w
         thread.start()
     for thread in threads:
         thread.join(SSH_TIMEOUT + 6)
-    findings = []
-    if preset.launch.launcher == "deepspeed" and which("pdsh") is None:
-        findings.append(_error("launch.hostfile", "pdsh not found: the DeepSpeed launcher starts the ranks on "
-                               "other hosts with pdsh (apt-get install pdsh), or use launch.launcher=mpi"))
+    findings = launchers.get(preset.launch.launcher).remote_checks(preset, remote, which)
     for host in remote:
         reason = reasons.get(host, "no answer")
         if reason is not None:
@@ -510,7 +456,7 @@ def run_checks(preset: Preset, *, resume: bool = False, detected=None, environ: 
             detected = devices.detect()
     findings: list[Finding] = []
     if slurm:
-        placement = [lambda: check_slurm_commands(which)]
+        placement = [lambda: SLURM.checks(preset, which, run_bounded)]
     else:
         placement = [lambda: check_cards(preset, detected), lambda: check_launcher(preset, which),
                      lambda: check_hostfile(preset, which)]
@@ -544,4 +490,4 @@ def check_preset_file(preset_arg: str, overrides: list[str] | None = None,
     return preset, run_checks(preset)
 
 
-__all__ = ["Finding", "check_preset_file", "is_local", "parse_mpirun_version", "ranks_here", "run_checks"]
+__all__ = ["Finding", "check_preset_file", "is_local", "ranks_here", "run_checks"]

@@ -7,7 +7,7 @@ psutil only (never torch: start-up must stay instant). Sources, best first:
   CSV queries (``hl-smi -Q index,name,... -f csv,noheader,nounits``); the processes holding a card come
   from the "Compute Processes" part of plain ``hl-smi``.
 - GPUs: ``nvidia-smi --query-gpu=... --format=csv,noheader,nounits`` and ``--query-compute-apps``.
-- CPU: sockets and cores from ``lscpu`` (launch.read_topology), logical CPUs and memory from psutil.
+- CPU: sockets and cores from ``lscpu`` (launchers.read_topology), logical CPUs and memory from psutil.
 
 Every tool runs with a timeout. A missing tool means "none of those here"; a slow tool or one whose
 output cannot be read becomes a note ("could not read hl-smi output: ..."), never a traceback. The
@@ -431,7 +431,7 @@ def cpu_info() -> CpuInfo:
 
     import psutil
 
-    from ctc_tui.launch import read_topology
+    from ctc_tui.launchers.topology import read_topology
 
     topo = read_topology()
     logical = psutil.cpu_count(logical=True) or 1

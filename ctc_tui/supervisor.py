@@ -464,7 +464,7 @@ class Supervisor:
         """``RUN_DIR/.deepspeed_env`` for the DeepSpeed launcher (``DS_ENV_FILE`` points at it), which
         passes its ``NAME=VALUE`` lines to every node: the user's own file (``~`` then ``.``, as DeepSpeed
         reads it), then the run's variables (socket address, token, ...). It holds the token: mode 0600."""
-        from ctc_tui.launch import deepspeed_env_text
+        from ctc_tui.launchers import deepspeed_env_text
 
         name = env.get("DS_ENV_FILE", rundir.DEEPSPEED_ENV)
         previous = ""

@@ -54,9 +54,9 @@ def _flags_mode(argv: list[str]) -> bool:
 
 def _preset_from_flags(argv: list[str], world_size: int):
     from ctc_tui.core.preset import PresetError, Problem
-    from ctc_tui.core.reference_flags import _split_flags, preset_from_flags
+    from ctc_tui.core.reference_flags import preset_from_flags, split_flags
 
-    flags, stray = _split_flags(argv)
+    flags, stray = split_flags(argv)
     resume = bool(flags.pop("resume", False))
     if stray:
         raise PresetError("command line", [Problem(key="", message=f"arguments without a --flag: {' '.join(stray[:3])}")])

@@ -16,11 +16,11 @@ from ctc_tui.check import (
     check_data,
     check_gaudi_settings,
     check_model,
-    parse_mpirun_version,
     run_checks,
 )
 from ctc_tui.devices import CpuInfo, Detected, Device
 from ctc_tui.core.preset import validate_data
+from ctc_tui.launchers.mpi import parse_mpirun_version
 
 
 def preset_dict(tmp_path: Path, data_dir: Path | None = None, **sections) -> dict:

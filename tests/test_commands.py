@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from tests.conftest import REPO, run_cli
-from ctc_tui.core.reference_flags import CommandError, _split_flags, gaudi_spawn_command, parse_command
+from ctc_tui.core.reference_flags import split_flags as _split_flags
+from ctc_tui.launchers.reference import CommandError, gaudi_spawn_command, parse_command
 from ctc_tui.core.preset import PresetError, load_preset
 
 SEED_TEXT = (REPO.parent / "shared" / "seeds" / "000_0b2efa244f96ecab.txt")

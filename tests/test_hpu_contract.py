@@ -139,7 +139,7 @@ def test_every_rank_gets_the_hpu_environment(tmp_path, name, launcher):
     import os
     import subprocess
 
-    from ctc_tui import launch
+    from ctc_tui import launchers as launch
     from ctc_tui.check import card_environment
     from ctc_tui.devices import CpuInfo, Detected, Device
 

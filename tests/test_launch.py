@@ -8,7 +8,8 @@ import subprocess
 import pytest
 
 from tests.conftest import REPO
-from ctc_tui.launch import CpuTopology, build_command, command_script, launch_env, mpi_mapping, read_hostfile
+from ctc_tui.launchers import CpuTopology, build_command, command_script, launch_env, read_hostfile
+from ctc_tui.launchers.mpi import mpi_mapping
 from ctc_tui.core.preset import load_preset
 
 SEED = REPO / "presets" / "librispeech-100h-2card-mpi.yaml"
@@ -87,7 +88,7 @@ def test_hpu_env_sets_lazy_mode():
 
 
 def test_with_a_hostfile_rank_0_is_the_first_host_and_remote_ranks_get_the_run_environment(tmp_path):
-    from ctc_tui.launch import forwarded_env, master_addr
+    from ctc_tui.launchers import forwarded_env, master_addr
 
     hostfile = tmp_path / "hosts"
     hostfile.write_text("10.1.2.3 slots=2\n10.1.2.4 slots=2\n")
@@ -101,7 +102,8 @@ def test_with_a_hostfile_rank_0_is_the_first_host_and_remote_ranks_get_the_run_e
 
 
 def test_log_transport_advertises_the_address_the_hosts_can_reach(tmp_path, monkeypatch):
-    from ctc_tui.launch import advertise_address, log_transport
+    from ctc_tui.launchers import log_transport
+    from ctc_tui.launchers.hostfile import advertise_address
 
     monkeypatch.delenv("CTC_TUI_LOG_HOST", raising=False)
     assert log_transport(preset()) == {}  # one node: the run dir's Unix socket only
@@ -120,7 +122,7 @@ def test_log_transport_advertises_the_address_the_hosts_can_reach(tmp_path, monk
 
 
 def test_deepspeed_env_file_keeps_the_users_lines_and_never_breaks_its_format():
-    from ctc_tui.launch import deepspeed_env_text
+    from ctc_tui.launchers import deepspeed_env_text
 
     env = {"CTC_TUI_TOKEN": "abc", "CTC_TUI_LOG_SOCKET": "10.0.0.1:4000", "BAD": "two\nlines",
            "NCCL_DEBUG": "WARN"}

@@ -29,7 +29,7 @@ import pytest
 import yaml
 from tests.conftest import events_of, has, run_cli, wait_for
 
-from ctc_tui import slurm
+from ctc_tui.launchers import slurm
 from ctc_tui.cli import main
 from ctc_tui.core.preset import load_preset
 from ctc_tui.core.shipped import find_preset

@@ -69,29 +69,30 @@ def cmd_show_command(args: argparse.Namespace) -> int:
     import shlex
 
     # The launchers and the preset model: see the module docstring.
-    from ctc_tui import launch
+    from ctc_tui import launchers
+    from ctc_tui.launchers import reference
     from ctc_tui.core import reference_flags
     from ctc_tui.core.preset import load_preset
 
     preset = load_preset(find_preset(args.preset), args.overrides)
     if args.style == "gaudi_spawn":
-        command = reference_flags.gaudi_spawn_command(preset)
+        command = reference.gaudi_spawn_command(preset)
     else:
-        command = launch.build_command(preset, None, runner_args=reference_flags.preset_flags(preset), python="python")
-        env = launch.launch_env(preset)
+        command = launchers.build_command(preset, None, runner_args=reference_flags.preset_flags(preset), python="python")
+        env = launchers.launch_env(preset)
         if env:
             print(" ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())) + " \\")
-    print(" \\\n    ".join(launch._argument_lines(command)))
+    print(" \\\n    ".join(launchers.argument_lines(command)))
     return 0
 
 
 def cmd_import_command(args: argparse.Namespace) -> int:
-    from ctc_tui.core import reference_flags  # the preset model: see the module docstring
+    from ctc_tui.launchers import reference  # the preset model: see the module docstring
 
     text = args.command if args.command != "-" else sys.stdin.read()
     try:
-        preset = reference_flags.parse_command(text)
-    except reference_flags.CommandError as exc:
+        preset = reference.parse_command(text)
+    except reference.CommandError as exc:
         raise CliError(str(exc)) from None
     header = ("imported by ctc-tui import-command from:\n" + " ".join(text.split())[:2000]
               + "\nrun it with: ctc-tui run THIS_FILE")

@@ -30,7 +30,7 @@ def _slurm_options(args: argparse.Namespace):
     """The Slurm options of ``run`` / ``export``; None without --slurm (then giving any is an error).
 
     A resumed Slurm run resumes as one, with its saved options unless others are given."""
-    from ctc_tui import slurm  # as in _usage_errors: only when a command runs
+    from ctc_tui.launchers import slurm  # as in _usage_errors: only when a command runs
     from ctc_tui.runs.service import saved_slurm_options  # likewise
 
     saved = None
@@ -79,7 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
-    from ctc_tui import slurm  # its options join the parser only when the parser is built
+    from ctc_tui.launchers import slurm  # its options join the parser only when the parser is built
 
     p.add_argument("preset", nargs="?", help="preset file or shipped preset name (ctc-tui presets)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. training.max_steps=60")
@@ -96,7 +96,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ctc_tui import slurm  # as in _usage_errors
+    from ctc_tui.launchers import slurm  # as in _usage_errors
     from ctc_tui.core.preset import load_preset, preset_stem  # likewise
     from ctc_tui.core.shipped import find_preset
 
@@ -120,7 +120,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export_arguments(p: argparse.ArgumentParser) -> None:
-    from ctc_tui import slurm  # as in _run_arguments
+    from ctc_tui.launchers import slurm  # as in _run_arguments
 
     p.add_argument("preset", help="preset file or shipped preset name (ctc-tui presets)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. training.max_steps=60")

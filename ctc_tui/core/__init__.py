@@ -3,7 +3,8 @@
 The preset schema and its loading (``preset``, ``presetfile``, ``problems``, ``yamlio``, ``fielddocs``),
 the shipped presets (``shipped``), events and run states (``events``), run-directory file names
 (``rundir``), transcript normalisation (``textnorm``), the reference script's flags
-(``reference_flags``) and the model architectures (``architectures``).
+(``reference_flags``), the model architectures (``architectures``) and the names the schema chooses
+from, each listed once (``names``: ``LAUNCHERS``).
 
 Everything here imports only the standard library, PyYAML, pydantic and other ``ctc_tui.core``
 modules: never torch, textual, or another ``ctc_tui`` subpackage. Import the modules themselves; this

@@ -1,7 +1,7 @@
 """One finding of a pre-launch check (``ctc-tui check``): its level, the preset key and one line.
 
-Shared by the checks in ``ctc_tui.check`` and the data sources' own checks (``ctc_tui.sources``), so
-that both report the same way. Standard library only.
+Shared by the checks in ``ctc_tui.check``, the launchers' own pre-flight checks (``ctc_tui.launchers``)
+and the data sources' (``ctc_tui.sources``), so that all report the same way. Standard library only.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ctc_tui.core.architectures import ARCHITECTURES, DEFAULT_MODEL
 from ctc_tui.core.fielddocs import field_doc
+from ctc_tui.core.names import LAUNCHERS
 from ctc_tui.core.presetfile import PRESET_FILENAME, local_model_path, read_document  # noqa: F401 (re-exported)
 from ctc_tui.core.problems import PresetError, Problem
 from ctc_tui.core.sources import SOURCES
@@ -317,7 +318,7 @@ class GaudiSection(_Section):
     """Overlap the forward pass of one micro-batch with the backward of the previous (HPU)."""
 
 
-Launcher = Literal["single", "torchrun", "mpi", "deepspeed"]
+Launcher = Literal[LAUNCHERS]  # type: ignore[valid-type]  (one tuple: ctc_tui.core.names)
 
 
 class LaunchSection(_Section):

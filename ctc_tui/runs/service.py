@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ctc_tui import launch, slurm
+from ctc_tui import launchers
+from ctc_tui.launchers import slurm
 from ctc_tui.core import rundir
 from ctc_tui.core.preset import load_preset, preset_stem, resolve_output_dir
 from ctc_tui.core.presetfile import PRESET_FILENAME
@@ -26,7 +27,7 @@ from ctc_tui.supervisor import Spec
 
 if TYPE_CHECKING:
     from ctc_tui.core.preset import Preset
-    from ctc_tui.slurm import SlurmOptions
+    from ctc_tui.launchers.slurm import SlurmOptions
 
 Warn = Callable[[str], None]
 
@@ -230,8 +231,8 @@ def prepare(request: Request, warn: Warn | None = None) -> PreparedRun:
     if request.slurm is not None:
         command, env = _slurm_command(preset, request.slurm, preset_file, resume), {}
     else:
-        command, env = launch.build_command(preset, preset_file, resume=resume), {**launch.launch_env(preset), **cards}
-    (run_dir / rundir.COMMAND).write_text(launch.command_script(command, env), encoding="utf-8")
+        command, env = launchers.build_command(preset, preset_file, resume=resume), {**launchers.launch_env(preset), **cards}
+    (run_dir / rundir.COMMAND).write_text(launchers.command_script(command, env), encoding="utf-8")
     os.chmod(run_dir / rundir.COMMAND, 0o755)
     return PreparedRun(preset=preset, run_dir=run_dir, command=tuple(command), env=dict(env),
                        warnings=tuple(warnings), resumed=resume, slurm=request.slurm)
@@ -244,7 +245,7 @@ def supervisor_spec(run: PreparedRun) -> Spec:
     """What the run's supervisor runs: the launch command with the ranks' log transport, or for Slurm
     runs the job's submission (its job id recorded so that a stop cancels it)."""
     if run.slurm is None:
-        return Spec(command=list(run.command), env=dict(run.env), **launch.log_transport(run.preset))
+        return Spec(command=list(run.command), env=dict(run.env), **launchers.log_transport(run.preset))
     job_id_file = run.run_dir / slurm.JOB_ID_FILE
     return Spec(command=slurm.supervised_command(list(run.command), job_id_file), slurm_job_file=str(job_id_file),
                 **slurm.log_transport(run.preset, run.slurm.partition))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ctc_tui import slurm
+from ctc_tui.launchers import slurm
 from ctc_tui.core import rundir
 from ctc_tui.core.preset import load_preset
 from ctc_tui.core.problems import PresetError

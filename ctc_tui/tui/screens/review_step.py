@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Footer, Header, Input, Label, Static
 
-from ctc_tui import launch
+from ctc_tui import launchers
 from ctc_tui.core.preset import Preset
 from ctc_tui.tui.draft import Draft
 from ctc_tui.tui.stepscreen import BACK, StepScreen, breadcrumb
@@ -27,9 +27,9 @@ class ReviewResult:
 
 
 def command_text(preset: Preset, preset_path: str) -> str:
-    command = launch.build_command(preset, preset_path, python="python")
-    env = launch.launch_env(preset)
-    lines = launch._argument_lines(command)
+    command = launchers.build_command(preset, preset_path, python="python")
+    env = launchers.launch_env(preset)
+    lines = launchers.argument_lines(command)
     prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
     return ((prefix + " \\\n") if prefix else "") + " \\\n    ".join(lines)
 

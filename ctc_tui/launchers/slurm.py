@@ -7,10 +7,13 @@ each rank maps SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID to RANK / WORLD_SIZE 
 is the number of cards per node, as everywhere else (``--cards-per-node`` overrides it); the preset's
 launcher and hostfile are not used: Slurm places the ranks.
 
-Under ``ctc-tui run --slurm`` the supervisor launches ``python -m ctc_tui.slurm submit``, which runs
+Under ``ctc-tui run --slurm`` the supervisor launches ``python -m ctc_tui.launchers.slurm submit``, which runs
 ``sbatch --wait --parsable`` and records the job id in ``RUN_DIR/slurm-job-id``. The supervisor owns the
 run as with any launcher: ranks on the compute nodes send their events over TCP with the run's token,
 a graceful stop reaches them over that connection, and a kill or a failed rank ``scancel``s the job.
+
+It has the launchers' interface where it applies (``SLURM``: its command, environment, checks and owned
+processes), but is not a ``launch.launcher`` value: Slurm wraps a preset and places its ranks.
 
 Everything above the "side effects" line is a pure function.
 """
@@ -22,9 +25,17 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ctc_tui.core import rundir
-from ctc_tui.core.preset import Preset
+from ctc_tui.core.findings import Finding, error
+from ctc_tui.launchers.base import RANK_MODULE, Launcher, Run, Which
+from ctc_tui.launchers.environment import launch_env
+from ctc_tui.launchers.hostfile import route_address
+
+if TYPE_CHECKING:  # only named in annotations here
+    from ctc_tui.core.preset import Preset
+    from ctc_tui.launchers.topology import CpuTopology
 
 JOB_SCRIPT = rundir.SLURM_JOB_SCRIPT
 JOB_ID_FILE = rundir.SLURM_JOB_ID
@@ -35,6 +46,10 @@ PRESET_EOF = "CTC_TUI_PRESET_EOF"
 #: (a resumable "stopped" run) before Slurm kills them at the limit.
 STOP_LEAD = 120
 STOP_LEAD_MIN_LIMIT = 600
+#: The module the supervisor of a ``--slurm`` run starts (``python -m`` it; see ``submit``).
+SUBMITTER = "ctc_tui.launchers.slurm"
+#: What ``ctc-tui run --slurm`` runs on the login node.
+COMMANDS = ("sbatch", "squeue", "scancel")
 
 # (all used with fullmatch)
 _TIME = re.compile(r"\d+-\d+(:\d+){0,2}|\d+(:\d+){0,2}|unlimited|infinite", re.IGNORECASE)
@@ -169,10 +184,8 @@ def sbatch_options(preset: Preset, options: SlurmOptions, job_name: str) -> list
 
 
 def rank_env(preset: Preset) -> dict[str, str]:
-    """What every rank needs from ``launch.launch_env`` except the rendezvous address, which the job
+    """What every rank needs from ``launch_env`` except the rendezvous address, which the job
     takes from its own allocation."""
-    from ctc_tui.launch import launch_env
-
     env = launch_env(preset)
     env.pop("MASTER_ADDR", None)
     env.pop("MASTER_PORT", None)
@@ -212,7 +225,7 @@ def _body(preset: Preset, options: SlurmOptions) -> list[str]:
 def run_script(preset: Preset, options: SlurmOptions, preset_file: str | Path, *, job_name: str,
                python: str | None = None, resume: bool = False) -> str:
     """The job of one ``ctc-tui run --slurm``: its run dir (the preset's output_dir) and preset file exist."""
-    runner = [python or sys.executable, "-m", "ctc_tui.runner", str(preset_file)] + (["--resume"] if resume else [])
+    runner = [python or sys.executable, "-m", RANK_MODULE, str(preset_file)] + (["--resume"] if resume else [])
     per_node = cards_per_node(preset, options)
     head = [
         "#!/bin/bash",
@@ -250,7 +263,7 @@ def export_script(preset: Preset, options: SlurmOptions, *, preset_name: str, py
         raise SlurmError(f"the preset contains a line {PRESET_EOF!r}, which ends the embedded preset")
     per_node = cards_per_node(preset, options)
     run_dir = '"$stamp"'.join(shlex.quote(part) if part else "" for part in parts)
-    runner = [python or sys.executable, "-m", "ctc_tui.runner"]
+    runner = [python or sys.executable, "-m", RANK_MODULE]
     srun = " ".join(shlex.quote(part) for part in srun_command(preset, options, runner))
     lines = [
         "#!/bin/bash",
@@ -290,7 +303,7 @@ def submit_command(script: str | Path, run_dir: str | Path) -> list[str]:
 
 def supervised_command(submit: list[str], job_id_file: str | Path, python: str | None = None) -> list[str]:
     """What the supervisor launches: the submitter around ``submit``."""
-    return [python or sys.executable, "-m", "ctc_tui.slurm", "submit", "--job-id-file", str(job_id_file), "--", *submit]
+    return [python or sys.executable, "-m", SUBMITTER, "submit", "--job-id-file", str(job_id_file), "--", *submit]
 
 
 def parse_job_id(line: str) -> str | None:
@@ -298,6 +311,35 @@ def parse_job_id(line: str) -> str | None:
     job = line.strip().split(";", 1)[0]
     return job if job.isdigit() else None
 
+
+def check_commands(which: Which) -> list[Finding]:
+    """``ctc-tui run --slurm`` submits with sbatch, watches with squeue and cancels with scancel."""
+    missing = [name for name in COMMANDS if which(name) is None]
+    if missing:
+        return [error("", f"{', '.join(missing)} not found on PATH: run on a Slurm login node (Debian/Ubuntu: "
+                          "apt-get install slurm-client), or leave out --slurm")]
+    return []
+
+
+class Slurm(Launcher):
+    """The launchers' interface where it applies to Slurm (not a ``launch.launcher`` value)."""
+
+    name = "slurm"
+    owned_processes = (SUBMITTER, "sbatch", "srun")
+
+    def command(self, preset: Preset, runner: list[str], *, topology: CpuTopology | None = None,
+                environ: dict[str, str] | None = None, options: SlurmOptions | None = None) -> list[str]:
+        """The job's ``srun`` around one rank's ``runner`` (default options: one node)."""
+        return srun_command(preset, options or SlurmOptions(), runner)
+
+    def env(self, preset: Preset) -> dict[str, str]:
+        return rank_env(preset)
+
+    def checks(self, preset: Preset, which: Which, run: Run) -> list[Finding]:
+        return check_commands(which)
+
+
+SLURM = Slurm()
 
 
 # -- argparse ------------------------------------------------------------------------------------------
@@ -403,8 +445,6 @@ def log_transport(preset: Preset, partition: str | None = None, environ: dict[st
     import os
     import secrets
 
-    from ctc_tui.launch import route_address
-
     env = os.environ if environ is None else environ
     host = getattr(preset.launch, "log_host", None) or env.get("CTC_TUI_LOG_HOST")
     if not host:
@@ -447,7 +487,7 @@ def submit(job_id_file: Path, command: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 5 or args[0] != "submit" or args[1] != "--job-id-file" or args[3] != "--":
-        print("usage: python -m ctc_tui.slurm submit --job-id-file FILE -- sbatch ...", file=sys.stderr)
+        print("usage: python -m ctc_tui.launchers.slurm submit --job-id-file FILE -- sbatch ...", file=sys.stderr)
         return 2
     return submit(Path(args[2]), args[4:])
 

@@ -1,0 +1,103 @@
+"""The one interface every launcher implements, and the pieces launchers share.
+
+A launcher (``launch.launcher`` in a preset; each is a module ``ctc_tui.launchers.NAME`` holding
+``LAUNCHER``, an instance of a ``Launcher`` subclass) knows:
+
+- ``command``: the argv that starts every rank, around one rank's ``python -m ctc_tui.runner ...``;
+- ``env``: the environment it adds to what every rank gets (``launch_env``);
+- ``checks`` / ``remote_checks``: its pre-flight checks for ``ctc-tui check`` (``Finding`` lines);
+- its reference flags: the gaudi_spawn.py switch that picks it (``spawn_switch``) and how a launcher
+  prefix in front of the reference script (``mpirun -n 2 ...``) reads back as the launch section;
+- ``owned_processes``: its own processes, which the supervisor owns but never treats as ranks;
+- ``switches``: its options that take no value (for one-option-per-line command listings).
+
+Pure: nothing here starts a process or reads a file.
+"""
+
+from __future__ import annotations
+
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ctc_tui.core.findings import Finding, error
+
+if TYPE_CHECKING:  # the preset model is only named in annotations here
+    from ctc_tui.core.preset import Preset
+    from ctc_tui.launchers.topology import CpuTopology
+
+#: The module every rank runs.
+RANK_MODULE = "ctc_tui.runner"
+#: Looks a program up on PATH (``shutil.which``).
+Which = Callable[[str], "str | None"]
+#: Runs a tool with its output captured and a time limit (``ctc_tui.devices.run_bounded``).
+Run = Callable[[list[str], float], Any]
+
+
+def runner_command(preset_file: str | Path, resume: bool = False, python: str | None = None) -> list[str]:
+    """One rank's argv: ``python -m ctc_tui.runner PRESET [--resume]``."""
+    cmd = [python or sys.executable, "-m", RANK_MODULE, str(preset_file)]
+    if resume:
+        cmd.append("--resume")
+    return cmd
+
+
+def cpu_rank_threads(preset: Preset) -> dict[str, str]:
+    """Several CPU ranks (tests, demos) must not oversubscribe the cores with intra-op threads."""
+    if not preset.gaudi.use_habana and preset.launch.world_size > 1:
+        return {"OMP_NUM_THREADS": "1"}
+    return {}
+
+
+def deepspeed_config_checks(preset: Preset) -> list[Finding]:
+    """``launch.deepspeed`` (a DeepSpeed config JSON for the trainer, whatever the launcher) exists."""
+    config = preset.launch.deepspeed
+    if config and not Path(config).expanduser().is_file():
+        return [error("launch.deepspeed", f"{config} not found: point launch.deepspeed at a DeepSpeed config "
+                      "JSON, or remove it")]
+    return []
+
+
+class Launcher(ABC):
+    """One way of starting the ranks; subclasses set the data and implement ``command``."""
+
+    #: The ``launch.launcher`` value (the module's name).
+    name: str = ""
+    #: gaudi_spawn.py's switch that picks this launcher (``use_mpi``), without dashes; None if none.
+    spawn_switch: str | None = None
+    #: This launcher's own processes (program names, or ``python -m`` modules): owned, never ranks.
+    owned_processes: tuple[str, ...] = ()
+    #: Its command-line options that take no value.
+    switches: tuple[str, ...] = ()
+
+    @abstractmethod
+    def command(self, preset: Preset, runner: list[str], *, topology: CpuTopology | None = None,
+                environ: dict[str, str] | None = None) -> list[str]:
+        """The argv that starts every rank; ``runner`` is one rank's (``python -m ctc_tui.runner ...``)."""
+
+    def env(self, preset: Preset) -> dict[str, str]:
+        """What this launcher adds to the environment every rank gets."""
+        return {}
+
+    def transport(self, preset: Preset, environ: dict[str, str] | None = None) -> dict[str, object]:
+        """What this launcher adds to the log transport of a run across hosts (see ``log_transport``)."""
+        return {}
+
+    def checks(self, preset: Preset, which: Which, run: Run) -> list[Finding]:
+        """Pre-flight checks of this launcher on this machine (``run``: a bounded tool run)."""
+        return deepspeed_config_checks(preset)
+
+    def remote_checks(self, preset: Preset, remote_hosts: list[str], which: Which) -> list[Finding]:
+        """What this launcher needs to start ranks on ``remote_hosts`` (ssh itself is checked by check.py)."""
+        return []
+
+    def spawn_flags(self) -> list[str]:
+        """gaudi_spawn.py's switch for this launcher, as a flag list (empty when there is none)."""
+        return [f"--{self.spawn_switch}"] if self.spawn_switch else []
+
+    def launch_from_prefix(self, before: list[str], options: dict[str, Any]) -> dict[str, Any] | None:
+        """The launch section for a reference command whose prefix ``before`` (the tokens before the
+        training script; ``options``: its ``--option value`` pairs) is this launcher's; None when not."""
+        return None

@@ -1,0 +1,95 @@
+"""``deepspeed``: the DeepSpeed launcher, as optimum-habana's gaudi_spawn.py ``--use_deepspeed`` builds it.
+
+``deepspeed --num_nodes 1 --num_gpus N --no_local_rank --master_port P --module ctc_tui.runner PRESET``,
+or with a hostfile ``deepspeed --hostfile F --master_addr FIRST_HOST ...``; ranks on other hosts are
+started with pdsh and get the run's environment from a ``.deepspeed_env`` the supervisor writes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ctc_tui.core.findings import Finding, error
+from ctc_tui.launchers.base import (
+    RANK_MODULE,
+    Launcher,
+    Run,
+    Which,
+    cpu_rank_threads,
+    deepspeed_config_checks,
+)
+from ctc_tui.launchers.environment import forwarded_env
+from ctc_tui.launchers.hostfile import master_addr, read_hostfile
+
+if TYPE_CHECKING:  # only named in annotations here
+    from ctc_tui.core.preset import Preset
+    from ctc_tui.launchers.topology import CpuTopology
+
+
+def deepspeed_env_text(env: dict[str, str], names: list[str], previous: str = "") -> str:
+    """``.deepspeed_env`` (``NAME=VALUE`` lines, read by the DeepSpeed launcher for remote nodes):
+    ``previous`` (the user's own file) first, then ``names`` from ``env``, which win. DeepSpeed splits
+    every line at the first ``=`` and takes no comments or blank lines; values with a newline are left out."""
+    lines: dict[str, str] = {}
+    for line in previous.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip():
+            lines[key.strip()] = value
+    for name in names:
+        value = env.get(name)
+        if value is not None and "\n" not in value and "\r" not in value:
+            lines[name] = value
+    return "".join(f"{key}={value}\n" for key, value in lines.items())
+
+
+class DeepSpeed(Launcher):
+    name = "deepspeed"
+    spawn_switch = "use_deepspeed"
+    owned_processes = ("deepspeed", "pdsh")
+    switches = ("--no_local_rank",)
+
+    def command(self, preset: Preset, runner: list[str], *, topology: CpuTopology | None = None,
+                environ: dict[str, str] | None = None) -> list[str]:
+        launch = preset.launch
+        if launch.hostfile:
+            read_hostfile(launch.hostfile)  # a broken hostfile fails here, as under mpirun
+            cmd = ["deepspeed", "--hostfile", str(launch.hostfile), "--master_addr", master_addr(preset)]
+        else:
+            cmd = ["deepspeed", "--num_nodes", "1", "--num_gpus", str(launch.world_size)]
+        return [*cmd, "--no_local_rank", "--master_port", str(launch.master_port), "--module", RANK_MODULE,
+                *runner[3:]]
+
+    def env(self, preset: Preset) -> dict[str, str]:
+        return cpu_rank_threads(preset)
+
+    def transport(self, preset: Preset, environ: dict[str, str] | None = None) -> dict[str, object]:
+        """Remote ranks' environment: the names the supervisor writes to ``.deepspeed_env``."""
+        return {"deepspeed_env": forwarded_env(preset, environ)}
+
+    def checks(self, preset: Preset, which: Which, run: Run) -> list[Finding]:
+        """The deepspeed launcher on PATH."""
+        findings = []
+        if which("deepspeed") is None:
+            hint = ("Intel's DeepSpeed fork for Gaudi (pip install git+https://github.com/HabanaAI/DeepSpeed.git)"
+                    if preset.gaudi.use_habana else "pip install deepspeed")
+            findings.append(error("launch.launcher", f"deepspeed not found on PATH: install {hint}, "
+                                  "or use launch.launcher=mpi"))
+        return findings + deepspeed_config_checks(preset)
+
+    def remote_checks(self, preset: Preset, remote_hosts: list[str], which: Which) -> list[Finding]:
+        """pdsh, which starts the ranks on other hosts."""
+        if which("pdsh") is None:
+            return [error("launch.hostfile", "pdsh not found: the DeepSpeed launcher starts the ranks on "
+                          "other hosts with pdsh (apt-get install pdsh), or use launch.launcher=mpi")]
+        return []
+
+    def launch_from_prefix(self, before: list[str], options: dict[str, Any]) -> dict[str, Any] | None:
+        if Path(before[0]).name != "deepspeed":
+            return None
+        launch = {"launcher": self.name, "world_size": options.get("num_gpus", 1)}
+        launch.update({k: options[k] for k in ("hostfile", "master_port", "master_addr") if k in options})
+        return launch
+
+
+LAUNCHER = DeepSpeed()

@@ -1,0 +1,37 @@
+"""The environment of a run's ranks: what every rank gets (``launch_env``), and which variables ranks on
+other hosts must be handed (``forwarded_env``: mpirun ``-x``, DeepSpeed's ``.deepspeed_env``)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from ctc_tui.launchers.hostfile import master_addr
+from ctc_tui.launchers.registry import get
+
+if TYPE_CHECKING:  # the preset model is only named in annotations here
+    from ctc_tui.core.preset import Preset
+
+#: Environment every remote rank needs (set by ctc-tui for each run), forwarded by mpirun -x.
+RUN_ENV = ("CTC_TUI_LOG_SOCKET", "CTC_TUI_TOKEN", "CTC_TUI_RUN_DIR", "MASTER_ADDR", "MASTER_PORT")
+#: The user's environment that matters on remote ranks, forwarded when it is set at launch.
+USER_ENV = ("PT_HPU_LAZY_MODE", "HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_TOKEN", "PYTHONPATH",
+            "CTC_TUI_CACHE", "HABANA_VISIBLE_MODULES", "LD_LIBRARY_PATH")
+
+
+def launch_env(preset: Preset) -> dict[str, str]:
+    """Environment every rank needs: the rendezvous, HPU lazy mode, and what the launcher adds."""
+    env = {"MASTER_ADDR": master_addr(preset), "MASTER_PORT": str(preset.launch.master_port)}
+    if preset.gaudi.use_habana:
+        env["PT_HPU_LAZY_MODE"] = "1" if preset.gaudi.use_lazy_mode else "0"
+    env.update(get(preset.launch.launcher).env(preset))
+    return env
+
+
+def forwarded_env(preset: Preset, environ: dict[str, str] | None = None) -> list[str]:
+    """Names of the variables ranks on other hosts must get (mpirun ``-x``, ``.deepspeed_env``): the
+    run's own, what ``launch_env`` sets, and the user's that are set at launch (``environ``)."""
+    env = os.environ if environ is None else environ
+    own = launch_env(preset)
+    names = list(RUN_ENV) + [n for n in USER_ENV if n in env or n in own]
+    return names + [n for n in own if n not in names]
