@@ -1,0 +1,58 @@
+"""The supervisor: owns one run's processes, its log socket and its event history.
+
+Started detached (``python -m ctc_tui.supervisor RUN_DIR``, its own session), it outlives the terminal
+that started it. It
+
+- starts the launcher (mpirun, deepspeed, torchrun or python) in a process group of its own;
+- listens on ``RUN_DIR/log.sock`` (mode 0600) where every rank streams NDJSON events, and, for ranks
+  on other hosts, on TCP where a sender must first present the run's token;
+- is the single writer of ``RUN_DIR/events.jsonl``;
+- serves clients on ``RUN_DIR/supervisor.sock``: ``subscribe`` (history, then live events), ``stop``
+  (graceful: ranks checkpoint and exit 0) and ``kill``;
+- tears the whole process tree down when the launcher exits or any rank fails (SIGINT, SIGTERM,
+  SIGKILL), records which rank failed and its last log lines, and exits with the run's status;
+- for a Slurm run (``ctc-tui run --slurm``: the launcher is ``sbatch --wait``, ranks are Slurm's), reports
+  the job's queue state, cancels a job still queued on a graceful stop, and ``scancel``s the job on any
+  teardown, ending only once ``squeue`` no longer lists it.
+
+Malformed, oversized or unauthenticated input is dropped and counted, never fatal.
+
+The parts, one job each: ``eventlog`` (events.jsonl, subscribers, ``read_events``), ``ingest`` (the ranks'
+connections), ``control`` (the control socket protocol), ``processes`` (the launcher's tree, the ranks,
+the failed rank), ``slurm_job`` (the run's Slurm job), ``deepspeed_env`` (DeepSpeed's env file) and
+``core`` (the ``Supervisor`` composing them, ``Spec``, ``Outcome``, ``serve``).
+"""
+
+from ctc_tui.supervisor.core import (
+    CONTROL_SOCKET,
+    LOG_SOCKET,
+    SPEC_FILE,
+    SUPERVISOR_RANK,
+    Outcome,
+    Spec,
+    Supervisor,
+    main,
+    serve,
+)
+from ctc_tui.supervisor.eventlog import SUBSCRIBER_QUEUE, Counters, read_events
+from ctc_tui.supervisor.processes import GRACE_STOP, GRACE_TERM
+from ctc_tui.supervisor.slurm_job import SLURM_GONE, SLURM_POLL
+
+__all__ = [
+    "CONTROL_SOCKET",
+    "GRACE_STOP",
+    "GRACE_TERM",
+    "LOG_SOCKET",
+    "SLURM_GONE",
+    "SLURM_POLL",
+    "SPEC_FILE",
+    "SUBSCRIBER_QUEUE",
+    "SUPERVISOR_RANK",
+    "Counters",
+    "Outcome",
+    "Spec",
+    "Supervisor",
+    "main",
+    "read_events",
+    "serve",
+]

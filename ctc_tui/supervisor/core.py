@@ -1,0 +1,339 @@
+"""The supervisor of one run: composes the event log, the rank ingest, the control socket, the process
+tree and the Slurm job, and decides how the run ended.
+
+``Supervisor.run`` opens ``events.jsonl``, listens (``log.sock``, ``supervisor.sock``, TCP if the spec asks
+for it), starts the launcher in a session of its own, tears the whole tree down when the launcher exits
+or any rank fails, and records the run's last ``state``/``exit`` events. ``serve`` is the detached
+process (``python -m ctc_tui.supervisor RUN_DIR``) that runs ``RUN_DIR/supervisor.json``.
+
+Ordering that clients rely on: ``events.jsonl`` is complete on disk before any subscriber hears the end;
+a graceful stop reaches the ranks over their socket and (locally) by SIGINT to the ranks only, and
+cancels a Slurm job still queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ctc_tui.core import events, rundir
+from ctc_tui.supervisor.control import ControlServer
+from ctc_tui.supervisor.deepspeed_env import write_deepspeed_env
+from ctc_tui.supervisor.eventlog import Counters, EventLog
+from ctc_tui.supervisor.ingest import RankIngest
+from ctc_tui.supervisor.processes import ProcessTree, RankBook
+from ctc_tui.supervisor.slurm_job import SlurmJob
+
+SUPERVISOR_RANK = -1
+SPEC_FILE = rundir.SUPERVISOR_SPEC
+CONTROL_SOCKET = rundir.CONTROL_SOCKET
+LOG_SOCKET = rundir.LOG_SOCKET
+FAILURE_POLL = 0.5  # seconds between looks for a failed rank
+LAUNCHER_NOTICE = 3.0  # after a rank failed: how long the launcher may take to notice by itself
+
+
+@dataclass
+class Outcome:
+    code: int
+    state: str
+    failed_rank: int | None = None
+    counters: Counters = field(default_factory=Counters)
+
+
+@dataclass
+class Spec:
+    """What the supervisor runs, written by ``ctc-tui run`` to ``RUN_DIR/supervisor.json``."""
+
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    tcp_bind: str | None = None  # e.g. "0.0.0.0" for ranks on other hosts; None = Unix socket only
+    tcp_port: int = 0
+    tcp_advertise: str | None = None  # the address remote ranks connect to
+    token: str = ""
+    deepspeed_env: list[str] = field(default_factory=list)  # names written to RUN_DIR/.deepspeed_env
+    slurm_job_file: str | None = None  # where the launcher records its Slurm job id (scancel'd on teardown)
+
+    def save(self, run_dir: Path) -> None:
+        path = Path(run_dir) / SPEC_FILE
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the token
+        with os.fdopen(fd, "w") as handle:
+            json.dump(asdict(self), handle, indent=2)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, run_dir: Path) -> Spec:
+        return cls(**json.loads((Path(run_dir) / SPEC_FILE).read_text()))
+
+
+class Supervisor:
+    """Runs ``command`` for ``run_dir`` and collects its events. Use ``await sup.run()``."""
+
+    def __init__(self, run_dir: Path, command: list[str], env: dict[str, str] | None = None,
+                 on_event: Callable[[dict[str, Any]], None] | None = None, spec: Spec | None = None):
+        self.run_dir = Path(run_dir)
+        self.command = command
+        self.env = dict(os.environ if env is None else env)
+        self.on_event = on_event
+        self.spec = spec or Spec(command=command)
+        self.counters = Counters()
+        self.socket_path = self.run_dir / LOG_SOCKET
+        self.control_path = self.run_dir / CONTROL_SOCKET
+        self.tcp_address: str | None = None
+        self.log = EventLog(self.run_dir / rundir.EVENTS, self.counters)
+        self.ingest = RankIngest(self.record, self.counters, self.spec.token)
+        self.control = ControlServer(self.log.stream_to, self.request_stop, self.kill, self.status)
+        self.tree = ProcessTree()
+        self.ranks = RankBook()
+        self.slurm = SlurmJob(self.spec.slurm_job_file, self.emit)
+        self._stop_requested = False
+        self._killed = False
+        self._servers: list[asyncio.base_events.Server] = []
+
+    @property
+    def process(self) -> Any:
+        """The launcher (an ``asyncio.subprocess.Process``) once started."""
+        return self.tree.process
+
+    @process.setter
+    def process(self, value: Any) -> None:
+        self.tree.process = value
+
+    # -- events -----------------------------------------------------------------------------------
+    def record(self, event: dict[str, Any], line: bytes | None = None) -> None:
+        self.counters.events += 1
+        self.log.append(line if line is not None and line.endswith(b"\n") else events.encode(event))
+        self.ranks.observe(event)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def emit(self, type_: str, **fields: Any) -> None:
+        self.record(events.make(type_, SUPERVISOR_RANK, **fields))
+
+    def status(self) -> tuple[dict[int, str], int]:
+        """The ranks' last states and how many events were recorded, for the control socket."""
+        return self.ranks.states, self.counters.events
+
+    # -- process control --------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Graceful stop: every rank is told (over its socket and, locally, by SIGINT) to save a
+        checkpoint and exit 0."""
+        if not self.tree.running or self._stop_requested:
+            return
+        self._stop_requested = True
+        self.emit("log", level="warning", message="stop requested: ranks save a checkpoint, then exit")
+        self.ingest.stop_all()
+        if self.slurm.enabled and not self.ingest.connected:
+            asyncio.ensure_future(self.slurm.cancel_if_pending(lambda: self.ingest.connected))
+        self.tree.interrupt_ranks()
+
+    async def kill(self) -> None:
+        self._killed = True
+        self.emit("log", level="warning", message="kill requested")
+        await self.teardown(graceful=False)
+
+    def _rank_processes(self) -> list[Any]:
+        return self.tree.ranks()
+
+    async def teardown(self, graceful: bool = True) -> None:
+        """Until no process of the run is left: SIGINT (if graceful), SIGTERM, SIGKILL; a Slurm job is
+        scancel'd and waited for."""
+        job = self.slurm.job_id()
+        if job is not None:  # the ranks are Slurm's processes, maybe on other nodes: scancel ends them
+            await self.slurm.cancel(job)
+        await self.tree.stop(graceful)
+        if job is None and self.slurm.job_id() is not None:  # submitted while the submitter was being stopped
+            job = self.slurm.job_id()
+            await self.slurm.cancel(job)
+        if job is not None:
+            await self.slurm.wait_gone(job)
+
+    # -- failures ---------------------------------------------------------------------------------
+    def _decide_failure(self) -> None:
+        self._report_dead(self.ranks.decide_failure())
+
+    def _find_dead_rank(self) -> None:
+        self._report_dead(self.ranks.find_dead_rank())
+
+    def _report_dead(self, dead: tuple[int, int] | None) -> None:
+        if dead is not None:
+            rank, pid = dead
+            self.emit("log", level="error", message=f"rank {rank} (pid {pid}) died without reporting: killed?")
+
+    async def _watch_failures(self) -> None:
+        """If one rank fails while the launcher keeps the others alive, end the whole run."""
+        while True:
+            await asyncio.sleep(FAILURE_POLL)
+            if self.ranks.failure_reports or self.ranks.pids:
+                self._decide_failure() if self.ranks.failure_reports else self._find_dead_rank()
+            if self.ranks.failed_rank is not None:
+                await asyncio.sleep(LAUNCHER_NOTICE)  # give the launcher a moment to notice by itself
+                if self.tree.running:
+                    self.emit("log", level="error", message=f"rank {self.ranks.failed_rank} failed: stopping all ranks")
+                    await self.teardown(graceful=False)
+                return
+
+    # -- main -------------------------------------------------------------------------------------
+    async def _listen(self) -> dict[str, str]:
+        """Start the log, control and (if asked) TCP servers; the environment that leads ranks here."""
+        env: dict[str, str] = {}
+        for path in (self.socket_path, self.control_path):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        old_umask = os.umask(0o177)
+        try:
+            self._servers.append(await asyncio.start_unix_server(self.ingest.handle_rank, path=str(self.socket_path),
+                                                                 limit=events.MAX_LINE))
+            self._servers.append(await asyncio.start_unix_server(self.control.handle_client,
+                                                                 path=str(self.control_path), limit=events.MAX_LINE))
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.socket_path, 0o600)
+        os.chmod(self.control_path, 0o600)
+        env[events.ENV_SOCKET] = str(self.socket_path)
+        if self.spec.tcp_bind is not None:
+            env.update(await self._listen_tcp())
+        return env
+
+    async def _listen_tcp(self) -> dict[str, str]:
+        server = await asyncio.start_server(self.ingest.handle_tcp_rank, self.spec.tcp_bind, self.spec.tcp_port,
+                                            limit=events.MAX_LINE)
+        self._servers.append(server)
+        port = server.sockets[0].getsockname()[1]
+        host = self.spec.tcp_advertise or self.spec.tcp_bind
+        self.tcp_address = f"{host}:{port}"
+        return {events.ENV_SOCKET: self.tcp_address, events.ENV_TOKEN: self.spec.token}
+
+    async def _launch_env(self) -> dict[str, str]:
+        env = dict(self.env)
+        env.update(await self._listen())
+        env[events.ENV_RUN_DIR] = str(self.run_dir)
+        if self.spec.deepspeed_env:
+            env["DS_ENV_FILE"] = write_deepspeed_env(self.run_dir, env, self.spec.deepspeed_env)
+        return env
+
+    async def run(self) -> Outcome:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        rundir.logs_dir(self.run_dir).mkdir(exist_ok=True)
+        self.log.open()
+        env = await self._launch_env()
+        launcher_log = open(rundir.logs_dir(self.run_dir) / rundir.LAUNCHER_LOG, "ab")
+        started = time.time()
+        self.emit("state", state="starting", command=self.command, pid=os.getpid(), log_address=env[events.ENV_SOCKET])
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *self.command, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=launcher_log,
+                stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+            )
+        except OSError as exc:
+            outcome = await self._unstartable(exc)
+            launcher_log.close()
+            return outcome
+        code = await self._wait_launcher()
+        await self.teardown()  # nothing of the run may outlive it
+        await asyncio.sleep(0.2)  # the last lines of ranks that just exited
+        launcher_log.close()
+        return await self._finish(code, started)
+
+    async def _unstartable(self, exc: OSError) -> Outcome:
+        self.emit("log", level="error", message=f"cannot start {self.command[0]}: {exc.strerror}")
+        self.emit("state", state="failed")
+        self.emit("exit", code=127, state="failed", failed_rank=None, duration=0.0)
+        await self._close()
+        return Outcome(127, "failed", None, self.counters)
+
+    async def _wait_launcher(self) -> int:
+        """The launcher's exit code, watching for failed ranks (and the Slurm job) meanwhile."""
+        watchers = [asyncio.create_task(self._watch_failures()), asyncio.create_task(self.log.flush_periodically())]
+        if self.slurm.enabled:
+            watchers.append(asyncio.create_task(self.slurm.watch()))
+        code = await self.process.wait()
+        for watcher in watchers:
+            watcher.cancel()
+        if code != 0 or self.ranks.failure_reports:
+            self._decide_failure()
+        return code
+
+    def _ending(self, code: int) -> tuple[int, str, str | None]:
+        """The run's exit code, final state and (for a failure) the reason."""
+        failed_rank = self.ranks.failed_rank
+        reason = "killed" if self._killed else None
+        if self.slurm.enabled and failed_rank is None and not self._killed:
+            if self.slurm.cancelled_pending:
+                code = 0
+            elif code == 0 and not self.ranks.any_rank_started:
+                code, reason = 1, "the Slurm job ended before any rank started (cancelled?)"
+        if code == 0 and failed_rank is None and not self._killed:
+            stopped = "stopped" in self.ranks.states.values() or self.slurm.cancelled_pending
+            return code, "stopped" if stopped else "done", reason
+        return code or 1, "failed", reason
+
+    async def _finish(self, code: int, started: float) -> Outcome:
+        code, state, reason = self._ending(code)
+        failed_rank = self.ranks.failed_rank
+        if state == "failed":
+            log_name = rundir.rank_log_name(failed_rank) if failed_rank is not None else rundir.LAUNCHER_LOG
+            self.emit("state", state="failed", failed_rank=failed_rank,
+                      last_lines=_tail(rundir.logs_dir(self.run_dir) / log_name), reason=reason)
+        self.emit("exit", code=code, state=state, failed_rank=failed_rank, duration=round(time.time() - started, 2),
+                  dropped={"malformed": self.counters.malformed, "oversized": self.counters.oversized,
+                           "unauthenticated": self.counters.unauthenticated})
+        await self._close()
+        return Outcome(code, state, failed_rank, self.counters)
+
+    async def _close(self) -> None:
+        self.log.close()  # complete on disk before any client hears the end
+        await asyncio.sleep(0.05)
+        for server in self._servers:
+            server.close()
+        for path in (self.socket_path, self.control_path):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+def _tail(path: Path, lines: int = 20) -> list[str]:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 16384))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return text.splitlines()[-lines:]
+
+
+async def serve(run_dir: Path) -> int:
+    """The detached supervisor process: run the spec in RUN_DIR/supervisor.json."""
+    spec = Spec.load(run_dir)
+    env = dict(os.environ)
+    env.update(spec.env)
+    sup = Supervisor(run_dir, spec.command, env, spec=spec)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, sup.request_stop)
+    loop.add_signal_handler(signal.SIGINT, sup.request_stop)
+    with contextlib.suppress(ValueError, OSError):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a lost SSH session never stops training
+    (Path(run_dir) / rundir.SUPERVISOR_PID).write_text(str(os.getpid()))
+    try:
+        outcome = await sup.run()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            (Path(run_dir) / rundir.SUPERVISOR_PID).unlink()
+    return outcome.code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m ctc_tui.supervisor RUN_DIR", file=sys.stderr)
+        return 2
+    return asyncio.run(serve(Path(args[0]).resolve()))

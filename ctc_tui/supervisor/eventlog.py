@@ -1,0 +1,121 @@
+"""A run's event history: the single writer of ``RUN_DIR/events.jsonl``, its subscribers and its replay.
+
+``EventLog`` appends encoded events to the file (buffered for throughput, flushed every 0.5 s) and fans
+each one out to the live subscribers' queues; a subscriber that cannot keep up is cut off (it may
+re-attach). ``stream_to`` gives one client the history up to now, then every new event, with nothing lost
+in between. ``close`` completes the file on disk before any subscriber hears the end. ``read_events``
+replays a run's history from the file, for runs whose supervisor has gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ctc_tui.core import events, rundir
+
+SUBSCRIBER_QUEUE = 50_000
+FLUSH_EVERY = 0.5  # seconds: how soon readers outside (ctc-tui runs) see new events
+
+
+@dataclass
+class Counters:
+    """What the supervisor took in, and what it dropped (never fatal)."""
+
+    events: int = 0
+    malformed: int = 0
+    oversized: int = 0
+    unauthenticated: int = 0
+    slow_subscribers: int = 0
+
+
+class EventLog:
+    """``events.jsonl`` of one run and the clients following it. ``open`` before the first ``append``."""
+
+    def __init__(self, path: Path, counters: Counters, queue_size: int = SUBSCRIBER_QUEUE):
+        self.path = Path(path)
+        self.counters = counters
+        self.queue_size = queue_size
+        self.subscribers: set[asyncio.Queue[bytes | None]] = set()
+        self._file: BinaryIO | None = None
+
+    def open(self) -> None:
+        self._file = open(self.path, "ab", buffering=1 << 16)
+
+    def append(self, data: bytes) -> None:
+        """Write one encoded event (with its newline) and hand it to every subscriber."""
+        self._file.write(data)  # type: ignore[union-attr]
+        if self.subscribers:
+            self._fan_out(data)
+
+    def _fan_out(self, data: bytes) -> None:
+        for queue in list(self.subscribers):
+            try:
+                queue.put_nowait(data)
+            except asyncio.QueueFull:  # a client that cannot keep up is cut off; it may re-attach
+                self.counters.slow_subscribers += 1
+                self.subscribers.discard(queue)
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(None)
+
+    def flush(self) -> None:
+        self._file.flush()  # type: ignore[union-attr]
+
+    async def flush_periodically(self) -> None:
+        """events.jsonl is buffered for throughput; readers outside (ctc-tui runs) see it within 0.5 s."""
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            self.flush()
+
+    def subscribe(self) -> tuple[asyncio.Queue[bytes | None], int]:
+        """A new subscriber's queue and how many bytes of history precede its first queued event."""
+        self.flush()
+        upto = self._file.tell()  # type: ignore[union-attr]
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(self.queue_size)
+        self.subscribers.add(queue)
+        return queue, upto
+
+    async def stream_to(self, writer: asyncio.StreamWriter) -> None:
+        """History from events.jsonl up to now, then every new event, with nothing lost in between."""
+        queue, upto = self.subscribe()
+        try:
+            await self._send_history(writer, upto)
+            while True:
+                data = await queue.get()
+                if data is None:
+                    break
+                writer.write(data)
+                await writer.drain()
+        finally:
+            self.subscribers.discard(queue)
+
+    async def _send_history(self, writer: asyncio.StreamWriter, upto: int) -> None:
+        with open(self.path, "rb") as history:
+            remaining = upto
+            while remaining > 0:
+                chunk = await asyncio.to_thread(history.read, min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+                writer.write(chunk)
+                await writer.drain()
+
+    def close(self) -> None:
+        """Complete the file on disk, then tell every subscriber the history has ended."""
+        self._file.close()  # type: ignore[union-attr]  # complete on disk before any client hears the end
+        for queue in list(self.subscribers):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
+
+
+def read_events(run_dir: Path) -> list[dict[str, Any]]:
+    """Every event recorded for a run (skipping damaged lines)."""
+    out = []
+    with contextlib.suppress(FileNotFoundError), open(Path(run_dir) / rundir.EVENTS, "rb") as handle:
+        for line in handle:
+            with contextlib.suppress(events.BadEvent):
+                out.append(events.decode(line))
+    return out
