@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -127,3 +128,49 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def preset_dict(tmp_path: Path, data_dir: Path | None = None, **sections) -> dict:
+    base = {
+        "model": {"architecture": "wav2vec2-tiny"},
+        "data": {"source": "librispeech", "dataset_dir": str(data_dir or tmp_path / "libri"),
+                 "train_split_name": "train", "eval_split_name": "test"},
+        "training": {"output_dir": str(tmp_path / "out"), "use_cpu": True, "max_steps": 5},
+        "launch": {"launcher": "single", "world_size": 1},
+    }
+    for name, values in sections.items():
+        base.setdefault(name, {}).update(values)
+    return base
+
+
+def sbatch_lines(script: str) -> list[str]:
+    """The #SBATCH options as sbatch reads them: only in the script's leading comment block, words grouped by
+    double quotes (which are removed)."""
+    options = []
+    for line in script.splitlines()[1:]:
+        if line and not line.startswith("#"):
+            break
+        if line.startswith("#SBATCH "):
+            options += [word.replace('"', "") for word in re.findall(r'(?:[^\s"]|"[^"]*")+', line[len("#SBATCH "):])]
+    return options
+
+
+SEED_TEXT = (REPO.parent / "shared" / "seeds" / "000_0b2efa244f96ecab.txt")
+
+
+def seed_command() -> str:
+    """The seed README's multi-card command, exactly as a user would paste it."""
+    if SEED_TEXT.is_file():
+        text = SEED_TEXT.read_text()
+        start = text.index("python optimum-habana/examples/gaudi_spawn.py")
+        return text[start : text.index("```", start)]
+    return (REPO / "tests" / "data" / "seed_command.sh").read_text()
+
+
+@pytest.fixture
+def libri(tmp_path) -> Path:
+    """A LibriSpeech-layout corpus at 16 kHz: train (two speakers) and test (one)."""
+    root = tmp_path / "libri"
+    make_librispeech(root, "train", rate=16000)
+    make_librispeech(root, "test", rate=16000, speakers=1)
+    return root

@@ -14,7 +14,8 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO
+
 #: Source folders and the package each is installed as.
 ROOTS = {REPO / "ctc_tui": "ctc_tui", REPO / "runner": "ctc_tui.runner"}
 

@@ -20,8 +20,8 @@ from ctc_tui.launchers import CpuTopology, build_command, get, is_rank_command, 
 from ctc_tui.launchers.base import Launcher
 from ctc_tui.launchers.reference import gaudi_spawn_command, parse_command, prefix_launch, spawn_launch
 from ctc_tui.launchers.slurm import SLURM, SlurmOptions, run_script, supervised_command
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 HPU_MPI = REPO / "presets" / "librispeech-100h-2card-mpi.yaml"  # the seed: Gaudi, mpi, 2 cards
 CPU = REPO / "presets" / "demo-cpu.yaml"
 TOPO = CpuTopology(2, 40)

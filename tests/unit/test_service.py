@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ctc_tui.launchers import slurm
 from ctc_tui.core import rundir
 from ctc_tui.core.preset import load_preset
 from ctc_tui.core.problems import PresetError
+from ctc_tui.launchers import slurm
 from ctc_tui.runs import client, service
 from ctc_tui.runs.service import PreparedRun, ResumeRequest, RunError, StartRequest
 

@@ -20,8 +20,8 @@ from ctc_tui.sources.audioinfo import audio_info, flac_info
 from ctc_tui.sources.base import Source
 from ctc_tui.sources.datacheck import scan
 from ctc_tui.sources.scan import nice_edges
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "ctc_tui" / "sources"
 MTIME_NS = 1_700_000_000_123_456_789  # every pinned file's modification time
 SETTINGS = json.dumps({"chars": [",", "?"], "lower": True, "vocab": {"a": 1}, "max": 20.0, "min": 0.0},

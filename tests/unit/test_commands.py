@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import shlex
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO, run_cli
+from ctc_tui.core.preset import PresetError, load_preset
 from ctc_tui.core.reference_flags import split_flags as _split_flags
 from ctc_tui.launchers.reference import CommandError, gaudi_spawn_command, parse_command
-from ctc_tui.core.preset import PresetError, load_preset
-
-SEED_TEXT = (REPO.parent / "shared" / "seeds" / "000_0b2efa244f96ecab.txt")
-
-
-def seed_command() -> str:
-    """The seed README's multi-card command, exactly as a user would paste it."""
-    if SEED_TEXT.is_file():
-        text = SEED_TEXT.read_text()
-        start = text.index("python optimum-habana/examples/gaudi_spawn.py")
-        return text[start : text.index("```", start)]
-    return (REPO / "tests" / "data" / "seed_command.sh").read_text()
+from tests.conftest import REPO, seed_command
 
 
 def flags_of(command: list[str]) -> dict:
@@ -87,39 +73,6 @@ def test_bad_commands(command, message):
         parse_command(command)
 
 
-def test_cli_import_then_show(tmp_path):
-    out = tmp_path / "seed.yaml"
-    result = run_cli("import-command", seed_command(), "-o", str(out))
-    assert result.returncode == 0, result.stderr
-    assert out.read_text().startswith("# imported by ctc-tui import-command")
-    again = run_cli("import-command", seed_command(), "-o", str(out))
-    assert again.returncode == 2 and "--force" in again.stderr
-    shown = run_cli("show-command", str(out), "--style", "gaudi_spawn")
-    assert shown.returncode == 0 and "--chars_to_ignore" in shown.stdout
-    # what show-command prints is a working shell command: the shell gives every argument back intact
-    echoed = subprocess.run(["bash", "-c", "printf '%s\\n' " + shown.stdout.replace("python ", "", 1)],
-                            capture_output=True, text=True, check=True).stdout.splitlines()
-    assert echoed[echoed.index("--chars_to_ignore") + 1] == '",?.!-;:\\“%‘”'
-    runner_style = run_cli("show-command", str(out))
-    assert "mpirun" in runner_style.stdout and "-m ctc_tui.runner" in runner_style.stdout
-    bad = run_cli("import-command", "echo hello")
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr
-
-
-def test_runner_accepts_the_reference_flags(tmp_path, demo_data):
-    """python -m ctc_tui.runner as a drop-in for run_speech_recognition_ctc.py (a short real run)."""
-    out_dir = tmp_path / "out"
-    cmd = [sys.executable, "-m", "ctc_tui.runner", "--architecture", "wav2vec2-tiny", "--source", "audiofolder",
-           "--dataset_dir", str(demo_data), "--train_split_name", "train", "--eval_split_name", "eval",
-           "--output_dir", str(out_dir), "--do_train", "--do_eval", "--max_steps", "4", "--max_train_samples", "32",
-           "--max_eval_samples", "8", "--per_device_train_batch_size", "8", "--chars_to_ignore", ",", "?", ".",
-           "--use_cpu", "--save_strategy", "no", "--logging_steps", "2", "--freeze_feature_encoder", "False"]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "eval_wer" in json.loads((out_dir / "all_results.json").read_text())
-    assert load_preset(out_dir / "preset.yaml").data.chars_to_ignore == [",", "?", "."]
-
-
 def test_the_wizard_start_knows_every_sub_command():
     """``ctc-tui WORD`` opens the wizard when WORD is a preset; the sub-command names it checks against
     are listed without building the parser, so they must be the parser's own."""
@@ -133,7 +86,3 @@ def test_the_wizard_start_knows_every_sub_command():
     assert not cli._looks_like_preset("run") and cli._looks_like_preset("mine.yaml")
 
 
-def test_the_wizard_refuses_arguments_it_would_ignore(tmp_path):
-    out = run_cli(str(REPO / "presets" / "demo-cpu.yaml"), "training.max_steps=40")
-    assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert "takes nothing more (got: training.max_steps=40)" in out.stderr and "ctc-tui run" in out.stderr

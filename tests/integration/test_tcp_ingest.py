@@ -18,11 +18,11 @@ import textwrap
 from pathlib import Path
 
 import psutil
-from tests.conftest import REPO, has, run_cli, wait_for
 
-from ctc_tui.runs import client
 from ctc_tui.core import events
+from ctc_tui.runs import client
 from ctc_tui.supervisor import Spec, read_events
+from tests.conftest import REPO, has, run_cli, wait_for
 
 TOKEN = "run-secret-Zk3v9Q"
 

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from ctc_tui.core.preset import load_preset
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 

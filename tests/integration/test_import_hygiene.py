@@ -3,9 +3,9 @@
 import ast
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO
+
 HEAVY = ("torch", "transformers", "datasets", "evaluate", "jiwer", "optimum", "ctc_tui.runner")
 
 

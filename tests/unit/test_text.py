@@ -2,8 +2,9 @@
 
 import re
 
-from ctc_tui.core.preset import validate_data
 from ctc_tui.runner.text import build_vocab, make_normaliser, missing_chars
+
+from ctc_tui.core.preset import validate_data
 
 SEED_CHARS = '",?.!-;:\\"“%‘”"'  # what the seed's shell command hands the reference script
 

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import itertools
-import json
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-from tests.conftest import REPO, run_cli
-from ctc_tui.core.preset import PresetError, load_preset, validate_data
 from ctc_tui.runner import batching
+
+from ctc_tui.core.preset import PresetError, load_preset, validate_data
+from tests.conftest import REPO
 
 SEED_PRESET = REPO / "presets" / "librispeech-100h-2card-mpi.yaml"
 
@@ -184,9 +182,8 @@ def test_trainer_stream_reaches_each_rank_as_its_plan_column():
     """The Trainer cuts BucketSampler's stream into per-card batches and accelerate deals them to the
     ranks in turn: each rank must get exactly its own batches of the plan."""
     from accelerate.data_loader import BatchSamplerShard
-    from torch.utils.data import BatchSampler
-
     from ctc_tui.runner.train import BucketSampler
+    from torch.utils.data import BatchSampler
 
     lengths = skewed(n=1001)
     bounds = batching.bucket_boundaries(lengths, 8)
@@ -207,9 +204,8 @@ def test_trainer_stream_reaches_each_rank_as_its_plan_column():
 
 def test_collator_pads_only_to_bucket_lengths():
     import torch
-    from transformers import Wav2Vec2FeatureExtractor
-
     from ctc_tui.runner.train import CtcCollator
+    from transformers import Wav2Vec2FeatureExtractor
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(800, 16000, 200).tolist()
@@ -279,33 +275,5 @@ def test_runner_resolves_padding():
         static_shape_padding(explicit, "cpu", 16000, [])
 
 
-@pytest.mark.slow
-def test_cpu_training_with_buckets(tmp_path, demo_data):
-    run_dir = tmp_path / "run"
-    out = run_cli("run", "demo-cpu", "data.padding=buckets", "data.num_buckets=3", "training.max_steps=6",
-                  "training.logging_steps=2", "training.save_strategy=no", "data.max_train_samples=64",
-                  "data.max_eval_samples=8", "training.per_device_train_batch_size=8", "--output-dir", str(run_dir),
-                  timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
-    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines() if line.strip()]
-    assert any(e["type"] == "log" and "padding to 3 bucket lengths" in e.get("message", "") for e in events)
-    assert [e["step"] for e in events if e["type"] == "step"] == [2, 4, 6]
-    assert json.loads((run_dir / "all_results.json").read_text())["eval_wer"] >= 0
-    assert Path(run_dir / "model.safetensors").exists()
 
 
-def test_padding_bench_meets_its_goal():
-    """bench/padding.py's last line on the LibriSpeech-like lengths: at most 10 % padding with <= 8 shapes,
-    against about a third for the reference's pad-to-max_duration."""
-    import re
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, str(REPO / "bench" / "padding.py")], capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr
-    last = out.stdout.strip().splitlines()[-1]
-    match = re.fullmatch(r"padding_waste reference=([\d.]+) bucketed=([\d.]+) shapes=(\d+)", last)
-    assert match, last
-    reference, bucketed, shapes = float(match[1]), float(match[2]), int(match[3])
-    assert 0.30 < reference < 0.40 and bucketed <= 0.10 and shapes <= 8

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import REPO, events_of
 
 pytestmark = pytest.mark.slow

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from tests.conftest import make_audiofolder, make_librispeech, write_audio
-from ctc_tui.core.preset import validate_data
 from ctc_tui.runner import audio as audio_io
 from ctc_tui.runner.data import DataError, limit, load_raw_split, preprocess
 from ctc_tui.runner.text import make_normaliser
+
+from ctc_tui.core.preset import validate_data
+from tests.conftest import make_audiofolder, make_librispeech, write_audio
 
 
 def cfg(**data):

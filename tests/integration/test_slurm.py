@@ -1,14 +1,5 @@
-"""Slurm: the sbatch script's text, and real jobs on a real single-node Slurm cluster.
-
-The session fixture ``slurm`` starts munged, slurmctld and slurmd (Debian's slurm-wlm 22.05 or later) as
-child processes with a configuration in a temporary folder (one node: this machine, 2 CPUs, no cgroups),
-waits until ``sinfo`` shows the node idle, and stops them all at the end. The jobs are the demo preset's
-real ranks (``python -m ctc_tui.runner``) started by ``srun``: submitted and followed by ``ctc-tui run --slurm``,
-killed and stopped with ``ctc-tui stop``, and an exported script submitted with plain ``sbatch``.
-
-Without root or without the Slurm packages the fixture fails (never skips): CI runs as root and
-``.ci/run`` installs them.
-"""
+"""Slurm for real: the run script in a real shell up to srun, ``ctc-tui export`` on the command line, and real
+jobs on a single-node Slurm cluster (munged, slurmctld, slurmd started by the ``slurm_cluster`` fixture)."""
 
 from __future__ import annotations
 
@@ -27,30 +18,17 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from tests.conftest import events_of, has, run_cli, wait_for
 
-from ctc_tui.launchers import slurm
-from ctc_tui.cli import main
 from ctc_tui.core.preset import load_preset
 from ctc_tui.core.shipped import find_preset
-from ctc_tui.runner.distributed import setup as dist_setup
-from ctc_tui.runner.distributed import slurm_tasks_on_node
+from ctc_tui.launchers import slurm
+from tests.conftest import events_of, has, run_cli, sbatch_lines, wait_for
 
 SMALL = ["training.logging_steps=2", "data.max_train_samples=64", "data.max_eval_samples=16",
          "training.per_device_train_batch_size=4"]
+
+
 WEIRD = "/tmp/it's a \"run\" $HOME `x` ; rm -rf ~/preset.yaml"
-
-
-def sbatch_lines(script: str) -> list[str]:
-    """The #SBATCH options as sbatch reads them: only in the script's leading comment block, words grouped by
-    double quotes (which are removed)."""
-    options = []
-    for line in script.splitlines()[1:]:
-        if line and not line.startswith("#"):
-            break
-        if line.startswith("#SBATCH "):
-            options += [word.replace('"', "") for word in re.findall(r'(?:[^\s"]|"[^"]*")+', line[len("#SBATCH "):])]
-    return options
 
 
 def bash_syntax_ok(script: str, tmp_path: Path) -> None:
@@ -63,145 +41,6 @@ def bash_syntax_ok(script: str, tmp_path: Path) -> None:
 def demo(*overrides: str):
     return load_preset(find_preset("demo-cpu"), list(overrides))
 
-
-# -- the script's text --------------------------------------------------------------------------------------
-
-
-def test_run_script_quotes_every_argument_and_asks_slurm_for_the_shape(tmp_path):
-    preset = demo()
-    options = slurm.SlurmOptions(nodes=2, cards_per_node=4, time="1-02:00:00", partition="cpu,debug",
-                                 account="proj-7", job_name="my 'demo' run", cpus_per_task=3,
-                                 sbatch_args=("--exclusive", "--comment=two words", "--mem=0"))
-    script = slurm.run_script(preset, options, WEIRD, job_name="unused", python="/opt/py 3/bin/python")
-    bash_syntax_ok(script, tmp_path)
-    assert sbatch_lines(script) == [
-        "--job-name=my 'demo' run", "--nodes=2", "--ntasks-per-node=4", "--cpus-per-task=3", "--time=1-02:00:00",
-        f"--signal=INT@{slurm.STOP_LEAD}", "--partition=cpu,debug", "--account=proj-7", "--exclusive",
-        "--comment=two words", "--mem=0"]
-    srun = [line for line in script.splitlines() if line.startswith("exec srun")]
-    assert len(srun) == 1
-    assert shlex.split(srun[0]) == ["exec", "srun", "--kill-on-bad-exit=1", "--nodes=2", "--ntasks-per-node=4",
-                                    "--ntasks=8", "--cpus-per-task=3", "/opt/py 3/bin/python", "-m", "ctc_tui.runner", WEIRD]
-    assert 'export MASTER_ADDR="${hosts[0]}"' in script and "export MASTER_PORT=29500" in script
-    assert "OMP_NUM_THREADS" in script  # CPU ranks: one intra-op thread per core given
-
-
-def test_run_script_runs_in_a_real_shell_up_to_srun(tmp_path):
-    """The script's shell lines, executed by bash: rank 0's address is the allocation's first host and the
-    runner gets its arguments exactly (srun and scontrol here are shell functions that print what they got)."""
-    script = slurm.run_script(demo(), slurm.SlurmOptions(cards_per_node=2), WEIRD, job_name="j", resume=True)
-    probe = tmp_path / "probe.sh"
-    body = script.replace("exec srun", "srun")
-    probe.write_text("scontrol() { printf 'node-b\\nnode-a\\n'; }\n"
-                     "srun() { printf '%s\\n' \"MASTER=$MASTER_ADDR:$MASTER_PORT\" \"$@\"; }\n" + body)
-    env = {"PATH": os.environ["PATH"], "SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "node-[a-b]", "SLURM_NTASKS": "2"}
-    out = subprocess.run(["bash", str(probe)], capture_output=True, text=True, env=env, check=False)
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
-    assert lines[0].startswith("ctc-tui: Slurm job 7: 2 ranks on node-[a-b], rank 0 at node-b:29500")
-    assert lines[1] == "MASTER=node-b:29500"
-    assert lines[-5:] == [sys.executable, "-m", "ctc_tui.runner", WEIRD, "--resume"]
-    outside = subprocess.run(["bash", str(probe)], capture_output=True, text=True, env={"PATH": os.environ["PATH"]},
-                             check=False)
-    assert outside.returncode != 0 and "submit this script with sbatch" in outside.stderr
-
-
-def test_export_script_embeds_the_preset_and_makes_a_new_run_dir_per_job(tmp_path):
-    preset = demo("training.max_steps=7", "training.output_dir=runs/{preset}-{timestamp}")
-    script = slurm.export_script(preset, slurm.SlurmOptions(), preset_name="demo-cpu")
-    bash_syntax_ok(script, tmp_path)
-    assert sbatch_lines(script) == ["--job-name=ctc-tui-demo-cpu", "--nodes=1", "--ntasks-per-node=1"]
-    assert "run_dir=runs/demo-cpu-\"$stamp\"\n" in script
-    embedded = script.split(f"<<'{slurm.PRESET_EOF}'\n", 1)[1].split(f"\n{slurm.PRESET_EOF}\n", 1)[0]
-    assert yaml.safe_load(embedded) == preset.to_dict()
-    # a path that would not read back as a plain YAML string is refused, not mangled
-    with pytest.raises(slurm.SlurmError, match="plain path"):
-        slurm.export_script(demo("training.output_dir='runs/a: b'"), slurm.SlurmOptions(), preset_name="x")
-
-
-def test_gpus_for_cuda_presets_a_hint_for_gaudi_and_gres_on_request():
-    cuda = demo("training.use_cpu=false")
-    assert "--gpus-per-node=1" in sbatch_lines(slurm.run_script(cuda, slurm.SlurmOptions(), "p", job_name="j"))
-    none = slurm.run_script(cuda, slurm.SlurmOptions(gres="none"), "p", job_name="j")
-    assert not [o for o in sbatch_lines(none) if o.startswith(("--gpus", "--gres"))]
-    gaudi = load_preset(find_preset("librispeech-100h-8card-mpi"))
-    script = slurm.run_script(gaudi, slurm.SlurmOptions(nodes=2, gres="hpu:8"), "p", job_name="j")
-    assert "--gres=hpu:8" in sbatch_lines(script) and "--ntasks-per-node=8" in sbatch_lines(script)
-    assert "export PT_HPU_LAZY_MODE=1" in script and "OMP_NUM_THREADS" not in script
-    hint = slurm.run_script(gaudi, slurm.SlurmOptions(), "p", job_name="j")
-    assert "# Gaudi cards" in hint and not [o for o in sbatch_lines(hint) if o.startswith("--g")]
-
-
-def test_time_limits():
-    assert [slurm.time_seconds(t) for t in ("30", "30:15", "2:00:00", "1-0", "1-2:30", "1-2:30:5", "UNLIMITED")] == [
-        1800, 1815, 7200, 86400, 95400, 95405, None]
-    short = slurm.run_script(demo(), slurm.SlurmOptions(time="5"), "p", job_name="j")
-    assert "--time=5" in sbatch_lines(short) and not [o for o in sbatch_lines(short) if o.startswith("--signal")]
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--time", "5h"], "--time '5h' is not a Slurm time"),
-    (["--nodes", "0"], "--nodes must be 1 or more"),
-    (["--cards-per-node", "-1"], "--cards-per-node must be 1 or more"),
-    (["--partition", "a b"], "--partition 'a b'"),
-    (["--account", "x\ny"], "--account"),
-    (["--job-name", 'say "hi"'], "--job-name"),
-    (["--gres", "gpu 8"], "--gres"),
-    (["--sbatch-arg=exclusive"], "--sbatch-arg 'exclusive'"),
-])
-def test_bad_slurm_options_are_one_line_and_exit_2(args, message, tmp_path, capsys):
-    for command in (["export", "demo-cpu", "--slurm"], ["run", "demo-cpu", "--slurm", "--output-dir", str(tmp_path / "r")]):
-        assert main([*command, *args]) == 2
-        err = capsys.readouterr().err
-        assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, err
-        assert not (tmp_path / "r").exists()  # nothing made before the options are known to be good
-
-
-def test_export_cli_writes_prints_and_never_overwrites(tmp_path):
-    target = tmp_path / "job.sbatch"
-    out = run_cli("export", "demo-cpu", "--slurm", "--cards-per-node", "2", "training.max_steps=3", "-o", str(target))
-    assert out.returncode == 0 and target.is_file() and os.access(target, os.X_OK), out.stderr
-    assert "sbatch" in out.stdout
-    again = run_cli("export", "demo-cpu", "--slurm", "-o", str(target))
-    assert again.returncode == 2 and "--force" in again.stderr and "--ntasks-per-node=2" in target.read_text()
-    forced = run_cli("export", "demo-cpu", "--slurm", "-o", str(target), "--force")
-    assert forced.returncode == 0 and "--ntasks-per-node=1" in target.read_text()
-    printed = run_cli("export", "demo-cpu", "--slurm", "--nodes", "3")
-    assert printed.returncode == 0 and printed.stdout.startswith("#!/bin/bash") and "--ntasks=3" in printed.stdout
-    assert run_cli("export", "demo-cpu").returncode == 2
-    stray = run_cli("run", "demo-cpu", "--nodes", "2", "--output-dir", str(tmp_path / "r"))
-    assert stray.returncode == 2 and "--nodes" in stray.stderr and "--slurm" in stray.stderr
-
-
-def test_a_resumed_run_keeps_its_slurm_options_unless_others_are_given():
-    import argparse
-
-    from ctc_tui.cli import build_parser
-
-    saved = slurm.options_from_json(slurm.options_json(slurm.SlurmOptions(
-        nodes=2, cards_per_node=4, time="1:00:00", partition="p", sbatch_args=("--exclusive",))))
-    assert saved == slurm.SlurmOptions(nodes=2, cards_per_node=4, time="1:00:00", partition="p",
-                                       sbatch_args=("--exclusive",))
-    args = build_parser().parse_args(["run", "--resume", "x", "--time", "30", "--sbatch-arg=--mem=0"])
-    assert isinstance(args, argparse.Namespace)
-    merged = slurm.options_from_args(args, saved)
-    assert (merged.nodes, merged.cards_per_node, merged.time, merged.partition, merged.sbatch_args) == (
-        2, 4, "30", "p", ("--mem=0",))
-    assert slurm.options_from_json("{not json") is None and slurm.options_from_json('{"nodes": 0}') is None
-
-
-def test_ranks_read_slurm_variables_including_compressed_tasks_per_node():
-    env = {"SLURM_PROCID": "5", "SLURM_NTASKS": "7", "SLURM_LOCALID": "1", "SLURM_NODEID": "2",
-           "SLURM_STEP_TASKS_PER_NODE": "2(x3),1", "SLURM_TASKS_PER_NODE": "4(x2)"}
-    info = dist_setup(env)
-    assert (info.rank, info.world_size, info.local_rank, info.local_world_size) == (5, 7, 1, 2)
-    assert slurm_tasks_on_node({**env, "SLURM_NODEID": "3"}) == 1
-    assert slurm_tasks_on_node({"SLURM_NTASKS_PER_NODE": "8", "SLURM_NODEID": "0"}) == 8
-    assert slurm_tasks_on_node({"SLURM_TASKS_PER_NODE": "2(x", "SLURM_NODEID": "0"}) is None
-    assert slurm_tasks_on_node({"SLURM_TASKS_PER_NODE": "2", "SLURM_NODEID": "4"}) is None
-
-
-# -- a real cluster ---------------------------------------------------------------------------------------------
 
 SLURM_BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "squeue", "scancel", "sinfo", "scontrol")
 
@@ -349,10 +188,6 @@ PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP
         os.environ.update(inherited)
 
 
-
-
-
-
 def run_processes(run_dir: Path) -> list[psutil.Process]:
     alive = []
     for proc in psutil.process_iter(["cmdline", "status"]):
@@ -364,6 +199,86 @@ def run_processes(run_dir: Path) -> list[psutil.Process]:
 def finished(run_dir: Path) -> dict | None:
     evs = events_of(run_dir)
     return evs[-1] if evs and evs[-1]["type"] == "exit" and evs[-1]["rank"] == -1 else None
+
+
+def start_long_run(slurm_cluster, run_dir: Path) -> str:
+    """A 2-rank --slurm run of the demo that trains long enough to be stopped; returns its job id once
+    both ranks have stepped."""
+    start = run_cli("run", "demo-cpu", "--slurm", "--cards-per-node", "2", "training.max_steps=5000",
+                    "training.save_steps=10000", *SMALL, "--output-dir", str(run_dir), "--detach",
+                    env=slurm_cluster.env, timeout=60)
+    assert start.returncode == 0, start.stderr
+    wait_for(lambda: {e["rank"] for e in events_of(run_dir) if e["type"] == "step"} == {0, 1}, 180,
+             "both ranks' first steps")
+    return (run_dir / slurm.JOB_ID_FILE).read_text().strip()
+
+
+def test_run_script_quotes_every_argument_and_asks_slurm_for_the_shape(tmp_path):
+    preset = demo()
+    options = slurm.SlurmOptions(nodes=2, cards_per_node=4, time="1-02:00:00", partition="cpu,debug",
+                                 account="proj-7", job_name="my 'demo' run", cpus_per_task=3,
+                                 sbatch_args=("--exclusive", "--comment=two words", "--mem=0"))
+    script = slurm.run_script(preset, options, WEIRD, job_name="unused", python="/opt/py 3/bin/python")
+    bash_syntax_ok(script, tmp_path)
+    assert sbatch_lines(script) == [
+        "--job-name=my 'demo' run", "--nodes=2", "--ntasks-per-node=4", "--cpus-per-task=3", "--time=1-02:00:00",
+        f"--signal=INT@{slurm.STOP_LEAD}", "--partition=cpu,debug", "--account=proj-7", "--exclusive",
+        "--comment=two words", "--mem=0"]
+    srun = [line for line in script.splitlines() if line.startswith("exec srun")]
+    assert len(srun) == 1
+    assert shlex.split(srun[0]) == ["exec", "srun", "--kill-on-bad-exit=1", "--nodes=2", "--ntasks-per-node=4",
+                                    "--ntasks=8", "--cpus-per-task=3", "/opt/py 3/bin/python", "-m", "ctc_tui.runner", WEIRD]
+    assert 'export MASTER_ADDR="${hosts[0]}"' in script and "export MASTER_PORT=29500" in script
+    assert "OMP_NUM_THREADS" in script  # CPU ranks: one intra-op thread per core given
+
+
+def test_run_script_runs_in_a_real_shell_up_to_srun(tmp_path):
+    """The script's shell lines, executed by bash: rank 0's address is the allocation's first host and the
+    runner gets its arguments exactly (srun and scontrol here are shell functions that print what they got)."""
+    script = slurm.run_script(demo(), slurm.SlurmOptions(cards_per_node=2), WEIRD, job_name="j", resume=True)
+    probe = tmp_path / "probe.sh"
+    body = script.replace("exec srun", "srun")
+    probe.write_text("scontrol() { printf 'node-b\\nnode-a\\n'; }\n"
+                     "srun() { printf '%s\\n' \"MASTER=$MASTER_ADDR:$MASTER_PORT\" \"$@\"; }\n" + body)
+    env = {"PATH": os.environ["PATH"], "SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "node-[a-b]", "SLURM_NTASKS": "2"}
+    out = subprocess.run(["bash", str(probe)], capture_output=True, text=True, env=env, check=False)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("ctc-tui: Slurm job 7: 2 ranks on node-[a-b], rank 0 at node-b:29500")
+    assert lines[1] == "MASTER=node-b:29500"
+    assert lines[-5:] == [sys.executable, "-m", "ctc_tui.runner", WEIRD, "--resume"]
+    outside = subprocess.run(["bash", str(probe)], capture_output=True, text=True, env={"PATH": os.environ["PATH"]},
+                             check=False)
+    assert outside.returncode != 0 and "submit this script with sbatch" in outside.stderr
+
+
+def test_export_script_embeds_the_preset_and_makes_a_new_run_dir_per_job(tmp_path):
+    preset = demo("training.max_steps=7", "training.output_dir=runs/{preset}-{timestamp}")
+    script = slurm.export_script(preset, slurm.SlurmOptions(), preset_name="demo-cpu")
+    bash_syntax_ok(script, tmp_path)
+    assert sbatch_lines(script) == ["--job-name=ctc-tui-demo-cpu", "--nodes=1", "--ntasks-per-node=1"]
+    assert "run_dir=runs/demo-cpu-\"$stamp\"\n" in script
+    embedded = script.split(f"<<'{slurm.PRESET_EOF}'\n", 1)[1].split(f"\n{slurm.PRESET_EOF}\n", 1)[0]
+    assert yaml.safe_load(embedded) == preset.to_dict()
+    # a path that would not read back as a plain YAML string is refused, not mangled
+    with pytest.raises(slurm.SlurmError, match="plain path"):
+        slurm.export_script(demo("training.output_dir='runs/a: b'"), slurm.SlurmOptions(), preset_name="x")
+
+
+def test_export_cli_writes_prints_and_never_overwrites(tmp_path):
+    target = tmp_path / "job.sbatch"
+    out = run_cli("export", "demo-cpu", "--slurm", "--cards-per-node", "2", "training.max_steps=3", "-o", str(target))
+    assert out.returncode == 0 and target.is_file() and os.access(target, os.X_OK), out.stderr
+    assert "sbatch" in out.stdout
+    again = run_cli("export", "demo-cpu", "--slurm", "-o", str(target))
+    assert again.returncode == 2 and "--force" in again.stderr and "--ntasks-per-node=2" in target.read_text()
+    forced = run_cli("export", "demo-cpu", "--slurm", "-o", str(target), "--force")
+    assert forced.returncode == 0 and "--ntasks-per-node=1" in target.read_text()
+    printed = run_cli("export", "demo-cpu", "--slurm", "--nodes", "3")
+    assert printed.returncode == 0 and printed.stdout.startswith("#!/bin/bash") and "--ntasks=3" in printed.stdout
+    assert run_cli("export", "demo-cpu").returncode == 2
+    stray = run_cli("run", "demo-cpu", "--nodes", "2", "--output-dir", str(tmp_path / "r"))
+    assert stray.returncode == 2 and "--nodes" in stray.stderr and "--slurm" in stray.stderr
 
 
 @pytest.mark.slow
@@ -416,18 +331,6 @@ def test_run_slurm_two_ranks_report_stop_gracefully_and_resume_to_the_end(slurm_
         assert (run_dir / "logs" / f"rank-{rank}.log").stat().st_size > 0
     assert not [line for line in slurm_cluster.queue() if line.split()[0] == job]
     wait_for(lambda: not run_processes(run_dir), 10, "no process of the run left")  # the supervisor exits last
-
-
-def start_long_run(slurm_cluster, run_dir: Path) -> str:
-    """A 2-rank --slurm run of the demo that trains long enough to be stopped; returns its job id once
-    both ranks have stepped."""
-    start = run_cli("run", "demo-cpu", "--slurm", "--cards-per-node", "2", "training.max_steps=5000",
-                    "training.save_steps=10000", *SMALL, "--output-dir", str(run_dir), "--detach",
-                    env=slurm_cluster.env, timeout=60)
-    assert start.returncode == 0, start.stderr
-    wait_for(lambda: {e["rank"] for e in events_of(run_dir) if e["type"] == "step"} == {0, 1}, 180,
-             "both ranks' first steps")
-    return (run_dir / slurm.JOB_ID_FILE).read_text().strip()
 
 
 @pytest.mark.slow
@@ -514,3 +417,4 @@ def test_an_exported_script_runs_under_plain_sbatch(slurm_cluster, tmp_path, dem
     (output,) = tmp_path.glob("slurm-*.out")
     assert "ctc-tui: Slurm job" in output.read_text()
     assert not slurm_cluster.queue()
+

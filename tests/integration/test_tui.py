@@ -19,8 +19,8 @@ from ctc_tui.tui.draft import Draft
 from ctc_tui.tui.screens.dashboard import DashboardScreen
 from ctc_tui.tui.widgets.dialogs import ChoiceScreen
 from ctc_tui.tui.widgets.plot import LinePlot
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "presets" / "demo-cpu.yaml"
 DEVICES = Text("CPU: 1 socket, 2 cores, 2 threads (no HPU, no GPU)")
 SIZE = (120, 40)

@@ -3,17 +3,15 @@ prompt_toolkit input pipe; it writes the same preset the app would."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from ctc_tui.init_prompts import run_init
 from ctc_tui.core.preset import load_preset
+from ctc_tui.init_prompts import run_init
 from ctc_tui.tui.draft import Draft
 from ctc_tui.tui.steps import STEP_KEYS
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "presets" / "demo-cpu.yaml"
 ENTER = "\r"
 CLEAR = "\x15"  # Ctrl-U: clear the line before typing a new value
