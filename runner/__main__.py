@@ -10,6 +10,7 @@ says what to fix), 1 an unexpected error (traceback in the rank's log).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -153,5 +154,18 @@ def _leave_process_group() -> None:
         torch.distributed.destroy_process_group()
 
 
+def _exit_now(code: int) -> None:
+    """End the rank without the interpreter's teardown, once everything is written. Even after
+    ``destroy_process_group``, gloo's and the DataLoader's C++ threads are sometimes destroyed while
+    still running at interpreter exit, and a rank that succeeded aborts ("terminate called without an
+    active exception", SIGABRT), failing the whole run. Nothing of ours is left to run at exit: the
+    events are sent and closed, the checkpoint and results are written."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit_now(main())
