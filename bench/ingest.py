@@ -32,14 +32,15 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import psutil
-
-from ctc_tui.runs import client
-from ctc_tui.core import events
-from ctc_tui.supervisor import LOG_SOCKET, Spec
+# after the sys.path insert, so that this checkout's ctc_tui is imported
+from ctc_tui.core import events  # noqa: E402
+from ctc_tui.runs import client  # noqa: E402
+from ctc_tui.supervisor import LOG_SOCKET, Spec  # noqa: E402
 
 SENDERS = 8
 BATCH = 256  # lines per sendall, as runner/report.py coalesces
@@ -49,10 +50,23 @@ def _sender(address: str, rank: int, first: int, count: int, ready, go, done) ->
     """One rank: pre-encode its events, wait for the start signal, send them, report the send time."""
     chunks = []
     for start in range(first, first + count, BATCH):
-        lines = [events.encode(events.make("step", rank, step=s, epoch=round(s / 1000, 4), loss=1.0 / s,
-                                           reduced_loss=1.0 / s, lr=2e-3, grad_norm=0.5, samples_per_second=123.4,
-                                           max_steps=first + count))
-                 for s in range(start, min(start + BATCH, first + count))]
+        lines = [
+            events.encode(
+                events.make(
+                    "step",
+                    rank,
+                    step=s,
+                    epoch=round(s / 1000, 4),
+                    loss=1.0 / s,
+                    reduced_loss=1.0 / s,
+                    lr=2e-3,
+                    grad_norm=0.5,
+                    samples_per_second=123.4,
+                    max_steps=first + count,
+                )
+            )
+            for s in range(start, min(start + BATCH, first + count))
+        ]
         chunks.append(b"".join(lines))
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(address)
@@ -66,11 +80,15 @@ def _sender(address: str, rank: int, first: int, count: int, ready, go, done) ->
     done.put((rank, time.perf_counter() - t0))
 
 
-def one_round(address: str, first: int, count: int, recorded, expected: int, timeout: float = 120.0) -> tuple[float, float]:
+def one_round(
+    address: str, first: int, count: int, recorded, expected: int, timeout: float = 120.0
+) -> tuple[float, float]:
     """Send ``count`` events from each of 8 processes; return (seconds until all recorded, slowest sender)."""
     ctx = mp.get_context("fork")
     ready, done, go = ctx.Queue(), ctx.Queue(), ctx.Event()
-    procs = [ctx.Process(target=_sender, args=(address, r, first, count, ready, go, done)) for r in range(SENDERS)]
+    procs = [
+        ctx.Process(target=_sender, args=(address, r, first, count, ready, go, done)) for r in range(SENDERS)
+    ]
     for p in procs:
         p.start()
     for _ in procs:
@@ -166,16 +184,24 @@ def bench(per_sender: int, total: int) -> int:
                 count = per_sender if not rounds else min(4 * per_sender, (total - sent) // SENDERS)
                 if count <= 0:
                     break
-                elapsed, slowest = one_round(address, sent // SENDERS + 1, count,
-                                             lambda: _status_events(run_dir), base + sent + SENDERS * count)
+                elapsed, slowest = one_round(
+                    address,
+                    sent // SENDERS + 1,
+                    count,
+                    lambda: _status_events(run_dir),
+                    base + sent + SENDERS * count,
+                )
                 sent += SENDERS * count
                 rounds.append((SENDERS * count, elapsed, slowest))
                 rss = sup.memory_info().rss
                 if len(rounds) == 1:
                     rss_after_first = rss
-                print(f"round {len(rounds)}: {SENDERS} x {count} events recorded in {elapsed:.2f} s "
-                      f"= {SENDERS * count / elapsed:,.0f} events/s (slowest sender done after {slowest:.2f} s); "
-                      f"RSS {mb(rss):.1f} MB, total {sent:,}")
+                print(
+                    f"round {len(rounds)}: {SENDERS} x {count} events recorded in {elapsed:.2f} s "
+                    f"= {SENDERS * count / elapsed:,.0f} events/s "
+                    f"(slowest sender done after {slowest:.2f} s); "
+                    f"RSS {mb(rss):.1f} MB, total {sent:,}"
+                )
             rss_after = sup.memory_info().rss
             sampler.running = False
             sampler.join()
@@ -204,18 +230,29 @@ def bench(per_sender: int, total: int) -> int:
     all_t = sum(r[1] for r in rounds)
     rate = first_n / first_t
     lost = missing
-    print(f"events.jsonl: {lines:,} lines ({base} from the supervisor itself), {sent:,} step events sent, "
-          f"{missing} missing, {dups} duplicated, {bad} undecodable; supervisor counted {status.get('events')} events")
-    print(f"throughput: first round {rate:,.0f} events/s; all rounds {all_n / all_t:,.0f} events/s "
-          f"({all_n:,} events in {all_t:.1f} s)")
-    print(f"supervisor RSS: before {mb(rss_before):.1f} MB, after first {first_n:,} {mb(rss_after_first):.1f} MB, "
-          f"after {all_n:,} {mb(rss_after):.1f} MB, peak {mb(sampler.peak):.1f} MB")
+    print(
+        f"events.jsonl: {lines:,} lines ({base} from the supervisor itself), {sent:,} step events sent, "
+        f"{missing} missing, {dups} duplicated, {bad} undecodable; "
+        f"supervisor counted {status.get('events')} events"
+    )
+    print(
+        f"throughput: first round {rate:,.0f} events/s; all rounds {all_n / all_t:,.0f} events/s "
+        f"({all_n:,} events in {all_t:.1f} s)"
+    )
+    print(
+        f"supervisor RSS: before {mb(rss_before):.1f} MB, "
+        f"after first {first_n:,} {mb(rss_after_first):.1f} MB, "
+        f"after {all_n:,} {mb(rss_after):.1f} MB, peak {mb(sampler.peak):.1f} MB"
+    )
     if counters_line and counters_line[-1].get("type") == "exit":
         print(f"supervisor dropped: {counters_line[-1].get('dropped')}")
     goal = "meets" if rate >= 20_000 else "MISSES"
     print(f"goal >= 20,000 events/s: {goal}")
-    print(f"ingest events_per_s={rate:.0f} events_per_s_1M={all_n / all_t:.0f} lost={lost} dup={dups} "
-          f"rss_mb_before={mb(rss_before):.1f} rss_mb_after_1M={mb(rss_after):.1f} rss_mb_peak={mb(sampler.peak):.1f}")
+    print(
+        f"ingest events_per_s={rate:.0f} events_per_s_1M={all_n / all_t:.0f} lost={lost} dup={dups} "
+        f"rss_mb_before={mb(rss_before):.1f} rss_mb_after_1M={mb(rss_after):.1f} "
+        f"rss_mb_peak={mb(sampler.peak):.1f}"
+    )
     return 0 if lost == 0 and dups == 0 and bad == 0 and lines == base + sent else 1
 
 
@@ -252,8 +289,10 @@ def profile(per_sender: int) -> int:
         prof.enable()
         asyncio.run(main())
         prof.disable()
-    print(f"in-process supervisor under cProfile: {SENDERS * per_sender:,} events in {result['elapsed']:.2f} s "
-          f"= {SENDERS * per_sender / result['elapsed']:,.0f} events/s (profiler overhead included)")
+    print(
+        f"in-process supervisor under cProfile: {SENDERS * per_sender:,} events in {result['elapsed']:.2f} s "
+        f"= {SENDERS * per_sender / result['elapsed']:,.0f} events/s (profiler overhead included)"
+    )
     pstats.Stats(prof).sort_stats("tottime").print_stats(18)
     return 0
 

@@ -29,7 +29,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ctc_tui.runner.batching import (
+# after the sys.path insert, so that this checkout's ctc_tui is imported
+from ctc_tui.runner.batching import (  # noqa: E402
     DEFAULT_MULTIPLE,
     batch_widths,
     bucket_boundaries,
@@ -46,10 +47,27 @@ SEEDS = (0, 1, 2)
 # LibriSpeech train-clean-100: 28,539 utterances, 100.6 h (mean 12.69 s), longest 24.5 s (OpenSLR 12;
 # the counts also in rwth-i6/i6_experiments common/datasets/librispeech/constants.py).
 # Published duration percentiles, from k2-fsa/icefall egs/librispeech/ASR/local/display_manifest_statistics.py
-# ("## train-clean-100", lhotse CutSet.describe()). That manifest is speed-perturbed: 85,617 cuts = 3 x 28,539,
-# the clips at speed 0.9, 1.0 and 1.1 (its max, 27.2 s = 24.5 s / 0.9). ``librispeech_like`` undoes that mix.
+# ("## train-clean-100", lhotse CutSet.describe()). That manifest is speed-perturbed: 85,617 cuts =
+# 3 x 28,539, the clips at speed 0.9, 1.0 and 1.1 (its max, 27.2 s = 24.5 s / 0.9). ``librispeech_like``
+# undoes that mix.
 LIBRISPEECH_CLIPS = 28_539
-PERTURBED_LEVELS = [0.0, 0.001, 0.005, 0.01, 0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95, 0.99, 0.995, 0.999, 1.0]
+PERTURBED_LEVELS = [
+    0.0,
+    0.001,
+    0.005,
+    0.01,
+    0.05,
+    0.10,
+    0.25,
+    0.50,
+    0.75,
+    0.90,
+    0.95,
+    0.99,
+    0.995,
+    0.999,
+    1.0,
+]
 PERTURBED_SECONDS = [1.3, 1.9, 2.2, 2.5, 4.2, 6.4, 11.4, 13.8, 15.3, 16.7, 17.3, 18.1, 18.4, 18.8, 27.2]
 SPEEDS = (0.9, 1.0, 1.1)
 
@@ -93,8 +111,10 @@ def unperturbed_quantiles(step: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     cdf, first = np.unique(cdf, return_index=True)
     body = cdf < 0.999
     edge = float(np.interp(0.999, cdf, grid[first]))
-    return (np.concatenate([cdf[body], [0.999, 1.0]]),
-            np.concatenate([grid[first][body], [edge, target[-1] * min(SPEEDS)]]))
+    return (
+        np.concatenate([cdf[body], [0.999, 1.0]]),
+        np.concatenate([grid[first][body], [edge, target[-1] * min(SPEEDS)]]),
+    )
 
 
 def librispeech_like(seed: int = 0) -> tuple[list[int], dict[str, float]]:
@@ -104,9 +124,13 @@ def librispeech_like(seed: int = 0) -> tuple[list[int], dict[str, float]]:
     seconds = np.interp(np.random.default_rng(seed).random(LIBRISPEECH_CLIPS), levels, knots)
     inner = np.asarray(PERTURBED_LEVELS)[1:-1]
     fit = _mixture_quantiles(levels, knots, inner)
-    info = {"mean_s": float(seconds.mean()), "max_s": float(seconds.max()), "hours": float(seconds.sum() / 3600),
-            "dropped": int((seconds > MAX_DURATION).sum()),
-            "fit_error_s": float(np.abs(fit - np.asarray(PERTURBED_SECONDS)[1:-1]).max())}
+    info = {
+        "mean_s": float(seconds.mean()),
+        "max_s": float(seconds.max()),
+        "hours": float(seconds.sum() / 3600),
+        "dropped": int((seconds > MAX_DURATION).sum()),
+        "fit_error_s": float(np.abs(fit - np.asarray(PERTURBED_SECONDS)[1:-1]).max()),
+    }
     kept = seconds[seconds <= MAX_DURATION]
     return np.rint(kept * RATE).astype(int).tolist(), info
 
@@ -124,7 +148,9 @@ def _mean_over_seeds(measure: Callable[[int], tuple[float, int]]) -> tuple[float
     return statistics.mean(r[0] for r in results), max(r[1] for r in results)
 
 
-def measure_all(lengths: list[int], batch_size: int, world: int, num_buckets: int) -> dict[str, tuple[float, int]]:
+def measure_all(
+    lengths: list[int], batch_size: int, world: int, num_buckets: int
+) -> dict[str, tuple[float, int]]:
     """Waste and number of distinct batch shapes (audio lengths) for each way of padding."""
     max_len = int(MAX_DURATION * RATE)
     group = batch_size * world
@@ -133,17 +159,25 @@ def measure_all(lengths: list[int], batch_size: int, world: int, num_buckets: in
         return padding_fraction(lengths, batches, **pad), len(set(batch_widths(lengths, batches, **pad)))
 
     def split(global_batches: list[list[int]]) -> list[list[int]]:  # one global batch -> one per card
-        return [b[r * batch_size : (r + 1) * batch_size] for b in global_batches for r in range(world)
-                if b[r * batch_size : (r + 1) * batch_size]]
+        return [
+            b[r * batch_size : (r + 1) * batch_size]
+            for b in global_batches
+            for r in range(world)
+            if b[r * batch_size : (r + 1) * batch_size]
+        ]
 
     boundaries = bucket_boundaries(lengths, num_buckets, DEFAULT_MULTIPLE)
 
     def bucketed(seed: int) -> tuple[float, int]:
-        batches = [batch for step in bucket_plan(lengths, boundaries, batch_size, seed, world) for batch in step]
+        batches = [
+            batch for step in bucket_plan(lengths, boundaries, batch_size, seed, world) for batch in step
+        ]
         return dynamic(batches, boundaries=boundaries)
 
     return {
-        "reference": _mean_over_seeds(lambda s: dynamic(random_batches(len(lengths), batch_size, s), pad_to=max_len)),
+        "reference": _mean_over_seeds(
+            lambda s: dynamic(random_batches(len(lengths), batch_size, s), pad_to=max_len)
+        ),
         "longest": _mean_over_seeds(lambda s: dynamic(random_batches(len(lengths), batch_size, s))),
         "grouped": _mean_over_seeds(lambda s: dynamic(split(length_grouped_batches(lengths, group, s)))),
         "buckets": _mean_over_seeds(bucketed),
@@ -152,12 +186,17 @@ def measure_all(lengths: list[int], batch_size: int, world: int, num_buckets: in
 
 def print_table(name: str, lengths: list[int], results: dict[str, tuple[float, int]]) -> None:
     seconds = np.asarray(lengths) / RATE
-    print(f"\n{name}: {len(lengths)} clips, {seconds.min():.2f}-{seconds.max():.2f} s, mean {seconds.mean():.2f} s")
+    print(
+        f"\n{name}: {len(lengths)} clips, {seconds.min():.2f}-{seconds.max():.2f} s, "
+        f"mean {seconds.mean():.2f} s"
+    )
     print(f"  {'padding':<38} {'waste':>6} {'shapes':>7}")
-    labels = {"reference": f"reference: pad to max_duration {MAX_DURATION:g} s",
-              "longest": "longest clip of a random batch",
-              "grouped": "longest clip, length-grouped batches",
-              "buckets": "buckets (runner data.padding=buckets)"}
+    labels = {
+        "reference": f"reference: pad to max_duration {MAX_DURATION:g} s",
+        "longest": "longest clip of a random batch",
+        "grouped": "longest clip, length-grouped batches",
+        "buckets": "buckets (runner data.padding=buckets)",
+    }
     for key, (waste, shapes) in results.items():
         print(f"  {labels[key]:<38} {waste:>6.3f} {shapes:>7}")
 
@@ -168,22 +207,34 @@ def main() -> int:
     parser.add_argument("--world-size", type=int, default=8, help="cards")
     parser.add_argument("--num-buckets", type=int, default=8)
     args = parser.parse_args()
-    print(f"batch size {args.batch_size} per card, {args.world_size} cards, {args.num_buckets} buckets "
-          f"(lengths rounded up to {DEFAULT_MULTIPLE} samples), waste averaged over seeds {list(SEEDS)}")
+    print(
+        f"batch size {args.batch_size} per card, {args.world_size} cards, {args.num_buckets} buckets "
+        f"(lengths rounded up to {DEFAULT_MULTIPLE} samples), waste averaged over seeds {list(SEEDS)}"
+    )
 
     demo = demo_lengths()
-    print_table("(a) demo corpus, train split", demo, measure_all(demo, args.batch_size, args.world_size, args.num_buckets))
+    print_table(
+        "(a) demo corpus, train split",
+        demo,
+        measure_all(demo, args.batch_size, args.world_size, args.num_buckets),
+    )
 
     libri, info = librispeech_like()
-    print(f"\nLibriSpeech train-clean-100-like source: {LIBRISPEECH_CLIPS} clips drawn, {info['hours']:.1f} h, mean "
-          f"{info['mean_s']:.2f} s (published 12.69 s), max {info['max_s']:.1f} s (published 24.5 s); "
-          f"its 3-speed mix within {info['fit_error_s']:.2f} s; {info['dropped']} clips over {MAX_DURATION:g} s dropped")
+    print(
+        f"\nLibriSpeech train-clean-100-like source: {LIBRISPEECH_CLIPS} clips drawn, "
+        f"{info['hours']:.1f} h, mean "
+        f"{info['mean_s']:.2f} s (published 12.69 s), max {info['max_s']:.1f} s (published 24.5 s); "
+        f"its 3-speed mix within {info['fit_error_s']:.2f} s; "
+        f"{info['dropped']} clips over {MAX_DURATION:g} s dropped"
+    )
     results = measure_all(libri, args.batch_size, args.world_size, args.num_buckets)
     print_table("(b) LibriSpeech-like, clips <= 20 s (as the reference filters)", libri, results)
     sweep = []
     for k in (1, 2, 4, 8, 16):
         bounds = bucket_boundaries(libri, k, DEFAULT_MULTIPLE)
-        batches = [b for step in bucket_plan(libri, bounds, args.batch_size, 0, args.world_size) for b in step]
+        batches = [
+            b for step in bucket_plan(libri, bounds, args.batch_size, 0, args.world_size) for b in step
+        ]
         sweep.append(f"K={k}: {padding_fraction(libri, batches, boundaries=bounds):.3f}")
     print("\n  buckets vs K (LibriSpeech-like, seed 0):", ", ".join(sweep))
     bounds = bucket_boundaries(libri, args.num_buckets, DEFAULT_MULTIPLE)

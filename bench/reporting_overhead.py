@@ -5,9 +5,9 @@ from ``presets/demo-cpu.yaml``) takes real AdamW steps (forward, CTC loss, backw
 optimizer step) on 16 clips of the embedded demo corpus. Each step runs in one of three modes:
 
 - ``off``:    no reporting at all;
-- ``file``:   the runner's reporting (``ctc_tui.runner.train.EventCallback`` + ``ctc_tui.runner.report.Reporter``,
-              with ``ReportingMixin``'s per-step loss/sample accounting), log socket off: events go to
-              ``logs/events-rank-0.jsonl`` only;
+- ``file``:   the runner's reporting (``ctc_tui.runner.train.EventCallback`` +
+              ``ctc_tui.runner.report.Reporter``, with ``ReportingMixin``'s per-step loss/sample accounting),
+              log socket off: events go to ``logs/events-rank-0.jsonl`` only;
 - ``socket``: the same, with the reporter also connected to the log socket of a real supervisor
               (started as ``ctc-tui run`` starts it) that ingests and persists every event.
 
@@ -66,14 +66,22 @@ def build(batch_size: int, workdir: Path):
     for row, text in list(zip(rows, texts))[:batch_size]:
         audio, rate = sf.read(str(folder / row["file_name"]), dtype="float32")
         assert rate == fe.sampling_rate
-        features.append({"input_values": fe(audio, sampling_rate=rate).input_values[0],
-                         "labels": tokenizer(text).input_ids})
+        features.append(
+            {
+                "input_values": fe(audio, sampling_rate=rate).input_values[0],
+                "labels": tokenizer(text).input_ids,
+            }
+        )
     batch = CtcCollator(fe, "input_values")(features)
     model = built.model
     model.train()
     t = preset.training
-    optimizer = torch.optim.AdamW(model.parameters(), lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2),
-                                  weight_decay=t.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=t.learning_rate,
+        betas=(t.adam_beta1, t.adam_beta2),
+        weight_decay=t.weight_decay,
+    )
     return preset, model, optimizer, batch
 
 
@@ -110,8 +118,12 @@ class Reporting:
         self.state.epoch = self.state.global_step / 50
         self.callback.on_step_end(self.args, self.state, self.control)
         if self.state.global_step % self.logging_steps == 0:
-            self.callback.on_log(self.args, self.state, self.control,
-                                 logs={"loss": float(loss.detach()), "learning_rate": lr, "grad_norm": grad_norm})
+            self.callback.on_log(
+                self.args,
+                self.state,
+                self.control,
+                logs={"loss": float(loss.detach()), "learning_rate": lr, "grad_norm": grad_norm},
+            )
         self.seconds += time.perf_counter() - t0
         self.calls += 1
 
@@ -142,9 +154,9 @@ def main() -> int:
     import psutil
     import torch
 
+    from ctc_tui.runner.report import Reporter
     from ctc_tui.runs import client
     from ctc_tui.supervisor import LOG_SOCKET, Spec, read_events
-    from ctc_tui.runner.report import Reporter
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory(prefix="ctc-tui-overhead-") as tmp:
@@ -158,16 +170,22 @@ def main() -> int:
             assert socket_reporter.connected, "could not connect to the supervisor's log socket"
             file_reporter = Reporter(1, run_dir, None)  # rank 1's file: the same work, no socket
             total = args.warmup + args.cycles * args.block
-            reporting = {"off": None, "file": Reporting(file_reporter, args.logging_steps, total),
-                         "socket": Reporting(socket_reporter, args.logging_steps, total)}
-            print(f"model: {preset.model.architecture}, {sum(p.numel() for p in model.parameters()):,} parameters; "
-                  f"batch {tuple(batch['input_values'].shape)}; torch threads {torch.get_num_threads()}, "
-                  f"cores {os.cpu_count()}; on_log every {args.logging_steps} step(s)")
+            reporting = {
+                "off": None,
+                "file": Reporting(file_reporter, args.logging_steps, total),
+                "socket": Reporting(socket_reporter, args.logging_steps, total),
+            }
+            print(
+                f"model: {preset.model.architecture}, "
+                f"{sum(p.numel() for p in model.parameters()):,} parameters; "
+                f"batch {tuple(batch['input_values'].shape)}; torch threads {torch.get_num_threads()}, "
+                f"cores {os.cpu_count()}; on_log every {args.logging_steps} step(s)"
+            )
             for _ in range(args.warmup):
                 train_step(model, optimizer, batch, None, lr)
             times: dict[str, list[float]] = {m: [] for m in MODES}
             for cycle in range(args.cycles):
-                order = MODES[cycle % 3:] + MODES[:cycle % 3]
+                order = MODES[cycle % 3 :] + MODES[: cycle % 3]
                 if cycle % 2:
                     order = order[::-1]
                 for mode in order:
@@ -196,25 +214,39 @@ def main() -> int:
 
     med = {m: statistics.median(v) * 1000 for m, v in times.items()}
     q = {m: statistics.quantiles(v, n=4) for m, v in times.items()}
-    print(f"steps per mode: {len(times['off'])} (in {args.cycles} cycles of {args.block}-step blocks per mode)")
+    print(
+        f"steps per mode: {len(times['off'])} (in {args.cycles} cycles of {args.block}-step blocks per mode)"
+    )
     for m in MODES:
-        print(f"  {m:6s} median {med[m]:8.2f} ms  (quartiles {q[m][0] * 1000:.2f} .. {q[m][2] * 1000:.2f} ms)")
+        print(
+            f"  {m:6s} median {med[m]:8.2f} ms  (quartiles {q[m][0] * 1000:.2f} .. {q[m][2] * 1000:.2f} ms)"
+        )
     for name in ("file", "socket"):
         r = reporting[name]
         per_step = r.seconds / r.calls * 1000
-        print(f"  {name:6s} reporting calls themselves: {per_step * 1000:.0f} us per step "
-              f"= {per_step / med['off'] * 100:.3f} % of a step")
-    print(f"supervisor: {status.get('events')} events recorded, {len(arrived)} step events of rank 0 in events.jsonl "
-          f"({len(times['socket']) // args.logging_steps} sent), reporter dropped {socket_reporter.dropped}; supervisor RSS "
-          f"{sup_rss / (1 << 20):.1f} MB")
+        print(
+            f"  {name:6s} reporting calls themselves: {per_step * 1000:.0f} us per step "
+            f"= {per_step / med['off'] * 100:.3f} % of a step"
+        )
+    print(
+        f"supervisor: {status.get('events')} events recorded, "
+        f"{len(arrived)} step events of rank 0 in events.jsonl "
+        f"({len(times['socket']) // args.logging_steps} sent), "
+        f"reporter dropped {socket_reporter.dropped}; supervisor RSS "
+        f"{sup_rss / (1 << 20):.1f} MB"
+    )
     over = (med["socket"] - med["off"]) / med["off"] * 100
     over_file = (med["file"] - med["off"]) / med["off"] * 100
     direct = reporting["socket"].seconds / reporting["socket"].calls * 1000 / med["off"] * 100
-    print(f"overhead of reporting over the log socket vs none: {over:+.2f} % (median step times); "
-          f"file only: {over_file:+.2f} %; directly timed: {direct:.3f} %. Goal < 1 %: "
-          f"{'meets' if max(over, direct) < 1 else 'MISSES'}")
-    print(f"reporting_overhead on_ms={med['socket']:.2f} off_ms={med['off']:.2f} overhead_pct={over:.2f} "
-          f"file_ms={med['file']:.2f} direct_pct={direct:.3f}")
+    print(
+        f"overhead of reporting over the log socket vs none: {over:+.2f} % (median step times); "
+        f"file only: {over_file:+.2f} %; directly timed: {direct:.3f} %. Goal < 1 %: "
+        f"{'meets' if max(over, direct) < 1 else 'MISSES'}"
+    )
+    print(
+        f"reporting_overhead on_ms={med['socket']:.2f} off_ms={med['off']:.2f} overhead_pct={over:.2f} "
+        f"file_ms={med['file']:.2f} direct_pct={direct:.3f}"
+    )
     return 0
 
 

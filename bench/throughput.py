@@ -35,17 +35,29 @@ def demo_lengths() -> list[int]:
 
 
 def padding(lengths: list[int], batch_size: int, seeds: int = 5) -> tuple[float, float]:
-    grouped = [padding_fraction(lengths, length_grouped_batches(lengths, batch_size, s)) for s in range(seeds)]
+    grouped = [
+        padding_fraction(lengths, length_grouped_batches(lengths, batch_size, s)) for s in range(seeds)
+    ]
     rand = [padding_fraction(lengths, random_batches(len(lengths), batch_size, s)) for s in range(seeds)]
     return statistics.mean(grouped), statistics.mean(rand)
 
 
 def train_rate(group: bool, steps: int, batch_size: int, workdir: Path) -> float:
     out = workdir / f"run-{'grouped' if group else 'random'}"
-    cmd = [sys.executable, "-m", "ctc_tui.runner", str(REPO / "presets" / "demo-cpu.yaml"),
-           f"training.max_steps={steps}", "training.logging_steps=10", f"training.group_by_length={str(group).lower()}",
-           f"training.per_device_train_batch_size={batch_size}", "training.do_eval=false",
-           "training.save_strategy=no", "training.throughput_warmup_steps=10", f"training.output_dir={out}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ctc_tui.runner",
+        str(REPO / "presets" / "demo-cpu.yaml"),
+        f"training.max_steps={steps}",
+        "training.logging_steps=10",
+        f"training.group_by_length={str(group).lower()}",
+        f"training.per_device_train_batch_size={batch_size}",
+        "training.do_eval=false",
+        "training.save_strategy=no",
+        "training.throughput_warmup_steps=10",
+        f"training.output_dir={out}",
+    ]
     env = dict(os.environ, CTC_TUI_CACHE=str(workdir / "cache"))
     subprocess.run(cmd, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rates = []
@@ -65,15 +77,20 @@ def main() -> int:
     lengths = demo_lengths()
     grouped_pad, random_pad = padding(lengths, args.batch_size)
     print(f"demo corpus: {len(lengths)} train clips, batch size {args.batch_size}")
-    print(f"padded frames per batch: grouped {grouped_pad:.3f}, random {random_pad:.3f} "
-          f"({random_pad / max(grouped_pad, 1e-9):.1f}x less padding)")
+    print(
+        f"padded frames per batch: grouped {grouped_pad:.3f}, random {random_pad:.3f} "
+        f"({random_pad / max(grouped_pad, 1e-9):.1f}x less padding)"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         random_rate = train_rate(False, args.steps, args.batch_size, work)
         grouped_rate = train_rate(True, args.steps, args.batch_size, work)
     print(f"train samples/s: grouped {grouped_rate:.1f}, random {random_rate:.1f}")
-    print(f"throughput grouped={grouped_rate:.1f} random={random_rate:.1f} speedup={grouped_rate / random_rate:.2f} "
-          f"padding grouped={grouped_pad:.3f} random={random_pad:.3f}")
+    print(
+        f"throughput grouped={grouped_rate:.1f} random={random_rate:.1f} "
+        f"speedup={grouped_rate / random_rate:.2f} "
+        f"padding grouped={grouped_pad:.3f} random={random_pad:.3f}"
+    )
     return 0
 
 

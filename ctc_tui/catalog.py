@@ -10,9 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-
-
-
 @dataclass(frozen=True)
 class ModelChoice:
     name: str  # hub id, or an architecture name for the models built from a config
@@ -30,7 +27,9 @@ KNOWN_MODELS: tuple[ModelChoice, ...] = (
     ModelChoice("facebook/hubert-base-ls960", "HuBERT base, LibriSpeech 960 h", "95M"),
     ModelChoice("microsoft/wavlm-large", "WavLM large, 94k h", "317M"),
     ModelChoice("microsoft/wavlm-base-plus", "WavLM base+, 94k h", "95M"),
-    ModelChoice("wav2vec2-tiny", "demo: tiny wav2vec2 from a config (CPU demo, tests)", "1M", "wav2vec2-tiny"),
+    ModelChoice(
+        "wav2vec2-tiny", "demo: tiny wav2vec2 from a config (CPU demo, tests)", "1M", "wav2vec2-tiny"
+    ),
     ModelChoice("wav2vec2-small", "small wav2vec2 from a config (quick experiments)", "8M", "wav2vec2-small"),
 )
 
@@ -60,7 +59,8 @@ def cached_snapshot(repo_id: str, cache_dir: str | None = None) -> Path | None:
 
 
 def availability(name: str, cache_dir: str | None = None) -> str:
-    """One word for the wizard: ``built`` (from a config), ``local`` (a directory), ``cached``, ``missing``."""
+    """One word for the wizard: ``built`` (from a config), ``local`` (a directory), ``cached``,
+    ``missing``."""
     if any(m.architecture == name for m in KNOWN_MODELS):
         return "built"
     path = Path(name).expanduser()

@@ -109,7 +109,12 @@ def card_environment(preset: Preset, detected, environ: Mapping[str, str] | None
     N cards takes N free ones (by local rank the ranks would take modules 0..N-1, busy or not). Nothing
     when the user set it, when every rank runs on this node's free cards anyway, or off the HPU."""
     env = os.environ if environ is None else environ
-    if not preset.gaudi.use_habana or "HABANA_VISIBLE_MODULES" in env or preset.launch.hostfile or detected is None:
+    if (
+        not preset.gaudi.use_habana
+        or "HABANA_VISIBLE_MODULES" in env
+        or preset.launch.hostfile
+        or detected is None
+    ):
         return {}
     from ctc_tui.devices import free_hpu_modules
 
@@ -132,35 +137,70 @@ def check_cards(preset: Preset, detected) -> list[Finding]:
     if preset.gaudi.use_habana:
         hpus = detected.hpus
         if not hpus:
-            return [_error("gaudi.use_habana", f"no Gaudi card found on this machine{notes}: run on a Gaudi node "
-                           "(where hl-smi lists the cards), or set gaudi.use_habana=false to train on CUDA/CPU")]
+            return [
+                _error(
+                    "gaudi.use_habana",
+                    f"no Gaudi card found on this machine{notes}: run on a Gaudi node "
+                    "(where hl-smi lists the cards), or set gaudi.use_habana=false to train on CUDA/CPU",
+                )
+            ]
         if need > len(hpus):
-            return [_error("launch.world_size", f"{need} cards requested but this node has {len(hpus)} Gaudi cards: "
-                           f"set launch.world_size={len(hpus)}")]
+            return [
+                _error(
+                    "launch.world_size",
+                    f"{need} cards requested but this node has {len(hpus)} Gaudi cards: "
+                    f"set launch.world_size={len(hpus)}",
+                )
+            ]
         free = [d for d in hpus if not d.busy]
         if len(free) < need:
-            findings.append(_error("launch.world_size", f"only {len(free)} of {len(hpus)} Gaudi cards are free "
-                                   f"({_busy_text(hpus)}): wait for those processes to end, or set "
-                                   f"launch.world_size={max(1, len(free))}"))
+            findings.append(
+                _error(
+                    "launch.world_size",
+                    f"only {len(free)} of {len(hpus)} Gaudi cards are free "
+                    f"({_busy_text(hpus)}): wait for those processes to end, or set "
+                    f"launch.world_size={max(1, len(free))}",
+                )
+            )
         return findings
     if preset.device_kind == "cuda-or-cpu":
         gpus = detected.gpus
         if gpus:
             if need > len(gpus):
-                return [_error("launch.world_size", f"{need} ranks requested but this node has {len(gpus)} GPUs: "
-                               f"set launch.world_size={len(gpus)}")]
+                return [
+                    _error(
+                        "launch.world_size",
+                        f"{need} ranks requested but this node has {len(gpus)} GPUs: "
+                        f"set launch.world_size={len(gpus)}",
+                    )
+                ]
             busy = [d for d in gpus if d.busy]
             if len(gpus) - len(busy) < need:
-                findings.append(_warning("launch.world_size", f"{len(busy)} of {len(gpus)} GPUs are in use "
-                                         f"({_busy_text(gpus)}): the run shares them and may run out of memory; "
-                                         "wait, or lower launch.world_size"))
+                findings.append(
+                    _warning(
+                        "launch.world_size",
+                        f"{len(busy)} of {len(gpus)} GPUs are in use "
+                        f"({_busy_text(gpus)}): the run shares them and may run out of memory; "
+                        "wait, or lower launch.world_size",
+                    )
+                )
             return findings
-        findings.append(_warning("training.use_cpu", f"no NVIDIA GPU found{notes}: this run trains on the CPU; "
-                                 "set training.use_cpu=true to say so (or run on a GPU node)"))
+        findings.append(
+            _warning(
+                "training.use_cpu",
+                f"no NVIDIA GPU found{notes}: this run trains on the CPU; "
+                "set training.use_cpu=true to say so (or run on a GPU node)",
+            )
+        )
     cores = detected.cpu.physical_cores
     if need > cores:
-        findings.append(_warning("launch.world_size", f"{need} CPU ranks on {cores} physical cores oversubscribe "
-                                 f"the CPU and run slowly: set launch.world_size={cores} or less"))
+        findings.append(
+            _warning(
+                "launch.world_size",
+                f"{need} CPU ranks on {cores} physical cores oversubscribe "
+                f"the CPU and run slowly: set launch.world_size={cores} or less",
+            )
+        )
     return findings
 
 
@@ -194,16 +234,30 @@ def check_software(preset: Preset) -> list[Finding]:
     missing = [m for m in RUNNER_PACKAGES if not _installed(m)]
     if missing:
         why = " (torchrun is python -m torch.distributed.run)" if preset.launch.launcher == "torchrun" else ""
-        findings.append(_error("", f"{', '.join(missing)} not installed for {sys.executable}{why}: "
-                               "pip install 'ctc-tui[train]' (on Gaudi keep the image's torch)"))
+        findings.append(
+            _error(
+                "",
+                f"{', '.join(missing)} not installed for {sys.executable}{why}: "
+                "pip install 'ctc-tui[train]' (on Gaudi keep the image's torch)",
+            )
+        )
     if preset.gaudi.use_habana:
         if not _installed("habana_frameworks"):
-            findings.append(_error("gaudi.use_habana", f"the Habana PyTorch stack (habana_frameworks) is not "
-                                   f"installed for {sys.executable}: run inside Intel's Gaudi software image "
-                                   "(habana-torch-plugin), or set gaudi.use_habana=false"))
+            findings.append(
+                _error(
+                    "gaudi.use_habana",
+                    f"the Habana PyTorch stack (habana_frameworks) is not "
+                    f"installed for {sys.executable}: run inside Intel's Gaudi software image "
+                    "(habana-torch-plugin), or set gaudi.use_habana=false",
+                )
+            )
         if _distribution("optimum-habana") is None:
-            findings.append(_error("gaudi.use_habana", "optimum-habana is not installed: "
-                                   "pip install 'ctc-tui[gaudi]' (optimum-habana)"))
+            findings.append(
+                _error(
+                    "gaudi.use_habana",
+                    "optimum-habana is not installed: pip install 'ctc-tui[gaudi]' (optimum-habana)",
+                )
+            )
     return findings
 
 
@@ -216,16 +270,31 @@ def check_gaudi_settings(preset: Preset) -> list[Finding]:
         return []
     keys = " and ".join(f"gaudi.{k}" for k in graphs)
     if not gaudi.use_habana:
-        return [_warning(f"gaudi.{graphs[0]}", f"HPU graphs exist only on Gaudi, so {keys} is ignored here: "
-                         "set gaudi.use_habana=true, or set it to false")]
+        return [
+            _warning(
+                f"gaudi.{graphs[0]}",
+                f"HPU graphs exist only on Gaudi, so {keys} is ignored here: "
+                "set gaudi.use_habana=true, or set it to false",
+            )
+        ]
     findings = []
     if not gaudi.use_lazy_mode:
-        findings.append(_error(f"gaudi.{graphs[0]}", f"HPU graphs cannot be used in eager mode "
-                               f"(optimum-habana refuses {keys} without lazy mode): set gaudi.use_lazy_mode=true, "
-                               f"or set {keys}=false"))
+        findings.append(
+            _error(
+                f"gaudi.{graphs[0]}",
+                f"HPU graphs cannot be used in eager mode "
+                f"(optimum-habana refuses {keys} without lazy mode): set gaudi.use_lazy_mode=true, "
+                f"or set {keys}=false",
+            )
+        )
     if gaudi.use_hpu_graphs_for_training and preset.data.padding == "longest":
-        findings.append(_warning("data.padding", "HPU graphs with data.padding=longest record a new graph for "
-                                 "almost every batch (slow, memory-hungry): set data.padding=buckets (or auto)"))
+        findings.append(
+            _warning(
+                "data.padding",
+                "HPU graphs with data.padding=longest record a new graph for "
+                "almost every batch (slow, memory-hungry): set data.padding=buckets (or auto)",
+            )
+        )
     return findings
 
 
@@ -258,28 +327,47 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1
 
 
-def _check_model_source(key: str, name: str, cache_dir: str | None, environ: Mapping[str, str],
-                        online: Callable[[], bool]) -> list[Finding]:
+def _check_model_source(
+    key: str, name: str, cache_dir: str | None, environ: Mapping[str, str], online: Callable[[], bool]
+) -> list[Finding]:
     from ctc_tui.catalog import cached_snapshot
 
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file() and key == "model.model_name_or_path":
-            return [_error(key, f"{path} has no config.json: point {key} at the model folder (the one holding "
-                           "config.json and the weights)")]
+            return [
+                _error(
+                    key,
+                    f"{path} has no config.json: point {key} at the model folder (the one holding "
+                    "config.json and the weights)",
+                )
+            ]
         return []
     if path.exists() or _looks_like_path(name):
-        return [_error(key, f"{path} is not a folder: fix the path (relative paths are taken from the preset "
-                       "file's folder), or give a hub id")]
+        return [
+            _error(
+                key,
+                f"{path} is not a folder: fix the path (relative paths are taken from the preset "
+                "file's folder), or give a hub id",
+            )
+        ]
     where = Path(cache_dir).expanduser() if cache_dir else hub_cache(environ)
     if cached_snapshot(name, str(where)):
         return []
-    fix = (f"download it where there is network (huggingface-cli download {name}) and copy the cache to "
-           f"{where}, or set {key} to a local folder")
+    fix = (
+        f"download it where there is network (huggingface-cli download {name}) and copy the cache to "
+        f"{where}, or set {key} to a local folder"
+    )
     if _offline(environ, "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        return [_error(key, f"'{name}' is not in the Hugging Face cache ({where}) and HF_HUB_OFFLINE=1: {fix}")]
+        return [
+            _error(key, f"'{name}' is not in the Hugging Face cache ({where}) and HF_HUB_OFFLINE=1: {fix}")
+        ]
     if not online():
-        return [_error(key, f"'{name}' is not in the Hugging Face cache ({where}) and the hub is unreachable: {fix}")]
+        return [
+            _error(
+                key, f"'{name}' is not in the Hugging Face cache ({where}) and the hub is unreachable: {fix}"
+            )
+        ]
     return []
 
 
@@ -287,19 +375,22 @@ def check_model(preset: Preset, environ: Mapping[str, str], online: Callable[[],
     model = preset.model
     findings: list[Finding] = []
     if not model.architecture:
-        findings += _check_model_source("model.model_name_or_path", model.model_name_or_path, model.cache_dir,
-                                        environ, online)
+        findings += _check_model_source(
+            "model.model_name_or_path", model.model_name_or_path, model.cache_dir, environ, online
+        )
     if model.tokenizer_name_or_path:
-        findings += _check_model_source("model.tokenizer_name_or_path", model.tokenizer_name_or_path,
-                                        model.cache_dir, environ, online)
+        findings += _check_model_source(
+            "model.tokenizer_name_or_path", model.tokenizer_name_or_path, model.cache_dir, environ, online
+        )
     return findings
 
 
 # -- data ---------------------------------------------------------------------------------------------
 
 
-def check_data(preset: Preset, environ: Mapping[str, str], online: Callable[[], bool],
-               sample: int = CHECK_SAMPLE) -> list[Finding]:
+def check_data(
+    preset: Preset, environ: Mapping[str, str], online: Callable[[], bool], sample: int = CHECK_SAMPLE
+) -> list[Finding]:
     """The preset's data source checks its own data (ctc_tui/sources/<name>.py)."""
     return source(preset.data.source).check(preset, environ, online, sample)
 
@@ -326,8 +417,11 @@ def _weights_bytes(preset: Preset) -> int:
         folder = local if local.is_dir() else cached_snapshot(name, model.cache_dir)
     if folder is not None:
         try:
-            size = sum(p.stat().st_size for p in folder.iterdir()
-                       if p.suffix in (".safetensors", ".bin") and p.is_file())
+            size = sum(
+                p.stat().st_size
+                for p in folder.iterdir()
+                if p.suffix in (".safetensors", ".bin") and p.is_file()
+            )
         except OSError:
             size = 0
         if size:
@@ -350,9 +444,14 @@ def check_output_dir(preset: Preset, resume: bool = False) -> list[Finding]:
     if out.exists() and not out.is_dir():
         return [_error("training.output_dir", f"{out} is a file: choose another --output-dir")]
     if not resume and out.is_dir() and any(out.iterdir()) and not preset.training.overwrite_output_dir:
-        return [_error("training.output_dir", f"{out} exists and is not empty: resume it with "
-                       f"ctc-tui run --resume {out}, choose another --output-dir, or set "
-                       "training.overwrite_output_dir=true to train into it")]
+        return [
+            _error(
+                "training.output_dir",
+                f"{out} exists and is not empty: resume it with "
+                f"ctc-tui run --resume {out}, choose another --output-dir, or set "
+                "training.overwrite_output_dir=true to train into it",
+            )
+        ]
     base = _existing_ancestor(out)
     if not os.access(base, os.W_OK | os.X_OK):
         return [_error("training.output_dir", f"cannot write to {base}: choose another --output-dir")]
@@ -366,9 +465,14 @@ def check_output_dir(preset: Preset, resume: bool = False) -> list[Finding]:
     if free < need:
         from ctc_tui.devices import fmt_bytes
 
-        return [_warning("training.output_dir", f"only {fmt_bytes(free)} free on {base}; this run's model and "
-                         f"{keep} checkpoint(s) need about {fmt_bytes(need)}: free some space, lower "
-                         "training.save_total_limit, or choose another --output-dir")]
+        return [
+            _warning(
+                "training.output_dir",
+                f"only {fmt_bytes(free)} free on {base}; this run's model and "
+                f"{keep} checkpoint(s) need about {fmt_bytes(need)}: free some space, lower "
+                "training.save_total_limit, or choose another --output-dir",
+            )
+        ]
     return []
 
 
@@ -378,8 +482,9 @@ def check_output_dir(preset: Preset, resume: bool = False) -> list[Finding]:
 def _ssh(host: str, ssh: str) -> str | None:
     """None when ``ssh HOST true`` works without a password; else the reason."""
     try:
-        proc = run_bounded([ssh, "-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_TIMEOUT}", host, "true"],
-                           SSH_TIMEOUT + 4)
+        proc = run_bounded(
+            [ssh, "-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_TIMEOUT}", host, "true"], SSH_TIMEOUT + 4
+        )
     except subprocess.TimeoutExpired:
         return f"no answer within {SSH_TIMEOUT + 4} s"
     except OSError as exc:
@@ -407,8 +512,13 @@ def check_hostfile(preset: Preset, which: Callable[[str], str | None] = shutil.w
         return []
     ssh = which("ssh")
     if ssh is None:
-        return [_error("launch.hostfile", f"ssh not found, needed to start ranks on {', '.join(remote[:3])}: "
-                       "apt-get install openssh-client")]
+        return [
+            _error(
+                "launch.hostfile",
+                f"ssh not found, needed to start ranks on {', '.join(remote[:3])}: "
+                "apt-get install openssh-client",
+            )
+        ]
     reasons: dict[str, str | None] = {}
 
     def probe(host: str) -> None:
@@ -423,16 +533,28 @@ def check_hostfile(preset: Preset, which: Callable[[str], str | None] = shutil.w
     for host in remote:
         reason = reasons.get(host, "no answer")
         if reason is not None:
-            findings.append(_error("launch.hostfile", f"cannot reach {host} with ssh ({reason}): set up "
-                                   f"passwordless ssh (ssh-copy-id {host}), or remove it from {path}"))
+            findings.append(
+                _error(
+                    "launch.hostfile",
+                    f"cannot reach {host} with ssh ({reason}): set up "
+                    f"passwordless ssh (ssh-copy-id {host}), or remove it from {path}",
+                )
+            )
     return findings
 
 
 # -- all together -------------------------------------------------------------------------------------
 
 
-def run_checks(preset: Preset, *, resume: bool = False, detected=None, environ: Mapping[str, str] | None = None,
-               which: Callable[[str], str | None] = shutil.which, slurm: bool = False) -> list[Finding]:
+def run_checks(
+    preset: Preset,
+    *,
+    resume: bool = False,
+    detected=None,
+    environ: Mapping[str, str] | None = None,
+    which: Callable[[str], str | None] = shutil.which,
+    slurm: bool = False,
+) -> list[Finding]:
     """Every check for ``preset`` (output_dir already resolved); errors first, then warnings.
 
     ``resume``: the output dir is meant to exist (``ctc-tui run --resume``). ``detected``: the result of
@@ -458,8 +580,11 @@ def run_checks(preset: Preset, *, resume: bool = False, detected=None, environ: 
     if slurm:
         placement = [lambda: SLURM.checks(preset, which, run_bounded)]
     else:
-        placement = [lambda: check_cards(preset, detected), lambda: check_launcher(preset, which),
-                     lambda: check_hostfile(preset, which)]
+        placement = [
+            lambda: check_cards(preset, detected),
+            lambda: check_launcher(preset, which),
+            lambda: check_hostfile(preset, which),
+        ]
     for check in (
         *placement,
         lambda: check_software(preset),
@@ -471,13 +596,19 @@ def run_checks(preset: Preset, *, resume: bool = False, detected=None, environ: 
         try:
             findings += check()
         except Exception as exc:  # noqa: BLE001  (a broken check is reported, never fatal)
-            findings.append(_warning("", f"a check could not run ({type(exc).__name__}: {exc}); "
-                                     "please report it (skip all checks with ctc-tui run --no-check)"))
+            findings.append(
+                _warning(
+                    "",
+                    f"a check could not run ({type(exc).__name__}: {exc}); "
+                    "please report it (skip all checks with ctc-tui run --no-check)",
+                )
+            )
     return sorted(findings, key=lambda f: f.level != "error")
 
 
-def check_preset_file(preset_arg: str, overrides: list[str] | None = None,
-                      output_dir: str | None = None) -> tuple[Preset, list[Finding]]:
+def check_preset_file(
+    preset_arg: str, overrides: list[str] | None = None, output_dir: str | None = None
+) -> tuple[Preset, list[Finding]]:
     """Load a preset the way ``ctc-tui run`` does (placeholders filled) and check it."""
     from ctc_tui.core.preset import load_preset, preset_stem, resolve_output_dir
     from ctc_tui.core.shipped import find_preset

@@ -84,7 +84,9 @@ class Detected:
     devices: list[Device]
     cpu: CpuInfo
     notes: list[str] = field(default_factory=list)
-    sources: dict[str, str] = field(default_factory=dict)  # "hpu" -> "pyhlml" | "hl-smi"; "gpu" -> "nvidia-smi"
+    sources: dict[str, str] = field(
+        default_factory=dict
+    )  # "hpu" -> "pyhlml" | "hl-smi"; "gpu" -> "nvidia-smi"
 
     @property
     def hpus(self) -> list[Device]:
@@ -102,8 +104,17 @@ class Detected:
 
 _MISSING = {"", "n/a", "[n/a]", "[not supported]", "not supported", "[unknown error]", "unknown", "-"}
 _UNIT = re.compile(r"^\s*(?P<number>[-+]?\d+(?:\.\d+)?)\s*(?P<unit>[A-Za-z%]*)\s*$")
-_UNIT_FACTORS = {"": MIB, "mib": MIB, "mb": MIB, "gib": 1024 * MIB, "gb": 1024 * MIB, "kib": 1024, "kb": 1024,
-                 "b": 1, "bytes": 1}
+_UNIT_FACTORS = {
+    "": MIB,
+    "mib": MIB,
+    "mb": MIB,
+    "gib": 1024 * MIB,
+    "gb": 1024 * MIB,
+    "kib": 1024,
+    "kb": 1024,
+    "b": 1,
+    "bytes": 1,
+}
 
 
 def _is_missing(text: str) -> bool:
@@ -142,8 +153,10 @@ def _csv_rows(text: str, fields: tuple[str, ...], tool: str) -> list[dict[str, s
         if number == 1 and cells and cells[0].split(" [")[0].strip().lower() == fields[0]:
             continue  # the header ("index, name, memory.total [MiB], ...")
         if len(cells) != len(fields):
-            raise ToolOutputError(f"line {number}: expected {len(fields)} comma-separated values "
-                                  f"({', '.join(fields)}), got {len(cells)}")
+            raise ToolOutputError(
+                f"line {number}: expected {len(fields)} comma-separated values "
+                f"({', '.join(fields)}), got {len(cells)}"
+            )
         rows.append(dict(zip(fields, cells)))
     return rows
 
@@ -189,18 +202,26 @@ def parse_hl_smi_csv(text: str, fields: tuple[str, ...] = HL_SMI_FIELDS) -> list
     for number, row in enumerate(_csv_rows(text, fields, "hl-smi"), 1):
         where = f"line {number}"
         name = row.get("name", "")
-        devices.append(Device(
-            kind="hpu",
-            index=_index(row.get("index", str(number - 1)), f"{where} index"),
-            name=name,
-            model=gaudi_model(name),
-            memory_total=_mib_bytes(row["memory.total"], f"{where} memory.total") if "memory.total" in row else None,
-            memory_used=_mib_bytes(row["memory.used"], f"{where} memory.used") if "memory.used" in row else None,
-            utilisation=_number(row["utilization.aip"], f"{where} utilization.aip") if "utilization.aip" in row else None,
-            bus_id=row.get("bus_id") or None,
-            uuid=row.get("uuid") or None,
-            module_id=_index(row["module_id"], f"{where} module_id") if "module_id" in row else None,
-        ))
+        devices.append(
+            Device(
+                kind="hpu",
+                index=_index(row.get("index", str(number - 1)), f"{where} index"),
+                name=name,
+                model=gaudi_model(name),
+                memory_total=_mib_bytes(row["memory.total"], f"{where} memory.total")
+                if "memory.total" in row
+                else None,
+                memory_used=_mib_bytes(row["memory.used"], f"{where} memory.used")
+                if "memory.used" in row
+                else None,
+                utilisation=_number(row["utilization.aip"], f"{where} utilization.aip")
+                if "utilization.aip" in row
+                else None,
+                bus_id=row.get("bus_id") or None,
+                uuid=row.get("uuid") or None,
+                module_id=_index(row["module_id"], f"{where} module_id") if "module_id" in row else None,
+            )
+        )
     return devices
 
 
@@ -244,10 +265,19 @@ def _hpus_from_pyhlml() -> list[Device]:
                 module_id: int | None = int(pyhlml.hlmlDeviceGetModuleID(handle))
             except Exception:  # noqa: BLE001  (older bindings lack it)
                 module_id = None
-            devices.append(Device(kind="hpu", index=index, name=name, model=gaudi_model(name),
-                                  memory_total=int(memory.total), memory_used=int(memory.used),
-                                  utilisation=float(pyhlml.hlmlDeviceGetUtilizationRates(handle)), bus_id=bus_id,
-                                  module_id=module_id))
+            devices.append(
+                Device(
+                    kind="hpu",
+                    index=index,
+                    name=name,
+                    model=gaudi_model(name),
+                    memory_total=int(memory.total),
+                    memory_used=int(memory.used),
+                    utilisation=float(pyhlml.hlmlDeviceGetUtilizationRates(handle)),
+                    bus_id=bus_id,
+                    module_id=module_id,
+                )
+            )
         return devices
     finally:
         pyhlml.hlmlShutdown()
@@ -264,17 +294,25 @@ def parse_nvidia_smi_gpus(text: str, fields: tuple[str, ...] = NVIDIA_SMI_FIELDS
     for number, row in enumerate(_csv_rows(text, fields, "nvidia-smi"), 1):
         where = f"line {number}"
         name = row.get("name", "")
-        devices.append(Device(
-            kind="gpu",
-            index=_index(row.get("index", str(number - 1)), f"{where} index"),
-            name=name,
-            model=name,
-            memory_total=_mib_bytes(row["memory.total"], f"{where} memory.total") if "memory.total" in row else None,
-            memory_used=_mib_bytes(row["memory.used"], f"{where} memory.used") if "memory.used" in row else None,
-            utilisation=_number(row["utilization.gpu"], f"{where} utilization.gpu") if "utilization.gpu" in row else None,
-            uuid=row.get("uuid") or None,
-            bus_id=row.get("pci.bus_id") or None,
-        ))
+        devices.append(
+            Device(
+                kind="gpu",
+                index=_index(row.get("index", str(number - 1)), f"{where} index"),
+                name=name,
+                model=name,
+                memory_total=_mib_bytes(row["memory.total"], f"{where} memory.total")
+                if "memory.total" in row
+                else None,
+                memory_used=_mib_bytes(row["memory.used"], f"{where} memory.used")
+                if "memory.used" in row
+                else None,
+                utilisation=_number(row["utilization.gpu"], f"{where} utilization.gpu")
+                if "utilization.gpu" in row
+                else None,
+                uuid=row.get("uuid") or None,
+                bus_id=row.get("pci.bus_id") or None,
+            )
+        )
     return devices
 
 
@@ -303,8 +341,15 @@ def run_bounded(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
     import os
     import signal
 
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            text=True, errors="replace", start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -374,7 +419,9 @@ def detect_hpus(timeout: float = TOOL_TIMEOUT) -> tuple[list[Device], list[str],
             devices = _with_timeout(_hpus_from_pyhlml, timeout)
             source = "pyhlml"
         except Exception as exc:  # noqa: BLE001  (HLML errors are many types; hl-smi is the fallback)
-            notes.append(f"could not read the cards through pyhlml ({type(exc).__name__}: {exc}); trying hl-smi")
+            notes.append(
+                f"could not read the cards through pyhlml ({type(exc).__name__}: {exc}); trying hl-smi"
+            )
     if source is None:
         fields = HL_SMI_FIELDS
         out, note = _run_tool(["hl-smi", "-Q", ",".join(fields), "-f", "csv,noheader,nounits"], timeout)
@@ -401,8 +448,9 @@ def detect_hpus(timeout: float = TOOL_TIMEOUT) -> tuple[list[Device], list[str],
 
 def detect_gpus(timeout: float = TOOL_TIMEOUT) -> tuple[list[Device], list[str], str | None]:
     notes: list[str] = []
-    out, note = _run_tool(["nvidia-smi", f"--query-gpu={','.join(NVIDIA_SMI_FIELDS)}",
-                           "--format=csv,noheader,nounits"], timeout)
+    out, note = _run_tool(
+        ["nvidia-smi", f"--query-gpu={','.join(NVIDIA_SMI_FIELDS)}", "--format=csv,noheader,nounits"], timeout
+    )
     if note:
         notes.append(note)
     if out is None:
@@ -410,9 +458,19 @@ def detect_gpus(timeout: float = TOOL_TIMEOUT) -> tuple[list[Device], list[str],
     try:
         devices = parse_nvidia_smi_gpus(out)
     except ToolOutputError as exc:
-        return [], [*notes, f"could not read nvidia-smi output ({exc}); run nvidia-smi to see what it says"], None
-    apps, note = _run_tool(["nvidia-smi", f"--query-compute-apps={','.join(NVIDIA_APP_FIELDS)}",
-                            "--format=csv,noheader,nounits"], timeout)
+        return (
+            [],
+            [*notes, f"could not read nvidia-smi output ({exc}); run nvidia-smi to see what it says"],
+            None,
+        )
+    apps, note = _run_tool(
+        [
+            "nvidia-smi",
+            f"--query-compute-apps={','.join(NVIDIA_APP_FIELDS)}",
+            "--format=csv,noheader,nounits",
+        ],
+        timeout,
+    )
     if note:
         notes.append(note)
     if apps:
@@ -437,9 +495,14 @@ def cpu_info() -> CpuInfo:
     logical = psutil.cpu_count(logical=True) or 1
     physical = psutil.cpu_count(logical=False) or topo.sockets * topo.cores_per_socket
     memory = psutil.virtual_memory()
-    return CpuInfo(sockets=topo.sockets, physical_cores=physical, logical_cpus=logical,
-                   memory_total=int(memory.total), memory_available=int(memory.available),
-                   model=_cpu_model() or platform.processor() or None)
+    return CpuInfo(
+        sockets=topo.sockets,
+        physical_cores=physical,
+        logical_cpus=logical,
+        memory_total=int(memory.total),
+        memory_available=int(memory.available),
+        model=_cpu_model() or platform.processor() or None,
+    )
 
 
 def _cpu_model() -> str | None:
@@ -476,8 +539,10 @@ def detect(timeout: float = TOOL_TIMEOUT) -> Detected:
         except Exception as exc:  # noqa: BLE001  (discovery must never take the caller down)
             results[kind] = ([], [f"{kind} discovery failed: {type(exc).__name__}: {exc}"], None)
 
-    threads = [threading.Thread(target=run, args=(kind, probe), daemon=True, name=f"ctc-tui-detect-{kind}")
-               for kind, probe in (("hpu", detect_hpus), ("gpu", detect_gpus))]
+    threads = [
+        threading.Thread(target=run, args=(kind, probe), daemon=True, name=f"ctc-tui-detect-{kind}")
+        for kind, probe in (("hpu", detect_hpus), ("gpu", detect_gpus))
+    ]
     for thread in threads:
         thread.start()
     cpu = cpu_info()
@@ -487,7 +552,9 @@ def detect(timeout: float = TOOL_TIMEOUT) -> Detected:
     notes: list[str] = []
     sources: dict[str, str] = {}
     for kind in ("hpu", "gpu"):
-        found, kind_notes, source = results.get(kind, ([], [f"{kind} discovery did not finish in time"], None))
+        found, kind_notes, source = results.get(
+            kind, ([], [f"{kind} discovery did not finish in time"], None)
+        )
         devices += found
         notes += kind_notes
         if source:
@@ -514,23 +581,43 @@ def render_table(found: Detected) -> Any:
     parts: list[Any] = []
     if found.devices:
         table = Table(box=None, pad_edge=False)
-        for name, justify in (("card", "left"), ("module", "right"), ("model", "left"), ("name", "left"),
-                              ("memory used", "right"), ("util", "right"), ("busy", "left"), ("bus", "left")):
+        for name, justify in (
+            ("card", "left"),
+            ("module", "right"),
+            ("model", "left"),
+            ("name", "left"),
+            ("memory used", "right"),
+            ("util", "right"),
+            ("busy", "left"),
+            ("bus", "left"),
+        ):
             table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
         for d in found.devices:
             memory = f"{fmt_bytes(d.memory_used)} / {fmt_bytes(d.memory_total)}"
             util = "-" if d.utilisation is None else f"{d.utilisation:.0f}%"
             busy = ("pid " + ", ".join(map(str, d.busy_pids))) if d.busy_pids else "free"
-            table.add_row(d.label, "-" if d.module_id is None else str(d.module_id), d.model, d.name, memory, util,
-                          Text(busy, style="yellow" if d.busy_pids else "green"), d.bus_id or "")
+            table.add_row(
+                d.label,
+                "-" if d.module_id is None else str(d.module_id),
+                d.model,
+                d.name,
+                memory,
+                util,
+                Text(busy, style="yellow" if d.busy_pids else "green"),
+                d.bus_id or "",
+            )
         parts.append(table)
     else:
         parts.append(Text("no Gaudi card and no NVIDIA GPU found: runs train on the CPU", style="bold"))
     cpu = found.cpu
-    parts.append(Text(
-        f"CPU: {cpu.sockets} socket{'s' if cpu.sockets != 1 else ''}, {cpu.physical_cores} physical cores, "
-        f"{cpu.logical_cpus} logical CPUs, {fmt_bytes(cpu.memory_total)} memory "
-        f"({fmt_bytes(cpu.memory_available)} available)" + (f" — {cpu.model}" if cpu.model else "")))
+    parts.append(
+        Text(
+            f"CPU: {cpu.sockets} socket{'s' if cpu.sockets != 1 else ''}, "
+            f"{cpu.physical_cores} physical cores, "
+            f"{cpu.logical_cpus} logical CPUs, {fmt_bytes(cpu.memory_total)} memory "
+            f"({fmt_bytes(cpu.memory_available)} available)" + (f" — {cpu.model}" if cpu.model else "")
+        )
+    )
     for note in found.notes:
         parts.append(Text(f"note: {note}", style="yellow"))
     return Group(*parts)

@@ -40,8 +40,11 @@ def ask_model(draft: Draft, **io: Any) -> None:
     if model is not None:
         draft.set("model.model_name_or_path", model.name)
         return
-    name = _ask(questionary.text("Hub id or local model directory", default=str(draft.get("model.model_name_or_path")),
-                                 **io))
+    name = _ask(
+        questionary.text(
+            "Hub id or local model directory", default=str(draft.get("model.model_name_or_path")), **io
+        )
+    )
     draft.set("model.model_name_or_path", name.strip())
 
 

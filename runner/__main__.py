@@ -1,7 +1,7 @@
 """``python -m ctc_tui.runner PRESET [KEY=VALUE ...]``: what every rank runs.
 
-Also a drop-in for optimum-habana's run_speech_recognition_ctc.py: ``python -m ctc_tui.runner --flag value ...``
-with that script's flags (see ``ctc-tui show-command``).
+Also a drop-in for optimum-habana's run_speech_recognition_ctc.py:
+``python -m ctc_tui.runner --flag value ...`` with that script's flags (see ``ctc-tui show-command``).
 
 Exit codes: 0 done (or stopped gracefully with a checkpoint), 2 bad preset, data or model (the message
 says what to fix), 1 an unexpected error (traceback in the rank's log).
@@ -20,13 +20,19 @@ from pathlib import Path
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m ctc_tui.runner", description=__doc__.splitlines()[0],
+        prog="python -m ctc_tui.runner",
+        description=__doc__.splitlines()[0],
         epilog="Also accepts run_speech_recognition_ctc.py's flags instead of a preset: "
-               "python -m ctc_tui.runner --model_name_or_path ... --dataset_name ... --output_dir ... --do_train ...")
+        "python -m ctc_tui.runner --model_name_or_path ... --dataset_name ... "
+        "--output_dir ... --do_train ...",
+    )
     parser.add_argument("preset", help="preset YAML (as written by ctc-tui, or any valid preset)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.max_steps=60")
-    parser.add_argument("--resume", action="store_true",
-                        help="the output dir is this run's own: continue from its last checkpoint, or start")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="the output dir is this run's own: continue from its last checkpoint, or start",
+    )
     return parser.parse_args(argv)
 
 
@@ -49,7 +55,8 @@ def _redirect_output(run_dir: str, rank: int) -> None:
 
 
 def _flags_mode(argv: list[str]) -> bool:
-    """``python -m ctc_tui.runner --model_name_or_path ... --use_habana ...``: the reference script's flags."""
+    """``python -m ctc_tui.runner --model_name_or_path ... --use_habana ...``: the reference script's
+    flags."""
     return bool(argv) and argv[0].startswith("--") and argv[0] not in ("--help", "-h", "--resume")
 
 
@@ -60,15 +67,15 @@ def _preset_from_flags(argv: list[str], world_size: int):
     flags, stray = split_flags(argv)
     resume = bool(flags.pop("resume", False))
     if stray:
-        raise PresetError("command line", [Problem(key="", message=f"arguments without a --flag: {' '.join(stray[:3])}")])
+        raise PresetError(
+            "command line", [Problem(key="", message=f"arguments without a --flag: {' '.join(stray[:3])}")]
+        )
     launch = {"launcher": "single" if world_size == 1 else "torchrun", "world_size": world_size}
     return preset_from_flags(flags, launch, source="command line"), resume
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    from ctc_tui.runner import distributed
-
     from ctc_tui.core.preset import (
         PRESET_FILENAME,
         PresetError,
@@ -77,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         preset_stem,
         resolve_output_dir,
     )
+    from ctc_tui.runner import distributed
 
     dist = distributed.setup()
     try:
@@ -89,9 +97,11 @@ def main(argv: list[str] | None = None) -> int:
             preset = load_preset(args.preset, args.overrides)
         if has_placeholders(preset.training.output_dir):
             if dist.world_size > 1:
-                print("error: training.output_dir has placeholders that each rank would fill differently; "
-                      "start multi-rank runs with `ctc-tui run`, or give a concrete training.output_dir",
-                      file=sys.stderr)
+                print(
+                    "error: training.output_dir has placeholders that each rank would fill differently; "
+                    "start multi-rank runs with `ctc-tui run`, or give a concrete training.output_dir",
+                    file=sys.stderr,
+                )
                 return 2
             preset = resolve_output_dir(preset, preset_stem(source))
     except PresetError as exc:
@@ -101,14 +111,23 @@ def main(argv: list[str] | None = None) -> int:
     _redirect_output(preset.training.output_dir, dist.rank)
     os.environ.setdefault("HF_DATASETS_DISABLE_TORCHCODEC", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    logging.basicConfig(format=f"%(asctime)s rank{dist.rank} %(levelname)s %(name)s: %(message)s",
-                        level=logging.INFO if dist.rank == 0 else logging.WARNING, stream=sys.stdout)
+    logging.basicConfig(
+        format=f"%(asctime)s rank{dist.rank} %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if dist.rank == 0 else logging.WARNING,
+        stream=sys.stdout,
+    )
     run_dir = Path(preset.training.output_dir)
     from ctc_tui.runner.report import Reporter
 
     reporter = Reporter.from_env(dist.rank, run_dir)
-    reporter.emit("hello", world_size=dist.world_size, local_rank=dist.local_rank, host=dist.host,
-                  pid=os.getpid(), device="hpu" if preset.gaudi.use_habana else "auto")
+    reporter.emit(
+        "hello",
+        world_size=dist.world_size,
+        local_rank=dist.local_rank,
+        host=dist.host,
+        pid=os.getpid(),
+        device="hpu" if preset.gaudi.use_habana else "auto",
+    )
     code = 1
     try:
         from ctc_tui.runner import train

@@ -132,11 +132,19 @@ def resolve_gaudi_config(preset: Preset, run_dir: str) -> Any:
         # A known config is never fetched: the local cache or its known values, so offline nodes do not
         # wait on hub retries and runs do not depend on the hub's copy.
         local_only = {"local_files_only": True} if name in KNOWN_GAUDI_CONFIGS else {}
-        return GaudiConfig.from_pretrained(name, cache_dir=preset.model.cache_dir, token=preset.model.token, **local_only)
+        return GaudiConfig.from_pretrained(
+            name, cache_dir=preset.model.cache_dir, token=preset.model.token, **local_only
+        )
     except Exception as exc:  # noqa: BLE001 - offline clusters cannot reach the hub
         if name not in KNOWN_GAUDI_CONFIGS:
-            raise RuntimeError(f"cannot load gaudi_config_name {name!r} ({exc}); give a local folder or JSON") from None
-        log.info("GaudiConfig %s is not in the local cache; using its known values %s", name, KNOWN_GAUDI_CONFIGS[name])
+            raise RuntimeError(
+                f"cannot load gaudi_config_name {name!r} ({exc}); give a local folder or JSON"
+            ) from None
+        log.info(
+            "GaudiConfig %s is not in the local cache; using its known values %s",
+            name,
+            KNOWN_GAUDI_CONFIGS[name],
+        )
         write_known_gaudi_config(name, run_dir)
         preset.gaudi.gaudi_config_name = run_dir
         return GaudiConfig.from_pretrained(run_dir)

@@ -31,7 +31,9 @@ DEFAULT_MULTIPLE = 320
 # -- dynamic padding ----------------------------------------------------------------------------------
 
 
-def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, mega: int = 50) -> list[list[int]]:
+def length_grouped_batches(
+    lengths: Sequence[int], batch_size: int, seed: int, mega: int = 50
+) -> list[list[int]]:
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(lengths))
     lengths_arr = np.asarray(lengths)
@@ -59,8 +61,9 @@ def random_batches(n: int, batch_size: int, seed: int) -> list[list[int]]:
 # -- buckets ------------------------------------------------------------------------------------------
 
 
-def bucket_boundaries(lengths: Sequence[int], num_buckets: int = 8, multiple: int = DEFAULT_MULTIPLE,
-                      max_candidates: int = 2048) -> list[int]:
+def bucket_boundaries(
+    lengths: Sequence[int], num_buckets: int = 8, multiple: int = DEFAULT_MULTIPLE, max_candidates: int = 2048
+) -> list[int]:
     """At most ``num_buckets`` padded lengths, ascending, that minimise the padding of ``lengths``.
 
     Every length is rounded up to a multiple of ``multiple``; the distinct rounded values are the
@@ -119,8 +122,14 @@ def cover(boundaries: Sequence[int], length: int, multiple: int = DEFAULT_MULTIP
     return out
 
 
-def bucket_plan(lengths: Sequence[int], boundaries: Sequence[int], batch_size: int, seed: int | tuple[int, ...],
-                num_replicas: int = 1, drop_last: bool = False) -> list[list[list[int]]]:
+def bucket_plan(
+    lengths: Sequence[int],
+    boundaries: Sequence[int],
+    batch_size: int,
+    seed: int | tuple[int, ...],
+    num_replicas: int = 1,
+    drop_last: bool = False,
+) -> list[list[list[int]]]:
     """One epoch of bucketed batches: a list of steps, each ``num_replicas`` batches (one per rank, in
     rank order) of exactly ``batch_size`` indices, all from the same bucket.
 
@@ -159,7 +168,9 @@ def bucket_plan(lengths: Sequence[int], boundaries: Sequence[int], batch_size: i
     first = max(range(len(groups)), key=lambda g: groups[g][0])
     rest = [groups[g] for g in range(len(groups)) if g != first]
     order = [groups[first]] + [rest[i] for i in rng.permutation(len(rest))]
-    return [[g[r * batch_size : (r + 1) * batch_size].tolist() for r in range(num_replicas)] for _, g in order]
+    return [
+        [g[r * batch_size : (r + 1) * batch_size].tolist() for r in range(num_replicas)] for _, g in order
+    ]
 
 
 def plan_steps(n: int, batch_size: int, num_replicas: int = 1, drop_last: bool = False) -> int:
@@ -177,8 +188,16 @@ class BucketBatchSampler:
     ``DataLoader(batch_sampler=...)``.
     """
 
-    def __init__(self, lengths: Sequence[int], boundaries: Sequence[int], batch_size: int, num_replicas: int = 1,
-                 rank: int = 0, seed: int = 0, drop_last: bool = False):
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        boundaries: Sequence[int],
+        batch_size: int,
+        num_replicas: int = 1,
+        rank: int = 0,
+        seed: int = 0,
+        drop_last: bool = False,
+    ):
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1}")
         self.lengths, self.boundaries = list(lengths), [int(b) for b in boundaries]
@@ -190,8 +209,14 @@ class BucketBatchSampler:
 
     def plan(self) -> list[list[list[int]]]:
         """This epoch's steps for all ranks (see ``bucket_plan``)."""
-        return bucket_plan(self.lengths, self.boundaries, self.batch_size, (self.seed, self.epoch),
-                           self.num_replicas, self.drop_last)
+        return bucket_plan(
+            self.lengths,
+            self.boundaries,
+            self.batch_size,
+            (self.seed, self.epoch),
+            self.num_replicas,
+            self.drop_last,
+        )
 
     def __iter__(self) -> Iterator[list[int]]:
         for step in self.plan():
@@ -204,8 +229,12 @@ class BucketBatchSampler:
 # -- measuring ----------------------------------------------------------------------------------------
 
 
-def batch_widths(lengths: Sequence[int], batches: list[list[int]], pad_to: int | None = None,
-                 boundaries: Sequence[int] | None = None) -> list[int]:
+def batch_widths(
+    lengths: Sequence[int],
+    batches: list[list[int]],
+    pad_to: int | None = None,
+    boundaries: Sequence[int] | None = None,
+) -> list[int]:
     """The padded length of every batch: ``pad_to``, else the bucket of its longest clip
     (``boundaries``), else its longest clip."""
     lengths_arr = np.asarray(lengths)
@@ -221,8 +250,12 @@ def batch_widths(lengths: Sequence[int], batches: list[list[int]], pad_to: int |
     return widths
 
 
-def padding_fraction(lengths: Sequence[int], batches: list[list[int]], pad_to: int | None = None,
-                     boundaries: Sequence[int] | None = None) -> float:
+def padding_fraction(
+    lengths: Sequence[int],
+    batches: list[list[int]],
+    pad_to: int | None = None,
+    boundaries: Sequence[int] | None = None,
+) -> float:
     """Share of the audio frames in the padded batches that are padding (see ``batch_widths``)."""
     lengths_arr = np.asarray(lengths)
     widths = batch_widths(lengths, batches, pad_to, boundaries)

@@ -56,9 +56,15 @@ def read_hub(cfg: DataSection, split: str, token: str | None) -> tuple[Any, str]
             f"{'/' + cfg.dataset_config_name if cfg.dataset_config_name else ''} split '{split}': {first}. "
             "Offline? Use a local copy: data.source=librispeech with data.dataset_dir, or a manifest."
         ) from None
-    for column, option in ((cfg.audio_column_name, "audio_column_name"), (cfg.text_column_name, "text_column_name")):
+    for column, option in (
+        (cfg.audio_column_name, "audio_column_name"),
+        (cfg.text_column_name, "text_column_name"),
+    ):
         if column not in ds.column_names:
-            raise DataError(f"{cfg.dataset_name}: no column '{column}'; columns are {', '.join(ds.column_names)} (set data.{option})")
+            raise DataError(
+                f"{cfg.dataset_name}: no column '{column}'; "
+                f"columns are {', '.join(ds.column_names)} (set data.{option})"
+            )
     if isinstance(ds.features[cfg.audio_column_name], datasets.Audio):
         ds = ds.cast_column(cfg.audio_column_name, datasets.Audio(decode=False))
     ds = ds.select_columns([cfg.audio_column_name, cfg.text_column_name])
@@ -159,8 +165,16 @@ def preprocess(
         meta = json.loads(marker.read_text())
         shards = [datasets.Dataset.from_file(str(folder / f)) for f in meta["files"]]
         dataset = shards[0] if len(shards) == 1 else datasets.concatenate_datasets(shards)
-        return Prepared(dataset, meta["dropped_long"], meta["dropped_short"], meta["dropped_broken"],
-                        meta["dropped_empty"], meta["resampled_from"], folder, cached)
+        return Prepared(
+            dataset,
+            meta["dropped_long"],
+            meta["dropped_short"],
+            meta["dropped_broken"],
+            meta["dropped_empty"],
+            meta["resampled_from"],
+            folder,
+            cached,
+        )
 
     rebuild = cfg.overwrite_cache
     if marker.is_file() and not cfg.overwrite_cache:
@@ -175,8 +189,9 @@ def preprocess(
     # may preprocess at once into one shared cache (a shared home on a cluster); the first to finish wins.
     final_folder = folder
     final_folder.parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f".{key}-{socket.gethostname()}-", suffix=".tmp",
-                                   dir=final_folder.parent))
+    folder = Path(
+        tempfile.mkdtemp(prefix=f".{key}-{socket.gethostname()}-", suffix=".tmp", dir=final_folder.parent)
+    )
     marker = folder / "done.json"
 
     table = datasets.Dataset.from_dict({"audio": raw.audio, "raw_text": raw.text})
@@ -188,9 +203,17 @@ def preprocess(
         try:
             samples, original = audio_io.load(example["audio"], rate)
         except audio_io.AudioError as exc:
-            return {input_name: np.zeros(0, dtype=np.float32), "input_length": -1, "labels": [], "text": text, "source_rate": 0,
-                    "error": str(exc)}
-        features = np.asarray(getattr(feature_extractor(samples, sampling_rate=rate), input_name)[0], dtype=np.float32)
+            return {
+                input_name: np.zeros(0, dtype=np.float32),
+                "input_length": -1,
+                "labels": [],
+                "text": text,
+                "source_rate": 0,
+                "error": str(exc),
+            }
+        features = np.asarray(
+            getattr(feature_extractor(samples, sampling_rate=rate), input_name)[0], dtype=np.float32
+        )
         return {
             input_name: features,
             "input_length": int(samples.shape[0]),
@@ -200,7 +223,11 @@ def preprocess(
             "error": "",
         }
 
-    workers = cfg.preprocessing_num_workers if cfg.preprocessing_num_workers and cfg.preprocessing_num_workers > 1 else None
+    workers = (
+        cfg.preprocessing_num_workers
+        if cfg.preprocessing_num_workers and cfg.preprocessing_num_workers > 1
+        else None
+    )
     mapped = table.map(
         prepare,
         remove_columns=["audio", "raw_text"],
@@ -213,7 +240,12 @@ def preprocess(
     broken = [i for i, n in enumerate(lengths) if n < 0]
     if broken:
         errors = mapped.select(broken[:3])["error"]
-        log.warning("%s: %d clip(s) could not be decoded and are skipped, e.g. %s", name, len(broken), "; ".join(errors))
+        log.warning(
+            "%s: %d clip(s) could not be decoded and are skipped, e.g. %s",
+            name,
+            len(broken),
+            "; ".join(errors),
+        )
     keep, long_, short, empty = [], 0, 0, 0
     for i, (n, text) in enumerate(zip(lengths, texts)):
         if n < 0:
@@ -229,16 +261,27 @@ def preprocess(
     if not keep:
         raise DataError(
             f"{name}: no usable clips left ({len(broken)} undecodable, {long_} longer than "
-            f"max_duration_in_seconds={cfg.max_duration_in_seconds}, {short} too short, {empty} with empty text)"
+            f"max_duration_in_seconds={cfg.max_duration_in_seconds}, "
+            f"{short} too short, {empty} with empty text)"
         )
-    final = mapped.select(keep).remove_columns(["error"]).flatten_indices(
-        cache_file_name=str(folder / f"{name}.arrow"))
+    final = (
+        mapped.select(keep)
+        .remove_columns(["error"])
+        .flatten_indices(cache_file_name=str(folder / f"{name}.arrow"))
+    )
     rates = sorted({r for r in mapped["source_rate"] if r and r != rate})
     files = [Path(f["filename"]).name for f in final.cache_files]
     for stale in folder.glob(f"{name}-mapped*.arrow"):
         stale.unlink(missing_ok=True)
-    meta = {"files": files, "dropped_long": long_, "dropped_short": short, "dropped_broken": len(broken),
-            "dropped_empty": empty, "resampled_from": rates, "rows": len(final)}
+    meta = {
+        "files": files,
+        "dropped_long": long_,
+        "dropped_short": short,
+        "dropped_broken": len(broken),
+        "dropped_empty": empty,
+        "resampled_from": rates,
+        "rows": len(final),
+    }
     marker.write_text(json.dumps(meta))
     del final, mapped
     try:

@@ -12,8 +12,22 @@ from typing import Any
 from ctc_tui.core.preset import Preset
 from ctc_tui.runner.distributed import DistInfo
 
-PACKAGES = ("ctc-tui", "torch", "transformers", "datasets", "accelerate", "evaluate", "jiwer", "soundfile",
-            "soxr", "numpy", "optimum-habana", "optimum", "habana-torch-plugin", "deepspeed")
+PACKAGES = (
+    "ctc-tui",
+    "torch",
+    "transformers",
+    "datasets",
+    "accelerate",
+    "evaluate",
+    "jiwer",
+    "soundfile",
+    "soxr",
+    "numpy",
+    "optimum-habana",
+    "optimum",
+    "habana-torch-plugin",
+    "deepspeed",
+)
 
 
 def _version(name: str) -> str | None:
@@ -25,11 +39,17 @@ def _version(name: str) -> str | None:
 
 def git_revision(path: Path) -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
         if out.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None

@@ -27,10 +27,28 @@ import numpy as np
 
 DIGITS = ["ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT", "NINE"]
 EXTRAS = [
-    "DON'T STOP", "IT'S {d} O'CLOCK", "TWENTY-ONE", "FORTY-TWO", "DON'T {d}", "IT'S {d}", "{d} O'CLOCK",
-    "TWENTY-ONE {d}", "FORTY-TWO {d}",
+    "DON'T STOP",
+    "IT'S {d} O'CLOCK",
+    "TWENTY-ONE",
+    "FORTY-TWO",
+    "DON'T {d}",
+    "IT'S {d}",
+    "{d} O'CLOCK",
+    "TWENTY-ONE {d}",
+    "FORTY-TWO {d}",
 ]
-VOICES = ["en-us", "en", "en-gb-x-rp", "en-us+m3", "en+f2", "en-us+m7", "en+f4", "en-gb+m1", "en-us+f3", "en+m5"]
+VOICES = [
+    "en-us",
+    "en",
+    "en-gb-x-rp",
+    "en-us+m3",
+    "en+f2",
+    "en-us+m7",
+    "en+f4",
+    "en-gb+m1",
+    "en-us+f3",
+    "en+m5",
+]
 PUNCT = [",", ".", "?", "!", ";"]
 
 
@@ -65,8 +83,16 @@ def plan(train: int, evaluate: int, seed: int) -> list[Clip]:
     clips = []
     for split, count in (("train", train), ("eval", evaluate)):
         for i in range(count):
-            clips.append(Clip(split, i, make_text(rng), rng.randrange(len(VOICES)), rng.randint(140, 190),
-                              rng.randint(30, 70)))
+            clips.append(
+                Clip(
+                    split,
+                    i,
+                    make_text(rng),
+                    rng.randrange(len(VOICES)),
+                    rng.randint(140, 190),
+                    rng.randint(30, 70),
+                )
+            )
     return clips
 
 
@@ -75,8 +101,19 @@ def synthesise(clip: Clip, rate: int) -> np.ndarray:
 
     spoken = clip.text.replace("-", " ")  # espeak reads "TWENTY-ONE" fine either way; keep it simple
     proc = subprocess.run(
-        ["espeak-ng", "-v", VOICES[clip.voice], "-s", str(clip.speed), "-p", str(clip.pitch), "--stdout", spoken],
-        capture_output=True, check=True,
+        [
+            "espeak-ng",
+            "-v",
+            VOICES[clip.voice],
+            "-s",
+            str(clip.speed),
+            "-p",
+            str(clip.pitch),
+            "--stdout",
+            spoken,
+        ],
+        capture_output=True,
+        check=True,
     )
     samples, source_rate = sf.read(io.BytesIO(proc.stdout), dtype="float32")
     if samples.ndim > 1:
@@ -130,21 +167,30 @@ def write_librispeech(out: Path, clips: list[Clip], audio: list[np.ndarray], rat
         uid = f"{speaker}-{chapter}-{utt:04d}"
         sf.write(str(folder / f"{uid}.flac"), samples, rate, subtype=subtype)
         text = "".join(ch for ch in clip.text if ch.isalpha() or ch in " '-").replace("-", " ")
-        lines.setdefault(folder / f"{speaker}-{chapter}.trans.txt", []).append(f"{uid} {' '.join(text.split())}")
+        lines.setdefault(folder / f"{speaker}-{chapter}.trans.txt", []).append(
+            f"{uid} {' '.join(text.split())}"
+        )
     for path, entries in lines.items():
         path.write_text("\n".join(entries) + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ctc_tui.runner.make_demo_corpus", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ctc_tui.runner.make_demo_corpus", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--out", required=True, type=Path, help="output folder (must be empty or absent)")
     parser.add_argument("--train", type=int, default=800, help="training clips (default 800)")
     parser.add_argument("--eval", type=int, default=100, help="evaluation clips (default 100)")
     parser.add_argument("--sample-rate", type=int, default=16000, help="output sample rate (default 16000)")
     parser.add_argument("--layout", choices=("audiofolder", "librispeech"), default="audiofolder")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--bits", type=int, choices=(8, 16), default=16,
-                        help="FLAC sample width; the committed corpus uses 8 to stay small")
+    parser.add_argument(
+        "--bits",
+        type=int,
+        choices=(8, 16),
+        default=16,
+        help="FLAC sample width; the committed corpus uses 8 to stay small",
+    )
     parser.add_argument("--jobs", type=int, default=4, help="parallel espeak-ng processes")
     args = parser.parse_args(argv)
 
@@ -167,7 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         write_librispeech(args.out, clips, audio, args.sample_rate, subtype)
     seconds = sum(len(a) for a in audio) / args.sample_rate
-    print(f"{len(clips)} clips ({args.train} train, {args.eval} eval), {seconds / 60:.1f} min of audio in {args.out}")
+    print(
+        f"{len(clips)} clips ({args.train} train, {args.eval} eval), "
+        f"{seconds / 60:.1f} min of audio in {args.out}"
+    )
     return 0
 
 

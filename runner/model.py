@@ -51,7 +51,8 @@ def _explain_load_error(name: str, exc: Exception) -> ModelError:
     if local.exists():
         return ModelError(f"cannot load the model in {local}: {str(exc).splitlines()[0]}")
     return ModelError(
-        f"cannot load model '{name}': {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}. "
+        f"cannot load model '{name}': "
+        f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}. "
         f"Without hub access, download it elsewhere (huggingface-cli download {name}) and copy the "
         "Hugging Face cache, or set model.model_name_or_path to a local folder."
     )
@@ -84,7 +85,9 @@ def _regularisation(cfg: ModelSection) -> dict[str, Any]:
     }
 
 
-def make_tokenizer(preset: Preset, train_texts: list[str], out_dir: Path) -> tuple[Any, dict[str, int] | None]:
+def make_tokenizer(
+    preset: Preset, train_texts: list[str], out_dir: Path
+) -> tuple[Any, dict[str, int] | None]:
     """The given tokenizer, or a character vocabulary built from the (normalised) training text and
     written to ``out_dir/vocab.json``."""
     from transformers import AutoTokenizer, Wav2Vec2CTCTokenizer
@@ -105,15 +108,24 @@ def make_tokenizer(preset: Preset, train_texts: list[str], out_dir: Path) -> tup
     tmp.write_text(json.dumps(vocab, ensure_ascii=False, indent=1))
     os.replace(tmp, vocab_file)
     tokenizer = Wav2Vec2CTCTokenizer(
-        str(vocab_file), unk_token=data.unk_token, pad_token=data.pad_token,
-        word_delimiter_token=data.word_delimiter_token, do_lower_case=False,
+        str(vocab_file),
+        unk_token=data.unk_token,
+        pad_token=data.pad_token,
+        word_delimiter_token=data.word_delimiter_token,
+        do_lower_case=False,
     )
     return tokenizer, vocab
 
 
 def build(preset: Preset, tokenizer: Any, vocab: dict[str, int] | None) -> Built:
     """Config, feature extractor and CTC model for ``preset``, sized to ``tokenizer``."""
-    from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForCTC, Wav2Vec2Config, Wav2Vec2FeatureExtractor
+    from transformers import (
+        AutoConfig,
+        AutoFeatureExtractor,
+        AutoModelForCTC,
+        Wav2Vec2Config,
+        Wav2Vec2FeatureExtractor,
+    )
 
     cfg = preset.model
     update = _regularisation(cfg)
@@ -131,7 +143,11 @@ def build(preset: Preset, tokenizer: Any, vocab: dict[str, int] | None) -> Built
         if attn:
             config._attn_implementation = attn
         feature_extractor = Wav2Vec2FeatureExtractor(
-            feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True, return_attention_mask=True
+            feature_size=1,
+            sampling_rate=16000,
+            padding_value=0.0,
+            do_normalize=True,
+            return_attention_mask=True,
         )
         from transformers import Wav2Vec2ForCTC
 
@@ -142,10 +158,15 @@ def build(preset: Preset, tokenizer: Any, vocab: dict[str, int] | None) -> Built
         if Path(name).expanduser().is_dir():
             name = str(Path(name).expanduser())
             if is_checkpoint_dir(name):
-                log.info("%s is a Trainer checkpoint: fine-tuning from its weights (use --resume to continue "
-                         "that run with its optimizer state)", name)
+                log.info(
+                    "%s is a Trainer checkpoint: fine-tuning from its weights (use --resume to continue "
+                    "that run with its optimizer state)",
+                    name,
+                )
         try:
-            config = AutoConfig.from_pretrained(name, **kwargs, **({"attn_implementation": attn} if attn else {}))
+            config = AutoConfig.from_pretrained(
+                name, **kwargs, **({"attn_implementation": attn} if attn else {})
+            )
             feature_extractor = AutoFeatureExtractor.from_pretrained(name, **kwargs)
         except Exception as exc:  # noqa: BLE001
             raise _explain_load_error(name, exc) from None
@@ -153,14 +174,19 @@ def build(preset: Preset, tokenizer: Any, vocab: dict[str, int] | None) -> Built
         config.update(cfg.config_overrides)
         try:
             model = AutoModelForCTC.from_pretrained(
-                name, config=config, ignore_mismatched_sizes=True, **kwargs,
+                name,
+                config=config,
+                ignore_mismatched_sizes=True,
+                **kwargs,
                 **({"attn_implementation": attn} if attn else {}),
             )
         except Exception as exc:  # noqa: BLE001
             raise _explain_load_error(name, exc) from None
     if cfg.freeze_feature_encoder and hasattr(model, "freeze_feature_encoder"):
         model.freeze_feature_encoder()
-    return Built(model=model, tokenizer=tokenizer, feature_extractor=feature_extractor, config=config, vocab=vocab)
+    return Built(
+        model=model, tokenizer=tokenizer, feature_extractor=feature_extractor, config=config, vocab=vocab
+    )
 
 
 def save_processor(built: Built, out_dir: Path) -> None:

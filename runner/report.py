@@ -42,7 +42,9 @@ class Reporter:
             if self._sock is not None:
                 self._thread = threading.Thread(target=self._pump, name="ctc-tui-reporter", daemon=True)
                 self._thread.start()
-                threading.Thread(target=self._listen, args=(self._sock,), name="ctc-tui-control", daemon=True).start()
+                threading.Thread(
+                    target=self._listen, args=(self._sock,), name="ctc-tui-control", daemon=True
+                ).start()
 
     @classmethod
     def from_env(cls, rank: int, run_dir: Path | None) -> "Reporter":

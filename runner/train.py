@@ -29,14 +29,23 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from ctc_tui.core import rundir
 from ctc_tui.core.preset import Preset
-from ctc_tui.runner import backends, batching, data as data_mod, model as model_mod, text as text_mod
+from ctc_tui.runner import backends, batching
+from ctc_tui.runner import data as data_mod
+from ctc_tui.runner import model as model_mod
+from ctc_tui.runner import text as text_mod
 from ctc_tui.runner.distributed import DistInfo
 from ctc_tui.runner.report import Reporter
 
 log = logging.getLogger("ctc_tui.runner.train")
 
-PRODUCED_FILES = {"vocab.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                  "preprocessor_config.json", "config.json"}
+PRODUCED_FILES = {
+    "vocab.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "preprocessor_config.json",
+    "config.json",
+}
 
 
 class RunError(Exception):
@@ -75,7 +84,11 @@ def install_stop_handlers(stop: StopRequest, reporter: Reporter) -> None:
 
 def _agreed(flag: bool, device: Any) -> bool:
     """True on every rank if any rank has ``flag`` (so all ranks stop at the same step)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+    if (
+        torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+        and torch.distributed.get_world_size() > 1
+    ):
         value = torch.tensor([1.0 if flag else 0.0], device=device)
         torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
         return bool(value.item() > 0)
@@ -111,9 +124,18 @@ class BucketSampler(torch.utils.data.Sampler):
     step every rank has a full batch from the same bucket, and all ranks have the same number of steps.
     """
 
-    def __init__(self, lengths: list[int], boundaries: list[int], batch_size: int, num_replicas: int, seed: int,
-                 drop_last: bool = False):
-        self.batches = batching.BucketBatchSampler(lengths, boundaries, batch_size, num_replicas, 0, seed, drop_last)
+    def __init__(
+        self,
+        lengths: list[int],
+        boundaries: list[int],
+        batch_size: int,
+        num_replicas: int,
+        seed: int,
+        drop_last: bool = False,
+    ):
+        self.batches = batching.BucketBatchSampler(
+            lengths, boundaries, batch_size, num_replicas, 0, seed, drop_last
+        )
 
     def set_epoch(self, epoch: int) -> None:
         self.batches.set_epoch(epoch)
@@ -143,7 +165,9 @@ class CtcCollator:
             # The smallest fixed length that holds the batch; a clip longer than all of them (never in
             # training: the lengths cover the data) is padded to its own length.
             target = batching.bucket_length(longest, self.pad_to_lengths) or longest
-            batch = self.feature_extractor.pad(inputs, padding="max_length", max_length=target, return_tensors="pt")
+            batch = self.feature_extractor.pad(
+                inputs, padding="max_length", max_length=target, return_tensors="pt"
+            )
         else:
             batch = self.feature_extractor.pad(inputs, padding="longest", return_tensors="pt")
         labels = [np.asarray(f["labels"], dtype=np.int64) for f in features]
@@ -198,8 +222,14 @@ class ReportingMixin:
     def _get_train_sampler(self, train_dataset=None):  # type: ignore[override]
         args = self.args  # type: ignore[attr-defined]
         if self.ctc_lengths is not None and self.ctc_buckets is not None:
-            return BucketSampler(self.ctc_lengths, self.ctc_buckets, args.per_device_train_batch_size,
-                                 max(1, args.world_size), args.seed, args.dataloader_drop_last)
+            return BucketSampler(
+                self.ctc_lengths,
+                self.ctc_buckets,
+                args.per_device_train_batch_size,
+                max(1, args.world_size),
+                args.seed,
+                args.dataloader_drop_last,
+            )
         if self.ctc_lengths is not None:
             global_batch = args.per_device_train_batch_size * max(1, args.world_size)
             return LengthGroupedSampler(self.ctc_lengths, global_batch, args.seed)
@@ -312,9 +342,15 @@ class EventCallback(TrainerCallback):
         elapsed = now - stats.window_start
         rate = stats.samples / elapsed if stats.timed and elapsed > 0 and stats.samples else None
         self.reporter.emit(
-            "step", step=state.global_step, max_steps=state.max_steps, epoch=round(state.epoch or 0.0, 4),
-            loss=own / steps, reduced_loss=logs.get("loss"), lr=logs.get("learning_rate"),
-            grad_norm=logs.get("grad_norm"), samples_per_second=rate,
+            "step",
+            step=state.global_step,
+            max_steps=state.max_steps,
+            epoch=round(state.epoch or 0.0, 4),
+            loss=own / steps,
+            reduced_loss=logs.get("loss"),
+            lr=logs.get("learning_rate"),
+            grad_norm=logs.get("grad_norm"),
+            samples_per_second=rate,
         )
         stats.loss_sum, stats.steps_at_log = 0.0, state.global_step
         if stats.timed:
@@ -326,8 +362,12 @@ class EventCallback(TrainerCallback):
             return
         metrics = metrics or {}
         self.reporter.emit(
-            "eval", step=state.global_step, wer=metrics.get("eval_wer"), cer=metrics.get("eval_cer"),
-            loss=metrics.get("eval_loss"), blank_fraction=metrics.get("eval_blank_fraction"),
+            "eval",
+            step=state.global_step,
+            wer=metrics.get("eval_wer"),
+            cer=metrics.get("eval_cer"),
+            loss=metrics.get("eval_loss"),
+            blank_fraction=metrics.get("eval_blank_fraction"),
             samples=self.samples_cache[:5],
         )
 
@@ -336,17 +376,27 @@ def device_memory(backend: str, device: Any) -> dict[str, Any]:
     try:
         if backend == "cuda":
             index = device.index or 0
-            return {"device": f"cuda:{index}", "memory_used": int(torch.cuda.memory_allocated(index)),
-                    "memory_total": int(torch.cuda.get_device_properties(index).total_memory)}
+            return {
+                "device": f"cuda:{index}",
+                "memory_used": int(torch.cuda.memory_allocated(index)),
+                "memory_total": int(torch.cuda.get_device_properties(index).total_memory),
+            }
         if backend == "hpu":
             import habana_frameworks.torch.hpu as hthpu  # only present on Gaudi
 
             stats = hthpu.memory_stats()
-            return {"device": "hpu", "memory_used": int(stats.get("InUse", 0)), "memory_total": int(stats.get("Limit", 0))}
+            return {
+                "device": "hpu",
+                "memory_used": int(stats.get("InUse", 0)),
+                "memory_total": int(stats.get("Limit", 0)),
+            }
         import psutil
 
-        return {"device": "cpu", "memory_used": int(psutil.Process().memory_info().rss),
-                "memory_total": int(psutil.virtual_memory().total)}
+        return {
+            "device": "cpu",
+            "memory_used": int(psutil.Process().memory_info().rss),
+            "memory_total": int(psutil.virtual_memory().total),
+        }
     except Exception:  # noqa: BLE001 - telemetry must never break training
         return {"device": backend}
 
@@ -354,7 +404,9 @@ def device_memory(backend: str, device: Any) -> dict[str, Any]:
 # -- metrics ------------------------------------------------------------------------------------------
 
 
-def make_metrics(tokenizer: Any, references: list[str], callback_box: list[EventCallback], metrics: list[str]):
+def make_metrics(
+    tokenizer: Any, references: list[str], callback_box: list[EventCallback], metrics: list[str]
+):
     import jiwer
 
     pad_id = tokenizer.pad_token_id
@@ -363,7 +415,9 @@ def make_metrics(tokenizer: Any, references: list[str], callback_box: list[Event
         return logits.argmax(dim=-1), labels
 
     def compute_metrics(prediction) -> dict[str, float]:
-        pred_ids = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        pred_ids = (
+            prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        )
         # Batches of different lengths are concatenated with -100 filling: that is padding, not a token.
         pred_ids = np.where(pred_ids == -100, pad_id, pred_ids)
         hyps = tokenizer.batch_decode(pred_ids)
@@ -399,7 +453,11 @@ def check_output_dir(run_dir: Path, preset: Preset, resume: bool) -> str | None:
         return None
     if last is not None:
         return last
-    foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in rundir.OWN_FILES and not (resume and p.name in PRODUCED_FILES))
+    foreign = sorted(
+        p.name
+        for p in run_dir.iterdir()
+        if p.name not in rundir.OWN_FILES and not (resume and p.name in PRODUCED_FILES)
+    )
     if foreign and preset.training.do_train:
         shown = ", ".join(foreign[:4])
         raise RunError(
@@ -410,8 +468,16 @@ def check_output_dir(run_dir: Path, preset: Preset, resume: bool) -> str | None:
 
 
 def _emit_data_summary(reporter: Reporter, name: str, prepared: data_mod.Prepared) -> None:
-    dropped = {k: v for k, v in (("too_long", prepared.dropped_long), ("too_short", prepared.dropped_short),
-               ("undecodable", prepared.dropped_broken), ("empty_text", prepared.dropped_empty)) if v}
+    dropped = {
+        k: v
+        for k, v in (
+            ("too_long", prepared.dropped_long),
+            ("too_short", prepared.dropped_short),
+            ("undecodable", prepared.dropped_broken),
+            ("empty_text", prepared.dropped_empty),
+        )
+        if v
+    }
     message = f"{name}: {len(prepared.dataset)} clips" + (" (cached)" if prepared.from_cache else "")
     if dropped:
         message += ", dropped " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in dropped.items())
@@ -433,10 +499,16 @@ def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resum
     cfg = preset.data
     normalise = text_mod.make_normaliser(cfg.chars_to_ignore, cfg.do_lower_case)
     token = preset.model.token
-    train_raw = data_mod.limit(data_mod.load_raw_split(cfg, cfg.train_split_name, token), cfg.max_train_samples) \
-        if preset.training.do_train else None
-    eval_raw = data_mod.limit(data_mod.load_raw_split(cfg, cfg.eval_split_name, token), cfg.max_eval_samples) \
-        if preset.training.do_eval else None
+    train_raw = (
+        data_mod.limit(data_mod.load_raw_split(cfg, cfg.train_split_name, token), cfg.max_train_samples)
+        if preset.training.do_train
+        else None
+    )
+    eval_raw = (
+        data_mod.limit(data_mod.load_raw_split(cfg, cfg.eval_split_name, token), cfg.max_eval_samples)
+        if preset.training.do_eval
+        else None
+    )
 
     # 2. Arguments (this also sets up torch.distributed), tokenizer and model.
     gaudi_config = backends.resolve_gaudi_config(preset, str(run_dir)) if backend == "hpu" else None
@@ -449,16 +521,28 @@ def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resum
         unseen = text_mod.missing_chars((normalise(t) for t in eval_raw.text), vocab)
         if unseen:
             chars = "".join(sorted(unseen))
-            reporter.emit("log", level="warning", message=f"eval text has characters absent from training text: {chars!r}")
+            reporter.emit(
+                "log",
+                level="warning",
+                message=f"eval text has characters absent from training text: {chars!r}",
+            )
     built = model_mod.build(preset, tokenizer, vocab)
     fe = built.feature_extractor
     input_name = fe.model_input_names[0]
 
     # 3. Audio preprocessing (cached; the main process goes first so the others read its cache).
-    settings = json.dumps({
-        "chars": cfg.chars_to_ignore, "lower": cfg.do_lower_case, "vocab": vocab or str(preset.model.tokenizer_name_or_path),
-        "fe": fe.to_dict(), "max": cfg.max_duration_in_seconds, "min": cfg.min_duration_in_seconds,
-    }, sort_keys=True, default=str)
+    settings = json.dumps(
+        {
+            "chars": cfg.chars_to_ignore,
+            "lower": cfg.do_lower_case,
+            "vocab": vocab or str(preset.model.tokenizer_name_or_path),
+            "fe": fe.to_dict(),
+            "max": cfg.max_duration_in_seconds,
+            "min": cfg.min_duration_in_seconds,
+        },
+        sort_keys=True,
+        default=str,
+    )
     prepared: dict[str, data_mod.Prepared] = {}
     with args.main_process_first(desc="preprocessing"):
         for name, raw in (("train", train_raw), ("eval", eval_raw)):
@@ -467,7 +551,9 @@ def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resum
                 if dist.rank == 0:
                     _emit_data_summary(reporter, name, prepared[name])
     if cfg.preprocessing_only:
-        reporter.emit("log", level="info", message="preprocessing_only: done, cache ready for the training run")
+        reporter.emit(
+            "log", level="info", message="preprocessing_only: done, cache ready for the training run"
+        )
         reporter.emit("state", state="done")
         return 0
 
@@ -484,11 +570,19 @@ def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resum
     train_lengths = list(train_ds["input_length"]) if train_ds is not None else []
     eval_lengths = list(eval_ds["input_length"]) if eval_ds is not None else []
     multiple = math.prod(getattr(built.model.config, "conv_stride", None) or (batching.DEFAULT_MULTIPLE,))
-    padding = static_shape_padding(preset, backend, fe.sampling_rate, train_lengths or eval_lengths, multiple,
-                                   max(eval_lengths, default=0))
+    padding = static_shape_padding(
+        preset,
+        backend,
+        fe.sampling_rate,
+        train_lengths or eval_lengths,
+        multiple,
+        max(eval_lengths, default=0),
+    )
     bucketed = padding_mode(preset, backend) == "buckets"
     if bucketed and dist.rank == 0:
-        summary = describe_buckets(padding["pad_to_lengths"], train_lengths or eval_lengths, preset, fe.sampling_rate)
+        summary = describe_buckets(
+            padding["pad_to_lengths"], train_lengths or eval_lengths, preset, fe.sampling_rate
+        )
         reporter.emit("log", level="info", message=summary)
     collator = CtcCollator(fe, input_name, **padding)
     cls = backends.trainer_class(backend, ReportingMixin)
@@ -521,7 +615,12 @@ def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resum
             reporter.emit("log", level="info", message=f"resuming from {Path(resume_from).name}")
         result = trainer.train(resume_from_checkpoint=resume_from)
         if stop.requested:
-            reporter.emit("log", level="info", message=f"stopped at step {trainer.state.global_step}; resume with ctc-tui run --resume {run_dir}")
+            reporter.emit(
+                "log",
+                level="info",
+                message=f"stopped at step {trainer.state.global_step}; "
+                f"resume with ctc-tui run --resume {run_dir}",
+            )
             reporter.emit("state", state="stopped")
             return 0
         trainer.ctc_set_state("saving")
@@ -548,8 +647,14 @@ def padding_mode(preset: Preset, backend: str) -> str:
     return "buckets" if backend == "hpu" else "longest"
 
 
-def static_shape_padding(preset: Preset, backend: str, rate: int, lengths: list[int] | None = None,
-                         multiple: int = batching.DEFAULT_MULTIPLE, longest_eval: int = 0) -> dict[str, Any]:
+def static_shape_padding(
+    preset: Preset,
+    backend: str,
+    rate: int,
+    lengths: list[int] | None = None,
+    multiple: int = batching.DEFAULT_MULTIPLE,
+    longest_eval: int = 0,
+) -> dict[str, Any]:
     """The collator's fixed lengths: none (dynamic padding), max_duration (the reference), or bucket
     lengths chosen from the training clips' ``lengths`` (the last one raised to hold ``longest_eval``,
     so evaluation adds no shape). Static modes pad labels to a multiple of 500, as the reference does."""
@@ -568,14 +673,17 @@ def describe_buckets(boundaries: list[int], lengths: list[int], preset: Preset, 
     """One log line: the bucket lengths and the padding they cost, next to padding to max_duration."""
     single = [[i] for i in range(len(lengths))]
     waste = batching.padding_fraction(lengths, single, boundaries=boundaries)
-    reference = batching.padding_fraction(lengths, single, pad_to=int(preset.data.max_duration_in_seconds * rate))
+    reference = batching.padding_fraction(
+        lengths, single, pad_to=int(preset.data.max_duration_in_seconds * rate)
+    )
     seconds = ", ".join(f"{b / rate:.2f}" for b in boundaries)
-    return (f"padding to {len(boundaries)} bucket lengths ({seconds} s): {waste:.1%} of the audio frames are "
-            f"padding (padding to max_duration: {reference:.1%})")
+    return (
+        f"padding to {len(boundaries)} bucket lengths ({seconds} s): {waste:.1%} of the audio frames are "
+        f"padding (padding to max_duration: {reference:.1%})"
+    )
 
 
 def dump_env(run_dir: Path, preset: Preset, dist: DistInfo) -> None:
     from ctc_tui.runner.envinfo import collect
 
     (run_dir / rundir.ENV_INFO).write_text(json.dumps(collect(preset, dist), indent=2, default=str))
-

@@ -18,9 +18,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     run_dir = Path(args.run_dir)
-    if not (run_dir / "config.json").is_file() or not any(run_dir.glob("*.safetensors")) and not any(run_dir.glob("*.bin")):
-        print(f"error: {run_dir} holds no trained model (config.json + weights); train one with ctc-tui run",
-              file=sys.stderr)
+    if (
+        not (run_dir / "config.json").is_file()
+        or not any(run_dir.glob("*.safetensors"))
+        and not any(run_dir.glob("*.bin"))
+    ):
+        print(
+            f"error: {run_dir} holds no trained model (config.json + weights); train one with ctc-tui run",
+            file=sys.stderr,
+        )
         return 2
     import torch
     from transformers import AutoModelForCTC, AutoProcessor

@@ -58,8 +58,14 @@ def write_audio(path: Path, seconds: float, rate: int, channels: int = 1, freq: 
     return path
 
 
-def make_librispeech(root: Path, split: str, rate: int = 22050, speakers: int = 2, per_chapter: int = 3,
-                     texts: list[str] | None = None) -> list[str]:
+def make_librispeech(
+    root: Path,
+    split: str,
+    rate: int = 22050,
+    speakers: int = 2,
+    per_chapter: int = 3,
+    texts: list[str] | None = None,
+) -> list[str]:
     """A LibriSpeech-shaped tree of short tones; returns the transcripts in reading order."""
     texts = texts or ["HELLO WORLD", "DON'T STOP", "TWENTY-ONE", "IT'S NINE O'CLOCK", "A B C", "ONE TWO"]
     written = []
@@ -89,18 +95,32 @@ def make_audiofolder(root: Path, split: str, rows: list[tuple[str, str]], rate: 
         writer.writerows(rows)
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 120,
-            input: str | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict | None = None,
+    timeout: float = 120,
+    input: str | None = None,
+) -> subprocess.CompletedProcess:
     """The real ``ctc-tui`` program, in a child process."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "ctc_tui", *args], cwd=cwd or REPO, env=full_env,
-                          capture_output=True, text=True, timeout=timeout, input=input)
+    return subprocess.run(
+        [sys.executable, "-m", "ctc_tui", *args],
+        cwd=cwd or REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+    )
 
 
 @pytest.fixture
 def demo_data() -> Path:
-    assert DEMO_DATA.is_dir(), "the committed demo corpus is missing (python -m ctc_tui.runner.make_demo_corpus)"
+    assert DEMO_DATA.is_dir(), (
+        "the committed demo corpus is missing (python -m ctc_tui.runner.make_demo_corpus)"
+    )
     return DEMO_DATA
 
 
@@ -120,7 +140,8 @@ def events_of(run_dir: Path) -> list[dict]:
 
 
 def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
-    """``predicate()``'s first true value, asked every 0.1 s; AssertionError naming ``what`` after ``timeout``."""
+    """``predicate()``'s first true value, asked every 0.1 s; AssertionError naming ``what`` after
+    ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -133,8 +154,12 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
 def preset_dict(tmp_path: Path, data_dir: Path | None = None, **sections) -> dict:
     base = {
         "model": {"architecture": "wav2vec2-tiny"},
-        "data": {"source": "librispeech", "dataset_dir": str(data_dir or tmp_path / "libri"),
-                 "train_split_name": "train", "eval_split_name": "test"},
+        "data": {
+            "source": "librispeech",
+            "dataset_dir": str(data_dir or tmp_path / "libri"),
+            "train_split_name": "train",
+            "eval_split_name": "test",
+        },
         "training": {"output_dir": str(tmp_path / "out"), "use_cpu": True, "max_steps": 5},
         "launch": {"launcher": "single", "world_size": 1},
     }
@@ -151,11 +176,13 @@ def sbatch_lines(script: str) -> list[str]:
         if line and not line.startswith("#"):
             break
         if line.startswith("#SBATCH "):
-            options += [word.replace('"', "") for word in re.findall(r'(?:[^\s"]|"[^"]*")+', line[len("#SBATCH "):])]
+            options += [
+                word.replace('"', "") for word in re.findall(r'(?:[^\s"]|"[^"]*")+', line[len("#SBATCH ") :])
+            ]
     return options
 
 
-SEED_TEXT = (REPO.parent / "shared" / "seeds" / "000_0b2efa244f96ecab.txt")
+SEED_TEXT = REPO.parent / "shared" / "seeds" / "000_0b2efa244f96ecab.txt"
 
 
 def seed_command() -> str:

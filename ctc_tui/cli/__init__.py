@@ -56,15 +56,21 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and _looks_like_preset(argv[0]):  # `ctc-tui PRESET.yaml`: the wizard, from it
         if len(argv) > 1:
-            print_err(f"error: ctc-tui PRESET opens the wizard and takes nothing more (got: {' '.join(argv[1:])}); "
-                      f"change values in the wizard, or run with overrides: ctc-tui run {argv[0]} KEY=VALUE ...")
+            print_err(
+                f"error: ctc-tui PRESET opens the wizard and takes nothing more (got: {' '.join(argv[1:])}); "
+                f"change values in the wizard, or run with overrides: ctc-tui run {argv[0]} KEY=VALUE ..."
+            )
             return EXIT_USAGE
         return _guard(lambda: open_app(preset=argv[0]))
     parser = build_parser()
     # `run` takes KEY=VALUE positionals after the preset; let `--resume DIR k=v` work too.
     args, extra = parser.parse_known_args(argv)
     # KEY=VALUE overrides may come after options (`run demo-cpu --plain training.max_steps=5`).
-    if extra and hasattr(args, "overrides") and all("=" in item and not item.startswith("-") for item in extra):
+    if (
+        extra
+        and hasattr(args, "overrides")
+        and all("=" in item and not item.startswith("-") for item in extra)
+    ):
         args.overrides = [*args.overrides, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -74,8 +80,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _looks_like_preset(word: str) -> bool:
-    return not word.startswith("-") and word not in COMMANDS and (
-        word.endswith((".yaml", ".yml")) or Path(word).is_file())
+    return (
+        not word.startswith("-")
+        and word not in COMMANDS
+        and (word.endswith((".yaml", ".yml")) or Path(word).is_file())
+    )
 
 
 def _guard(action, broken_pipe: bool = False) -> int:

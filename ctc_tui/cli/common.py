@@ -24,8 +24,10 @@ def interactive() -> bool:
 def open_app(preset: str | None = None, run_dir: Path | None = None, runs_root: Path | None = None) -> int:
     """The full-screen app: the wizard (from ``preset``), a run's dashboard, or the runs screen."""
     if not interactive():
-        raise CliError("the interactive app needs a terminal; without one use: ctc-tui init (plain prompts), "
-                       "ctc-tui run PRESET, ctc-tui attach RUN_DIR --headless")
+        raise CliError(
+            "the interactive app needs a terminal; without one use: ctc-tui init (plain prompts), "
+            "ctc-tui run PRESET, ctc-tui attach RUN_DIR --headless"
+        )
     from ctc_tui.tui import make_app  # textual loads only when the app opens
 
     # A preset that cannot be read or is not YAML is reported here, before the screen clears; one whose

@@ -21,8 +21,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     path = find_preset(args.preset)
     preset = load_preset(path, args.overrides)
     launch = preset.launch
-    print(f"{path}: valid ({launch.launcher}, world_size {launch.world_size}, "
-          f"{'hpu' if preset.gaudi.use_habana else 'cpu' if preset.training.use_cpu else 'cuda/cpu'})")
+    print(
+        f"{path}: valid ({launch.launcher}, world_size {launch.world_size}, "
+        f"{'hpu' if preset.gaudi.use_habana else 'cpu' if preset.training.use_cpu else 'cuda/cpu'})"
+    )
     return 0
 
 
@@ -37,7 +39,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not findings:
         print(f"{args.preset}: ready to run (output dir {preset.training.output_dir})")
     else:
-        print(f"{args.preset}: {errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}")
+        print(
+            f"{args.preset}: {errors} error{'s' if errors != 1 else ''}, "
+            f"{warnings} warning{'s' if warnings != 1 else ''}"
+        )
     return EXIT_USAGE if errors else 0
 
 
@@ -70,15 +75,17 @@ def cmd_show_command(args: argparse.Namespace) -> int:
 
     # The launchers and the preset model: see the module docstring.
     from ctc_tui import launchers
-    from ctc_tui.launchers import reference
     from ctc_tui.core import reference_flags
     from ctc_tui.core.preset import load_preset
+    from ctc_tui.launchers import reference
 
     preset = load_preset(find_preset(args.preset), args.overrides)
     if args.style == "gaudi_spawn":
         command = reference.gaudi_spawn_command(preset)
     else:
-        command = launchers.build_command(preset, None, runner_args=reference_flags.preset_flags(preset), python="python")
+        command = launchers.build_command(
+            preset, None, runner_args=reference_flags.preset_flags(preset), python="python"
+        )
         env = launchers.launch_env(preset)
         if env:
             print(" ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())) + " \\")
@@ -94,8 +101,11 @@ def cmd_import_command(args: argparse.Namespace) -> int:
         preset = reference.parse_command(text)
     except reference.CommandError as exc:
         raise CliError(str(exc)) from None
-    header = ("imported by ctc-tui import-command from:\n" + " ".join(text.split())[:2000]
-              + "\nrun it with: ctc-tui run THIS_FILE")
+    header = (
+        "imported by ctc-tui import-command from:\n"
+        + " ".join(text.split())[:2000]
+        + "\nrun it with: ctc-tui run THIS_FILE"
+    )
     yaml_text = preset.to_yaml(header=header)
     if not args.output:
         sys.stdout.write(yaml_text)
@@ -155,8 +165,13 @@ def _presets_arguments(p: argparse.ArgumentParser) -> None:
 
 def _show_command_arguments(p: argparse.ArgumentParser) -> None:
     _preset_and_overrides(p)
-    p.add_argument("--style", choices=("runner", "gaudi_spawn"), default="runner",
-                   help="runner: ctc-tui's launcher + python -m ctc_tui.runner; gaudi_spawn: optimum-habana's own scripts")
+    p.add_argument(
+        "--style",
+        choices=("runner", "gaudi_spawn"),
+        default="runner",
+        help="runner: ctc-tui's launcher + python -m ctc_tui.runner; "
+        "gaudi_spawn: optimum-habana's own scripts",
+    )
     p.set_defaults(func=cmd_show_command)
 
 
@@ -175,6 +190,12 @@ def _init_arguments(p: argparse.ArgumentParser) -> None:
 
 
 #: Each command's arguments, by name (see ctc_tui.cli.COMMANDS).
-ARGUMENTS = {"validate": _validate_arguments, "check": _check_arguments, "schema": _schema_arguments,
-             "presets": _presets_arguments, "show-command": _show_command_arguments,
-             "import-command": _import_command_arguments, "init": _init_arguments}
+ARGUMENTS = {
+    "validate": _validate_arguments,
+    "check": _check_arguments,
+    "schema": _schema_arguments,
+    "presets": _presets_arguments,
+    "show-command": _show_command_arguments,
+    "import-command": _import_command_arguments,
+    "init": _init_arguments,
+}

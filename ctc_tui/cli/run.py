@@ -1,4 +1,5 @@
-"""``ctc-tui run``, ``export``, ``attach`` and ``stop``: thin callers of the run service (ctc_tui.runs.service)."""
+"""``ctc-tui run``, ``export``, ``attach`` and ``stop``: thin callers of the run service
+(ctc_tui.runs.service)."""
 
 from __future__ import annotations
 
@@ -40,8 +41,9 @@ def _slurm_options(args: argparse.Namespace):
     if not getattr(args, "slurm", False):
         given = slurm.given_without_slurm(args)
         if given:
-            raise CliError(f"{', '.join(given)}: Slurm options, for --slurm runs only (add --slurm or leave "
-                           "them out)")
+            raise CliError(
+                f"{', '.join(given)}: Slurm options, for --slurm runs only (add --slurm or leave them out)"
+            )
         return None
     try:
         return slurm.options_from_args(args, saved)
@@ -54,12 +56,18 @@ def _request(args: argparse.Namespace, slurm_options):
     from ctc_tui.runs.service import ResumeRequest, StartRequest  # as in _usage_errors
 
     if args.resume:
-        return ResumeRequest(run_dir=args.resume, overrides=tuple(args.overrides), check=not args.no_check,
-                             slurm=slurm_options)
+        return ResumeRequest(
+            run_dir=args.resume, overrides=tuple(args.overrides), check=not args.no_check, slurm=slurm_options
+        )
     if not args.preset:
         raise CliError("ctc-tui run needs a preset (see ctc-tui presets) or --resume RUN_DIR")
-    return StartRequest(preset=args.preset, overrides=tuple(args.overrides), output_dir=args.output_dir,
-                        check=not args.no_check, slurm=slurm_options)
+    return StartRequest(
+        preset=args.preset,
+        overrides=tuple(args.overrides),
+        output_dir=args.output_dir,
+        check=not args.no_check,
+        slurm=slurm_options,
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -72,7 +80,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _usage_errors():
         run_dir = service.start(_request(args, slurm_options), warn=print_err).run_dir
     if args.detach:
-        print(f"run dir: {run_dir}\nfollow it with: ctc-tui attach {run_dir}\nstop it with:   ctc-tui stop {run_dir}")
+        print(
+            f"run dir: {run_dir}\nfollow it with: ctc-tui attach {run_dir}\n"
+            f"stop it with:   ctc-tui stop {run_dir}"
+        )
         return 0
     print(f"run dir: {run_dir}", flush=True)
     return attach(run_dir, plain=args.plain or not sys.stdout.isatty(), own_run=True)
@@ -82,7 +93,9 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     from ctc_tui.launchers import slurm  # its options join the parser only when the parser is built
 
     p.add_argument("preset", nargs="?", help="preset file or shipped preset name (ctc-tui presets)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. training.max_steps=60")
+    p.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. training.max_steps=60"
+    )
     p.add_argument("--output-dir", help="run directory (overrides training.output_dir)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
     p.add_argument("--plain", action="store_true", help="plain progress lines instead of the live table")
@@ -96,9 +109,9 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ctc_tui.launchers import slurm  # as in _usage_errors
     from ctc_tui.core.preset import load_preset, preset_stem  # likewise
     from ctc_tui.core.shipped import find_preset
+    from ctc_tui.launchers import slurm  # as in _usage_errors
 
     if not args.slurm:
         raise CliError("ctc-tui export needs a format: --slurm (an sbatch script)")
@@ -123,11 +136,16 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     from ctc_tui.launchers import slurm  # as in _run_arguments
 
     p.add_argument("preset", help="preset file or shipped preset name (ctc-tui presets)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. training.max_steps=60")
+    p.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. training.max_steps=60"
+    )
     p.add_argument("-o", "--output", help="write the script here (default: print it)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
-    p.add_argument("--output-dir", help="the runs' directory (overrides training.output_dir; {timestamp} is "
-                                        "filled in when each job starts)")
+    p.add_argument(
+        "--output-dir",
+        help="the runs' directory (overrides training.output_dir; {timestamp} is "
+        "filled in when each job starts)",
+    )
     slurm.add_arguments(p)
     p.set_defaults(func=cmd_export)
 
@@ -175,5 +193,9 @@ def _stop_arguments(p: argparse.ArgumentParser) -> None:
 
 
 #: Each command's arguments, by name (see ctc_tui.cli.COMMANDS).
-ARGUMENTS = {"run": _run_arguments, "export": _export_arguments, "attach": _attach_arguments,
-             "stop": _stop_arguments}
+ARGUMENTS = {
+    "run": _run_arguments,
+    "export": _export_arguments,
+    "attach": _attach_arguments,
+    "stop": _stop_arguments,
+}

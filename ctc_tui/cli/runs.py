@@ -19,12 +19,26 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"no runs under {args.root}")
         return 0
     table = Table(box=None, pad_edge=False)
-    for name, justify in (("run", "left"), ("state", "left"), ("world", "right"), ("step", "right"),
-                          ("best WER", "right"), ("duration", "right"), ("started", "left")):
+    for name, justify in (
+        ("run", "left"),
+        ("state", "left"),
+        ("world", "right"),
+        ("step", "right"),
+        ("best WER", "right"),
+        ("duration", "right"),
+        ("started", "left"),
+    ):
         table.add_column(name, justify=justify, no_wrap=name == "run")  # type: ignore[arg-type]
     for run in runs:
-        table.add_row(run.name, run.state, str(run.world_size or "-"), str(run.step), fmt_float(run.best_wer),
-                      fmt_duration(run.duration), run.started_text)
+        table.add_row(
+            run.name,
+            run.state,
+            str(run.world_size or "-"),
+            str(run.step),
+            fmt_float(run.best_wer),
+            fmt_duration(run.duration),
+            run.started_text,
+        )
     Console().print(table)
     return 0
 

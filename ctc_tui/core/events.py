@@ -26,7 +26,17 @@ from typing import Any
 
 MAX_LINE = 64 * 1024
 EVENT_TYPES = frozenset({"hello", "state", "step", "eval", "log", "resource", "exit", "progress"})
-STATES = ("starting", "preprocessing", "compiling", "training", "evaluating", "saving", "stopped", "done", "failed")
+STATES = (
+    "starting",
+    "preprocessing",
+    "compiling",
+    "training",
+    "evaluating",
+    "saving",
+    "stopped",
+    "done",
+    "failed",
+)
 
 #: Environment variables through which a launched rank finds its supervisor.
 ENV_SOCKET = "CTC_TUI_LOG_SOCKET"  # path of a Unix socket, or host:port for TCP

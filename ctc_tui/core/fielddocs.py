@@ -30,16 +30,24 @@ def _field_docs() -> dict[str, str]:
     except (OSError, SyntaxError, UnicodeDecodeError):  # installed without sources: no help texts
         return {}
     preset = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Preset"), None)
-    sections = {field.annotation.id: field.target.id for field in (preset.body if preset else [])
-                if isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name)
-                and isinstance(field.annotation, ast.Name)}
+    sections = {
+        field.annotation.id: field.target.id
+        for field in (preset.body if preset else [])
+        if isinstance(field, ast.AnnAssign)
+        and isinstance(field.target, ast.Name)
+        and isinstance(field.annotation, ast.Name)
+    }
     docs = {}
     for node in tree.body:
         if not (isinstance(node, ast.ClassDef) and node.name in sections):
             continue
         for field, doc in zip(node.body, node.body[1:]):
-            if (isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name)
-                    and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant)
-                    and isinstance(doc.value.value, str)):
+            if (
+                isinstance(field, ast.AnnAssign)
+                and isinstance(field.target, ast.Name)
+                and isinstance(doc, ast.Expr)
+                and isinstance(doc.value, ast.Constant)
+                and isinstance(doc.value.value, str)
+            ):
                 docs[f"{sections[node.name]}.{field.target.id}"] = inspect.cleandoc(doc.value.value)
     return docs

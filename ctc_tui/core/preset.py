@@ -93,8 +93,14 @@ DataSource = Literal[SOURCES]  # type: ignore[valid-type]  (the one list: ctc_tu
 Padding = Literal["auto", "longest", "max_length", "buckets"]
 PADDING_CHOICES: tuple[str, ...] = get_args(Padding)
 #: Words people write for a padding choice (the old gaudi.static_shapes names, transformers' ones).
-PADDING_SYNONYMS = {"max_duration": "max_length", "static": "max_length", "off": "longest", "dynamic": "longest",
-                    "bucket": "buckets", "bucketed": "buckets"}
+PADDING_SYNONYMS = {
+    "max_duration": "max_length",
+    "static": "max_length",
+    "off": "longest",
+    "dynamic": "longest",
+    "bucket": "buckets",
+    "bucketed": "buckets",
+}
 
 
 class DataSection(_Section):
@@ -187,8 +193,10 @@ class DataSection(_Section):
                 close = difflib.get_close_matches(value.strip().lower(), PADDING_CHOICES, n=1, cutoff=0.5)
                 hint = close[0] if close else None
             choices = ", ".join(f"'{c}'" for c in PADDING_CHOICES)
-            raise ValueError(f"expected one of {choices}, got {_describe_input(value)}"
-                             + (f"; did you mean '{hint}'?" if hint else ""))
+            raise ValueError(
+                f"expected one of {choices}, got {_describe_input(value)}"
+                + (f"; did you mean '{hint}'?" if hint else "")
+            )
         return value
 
     @field_validator("train_split_name", "eval_split_name")
@@ -243,8 +251,14 @@ class TrainingSection(_Section):
     max_grad_norm: float = Field(1.0, ge=0)
     """Gradient clipping norm (0 disables)."""
     lr_scheduler_type: Literal[
-        "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-        "inverse_sqrt", "reduce_lr_on_plateau",
+        "linear",
+        "cosine",
+        "cosine_with_restarts",
+        "polynomial",
+        "constant",
+        "constant_with_warmup",
+        "inverse_sqrt",
+        "reduce_lr_on_plateau",
     ] = "linear"
     """Learning-rate schedule after warm-up."""
     warmup_steps: int = Field(0, ge=0)
@@ -365,7 +379,9 @@ class Preset(_Section):
         if self.gaudi.use_habana and self.training.use_cpu:
             raise ValueError("gaudi.use_habana and training.use_cpu contradict each other: pick one device")
         if not (self.training.do_train or self.training.do_eval or self.data.preprocessing_only):
-            raise ValueError("nothing to do: set training.do_train or training.do_eval (or data.preprocessing_only)")
+            raise ValueError(
+                "nothing to do: set training.do_train or training.do_eval (or data.preprocessing_only)"
+            )
         if self.gaudi.use_habana and self.training.fp16:
             raise ValueError("HPUs train in bf16, not fp16: set training.bf16 instead")
         return self
@@ -467,7 +483,9 @@ def _friendly(error: dict[str, Any]) -> str:
     if kind == "literal_error":
         return f"expected one of {ctx.get('expected')}, got {got}"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        bound = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
+        bound = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[
+            kind
+        ]
         limit = next(iter(ctx.values()), "")
         return f"must be {bound} {limit}, got {got}"
     if kind == "value_error":
@@ -475,7 +493,9 @@ def _friendly(error: dict[str, Any]) -> str:
     return f"{error['msg']}, got {got}"
 
 
-def _validation_problems(exc: ValidationError, doc: YamlDocument | None, overrides: dict[tuple, str]) -> list[Problem]:
+def _validation_problems(
+    exc: ValidationError, doc: YamlDocument | None, overrides: dict[tuple, str]
+) -> list[Problem]:
     problems = []
     for error in exc.errors(include_url=False):
         loc = _field_path(error["loc"])
@@ -524,8 +544,16 @@ def parse_overrides(items: list[str]) -> tuple[dict[tuple[str, ...], Any], list[
     for item in items:
         match = _OVERRIDE.match(item)
         if not match:
-            problems.append(Problem(key="", origin=item, message=(
-                f"cannot read override {item!r}: write it as section.key=value, e.g. training.max_steps=60")))
+            problems.append(
+                Problem(
+                    key="",
+                    origin=item,
+                    message=(
+                        f"cannot read override {item!r}: "
+                        "write it as section.key=value, e.g. training.max_steps=60"
+                    ),
+                )
+            )
             continue
         path = tuple(match["key"].split("."))
         text = match["value"]
@@ -553,8 +581,9 @@ def _apply(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     node[path[-1]] = value
 
 
-def validate_data(data: Any, source: str, doc: YamlDocument | None = None,
-                  overrides: list[str] | None = None) -> Preset:
+def validate_data(
+    data: Any, source: str, doc: YamlDocument | None = None, overrides: list[str] | None = None
+) -> Preset:
     """Validate a parsed preset mapping (plus overrides); raise PresetError with every problem."""
     parsed, problems = parse_overrides(overrides or [])
     if data is None:
@@ -562,8 +591,19 @@ def validate_data(data: Any, source: str, doc: YamlDocument | None = None,
     if not isinstance(data, dict):
         kind = type(data).__name__
         kind = {"list": "a list", "str": "a string", "int": "a number", "float": "a number"}.get(kind, kind)
-        raise PresetError(source, [Problem(key="", line=1, message=(
-            f"a preset is a mapping of sections (model:, data:, training:, gaudi:, launch:), not {kind}"))])
+        raise PresetError(
+            source,
+            [
+                Problem(
+                    key="",
+                    line=1,
+                    message=(
+                        "a preset is a mapping of sections (model:, data:, training:, gaudi:, launch:), "
+                        f"not {kind}"
+                    ),
+                )
+            ],
+        )
     data = _deep_copy(data)
     origin_of: dict[tuple, str] = {}
     for path, value in parsed.items():
@@ -670,8 +710,18 @@ def resolve_output_dir(preset: Preset, name: str, now: float | None = None) -> P
     try:
         filled = fill_placeholders(template, {"preset": name, "timestamp": stamp})
     except ValueError as exc:
-        raise PresetError("training.output_dir", [Problem(key="training.output_dir", message=(
-            f"bad placeholder in {template!r} ({exc}); only {{preset}} and {{timestamp}} are known"))]) from None
+        raise PresetError(
+            "training.output_dir",
+            [
+                Problem(
+                    key="training.output_dir",
+                    message=(
+                        f"bad placeholder in {template!r} ({exc}); "
+                        "only {preset} and {timestamp} are known"
+                    ),
+                )
+            ],
+        ) from None
     resolved = preset.model_copy(deep=True)
     resolved.training.output_dir = str(Path(filled).expanduser().resolve())
     return resolved

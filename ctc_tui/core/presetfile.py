@@ -24,7 +24,9 @@ def read_document(path: str | Path) -> YamlDocument:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise PresetError(source, [Problem(key="", message="no such file (ctc-tui presets lists the shipped ones)")]) from None
+        raise PresetError(
+            source, [Problem(key="", message="no such file (ctc-tui presets lists the shipped ones)")]
+        ) from None
     except IsADirectoryError:
         raise PresetError(source, [Problem(key="", message="is a directory, not a preset file")]) from None
     except OSError as exc:
@@ -34,14 +36,27 @@ def read_document(path: str | Path) -> YamlDocument:
     except YamlError as exc:
         raise PresetError(source, [Problem(key="", line=exc.line, message=str(exc))]) from None
     if doc.data is None:
-        raise PresetError(source, [Problem(key="", message=(
-            "the file is empty: a preset needs at least a data: section (see ctc-tui presets)"))])
+        raise PresetError(
+            source,
+            [
+                Problem(
+                    key="",
+                    message=(
+                        "the file is empty: a preset needs at least a data: section (see ctc-tui presets)"
+                    ),
+                )
+            ],
+        )
     return doc
 
 
 def local_model_path(value: str | None, base: Path) -> str | None:
     """A model or tokenizer given relative to the preset's folder (``./m``, ``../m`` or an existing
     folder there) as an absolute path; a hub id or an absolute path as it is."""
-    if value and (value.startswith(("./", "../")) or (base / value).is_dir()) and not Path(value).is_absolute():
+    if (
+        value
+        and (value.startswith(("./", "../")) or (base / value).is_dir())
+        and not Path(value).is_absolute()
+    ):
         return str((base / value).resolve())
     return value

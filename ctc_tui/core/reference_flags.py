@@ -19,9 +19,20 @@ from ctc_tui.core.preset import Preset, PresetError, Problem, _section_fields, v
 REFERENCE_SCRIPT = "run_speech_recognition_ctc.py"
 #: Preset keys that exist only in ctc-tui (no reference flag); show-command leaves them out of
 #: the reference style and spells them as ctc-tui flags in the runner style.
-CTC_TUI_ONLY = {"data.source", "data.do_lower_case", "model.architecture", "model.config_overrides",
-                "data.padding", "data.num_buckets", "launch.launcher", "launch.world_size", "launch.hostfile",
-                "launch.master_addr", "launch.master_port", "launch.log_host"}
+CTC_TUI_ONLY = {
+    "data.source",
+    "data.do_lower_case",
+    "model.architecture",
+    "model.config_overrides",
+    "data.padding",
+    "data.num_buckets",
+    "launch.launcher",
+    "launch.world_size",
+    "launch.hostfile",
+    "launch.master_addr",
+    "launch.master_port",
+    "launch.log_host",
+}
 
 
 #: Where a preset default differs from the reference script's / TrainingArguments' default in a way
@@ -79,10 +90,14 @@ def as_bool(value: Any) -> Any:
     return value
 
 
-def preset_from_flags(flags: dict[str, Any], launch: dict[str, Any] | None = None, source: str = "command") -> Preset:
+def preset_from_flags(
+    flags: dict[str, Any], launch: dict[str, Any] | None = None, source: str = "command"
+) -> Preset:
     """Build and validate a preset from ``--flag`` values (reference names, and ctc-tui's own leaves)."""
     index = flag_index()
-    data: dict[str, dict[str, Any]] = {section: dict(values) for section, values in REFERENCE_DEFAULTS.items()}
+    data: dict[str, dict[str, Any]] = {
+        section: dict(values) for section, values in REFERENCE_DEFAULTS.items()
+    }
     data["launch"] = dict(launch or {})
     problems: list[Problem] = []
     for name, value in flags.items():

@@ -32,11 +32,27 @@ SLURM_JOB_ID_TMP = "slurm-job-id.tmp"
 SLURM_OPTIONS = "slurm-options.json"
 
 #: Everything above: files a training run must not mistake for a previous run's output.
-OWN_FILES = frozenset({
-    PRESET, PREVIOUS_PRESET, COMMAND, ENV_INFO, EVENTS, GAUDI_CONFIG, LOGS, SUPERVISOR_SPEC,
-    SUPERVISOR_SPEC_TMP, SUPERVISOR_PID, CONTROL_SOCKET, LOG_SOCKET, DEEPSPEED_ENV, SLURM_JOB_SCRIPT,
-    SLURM_JOB_ID, SLURM_JOB_ID_TMP, SLURM_OPTIONS,
-})
+OWN_FILES = frozenset(
+    {
+        PRESET,
+        PREVIOUS_PRESET,
+        COMMAND,
+        ENV_INFO,
+        EVENTS,
+        GAUDI_CONFIG,
+        LOGS,
+        SUPERVISOR_SPEC,
+        SUPERVISOR_SPEC_TMP,
+        SUPERVISOR_PID,
+        CONTROL_SOCKET,
+        LOG_SOCKET,
+        DEEPSPEED_ENV,
+        SLURM_JOB_SCRIPT,
+        SLURM_JOB_ID,
+        SLURM_JOB_ID_TMP,
+        SLURM_OPTIONS,
+    }
+)
 
 
 def rank_log_name(rank: int) -> str:

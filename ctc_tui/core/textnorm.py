@@ -6,7 +6,6 @@ hyphens ("DON'T" -> "DONT"). Here every listed character is removed literally an
 Standard library only: the login node's wizard previews exactly what the runner will train on.
 """
 
-
 from __future__ import annotations
 
 from collections import Counter

@@ -87,8 +87,12 @@ def _decode(raw: bytes) -> str:
         raise YamlError(f"not UTF-8 text (byte {exc.start}): save the preset as UTF-8") from None
 
 
-_OPENS = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken, yaml.FlowMappingStartToken,
-          yaml.FlowSequenceStartToken)
+_OPENS = (
+    yaml.BlockMappingStartToken,
+    yaml.BlockSequenceStartToken,
+    yaml.FlowMappingStartToken,
+    yaml.FlowSequenceStartToken,
+)
 _CLOSES = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
 
 
@@ -100,8 +104,10 @@ def _check_depth(text: str) -> None:
         if isinstance(token, _OPENS):
             depth += 1
             if depth > MAX_DEPTH:
-                raise YamlError(f"values nested more than {MAX_DEPTH} levels deep; a preset needs a few",
-                                token.start_mark.line + 1)
+                raise YamlError(
+                    f"values nested more than {MAX_DEPTH} levels deep; a preset needs a few",
+                    token.start_mark.line + 1,
+                )
         elif isinstance(token, _CLOSES):
             depth -= 1
 
@@ -129,10 +135,14 @@ def _load(text: str) -> YamlDocument:
     if not nodes:
         return YamlDocument(data=None)
     if len(nodes) > 1:
-        raise YamlError("the file holds several YAML documents (---); a preset is one", nodes[1].start_mark.line + 1)
+        raise YamlError(
+            "the file holds several YAML documents (---); a preset is one", nodes[1].start_mark.line + 1
+        )
     root = nodes[0]
     if _expanded_size(root, {}) > MAX_NODES:
-        raise YamlError("the document expands to too many values (alias/anchor bomb?)", root.start_mark.line + 1)
+        raise YamlError(
+            "the document expands to too many values (alias/anchor bomb?)", root.start_mark.line + 1
+        )
     try:
         loader = yaml.SafeLoader("")
         data = loader.construct_document(root)

@@ -28,14 +28,35 @@ from ctc_tui.launchers.transport import log_transport
 if TYPE_CHECKING:  # the preset model is only named in annotations here
     from ctc_tui.core.preset import Preset
 
-__all__ = ["CpuTopology", "Launcher", "all_launchers", "argument_lines", "build_command", "command_script",
-           "deepspeed_env_text", "forwarded_env", "get", "is_rank_command", "launch_env", "log_transport",
-           "master_addr", "owned_processes", "read_hostfile", "read_topology"]
+__all__ = [
+    "CpuTopology",
+    "Launcher",
+    "all_launchers",
+    "argument_lines",
+    "build_command",
+    "command_script",
+    "deepspeed_env_text",
+    "forwarded_env",
+    "get",
+    "is_rank_command",
+    "launch_env",
+    "log_transport",
+    "master_addr",
+    "owned_processes",
+    "read_hostfile",
+    "read_topology",
+]
 
 
-def build_command(preset: Preset, preset_file: str | Path | None, resume: bool = False,
-                  topology: CpuTopology | None = None, python: str | None = None,
-                  environ: dict[str, str] | None = None, runner_args: list[str] | None = None) -> list[str]:
+def build_command(
+    preset: Preset,
+    preset_file: str | Path | None,
+    resume: bool = False,
+    topology: CpuTopology | None = None,
+    python: str | None = None,
+    environ: dict[str, str] | None = None,
+    runner_args: list[str] | None = None,
+) -> list[str]:
     """The argv that starts every rank of ``preset`` (``environ``: the launch environment, for what
     mpirun forwards to other hosts; default os.environ). ``runner_args`` replaces the preset path
     (show-command spells every setting as a flag)."""

@@ -55,8 +55,12 @@ def deepspeed_config_checks(preset: Preset) -> list[Finding]:
     """``launch.deepspeed`` (a DeepSpeed config JSON for the trainer, whatever the launcher) exists."""
     config = preset.launch.deepspeed
     if config and not Path(config).expanduser().is_file():
-        return [error("launch.deepspeed", f"{config} not found: point launch.deepspeed at a DeepSpeed config "
-                      "JSON, or remove it")]
+        return [
+            error(
+                "launch.deepspeed",
+                f"{config} not found: point launch.deepspeed at a DeepSpeed config JSON, or remove it",
+            )
+        ]
     return []
 
 
@@ -73,8 +77,14 @@ class Launcher(ABC):
     switches: tuple[str, ...] = ()
 
     @abstractmethod
-    def command(self, preset: Preset, runner: list[str], *, topology: CpuTopology | None = None,
-                environ: dict[str, str] | None = None) -> list[str]:
+    def command(
+        self,
+        preset: Preset,
+        runner: list[str],
+        *,
+        topology: CpuTopology | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> list[str]:
         """The argv that starts every rank; ``runner`` is one rank's (``python -m ctc_tui.runner ...``)."""
 
     def env(self, preset: Preset) -> dict[str, str]:

@@ -49,16 +49,29 @@ class DeepSpeed(Launcher):
     owned_processes = ("deepspeed", "pdsh")
     switches = ("--no_local_rank",)
 
-    def command(self, preset: Preset, runner: list[str], *, topology: CpuTopology | None = None,
-                environ: dict[str, str] | None = None) -> list[str]:
+    def command(
+        self,
+        preset: Preset,
+        runner: list[str],
+        *,
+        topology: CpuTopology | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> list[str]:
         launch = preset.launch
         if launch.hostfile:
             read_hostfile(launch.hostfile)  # a broken hostfile fails here, as under mpirun
             cmd = ["deepspeed", "--hostfile", str(launch.hostfile), "--master_addr", master_addr(preset)]
         else:
             cmd = ["deepspeed", "--num_nodes", "1", "--num_gpus", str(launch.world_size)]
-        return [*cmd, "--no_local_rank", "--master_port", str(launch.master_port), "--module", RANK_MODULE,
-                *runner[3:]]
+        return [
+            *cmd,
+            "--no_local_rank",
+            "--master_port",
+            str(launch.master_port),
+            "--module",
+            RANK_MODULE,
+            *runner[3:],
+        ]
 
     def env(self, preset: Preset) -> dict[str, str]:
         return cpu_rank_threads(preset)
@@ -71,17 +84,29 @@ class DeepSpeed(Launcher):
         """The deepspeed launcher on PATH."""
         findings = []
         if which("deepspeed") is None:
-            hint = ("Intel's DeepSpeed fork for Gaudi (pip install git+https://github.com/HabanaAI/DeepSpeed.git)"
-                    if preset.gaudi.use_habana else "pip install deepspeed")
-            findings.append(error("launch.launcher", f"deepspeed not found on PATH: install {hint}, "
-                                  "or use launch.launcher=mpi"))
+            hint = (
+                "Intel's DeepSpeed fork for Gaudi (pip install git+https://github.com/HabanaAI/DeepSpeed.git)"
+                if preset.gaudi.use_habana
+                else "pip install deepspeed"
+            )
+            findings.append(
+                error(
+                    "launch.launcher",
+                    f"deepspeed not found on PATH: install {hint}, or use launch.launcher=mpi",
+                )
+            )
         return findings + deepspeed_config_checks(preset)
 
     def remote_checks(self, preset: Preset, remote_hosts: list[str], which: Which) -> list[Finding]:
         """pdsh, which starts the ranks on other hosts."""
         if which("pdsh") is None:
-            return [error("launch.hostfile", "pdsh not found: the DeepSpeed launcher starts the ranks on "
-                          "other hosts with pdsh (apt-get install pdsh), or use launch.launcher=mpi")]
+            return [
+                error(
+                    "launch.hostfile",
+                    "pdsh not found: the DeepSpeed launcher starts the ranks on "
+                    "other hosts with pdsh (apt-get install pdsh), or use launch.launcher=mpi",
+                )
+            ]
         return []
 
     def launch_from_prefix(self, before: list[str], options: dict[str, Any]) -> dict[str, Any] | None:

@@ -15,8 +15,17 @@ if TYPE_CHECKING:  # the preset model is only named in annotations here
 #: Environment every remote rank needs (set by ctc-tui for each run), forwarded by mpirun -x.
 RUN_ENV = ("CTC_TUI_LOG_SOCKET", "CTC_TUI_TOKEN", "CTC_TUI_RUN_DIR", "MASTER_ADDR", "MASTER_PORT")
 #: The user's environment that matters on remote ranks, forwarded when it is set at launch.
-USER_ENV = ("PT_HPU_LAZY_MODE", "HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_TOKEN", "PYTHONPATH",
-            "CTC_TUI_CACHE", "HABANA_VISIBLE_MODULES", "LD_LIBRARY_PATH")
+USER_ENV = (
+    "PT_HPU_LAZY_MODE",
+    "HF_HOME",
+    "HF_HUB_OFFLINE",
+    "HF_DATASETS_OFFLINE",
+    "HF_TOKEN",
+    "PYTHONPATH",
+    "CTC_TUI_CACHE",
+    "HABANA_VISIBLE_MODULES",
+    "LD_LIBRARY_PATH",
+)
 
 
 def launch_env(preset: Preset) -> dict[str, str]:

@@ -38,8 +38,9 @@ def mpi_mapping(world_size: int, topo: CpuTopology, per_node: int | None = None)
 
 def parse_mpirun_version(text: str) -> tuple[str, tuple[int, int] | None]:
     """("Open MPI", (4, 1)) from ``mpirun --version``; ("MPICH"/"Intel MPI"/"unknown", version or None)."""
-    match = (re.search(r"\(Open MPI\)\s+(\d+)\.(\d+)", text)
-             or re.search(r"Open MPI[^\d]{0,40}(\d+)\.(\d+)", text))
+    match = re.search(r"\(Open MPI\)\s+(\d+)\.(\d+)", text) or re.search(
+        r"Open MPI[^\d]{0,40}(\d+)\.(\d+)", text
+    )
     if match:
         return "Open MPI", (int(match[1]), int(match[2]))
     if "Intel(R) MPI" in text or "Intel MPI" in text:
@@ -53,12 +54,22 @@ def version_findings(path: str, text: str) -> list[Finding]:
     """What ``mpirun --version`` (``text``) says about the mpirun at ``path``."""
     kind, version = parse_mpirun_version(text)
     if kind != "Open MPI":
-        return [error("launch.launcher", f"{path} is {kind}'s mpirun, but ctc-tui passes Open MPI "
-                      "options (--bind-to core --map-by socket:PE=N --rank-by slot): install Open MPI "
-                      "(apt-get install openmpi-bin) and put it first on PATH")]
+        return [
+            error(
+                "launch.launcher",
+                f"{path} is {kind}'s mpirun, but ctc-tui passes Open MPI "
+                "options (--bind-to core --map-by socket:PE=N --rank-by slot): install Open MPI "
+                "(apt-get install openmpi-bin) and put it first on PATH",
+            )
+        ]
     if version and version[0] < 4:
-        return [warning("launch.launcher", f"{path} is Open MPI {version[0]}.{version[1]}; ctc-tui "
-                        "is tested with Open MPI 4 and 5: upgrade (apt-get install openmpi-bin)")]
+        return [
+            warning(
+                "launch.launcher",
+                f"{path} is Open MPI {version[0]}.{version[1]}; ctc-tui "
+                "is tested with Open MPI 4 and 5: upgrade (apt-get install openmpi-bin)",
+            )
+        ]
     return []
 
 
@@ -68,8 +79,14 @@ class Mpi(Launcher):
     owned_processes = ("mpirun", "prterun", "orted")
     switches = ("--report-bindings", "--allow-run-as-root", "--oversubscribe")
 
-    def command(self, preset: Preset, runner: list[str], *, topology: CpuTopology | None = None,
-                environ: dict[str, str] | None = None) -> list[str]:
+    def command(
+        self,
+        preset: Preset,
+        runner: list[str],
+        *,
+        topology: CpuTopology | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> list[str]:
         launch = preset.launch
         topo = topology or read_topology()
         cmd = ["mpirun"]
@@ -94,15 +111,25 @@ class Mpi(Launcher):
         """mpirun on PATH, and Open MPI 4 or 5 (ctc-tui passes Open MPI's options)."""
         path = which("mpirun")
         if path is None:
-            return [error("launch.launcher", "mpirun not found on PATH: install Open MPI "
-                          "(apt-get install openmpi-bin), or add its bin folder to PATH (Gaudi images: "
-                          "/opt/habanalabs/openmpi/bin), or use launch.launcher=torchrun")]
+            return [
+                error(
+                    "launch.launcher",
+                    "mpirun not found on PATH: install Open MPI "
+                    "(apt-get install openmpi-bin), or add its bin folder to PATH (Gaudi images: "
+                    "/opt/habanalabs/openmpi/bin), or use launch.launcher=torchrun",
+                )
+            ]
         try:
             proc = run([path, "--version"], VERSION_TIMEOUT)
             text = proc.stdout + proc.stderr
         except (OSError, subprocess.SubprocessError) as exc:
-            return [warning("launch.launcher", f"could not ask {path} for its version ({exc}); ctc-tui "
-                            "expects Open MPI 4 or 5 (apt-get install openmpi-bin)")]
+            return [
+                warning(
+                    "launch.launcher",
+                    f"could not ask {path} for its version ({exc}); ctc-tui "
+                    "expects Open MPI 4 or 5 (apt-get install openmpi-bin)",
+                )
+            ]
         return version_findings(path, text) + deepspeed_config_checks(preset)
 
     def launch_from_prefix(self, before: list[str], options: dict[str, Any]) -> dict[str, Any] | None:

@@ -30,16 +30,25 @@ REFERENCE_EXAMPLES = "optimum-habana/examples/speech-recognition"
 #: The launch section of a reference command with nothing (or a plain python) in front of the script.
 SINGLE = {"launcher": "single", "world_size": 1}
 
-__all__ = ["SPAWN_SCRIPT", "CommandError", "gaudi_spawn_command", "parse_command", "prefix_launch",
-           "spawn_launch"]
+__all__ = [
+    "SPAWN_SCRIPT",
+    "CommandError",
+    "gaudi_spawn_command",
+    "parse_command",
+    "prefix_launch",
+    "spawn_launch",
+]
 
 
 def spawn_launch(options: dict[str, Any]) -> dict[str, Any]:
     """gaudi_spawn.py's options as the preset's launch section."""
     world = options.get("world_size", 1)
     launch: dict[str, Any] = {"world_size": world}
-    chosen = [launcher.name for launcher in all_launchers()
-              if launcher.spawn_switch and as_bool(options.get(launcher.spawn_switch)) is True]
+    chosen = [
+        launcher.name
+        for launcher in all_launchers()
+        if launcher.spawn_switch and as_bool(options.get(launcher.spawn_switch)) is True
+    ]
     launch["launcher"] = chosen[0] if chosen else "single" if str(world) == "1" else SPAWN_DEFAULT
     for key in ("hostfile", "master_port", "master_addr"):
         if key in options:
@@ -66,8 +75,9 @@ def parse_command(command: str) -> Preset:
         tokens = shlex.split(command.replace("\\\n", " "))  # shell line continuations
     except ValueError as exc:
         raise CommandError(f"cannot split the command like a shell would: {exc}") from None
-    script_at = next((i for i, t in enumerate(tokens) if t.endswith(".py") and not t.endswith(SPAWN_SCRIPT)),
-                     None)
+    script_at = next(
+        (i for i, t in enumerate(tokens) if t.endswith(".py") and not t.endswith(SPAWN_SCRIPT)), None
+    )
     if script_at is None:
         raise CommandError(f"no training script in the command (expected ... {REFERENCE_SCRIPT} --flags ...)")
     before, script_args = tokens[:script_at], tokens[script_at + 1 :]
@@ -83,8 +93,11 @@ def parse_command(command: str) -> Preset:
     return preset_from_flags(flags, launch)
 
 
-def gaudi_spawn_command(preset: Preset, spawn: str = f"optimum-habana/examples/{SPAWN_SCRIPT}",
-                        script: str = f"{REFERENCE_EXAMPLES}/{REFERENCE_SCRIPT}") -> list[str]:
+def gaudi_spawn_command(
+    preset: Preset,
+    spawn: str = f"optimum-habana/examples/{SPAWN_SCRIPT}",
+    script: str = f"{REFERENCE_EXAMPLES}/{REFERENCE_SCRIPT}",
+) -> list[str]:
     """The reference's own command for ``preset`` (what the seed README pastes)."""
     launch = preset.launch
     cmd = ["python", spawn, "--world_size", str(launch.world_size), *get(launch.launcher).spawn_flags()]

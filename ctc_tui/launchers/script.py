@@ -35,8 +35,12 @@ def argument_lines(command: list[str]) -> list[str]:
     while i < len(command):
         part = command[i]
         nxt = command[i + 1] if i + 1 < len(command) else None
-        takes_value = (part.startswith("-") and part not in flags and nxt is not None
-                       and not (nxt.startswith("-") and len(nxt) > 1 and not _is_number(nxt)))
+        takes_value = (
+            part.startswith("-")
+            and part not in flags
+            and nxt is not None
+            and not (nxt.startswith("-") and len(nxt) > 1 and not _is_number(nxt))
+        )
         if takes_value:
             out.append(f"{shlex.quote(part)} {shlex.quote(nxt)}")  # type: ignore[arg-type]
             i += 2

@@ -14,8 +14,14 @@ if TYPE_CHECKING:  # only named in annotations here
 class Single(Launcher):
     name = "single"
 
-    def command(self, preset: Preset, runner: list[str], *, topology: CpuTopology | None = None,
-                environ: dict[str, str] | None = None) -> list[str]:
+    def command(
+        self,
+        preset: Preset,
+        runner: list[str],
+        *,
+        topology: CpuTopology | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> list[str]:
         return runner
 
 

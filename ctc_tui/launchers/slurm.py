@@ -85,21 +85,28 @@ def check_options(options: SlurmOptions) -> None:
     if options.cpus_per_task is not None and options.cpus_per_task < 1:
         raise SlurmError(f"--cpus-per-task must be 1 or more, got {options.cpus_per_task}")
     if options.time is not None and not _TIME.fullmatch(options.time):
-        raise SlurmError(f"--time {options.time!r} is not a Slurm time: use MINUTES, HH:MM:SS or DAYS-HH:MM:SS "
-                         "(e.g. --time 2:00:00)")
+        raise SlurmError(
+            f"--time {options.time!r} is not a Slurm time: use MINUTES, HH:MM:SS or DAYS-HH:MM:SS "
+            "(e.g. --time 2:00:00)"
+        )
     for flag, value in (("--partition", options.partition), ("--account", options.account)):
         if value is not None and not _NAME.fullmatch(value):
-            raise SlurmError(f"{flag} {value!r}: use the name as sinfo / sacctmgr show it (letters, digits, "
-                             "and . _ - + @ , only)")
+            raise SlurmError(
+                f"{flag} {value!r}: use the name as sinfo / sacctmgr show it (letters, digits, "
+                "and . _ - + @ , only)"
+            )
     if options.gres is not None and options.gres != "none" and not _GRES.fullmatch(options.gres):
         raise SlurmError(f"--gres {options.gres!r}: use Slurm's form NAME[:TYPE]:COUNT, e.g. --gres gpu:8")
     if options.job_name is not None and (not options.job_name.strip() or _BAD_CHARS.search(options.job_name)):
-        raise SlurmError(f"--job-name {options.job_name!r}: give a name without quotes, backslashes or "
-                         "control characters")
+        raise SlurmError(
+            f"--job-name {options.job_name!r}: give a name without quotes, backslashes or control characters"
+        )
     for arg in options.sbatch_args:
         if not arg.startswith("-") or _BAD_CHARS.search(arg):
-            raise SlurmError(f"--sbatch-arg {arg!r}: give one sbatch option per --sbatch-arg, starting with '-', "
-                             "without quotes, backslashes or newlines (e.g. --sbatch-arg=--exclusive)")
+            raise SlurmError(
+                f"--sbatch-arg {arg!r}: give one sbatch option per --sbatch-arg, starting with '-', "
+                "without quotes, backslashes or newlines (e.g. --sbatch-arg=--exclusive)"
+            )
 
 
 def cards_per_node(preset: Preset, options: SlurmOptions) -> int:
@@ -159,8 +166,11 @@ def sbatch_options(preset: Preset, options: SlurmOptions, job_name: str) -> list
     """The ``#SBATCH`` lines."""
     check_options(options)
     per_node = cards_per_node(preset, options)
-    lines = [_option("job-name", options.job_name or job_name), _option("nodes", options.nodes),
-             _option("ntasks-per-node", per_node)]
+    lines = [
+        _option("job-name", options.job_name or job_name),
+        _option("nodes", options.nodes),
+        _option("ntasks-per-node", per_node),
+    ]
     if options.cpus_per_task:
         lines.append(_option("cpus-per-task", options.cpus_per_task))
     if options.gres and options.gres != "none":
@@ -168,8 +178,10 @@ def sbatch_options(preset: Preset, options: SlurmOptions, job_name: str) -> list
     elif options.gres is None and preset.device_kind == "cuda-or-cpu":
         lines.append(_option("gpus-per-node", per_node))
     elif options.gres is None and preset.device_kind == "hpu":
-        lines.append("# Gaudi cards: Slurm has no standard name for them; if your cluster counts them as a generic "
-                     "resource, add it (ctc-tui --gres NAME:COUNT).")
+        lines.append(
+            "# Gaudi cards: Slurm has no standard name for them; if your cluster counts them as a generic "
+            "resource, add it (ctc-tui --gres NAME:COUNT)."
+        )
     if options.time:
         lines.append(_option("time", options.time))
         limit = time_seconds(options.time)
@@ -197,8 +209,13 @@ def srun_command(preset: Preset, options: SlurmOptions, runner: list[str]) -> li
     """One task per card; any rank that fails ends them all. srun is given --cpus-per-task itself (since
     Slurm 22.05 it no longer takes it from the allocation)."""
     per_node = cards_per_node(preset, options)
-    cmd = ["srun", "--kill-on-bad-exit=1", f"--nodes={options.nodes}", f"--ntasks-per-node={per_node}",
-           f"--ntasks={options.nodes * per_node}"]
+    cmd = [
+        "srun",
+        "--kill-on-bad-exit=1",
+        f"--nodes={options.nodes}",
+        f"--ntasks-per-node={per_node}",
+        f"--ntasks={options.nodes * per_node}",
+    ]
     if options.cpus_per_task:
         cmd.append(f"--cpus-per-task={options.cpus_per_task}")
     return [*cmd, *runner]
@@ -217,19 +234,32 @@ def _body(preset: Preset, options: SlurmOptions) -> list[str]:
     lines += [f"export {key}={shlex.quote(value)}" for key, value in sorted(rank_env(preset).items())]
     if not preset.gaudi.use_habana:  # CPU/CUDA ranks must not oversubscribe the cores with intra-op threads
         lines.append('export OMP_NUM_THREADS="${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}"')
-    lines.append('echo "ctc-tui: Slurm job $SLURM_JOB_ID: $SLURM_NTASKS ranks on $SLURM_JOB_NODELIST, rank 0 at '
-                 '$MASTER_ADDR:$MASTER_PORT"')
+    lines.append(
+        'echo "ctc-tui: Slurm job $SLURM_JOB_ID: $SLURM_NTASKS ranks on $SLURM_JOB_NODELIST, rank 0 at '
+        '$MASTER_ADDR:$MASTER_PORT"'
+    )
     return lines
 
 
-def run_script(preset: Preset, options: SlurmOptions, preset_file: str | Path, *, job_name: str,
-               python: str | None = None, resume: bool = False) -> str:
+def run_script(
+    preset: Preset,
+    options: SlurmOptions,
+    preset_file: str | Path,
+    *,
+    job_name: str,
+    python: str | None = None,
+    resume: bool = False,
+) -> str:
     """The job of one ``ctc-tui run --slurm``: its run dir (the preset's output_dir) and preset file exist."""
-    runner = [python or sys.executable, "-m", RANK_MODULE, str(preset_file)] + (["--resume"] if resume else [])
+    runner = [python or sys.executable, "-m", RANK_MODULE, str(preset_file)] + (
+        ["--resume"] if resume else []
+    )
     per_node = cards_per_node(preset, options)
     head = [
         "#!/bin/bash",
-        _comment(f"Written by ctc-tui for the run {preset.training.output_dir}: {_shape(options.nodes, per_node)}."),
+        _comment(
+            f"Written by ctc-tui for the run {preset.training.output_dir}: {_shape(options.nodes, per_node)}."
+        ),
         "# ctc-tui run --slurm submits it and follows it; sbatch THIS_FILE runs it without following.",
         *sbatch_options(preset, options, job_name),
     ]
@@ -238,7 +268,9 @@ def run_script(preset: Preset, options: SlurmOptions, preset_file: str | Path, *
     return "\n".join(head + body) + "\n"
 
 
-def export_script(preset: Preset, options: SlurmOptions, *, preset_name: str, python: str | None = None) -> str:
+def export_script(
+    preset: Preset, options: SlurmOptions, *, preset_name: str, python: str | None = None
+) -> str:
     """A job that stands alone (``sbatch FILE``): the preset is in the script, and every submission makes a
     new run dir (``training.output_dir`` with ``{preset}`` filled now and ``{timestamp}`` when the job
     starts). Without a supervisor, each rank writes ``logs/rank-N.log`` and ``logs/events-rank-N.jsonl``."""
@@ -247,18 +279,24 @@ def export_script(preset: Preset, options: SlurmOptions, *, preset_name: str, py
     template = preset.training.output_dir.replace("{preset}", preset_name)
     parts = template.split("{timestamp}")
     if any("{" in part or "}" in part for part in parts):
-        raise SlurmError(f"training.output_dir {preset.training.output_dir!r}: only {{preset}} and {{timestamp}} "
-                         "can be filled in")
+        raise SlurmError(
+            f"training.output_dir {preset.training.output_dir!r}: only {{preset}} and {{timestamp}} "
+            "can be filled in"
+        )
     sample = "20250101-000000".join(parts)
     try:
         plain = yaml.safe_load(sample) == sample
     except yaml.YAMLError:
         plain = False
     if not plain:  # the run dir reaches the ranks as a KEY=VALUE override, read as YAML
-        raise SlurmError(f"training.output_dir {template!r} does not read back as a plain path; "
-                         "choose one without ': ', ' #' or leading special characters")
-    text = preset.to_yaml(header=f"preset {preset_name}, embedded by ctc-tui export --slurm; "
-                                 "the job gives training.output_dir on the command line")
+        raise SlurmError(
+            f"training.output_dir {template!r} does not read back as a plain path; "
+            "choose one without ': ', ' #' or leading special characters"
+        )
+    text = preset.to_yaml(
+        header=f"preset {preset_name}, embedded by ctc-tui export --slurm; "
+        "the job gives training.output_dir on the command line"
+    )
     if any(line.strip() == PRESET_EOF for line in text.splitlines()):
         raise SlurmError(f"the preset contains a line {PRESET_EOF!r}, which ends the embedded preset")
     per_node = cards_per_node(preset, options)
@@ -267,7 +305,9 @@ def export_script(preset: Preset, options: SlurmOptions, *, preset_name: str, py
     srun = " ".join(shlex.quote(part) for part in srun_command(preset, options, runner))
     lines = [
         "#!/bin/bash",
-        _comment(f"Written by ctc-tui export --slurm: preset {preset_name}, {_shape(options.nodes, per_node)}."),
+        _comment(
+            f"Written by ctc-tui export --slurm: preset {preset_name}, {_shape(options.nodes, per_node)}."
+        ),
         "# Submit with: sbatch THIS_FILE (each submission trains into a new run dir).",
         *sbatch_options(preset, options, job_name_for(preset_name)),
         *_body(preset, options),
@@ -277,8 +317,10 @@ def export_script(preset: Preset, options: SlurmOptions, *, preset_name: str, py
     if not preset.training.overwrite_output_dir:
         lines += [
             'if [ -d "$run_dir" ] && [ -n "$(ls -A "$run_dir")" ]; then',
-            ('    echo "error: $run_dir exists and is not empty; set training.overwrite_output_dir or '
-             'another output_dir" >&2'),
+            (
+                '    echo "error: $run_dir exists and is not empty; set training.overwrite_output_dir or '
+                'another output_dir" >&2'
+            ),
             "    exit 2",
             "fi",
         ]
@@ -298,12 +340,29 @@ def submit_command(script: str | Path, run_dir: str | Path) -> list[str]:
     launcher), print the job id at once, give the job the supervisor's environment (log address,
     token), and append the job's own output to ``logs/launcher.log`` (``%`` is Slurm's pattern sign)."""
     log = str(rundir.logs_dir(run_dir) / rundir.LAUNCHER_LOG).replace("%", "%%")
-    return ["sbatch", "--wait", "--parsable", "--export=ALL", f"--output={log}", "--open-mode=append", str(script)]
+    return [
+        "sbatch",
+        "--wait",
+        "--parsable",
+        "--export=ALL",
+        f"--output={log}",
+        "--open-mode=append",
+        str(script),
+    ]
 
 
 def supervised_command(submit: list[str], job_id_file: str | Path, python: str | None = None) -> list[str]:
     """What the supervisor launches: the submitter around ``submit``."""
-    return [python or sys.executable, "-m", SUBMITTER, "submit", "--job-id-file", str(job_id_file), "--", *submit]
+    return [
+        python or sys.executable,
+        "-m",
+        SUBMITTER,
+        "submit",
+        "--job-id-file",
+        str(job_id_file),
+        "--",
+        *submit,
+    ]
 
 
 def parse_job_id(line: str) -> str | None:
@@ -316,8 +375,13 @@ def check_commands(which: Which) -> list[Finding]:
     """``ctc-tui run --slurm`` submits with sbatch, watches with squeue and cancels with scancel."""
     missing = [name for name in COMMANDS if which(name) is None]
     if missing:
-        return [error("", f"{', '.join(missing)} not found on PATH: run on a Slurm login node (Debian/Ubuntu: "
-                          "apt-get install slurm-client), or leave out --slurm")]
+        return [
+            error(
+                "",
+                f"{', '.join(missing)} not found on PATH: run on a Slurm login node (Debian/Ubuntu: "
+                "apt-get install slurm-client), or leave out --slurm",
+            )
+        ]
     return []
 
 
@@ -327,8 +391,15 @@ class Slurm(Launcher):
     name = "slurm"
     owned_processes = (SUBMITTER, "sbatch", "srun")
 
-    def command(self, preset: Preset, runner: list[str], *, topology: CpuTopology | None = None,
-                environ: dict[str, str] | None = None, options: SlurmOptions | None = None) -> list[str]:
+    def command(
+        self,
+        preset: Preset,
+        runner: list[str],
+        *,
+        topology: CpuTopology | None = None,
+        environ: dict[str, str] | None = None,
+        options: SlurmOptions | None = None,
+    ) -> list[str]:
         """The job's ``srun`` around one rank's ``runner`` (default options: one node)."""
         return srun_command(preset, options or SlurmOptions(), runner)
 
@@ -348,28 +419,57 @@ SLURM = Slurm()
 def add_arguments(parser) -> None:
     """The Slurm options of ``ctc-tui run`` and ``ctc-tui export``."""
     group = parser.add_argument_group("Slurm (with --slurm)")
-    group.add_argument("--slurm", action="store_true", help="run the ranks as a Slurm job (sbatch + srun); a "
-                                                            "Slurm run resumes as one, with the same options")
+    group.add_argument(
+        "--slurm",
+        action="store_true",
+        help="run the ranks as a Slurm job (sbatch + srun); a "
+        "Slurm run resumes as one, with the same options",
+    )
     group.add_argument("--nodes", type=int, metavar="N", help="nodes to allocate (default 1)")
-    group.add_argument("--cards-per-node", type=int, metavar="N",
-                       help="ranks (cards) per node (default: launch.world_size)")
-    group.add_argument("--time", metavar="LIMIT", help="time limit, e.g. 2:00:00 (a limit of 10 minutes or more "
-                                                       "makes the ranks checkpoint and stop 2 minutes before it)")
+    group.add_argument(
+        "--cards-per-node", type=int, metavar="N", help="ranks (cards) per node (default: launch.world_size)"
+    )
+    group.add_argument(
+        "--time",
+        metavar="LIMIT",
+        help="time limit, e.g. 2:00:00 (a limit of 10 minutes or more "
+        "makes the ranks checkpoint and stop 2 minutes before it)",
+    )
     group.add_argument("--partition", metavar="NAME", help="partition (default: the cluster's default)")
     group.add_argument("--account", metavar="NAME", help="account to charge")
-    group.add_argument("--job-name", metavar="NAME", help="job name (default: ctc-tui- and the run dir's name, or "
-                                                          "the preset's for export)")
-    group.add_argument("--gres", metavar="GRES", help="generic resources per node, e.g. gpu:8 (default: GPUs per "
-                                                      "node for CUDA presets, none for CPU and Gaudi; 'none' drops it)")
+    group.add_argument(
+        "--job-name",
+        metavar="NAME",
+        help="job name (default: ctc-tui- and the run dir's name, or the preset's for export)",
+    )
+    group.add_argument(
+        "--gres",
+        metavar="GRES",
+        help="generic resources per node, e.g. gpu:8 (default: GPUs per "
+        "node for CUDA presets, none for CPU and Gaudi; 'none' drops it)",
+    )
     group.add_argument("--cpus-per-task", type=int, metavar="N", help="CPU cores per rank")
-    group.add_argument("--sbatch-arg", action="append", default=[], metavar="ARG",
-                       help="another sbatch option, repeatable, written with '=': --sbatch-arg=--exclusive")
+    group.add_argument(
+        "--sbatch-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="another sbatch option, repeatable, written with '=': --sbatch-arg=--exclusive",
+    )
 
 
 #: SlurmOptions field -> argparse dest
-SLURM_FLAGS = {"nodes": "nodes", "cards_per_node": "cards_per_node", "time": "time", "partition": "partition",
-               "account": "account", "job_name": "job_name", "gres": "gres", "cpus_per_task": "cpus_per_task",
-               "sbatch_args": "sbatch_arg"}
+SLURM_FLAGS = {
+    "nodes": "nodes",
+    "cards_per_node": "cards_per_node",
+    "time": "time",
+    "partition": "partition",
+    "account": "account",
+    "job_name": "job_name",
+    "gres": "gres",
+    "cpus_per_task": "cpus_per_task",
+    "sbatch_args": "sbatch_arg",
+}
 
 
 def options_from_args(args, saved: SlurmOptions | None = None) -> SlurmOptions:
@@ -386,7 +486,11 @@ def options_from_args(args, saved: SlurmOptions | None = None) -> SlurmOptions:
 
 def given_without_slurm(args) -> list[str]:
     """The Slurm options given on a command line that lacks --slurm."""
-    return ["--" + dest.replace("_", "-") for dest in SLURM_FLAGS.values() if getattr(args, dest, None) not in (None, [])]
+    return [
+        "--" + dest.replace("_", "-")
+        for dest in SLURM_FLAGS.values()
+        if getattr(args, dest, None) not in (None, [])
+    ]
 
 
 def options_json(options: SlurmOptions) -> str:
@@ -416,8 +520,9 @@ def _run(command: list[str], timeout: float = 20.0) -> str | None:
     import subprocess
 
     try:
-        out = subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                             check=False)
+        out = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout if out.returncode == 0 else None
@@ -438,7 +543,9 @@ def compute_hosts(partition: str | None = None, limit: int = 8) -> list[str]:
     return hosts
 
 
-def log_transport(preset: Preset, partition: str | None = None, environ: dict[str, str] | None = None) -> dict:
+def log_transport(
+    preset: Preset, partition: str | None = None, environ: dict[str, str] | None = None
+) -> dict:
     """The supervisor's TCP listener for ranks on compute nodes: all interfaces, a free port, a per-run
     token; ranks are given ``launch.log_host``, else ``$CTC_TUI_LOG_HOST``, else this machine's address on
     the route to the partition's nodes (loopback only when they are all this machine)."""
@@ -487,7 +594,10 @@ def submit(job_id_file: Path, command: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 5 or args[0] != "submit" or args[1] != "--job-id-file" or args[3] != "--":
-        print("usage: python -m ctc_tui.launchers.slurm submit --job-id-file FILE -- sbatch ...", file=sys.stderr)
+        print(
+            "usage: python -m ctc_tui.launchers.slurm submit --job-id-file FILE -- sbatch ...",
+            file=sys.stderr,
+        )
         return 2
     return submit(Path(args[2]), args[4:])
 

@@ -20,11 +20,26 @@ class Torchrun(Launcher):
     name = "torchrun"
     owned_processes = (MODULE,)
 
-    def command(self, preset: Preset, runner: list[str], *, topology: CpuTopology | None = None,
-                environ: dict[str, str] | None = None) -> list[str]:
+    def command(
+        self,
+        preset: Preset,
+        runner: list[str],
+        *,
+        topology: CpuTopology | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> list[str]:
         launch = preset.launch
-        cmd = [runner[0], "-m", MODULE, "--nproc_per_node", str(launch.world_size),
-               "--master_addr", master_addr(preset), "--master_port", str(launch.master_port)]
+        cmd = [
+            runner[0],
+            "-m",
+            MODULE,
+            "--nproc_per_node",
+            str(launch.world_size),
+            "--master_addr",
+            master_addr(preset),
+            "--master_port",
+            str(launch.master_port),
+        ]
         if launch.hostfile:
             hosts = read_hostfile(launch.hostfile)
             cmd[4:4] = ["--nnodes", str(len(hosts))]

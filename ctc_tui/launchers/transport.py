@@ -24,7 +24,11 @@ def log_transport(preset: Preset, environ: dict[str, str] | None = None) -> dict
         return {}
     env = os.environ if environ is None else environ
     host = preset.launch.log_host or env.get("CTC_TUI_LOG_HOST") or advertise_address(preset.launch.hostfile)
-    transport: dict[str, object] = {"tcp_bind": "0.0.0.0", "tcp_port": 0, "tcp_advertise": host,
-                                    "token": secrets.token_urlsafe(24)}
+    transport: dict[str, object] = {
+        "tcp_bind": "0.0.0.0",
+        "tcp_port": 0,
+        "tcp_advertise": host,
+        "token": secrets.token_urlsafe(24),
+    }
     transport.update(get(preset.launch.launcher).transport(preset, environ))
     return transport

@@ -37,8 +37,14 @@ def start_detached(run_dir: Path, spec: Spec, wait: float = 10.0) -> int:
     rundir.logs_dir(run_dir).mkdir(parents=True, exist_ok=True)
     spec.save(run_dir)
     with open(rundir.logs_dir(run_dir) / rundir.SUPERVISOR_LOG, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "ctc_tui.supervisor", str(run_dir)], stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ctc_tui.supervisor", str(run_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if (run_dir / CONTROL_SOCKET).exists():
@@ -109,6 +115,3 @@ def supervisor_pid(run_dir: Path) -> int | None:
     with contextlib.suppress(OSError, ValueError):
         return int((Path(run_dir) / rundir.SUPERVISOR_PID).read_text())
     return None
-
-
-

@@ -49,13 +49,24 @@ def summarise(run_dir: Path, live: Callable[[Path], bool] = is_live) -> RunSumma
     if state.exit_code is None and not live(run_dir):
         label = LOST if state.event_count else EMPTY  # supervisor gone without a final event
     world = state.world_size or (len([r for r in state.ranks if r >= 0]) or None)
-    curve = [(int(e["step"] or 0), float(e["wer"])) for e in state.evals if isinstance(e.get("wer"), (int, float))]
-    return RunSummary(run_dir, label, world, state.step, state.best_wer, state.elapsed(), state.started, curve)
+    curve = [
+        (int(e["step"] or 0), float(e["wer"])) for e in state.evals if isinstance(e.get("wer"), (int, float))
+    ]
+    return RunSummary(
+        run_dir, label, world, state.step, state.best_wer, state.elapsed(), state.started, curve
+    )
 
 
 def find_runs(root: Path, live: Callable[[Path], bool] = is_live) -> list[RunSummary]:
     """Run dirs directly under ``root`` (or ``root`` itself), newest first."""
     root = Path(root)
-    candidates = [root] if (root / rundir.EVENTS).is_file() else sorted(
-        (p for p in root.glob("*") if (p / rundir.EVENTS).is_file()), key=lambda p: p.stat().st_mtime, reverse=True)
+    candidates = (
+        [root]
+        if (root / rundir.EVENTS).is_file()
+        else sorted(
+            (p for p in root.glob("*") if (p / rundir.EVENTS).is_file()),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+    )
     return [summarise(p, live) for p in candidates]

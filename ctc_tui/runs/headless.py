@@ -21,15 +21,32 @@ SAVING, TRAINING, DONE, STOPPED, FAILED = known_states("saving", "training", "do
 def render(state: RunState, title: str = "") -> Group:
     """The live view of ``state``: the per-rank table, the progress bar and the latest eval and messages."""
     table = Table(title=title or None, expand=False, title_justify="left")
-    for name, justify in (("rank", "right"), ("host", "left"), ("state", "left"), ("step", "right"),
-                          ("loss", "right"), ("", "left"), ("samples/s", "right"), ("memory", "right")):
+    for name, justify in (
+        ("rank", "right"),
+        ("host", "left"),
+        ("state", "left"),
+        ("step", "right"),
+        ("loss", "right"),
+        ("", "left"),
+        ("samples/s", "right"),
+        ("memory", "right"),
+    ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for rank in sorted(state.ranks):
         row = state.ranks[rank]
         memory = f"{row.memory_used / 2**30:.1f} GiB" if row.memory_used else "-"
         style = "red" if row.state == FAILED or math.isnan(row.loss) and row.step else ""
-        table.add_row(str(rank), row.host, row.state, str(row.step), fmt_float(row.loss),
-                      sparkline(list(row.losses)), fmt_float(row.samples_per_second, 1), memory, style=style)
+        table.add_row(
+            str(rank),
+            row.host,
+            row.state,
+            str(row.step),
+            fmt_float(row.loss),
+            sparkline(list(row.losses)),
+            fmt_float(row.samples_per_second, 1),
+            memory,
+            style=style,
+        )
     total = state.max_steps or 0
     bar = ProgressBar(total=total or 1, completed=min(state.step, total) if total else 0, width=40)
     wer = state.last_wer
@@ -41,8 +58,13 @@ def render(state: RunState, title: str = "") -> Group:
     parts: list[Any] = [table, bar, line]
     if wer is not None:
         best = state.best_wer
-        parts.append(Text(f"eval WER {wer:.4f} at step {state.evals[-1].get('step')}"
-                          + (f" (best {best:.4f})" if best is not None and best < wer else ""), style="green"))
+        parts.append(
+            Text(
+                f"eval WER {wer:.4f} at step {state.evals[-1].get('step')}"
+                + (f" (best {best:.4f})" if best is not None and best < wer else ""),
+                style="green",
+            )
+        )
     if state.last_samples:
         sample = state.last_samples[0]
         parts.append(Text(f"  ref: {sample.get('ref', '')}\n  hyp: {sample.get('hyp', '')}", style="dim"))
@@ -65,20 +87,26 @@ class PlainPrinter:
         who = f"[rank {rank}]" if rank >= 0 else "[ctc-tui]"
         if kind == "state" and self._states.get(rank) != event.get("state"):
             self._states[rank] = str(event.get("state"))
-            if event.get("state") != SAVING and not (event.get("state") == TRAINING and rank in self._trained):
+            if event.get("state") != SAVING and not (
+                event.get("state") == TRAINING and rank in self._trained
+            ):
                 self._trained.add(rank) if event.get("state") == TRAINING else None
                 self.console.print(f"{who} {event.get('state')}", highlight=False, markup=False)
         elif kind == "log":
             self.console.print(f"{who} {event.get('message')}", highlight=False, markup=False)
         elif kind == "eval":
-            self.console.print(f"eval step {event.get('step')}: WER {fmt_float(event.get('wer'))} "
-                               f"CER {fmt_float(event.get('cer'))}", highlight=False)
+            self.console.print(
+                f"eval step {event.get('step')}: WER {fmt_float(event.get('wer'))} "
+                f"CER {fmt_float(event.get('cer'))}",
+                highlight=False,
+            )
         elif kind == "step" and time.monotonic() - self._last >= self.every:
             self._last = time.monotonic()
             self.console.print(
                 f"step {state.step}/{state.max_steps or '?'} loss {fmt_float(state.ranks[rank].loss)} "
                 f"{fmt_float(state.samples_per_second, 1)} samples/s ETA {fmt_duration(state.eta_seconds())}",
-                highlight=False)
+                highlight=False,
+            )
 
 
 async def follow_run(run_dir, plain: bool, own_run: bool = False) -> int:
@@ -155,20 +183,28 @@ def print_outcome(console: Console, state: RunState, run_dir) -> int:
     """The closing line of a run; returns its exit status."""
     wer = state.last_wer
     if state.exit_code is None:
-        console.print(f"[yellow]the run's supervisor is gone without a final event[/]; see {run_dir}/logs/",
-                      highlight=False)
+        console.print(
+            f"[yellow]the run's supervisor is gone without a final event[/]; see {run_dir}/logs/",
+            highlight=False,
+        )
         return 1
     if state.state == DONE:
         cer = next((e.get("cer") for e in reversed(state.evals) if e.get("cer") is not None), None)
-        console.print(f"[bold green]done[/] in {fmt_duration(state.elapsed())}"
-                      + (f": eval WER {fmt_float(wer)}, CER {fmt_float(cer)}" if wer is not None else ""),
-                      highlight=False)
+        console.print(
+            f"[bold green]done[/] in {fmt_duration(state.elapsed())}"
+            + (f": eval WER {fmt_float(wer)}, CER {fmt_float(cer)}" if wer is not None else ""),
+            highlight=False,
+        )
     elif state.state == STOPPED:
-        console.print(f"[yellow]stopped[/] at step {state.step}; resume with: ctc-tui run --resume {run_dir}",
-                      highlight=False)
+        console.print(
+            f"[yellow]stopped[/] at step {state.step}; resume with: ctc-tui run --resume {run_dir}",
+            highlight=False,
+        )
     else:
         who = f"rank {state.failed_rank}" if state.failed_rank is not None else "the launcher"
-        console.print(f"[bold red]failed[/] ({who}, exit {state.exit_code}); logs: {run_dir}/logs/", highlight=False)
+        console.print(
+            f"[bold red]failed[/] ({who}, exit {state.exit_code}); logs: {run_dir}/logs/", highlight=False
+        )
         for _, _, level, message in list(state.messages)[-5:]:
             if level == "error":
                 console.print(f"  {message}", highlight=False, markup=False)

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctc_tui import launchers
-from ctc_tui.launchers import slurm
 from ctc_tui.core import rundir
 from ctc_tui.core.preset import load_preset, preset_stem, resolve_output_dir
 from ctc_tui.core.presetfile import PRESET_FILENAME
 from ctc_tui.core.problems import PresetError
 from ctc_tui.core.shipped import find_preset
+from ctc_tui.launchers import slurm
 from ctc_tui.runs import client
 from ctc_tui.supervisor import Spec
 
@@ -149,8 +149,10 @@ def preflight(preset: Preset, *, resume: bool, slurm_run: bool, warn: Warn) -> d
     errors = [f for f in findings if f.level == "error"]
     if errors:
         lines = "\n".join(f"  {f.key + ': ' if f.key else ''}{f.message}" for f in errors)
-        raise RunError(f"the pre-flight check found {len(errors)} problem{'s' if len(errors) != 1 else ''}; "
-                       f"nothing was started:\n{lines}\n(skip the check with ctc-tui run --no-check)")
+        raise RunError(
+            f"the pre-flight check found {len(errors)} problem{'s' if len(errors) != 1 else ''}; "
+            f"nothing was started:\n{lines}\n(skip the check with ctc-tui run --no-check)"
+        )
     cards = {} if slurm_run else card_environment(preset, detected)
     for name, value in cards.items():
         warn(f"some Gaudi cards are busy: this run uses {name}={value}")
@@ -161,10 +163,16 @@ def _resumed_preset(request: ResumeRequest, warn: Warn) -> tuple[Preset, Path, d
     run_dir = Path(request.run_dir).expanduser().resolve()
     saved = run_dir / PRESET_FILENAME
     if not saved.is_file():
-        raise RunError(f"{run_dir} is not a ctc-tui run dir (no {PRESET_FILENAME}); start one with ctc-tui run PRESET")
+        raise RunError(
+            f"{run_dir} is not a ctc-tui run dir (no {PRESET_FILENAME}); start one with ctc-tui run PRESET"
+        )
     preset = load_preset(saved, list(request.overrides))
     preset.training.output_dir = str(run_dir)
-    cards = preflight(preset, resume=True, slurm_run=request.slurm is not None, warn=warn) if request.check else {}
+    cards = (
+        preflight(preset, resume=True, slurm_run=request.slurm is not None, warn=warn)
+        if request.check
+        else {}
+    )
     return preset, run_dir, cards
 
 
@@ -177,11 +185,16 @@ def _new_preset(request: StartRequest, warn: Warn) -> tuple[Preset, Path, dict[s
         preset.training.output_dir = request.output_dir
     preset = resolve_output_dir(preset, preset_stem(path))
     run_dir = Path(preset.training.output_dir)
-    cards = preflight(preset, resume=False, slurm_run=request.slurm is not None, warn=warn) if request.check else {}
+    cards = (
+        preflight(preset, resume=False, slurm_run=request.slurm is not None, warn=warn)
+        if request.check
+        else {}
+    )
     if _existing_nonempty(run_dir) and not preset.training.overwrite_output_dir:
         raise RunError(
             f"output dir {run_dir} exists and is not empty. Resume it with: ctc-tui run --resume {run_dir}\n"
-            "or choose another one (--output-dir DIR), or set training.overwrite_output_dir=true to train into it"
+            "or choose another one (--output-dir DIR), "
+            "or set training.overwrite_output_dir=true to train into it"
         )
     return preset, run_dir, cards
 
@@ -204,7 +217,9 @@ def _write_preset(request: Request, preset: Preset, run_dir: Path) -> Path:
 def _slurm_command(preset: Preset, options: SlurmOptions, preset_file: Path, resume: bool) -> list[str]:
     """Write the Slurm job script and options into the run dir; the command is its sbatch."""
     run_dir = preset_file.parent
-    job = slurm.run_script(preset, options, preset_file, job_name=slurm.job_name_for(run_dir.name), resume=resume)
+    job = slurm.run_script(
+        preset, options, preset_file, job_name=slurm.job_name_for(run_dir.name), resume=resume
+    )
     (run_dir / slurm.JOB_SCRIPT).write_text(job, encoding="utf-8")
     (run_dir / slurm.OPTIONS_FILE).write_text(slurm.options_json(options), encoding="utf-8")
     (run_dir / slurm.JOB_ID_FILE).unlink(missing_ok=True)  # a resumed run's previous job is not this one
@@ -231,11 +246,21 @@ def prepare(request: Request, warn: Warn | None = None) -> PreparedRun:
     if request.slurm is not None:
         command, env = _slurm_command(preset, request.slurm, preset_file, resume), {}
     else:
-        command, env = launchers.build_command(preset, preset_file, resume=resume), {**launchers.launch_env(preset), **cards}
+        command, env = (
+            launchers.build_command(preset, preset_file, resume=resume),
+            {**launchers.launch_env(preset), **cards},
+        )
     (run_dir / rundir.COMMAND).write_text(launchers.command_script(command, env), encoding="utf-8")
     os.chmod(run_dir / rundir.COMMAND, 0o755)
-    return PreparedRun(preset=preset, run_dir=run_dir, command=tuple(command), env=dict(env),
-                       warnings=tuple(warnings), resumed=resume, slurm=request.slurm)
+    return PreparedRun(
+        preset=preset,
+        run_dir=run_dir,
+        command=tuple(command),
+        env=dict(env),
+        warnings=tuple(warnings),
+        resumed=resume,
+        slurm=request.slurm,
+    )
 
 
 # -- start and stop -------------------------------------------------------------------------------
@@ -247,8 +272,11 @@ def supervisor_spec(run: PreparedRun) -> Spec:
     if run.slurm is None:
         return Spec(command=list(run.command), env=dict(run.env), **launchers.log_transport(run.preset))
     job_id_file = run.run_dir / slurm.JOB_ID_FILE
-    return Spec(command=slurm.supervised_command(list(run.command), job_id_file), slurm_job_file=str(job_id_file),
-                **slurm.log_transport(run.preset, run.slurm.partition))
+    return Spec(
+        command=slurm.supervised_command(list(run.command), job_id_file),
+        slurm_job_file=str(job_id_file),
+        **slurm.log_transport(run.preset, run.slurm.partition),
+    )
 
 
 def start(request: Request, warn: Warn | None = None) -> StartedRun:
@@ -259,7 +287,8 @@ def start(request: Request, warn: Warn | None = None) -> StartedRun:
 
 
 def stop(run_dir: str | Path, kill: bool = False) -> StopResult:
-    """Ask the run's supervisor to stop it (a checkpoint first) or, with ``kill``, to end every process now."""
+    """Ask the run's supervisor to stop it (a checkpoint first) or, with ``kill``, to end every process
+    now."""
     path = resolve_run_dir(run_dir)
     try:
         reply = client.stop(path, kill=kill)

@@ -23,8 +23,10 @@ def known_states(*names: str) -> tuple[str, ...]:
     misspelt or retired state name fails at import instead of silently never matching."""
     unknown = [name for name in names if name not in STATES]
     if unknown:
-        raise ValueError(f"unknown run state(s) {', '.join(unknown)}: every state name must be one of "
-                         f"ctc_tui.core.events.STATES; add it there or fix the spelling")
+        raise ValueError(
+            f"unknown run state(s) {', '.join(unknown)}: every state name must be one of "
+            f"ctc_tui.core.events.STATES; add it there or fix the spelling"
+        )
     return names
 
 
@@ -33,11 +35,14 @@ FAILED = known_states("failed")[0]
 INITIAL = STATES[0]
 #: A run's overall state is the first of these that any rank is in: a failure shows, then work in
 #: progress (the slowest phase first), then the ends. Every state but INITIAL, each once.
-PRECEDENCE = known_states("failed", "preprocessing", "compiling", "evaluating", "saving", "training", "stopped",
-                          "done")
+PRECEDENCE = known_states(
+    "failed", "preprocessing", "compiling", "evaluating", "saving", "training", "stopped", "done"
+)
 if set(PRECEDENCE) != set(STATES) - {INITIAL} or len(PRECEDENCE) != len(STATES) - 1:
-    raise ValueError("runs.state.PRECEDENCE must list every state of ctc_tui.core.events.STATES but the "
-                     "initial one, each once: add the new state where it ranks")
+    raise ValueError(
+        "runs.state.PRECEDENCE must list every state of ctc_tui.core.events.STATES but the "
+        "initial one, each once: add the new state where it ranks"
+    )
 
 
 @dataclass

@@ -30,8 +30,9 @@ def _read_transcript_pairs(base: Path) -> RawSplit:
 class AudioFolder(LocalSource):
     name = "audiofolder"
 
-    def read_split(self, root: Path, split: str, audio_column: str = "audio",
-                   text_column: str = "text") -> RawSplit:
+    def read_split(
+        self, root: Path, split: str, audio_column: str = "audio", text_column: str = "text"
+    ) -> RawSplit:
         """``root/split/`` with a metadata table (``file_name`` + ``text_column``), else .txt pairs."""
         base = root / split
         if not base.is_dir():

@@ -38,7 +38,7 @@ def flac_info(head: bytes) -> tuple[int, int] | None:
     # sample rate (20 bits), channels (3), bits per sample (5) and total samples (36).
     if len(head) < 4 + 4 + 18:
         return None
-    packed = int.from_bytes(head[8 + 10:8 + 18], "big")
+    packed = int.from_bytes(head[8 + 10 : 8 + 18], "big")
     rate = packed >> 44
     frames = packed & ((1 << 36) - 1)
     return (rate, frames) if rate > 0 else None

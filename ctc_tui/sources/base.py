@@ -37,18 +37,31 @@ class Source(ABC):
     local: ClassVar[bool]  # its splits are files under data.dataset_dir, read without the datasets library
 
     @abstractmethod
-    def read_split(self, root: Path, split: str, audio_column: str = "audio",
-                   text_column: str = "text") -> RawSplit:
+    def read_split(
+        self, root: Path, split: str, audio_column: str = "audio", text_column: str = "text"
+    ) -> RawSplit:
         """One split (no '+' joins) under ``root``; raises DataError naming what is wrong and the fix."""
 
-    def scan(self, root: Path, split: str, audio_column: str = "audio", text_column: str = "text",
-             limit: int = SCAN_LIMIT, seed: int = 0) -> SplitScan:
+    def scan(
+        self,
+        root: Path,
+        split: str,
+        audio_column: str = "audio",
+        text_column: str = "text",
+        limit: int = SCAN_LIMIT,
+        seed: int = 0,
+    ) -> SplitScan:
         """The wizard's data check of one split, from file headers (a seeded sample when large)."""
         return measure(split, self.read_split(root, split, audio_column, text_column), limit, seed)
 
     @abstractmethod
-    def check(self, preset: Preset, environ: Mapping[str, str], online: Callable[[], bool],
-              sample: int = CHECK_SAMPLE) -> list[Finding]:
+    def check(
+        self,
+        preset: Preset,
+        environ: Mapping[str, str],
+        online: Callable[[], bool],
+        sample: int = CHECK_SAMPLE,
+    ) -> list[Finding]:
         """Will the preset's data be readable when the run starts? ``online`` is asked only when needed."""
 
 
@@ -97,14 +110,24 @@ class LocalSource(Source):
 
     local = True
 
-    def check(self, preset: Preset, environ: Mapping[str, str], online: Callable[[], bool],
-              sample: int = CHECK_SAMPLE) -> list[Finding]:
+    def check(
+        self,
+        preset: Preset,
+        environ: Mapping[str, str],
+        online: Callable[[], bool],
+        sample: int = CHECK_SAMPLE,
+    ) -> list[Finding]:
         data = preset.data
         assert data.dataset_dir  # the preset model requires dataset_dir for local sources
         root = Path(data.dataset_dir).expanduser()
         if not root.is_dir():
-            return [error("data.dataset_dir", f"{root} does not exist: fix data.dataset_dir "
-                          "(relative paths are taken from the preset file's folder)")]
+            return [
+                error(
+                    "data.dataset_dir",
+                    f"{root} does not exist: fix data.dataset_dir "
+                    "(relative paths are taken from the preset file's folder)",
+                )
+            ]
         findings: list[Finding] = []
         rates: dict[int, list[str]] = {}
         unreadable: list[str] = []
@@ -118,8 +141,13 @@ class LocalSource(Source):
                 findings.append(error(key, text + fix))
                 continue
             except OSError as exc:
-                findings.append(error("data.dataset_dir", f"cannot read split '{split}' under {root} "
-                                      f"({exc.strerror or exc}): check the folder's permissions"))
+                findings.append(
+                    error(
+                        "data.dataset_dir",
+                        f"cannot read split '{split}' under {root} "
+                        f"({exc.strerror or exc}): check the folder's permissions",
+                    )
+                )
                 continue
             for path in spread_sample([str(a) for a in raw.audio], sample):
                 info = audio_info(path)
@@ -135,11 +163,21 @@ def _header_warnings(rates: dict[int, list[str]], unreadable: list[str]) -> list
     other = sorted(r for r in rates if r != TARGET_RATE)
     if other:
         shown = ", ".join(f"{r} Hz" for r in other)
-        findings.append(warning("data.dataset_dir", f"some clips are sampled at {shown}, not {TARGET_RATE} "
-                                f"Hz: they will be resampled to {TARGET_RATE} Hz during preprocessing "
-                                "(cached afterwards); convert them beforehand to skip that step"))
+        findings.append(
+            warning(
+                "data.dataset_dir",
+                f"some clips are sampled at {shown}, not {TARGET_RATE} "
+                f"Hz: they will be resampled to {TARGET_RATE} Hz during preprocessing "
+                "(cached afterwards); convert them beforehand to skip that step",
+            )
+        )
     if unreadable:
-        findings.append(warning("data.dataset_dir", f"{len(unreadable)} sampled clip(s) have no readable "
-                                f"audio header, e.g. {unreadable[0]}: check those files (FLAC/WAV read "
-                                "without soundfile; other formats need it)"))
+        findings.append(
+            warning(
+                "data.dataset_dir",
+                f"{len(unreadable)} sampled clip(s) have no readable "
+                f"audio header, e.g. {unreadable[0]}: check those files (FLAC/WAV read "
+                "without soundfile; other formats need it)",
+            )
+        )
     return findings

@@ -17,8 +17,15 @@ from ctc_tui.sources.base import Source
 from ctc_tui.sources.scan import SCAN_LIMIT, DataScan
 
 
-def _scan_splits(result: DataScan, found: Source, root: Path, splits: list[str], audio_column: str,
-                 text_column: str, limit: int) -> None:
+def _scan_splits(
+    result: DataScan,
+    found: Source,
+    root: Path,
+    splits: list[str],
+    audio_column: str,
+    text_column: str,
+    limit: int,
+) -> None:
     for spec in splits:
         for split in (s.strip() for s in spec.split("+") if s.strip()):
             try:
@@ -29,15 +36,24 @@ def _scan_splits(result: DataScan, found: Source, root: Path, splits: list[str],
                 result.errors.append(f"{split}: cannot read ({exc.strerror or exc})")
 
 
-def scan(name: str, dataset_dir: str | None, splits: list[str], audio_column: str = "audio",
-         text_column: str = "text", chars_to_ignore: list[str] | None = None, lower: bool = True,
-         limit: int = SCAN_LIMIT) -> DataScan:
+def scan(
+    name: str,
+    dataset_dir: str | None,
+    splits: list[str],
+    audio_column: str = "audio",
+    text_column: str = "text",
+    chars_to_ignore: list[str] | None = None,
+    lower: bool = True,
+    limit: int = SCAN_LIMIT,
+) -> DataScan:
     """The wizard's data check: every named split (``a+b`` joins included) of a local source, from file
     headers, and the vocabulary of the first one's text. Never raises for bad data: errors are listed."""
     result = DataScan()
     if name not in SOURCES or not source(name).local:
-        result.errors.append(f"source '{name}': the data check reads local data only; "
-                             "hub datasets are checked by ctc-tui check")
+        result.errors.append(
+            f"source '{name}': the data check reads local data only; "
+            "hub datasets are checked by ctc-tui check"
+        )
         return result
     if not dataset_dir:
         result.errors.append("data.dataset_dir is empty: pick the folder holding the data")

@@ -19,8 +19,9 @@ def _audio_by_stem(folder: Path) -> dict[str, Path]:
 class LibriSpeech(LocalSource):
     name = "librispeech"
 
-    def read_split(self, root: Path, split: str, audio_column: str = "audio",
-                   text_column: str = "text") -> RawSplit:
+    def read_split(
+        self, root: Path, split: str, audio_column: str = "audio", text_column: str = "text"
+    ) -> RawSplit:
         """``root/split/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt`` + one audio file per line."""
         base = root / split
         if not base.is_dir():
@@ -41,8 +42,10 @@ class LibriSpeech(LocalSource):
                 paths.append(str(stems[utt]))
                 texts.append(text)
         if not paths:
-            raise DataError(f"no *.trans.txt transcripts under {base} "
-                            "(expected <speaker>/<chapter>/<speaker>-<chapter>.trans.txt)")
+            raise DataError(
+                f"no *.trans.txt transcripts under {base} "
+                "(expected <speaker>/<chapter>/<speaker>-<chapter>.trans.txt)"
+            )
         return local_split(paths, texts, f"librispeech {split}")
 
 

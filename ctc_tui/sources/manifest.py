@@ -88,18 +88,23 @@ def manifest_for(root: Path, split: str) -> Path:
         candidate = root / f"{split}{ext}"
         if candidate.is_file():
             return candidate
-    found = sorted(p.name for p in root.iterdir() if p.suffix.lower() in MANIFEST_EXTENSIONS) \
-        if root.is_dir() else []
+    found = (
+        sorted(p.name for p in root.iterdir() if p.suffix.lower() in MANIFEST_EXTENSIONS)
+        if root.is_dir()
+        else []
+    )
     hint = f"; found: {', '.join(found)}" if found else ""
-    raise DataError(f"no manifest for split '{split}' in {root} "
-                    f"(looked for {split}.csv/.tsv/.jsonl/.json){hint}")
+    raise DataError(
+        f"no manifest for split '{split}' in {root} (looked for {split}.csv/.tsv/.jsonl/.json){hint}"
+    )
 
 
 class Manifest(LocalSource):
     name = "manifest"
 
-    def read_split(self, root: Path, split: str, audio_column: str = "audio",
-                   text_column: str = "text") -> RawSplit:
+    def read_split(
+        self, root: Path, split: str, audio_column: str = "audio", text_column: str = "text"
+    ) -> RawSplit:
         return read_manifest(manifest_for(root, split), audio_column, text_column)
 
 

@@ -83,5 +83,13 @@ def measure(split: str, raw: RawSplit, limit: int = SCAN_LIMIT, seed: int = 0) -
         durations.append(frames / rate if frames else 0.0)
     measured = len(durations)
     mean = sum(durations) / measured if measured else 0.0
-    return SplitScan(split=split, clips=len(paths), measured=measured, seconds=mean * len(paths),
-                     durations=durations, sample_rates=rates, unreadable=unreadable, texts=list(raw.text))
+    return SplitScan(
+        split=split,
+        clips=len(paths),
+        measured=measured,
+        seconds=mean * len(paths),
+        durations=durations,
+        sample_rates=rates,
+        unreadable=unreadable,
+        texts=list(raw.text),
+    )

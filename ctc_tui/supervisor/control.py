@@ -1,4 +1,5 @@
-"""The control socket protocol (``RUN_DIR/supervisor.sock``) spoken by ``ctc-tui attach``/``stop`` and the TUI.
+"""The control socket protocol (``RUN_DIR/supervisor.sock``) spoken by ``ctc-tui attach``/``stop``
+and the TUI.
 
 A client sends one JSON line ``{"op": OP}``:
 
@@ -33,15 +34,24 @@ def parse_request(line: bytes) -> str | None:
 
 def status_reply(op: str, states: dict[int, str], event_count: int) -> bytes:
     """The one-line answer to ``stop``, ``kill`` and ``status``."""
-    return json.dumps({"ok": True, "op": op, "pid": os.getpid(), "states": states,
-                       "events": event_count}).encode() + b"\n"
+    return (
+        json.dumps(
+            {"ok": True, "op": op, "pid": os.getpid(), "states": states, "events": event_count}
+        ).encode()
+        + b"\n"
+    )
 
 
 class ControlServer:
     """Serves one run's clients; the actions are the supervisor's, given as callables."""
 
-    def __init__(self, subscribe: Callable[[asyncio.StreamWriter], Awaitable[None]], stop: Callable[[], None],
-                 kill: Callable[[], Awaitable[None]], status: Callable[[], tuple[dict[int, str], int]]):
+    def __init__(
+        self,
+        subscribe: Callable[[asyncio.StreamWriter], Awaitable[None]],
+        stop: Callable[[], None],
+        kill: Callable[[], Awaitable[None]],
+        status: Callable[[], tuple[dict[int, str], int]],
+    ):
         self.subscribe = subscribe
         self.stop = stop
         self.kill = kill
@@ -52,8 +62,14 @@ class ControlServer:
         try:
             line = await asyncio.wait_for(reader.readuntil(b"\n"), timeout=REQUEST_TIMEOUT)
             op = parse_request(line)
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
-                ConnectionError, OSError):
+        except (
+            asyncio.TimeoutError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ValueError,
+            ConnectionError,
+            OSError,
+        ):
             writer.close()
             return
         try:

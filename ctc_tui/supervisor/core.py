@@ -78,8 +78,14 @@ class Spec:
 class Supervisor:
     """Runs ``command`` for ``run_dir`` and collects its events. Use ``await sup.run()``."""
 
-    def __init__(self, run_dir: Path, command: list[str], env: dict[str, str] | None = None,
-                 on_event: Callable[[dict[str, Any]], None] | None = None, spec: Spec | None = None):
+    def __init__(
+        self,
+        run_dir: Path,
+        command: list[str],
+        env: dict[str, str] | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        spec: Spec | None = None,
+    ):
         self.run_dir = Path(run_dir)
         self.command = command
         self.env = dict(os.environ if env is None else env)
@@ -167,7 +173,9 @@ class Supervisor:
     def _report_dead(self, dead: tuple[int, int] | None) -> None:
         if dead is not None:
             rank, pid = dead
-            self.emit("log", level="error", message=f"rank {rank} (pid {pid}) died without reporting: killed?")
+            self.emit(
+                "log", level="error", message=f"rank {rank} (pid {pid}) died without reporting: killed?"
+            )
 
     async def _watch_failures(self) -> None:
         """If one rank fails while the launcher keeps the others alive, end the whole run."""
@@ -178,7 +186,11 @@ class Supervisor:
             if self.ranks.failed_rank is not None:
                 await asyncio.sleep(LAUNCHER_NOTICE)  # give the launcher a moment to notice by itself
                 if self.tree.running:
-                    self.emit("log", level="error", message=f"rank {self.ranks.failed_rank} failed: stopping all ranks")
+                    self.emit(
+                        "log",
+                        level="error",
+                        message=f"rank {self.ranks.failed_rank} failed: stopping all ranks",
+                    )
                     await self.teardown(graceful=False)
                 return
 
@@ -191,10 +203,16 @@ class Supervisor:
                 path.unlink()
         old_umask = os.umask(0o177)
         try:
-            self._servers.append(await asyncio.start_unix_server(self.ingest.handle_rank, path=str(self.socket_path),
-                                                                 limit=events.MAX_LINE))
-            self._servers.append(await asyncio.start_unix_server(self.control.handle_client,
-                                                                 path=str(self.control_path), limit=events.MAX_LINE))
+            self._servers.append(
+                await asyncio.start_unix_server(
+                    self.ingest.handle_rank, path=str(self.socket_path), limit=events.MAX_LINE
+                )
+            )
+            self._servers.append(
+                await asyncio.start_unix_server(
+                    self.control.handle_client, path=str(self.control_path), limit=events.MAX_LINE
+                )
+            )
         finally:
             os.umask(old_umask)
         os.chmod(self.socket_path, 0o600)
@@ -205,8 +223,9 @@ class Supervisor:
         return env
 
     async def _listen_tcp(self) -> dict[str, str]:
-        server = await asyncio.start_server(self.ingest.handle_tcp_rank, self.spec.tcp_bind, self.spec.tcp_port,
-                                            limit=events.MAX_LINE)
+        server = await asyncio.start_server(
+            self.ingest.handle_tcp_rank, self.spec.tcp_bind, self.spec.tcp_port, limit=events.MAX_LINE
+        )
         self._servers.append(server)
         port = server.sockets[0].getsockname()[1]
         host = self.spec.tcp_advertise or self.spec.tcp_bind
@@ -228,11 +247,21 @@ class Supervisor:
         env = await self._launch_env()
         launcher_log = open(rundir.logs_dir(self.run_dir) / rundir.LAUNCHER_LOG, "ab")
         started = time.time()
-        self.emit("state", state="starting", command=self.command, pid=os.getpid(), log_address=env[events.ENV_SOCKET])
+        self.emit(
+            "state",
+            state="starting",
+            command=self.command,
+            pid=os.getpid(),
+            log_address=env[events.ENV_SOCKET],
+        )
         try:
             self.process = await asyncio.create_subprocess_exec(
-                *self.command, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=launcher_log,
-                stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                *self.command,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=launcher_log,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
             )
         except OSError as exc:
             outcome = await self._unstartable(exc)
@@ -253,7 +282,10 @@ class Supervisor:
 
     async def _wait_launcher(self) -> int:
         """The launcher's exit code, watching for failed ranks (and the Slurm job) meanwhile."""
-        watchers = [asyncio.create_task(self._watch_failures()), asyncio.create_task(self.log.flush_periodically())]
+        watchers = [
+            asyncio.create_task(self._watch_failures()),
+            asyncio.create_task(self.log.flush_periodically()),
+        ]
         if self.slurm.enabled:
             watchers.append(asyncio.create_task(self.slurm.watch()))
         code = await self.process.wait()
@@ -282,11 +314,25 @@ class Supervisor:
         failed_rank = self.ranks.failed_rank
         if state == "failed":
             log_name = rundir.rank_log_name(failed_rank) if failed_rank is not None else rundir.LAUNCHER_LOG
-            self.emit("state", state="failed", failed_rank=failed_rank,
-                      last_lines=_tail(rundir.logs_dir(self.run_dir) / log_name), reason=reason)
-        self.emit("exit", code=code, state=state, failed_rank=failed_rank, duration=round(time.time() - started, 2),
-                  dropped={"malformed": self.counters.malformed, "oversized": self.counters.oversized,
-                           "unauthenticated": self.counters.unauthenticated})
+            self.emit(
+                "state",
+                state="failed",
+                failed_rank=failed_rank,
+                last_lines=_tail(rundir.logs_dir(self.run_dir) / log_name),
+                reason=reason,
+            )
+        self.emit(
+            "exit",
+            code=code,
+            state=state,
+            failed_rank=failed_rank,
+            duration=round(time.time() - started, 2),
+            dropped={
+                "malformed": self.counters.malformed,
+                "oversized": self.counters.oversized,
+                "unauthenticated": self.counters.unauthenticated,
+            },
+        )
         await self._close()
         return Outcome(code, state, failed_rank, self.counters)
 

@@ -90,8 +90,18 @@ class RankIngest:
         try:
             line = await asyncio.wait_for(reader.readuntil(b"\n"), timeout=TOKEN_TIMEOUT)
             return token_matches(json.loads(line).get("token", ""), self.token)
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
-                AttributeError, UnicodeDecodeError, TypeError, RecursionError, ConnectionError, OSError):
+        except (
+            asyncio.TimeoutError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ValueError,
+            AttributeError,
+            UnicodeDecodeError,
+            TypeError,
+            RecursionError,
+            ConnectionError,
+            OSError,
+        ):
             # TypeError: compare_digest refuses non-ASCII str; RecursionError: deeply nested JSON
             return False
 

@@ -149,7 +149,12 @@ class RankBook:
     def observe(self, event: dict[str, Any]) -> None:
         """Take note of one event (any rank's, the supervisor's too)."""
         kind, rank = event["type"], event["rank"]
-        if kind == "hello" and rank >= 0 and event.get("host") == self.hostname and isinstance(event.get("pid"), int):
+        if (
+            kind == "hello"
+            and rank >= 0
+            and event.get("host") == self.hostname
+            and isinstance(event.get("pid"), int)
+        ):
             self.pids[rank] = event["pid"]
         elif kind == "state":
             self.states[rank] = str(event.get("state"))

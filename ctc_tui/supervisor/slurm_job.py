@@ -26,8 +26,12 @@ Emit = Callable[..., None]
 async def run_quiet(command: list[str], timeout: float = 30.0) -> str | None:
     """stdout of ``command``, or None when it cannot run, fails or hangs (never raises)."""
     try:
-        proc = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.DEVNULL,
-                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        proc = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
     except OSError:
         return None
     try:
@@ -127,8 +131,10 @@ class SlurmJob:
         deadline = time.monotonic() + timeout
         while await self.squeue_state(job) is not None:
             if time.monotonic() > deadline:
-                self.emit("log", level="error", message=f"Slurm job {job} is still in the queue after scancel: "
-                                                        f"check squeue -j {job}")
+                self.emit(
+                    "log",
+                    level="error",
+                    message=f"Slurm job {job} is still in the queue after scancel: check squeue -j {job}",
+                )
                 return
             await asyncio.sleep(GONE_POLL)
-

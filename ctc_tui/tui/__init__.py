@@ -7,8 +7,12 @@ from pathlib import Path
 from ctc_tui.tui.draft import Draft
 
 
-def make_app(preset: str | None = None, run_dir: Path | None = None, runs_root: Path | None = None,
-             save_path: str | None = None):
+def make_app(
+    preset: str | None = None,
+    run_dir: Path | None = None,
+    runs_root: Path | None = None,
+    save_path: str | None = None,
+):
     """One factory for the CLI and the tests: the wizard (from ``preset``, else the seed's recipe), the
     dashboard of ``run_dir``, or the runs screen of ``runs_root``."""
     from ctc_tui.core.shipped import find_preset, presets_dir
@@ -21,8 +25,11 @@ def make_app(preset: str | None = None, run_dir: Path | None = None, runs_root: 
     source = find_preset(preset or "librispeech-100h-2card-mpi")
     draft = Draft.pending(source)  # validated once the first screen is up (see Draft.pending)
     if save_path is None:
-        save_path = default_save_path(source, shipped=not (preset and Path(preset).is_file())
-                                      or source.resolve().is_relative_to(presets_dir().resolve()))
+        save_path = default_save_path(
+            source,
+            shipped=not (preset and Path(preset).is_file())
+            or source.resolve().is_relative_to(presets_dir().resolve()),
+        )
     return CtcTuiApp(mode="wizard", draft=draft, save_path=save_path)
 
 

@@ -30,8 +30,15 @@ class CtcTuiApp(App[str | None]):
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "ctc-tui"
 
-    def __init__(self, mode: str = "wizard", draft: Draft | None = None, save_path: str | None = None,
-                 run_dir: Path | None = None, runs_root: Path = Path("runs"), devices_text: RenderableType | None = None):
+    def __init__(
+        self,
+        mode: str = "wizard",
+        draft: Draft | None = None,
+        save_path: str | None = None,
+        run_dir: Path | None = None,
+        runs_root: Path = Path("runs"),
+        devices_text: RenderableType | None = None,
+    ):
         super().__init__()
         self.mode = mode
         self.draft = draft
@@ -92,8 +99,10 @@ class CtcTuiApp(App[str | None]):
             return self.devices_text
         if name == "default_path":
             return self.save_path
-        raise KeyError(f"no step context named {name!r}: the steps table names one CtcTuiApp.step_context "
-                       "does not provide (add it there)")
+        raise KeyError(
+            f"no step context named {name!r}: the steps table names one CtcTuiApp.step_context "
+            "does not provide (add it there)"
+        )
 
     @work(exclusive=True, group="wizard")
     async def run_wizard(self) -> None:
@@ -130,6 +139,8 @@ class CtcTuiApp(App[str | None]):
             self.notify(exc.render(), severity="error", timeout=15)
         except service.RunError as exc:
             self.notify(str(exc), severity="error", timeout=15)
-        except RuntimeError as exc:  # client.StartFailed: the supervisor did not start; its log tail is in the message
+        except (
+            RuntimeError
+        ) as exc:  # client.StartFailed: the supervisor did not start; its log tail is in the message
             self.notify(str(exc)[-600:], severity="error", timeout=15)
         return None

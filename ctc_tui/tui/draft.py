@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 SECTIONS = ("model", "data", "training", "gaudi", "launch")
 
+
 @dataclass(frozen=True)
 class FieldSpec:
     key: str  # dotted, e.g. "training.learning_rate"
@@ -112,8 +113,10 @@ class Draft:
     """A preset under construction (attributes of a nested dict, addressed by dotted keys)."""
 
     def __init__(self, data: dict[str, Any], source: Path | None = None):
-        self.data = {section: dict(data.get(section) or {}) if isinstance(data.get(section), dict) else {}
-                     for section in SECTIONS}
+        self.data = {
+            section: dict(data.get(section) or {}) if isinstance(data.get(section), dict) else {}
+            for section in SECTIONS
+        }
         self.source = source  # a preset file read but not yet validated (see pending)
 
     @classmethod

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:
-    from ctc_tui.sources.scan import DataScan
     from ctc_tui.core.problems import PresetError
+    from ctc_tui.sources.scan import DataScan
 
 
 class DataChecked(Message):

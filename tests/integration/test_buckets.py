@@ -13,12 +13,25 @@ from tests.conftest import REPO, run_cli
 @pytest.mark.slow
 def test_cpu_training_with_buckets(tmp_path, demo_data):
     run_dir = tmp_path / "run"
-    out = run_cli("run", "demo-cpu", "data.padding=buckets", "data.num_buckets=3", "training.max_steps=6",
-                  "training.logging_steps=2", "training.save_strategy=no", "data.max_train_samples=64",
-                  "data.max_eval_samples=8", "training.per_device_train_batch_size=8", "--output-dir", str(run_dir),
-                  timeout=300)
+    out = run_cli(
+        "run",
+        "demo-cpu",
+        "data.padding=buckets",
+        "data.num_buckets=3",
+        "training.max_steps=6",
+        "training.logging_steps=2",
+        "training.save_strategy=no",
+        "data.max_train_samples=64",
+        "data.max_eval_samples=8",
+        "training.per_device_train_batch_size=8",
+        "--output-dir",
+        str(run_dir),
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
-    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines() if line.strip()]
+    events = [
+        json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines() if line.strip()
+    ]
     assert any(e["type"] == "log" and "padding to 3 bucket lengths" in e.get("message", "") for e in events)
     assert [e["step"] for e in events if e["type"] == "step"] == [2, 4, 6]
     assert json.loads((run_dir / "all_results.json").read_text())["eval_wer"] >= 0
@@ -32,12 +45,12 @@ def test_padding_bench_meets_its_goal():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, str(REPO / "bench" / "padding.py")], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "padding.py")], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     last = out.stdout.strip().splitlines()[-1]
     match = re.fullmatch(r"padding_waste reference=([\d.]+) bucketed=([\d.]+) shapes=(\d+)", last)
     assert match, last
     reference, bucketed, shapes = float(match[1]), float(match[2]), int(match[3])
     assert 0.30 < reference < 0.40 and bucketed <= 0.10 and shapes <= 8
-

@@ -1,4 +1,5 @@
-"""``ctc-tui check`` (and the same check before ``ctc-tui run``) on the command line: real presets, files, tools."""
+"""``ctc-tui check`` (and the same check before ``ctc-tui run``) on the command line: real presets, files,
+tools."""
 
 from __future__ import annotations
 
@@ -46,22 +47,36 @@ def test_missing_split_names_the_split_key(tmp_path, libri):
     out = run_cli("check", str(write_preset(tmp_path)), "data.eval_split_name=dev-clean", timeout=60)
     assert out.returncode == 2
     (line,) = errors_of(out.stdout)
-    assert line.startswith("error: data.eval_split_name: ") and "dev-clean" in line and "found: test, train" in line
+    assert (
+        line.startswith("error: data.eval_split_name: ")
+        and "dev-clean" in line
+        and "found: test, train" in line
+    )
 
 
 def test_mpi_without_mpirun_names_the_package(tmp_path, libri):
     empty_bin = tmp_path / "bin"
     empty_bin.mkdir()
-    out = run_cli("check", str(write_preset(tmp_path)), "launch.launcher=mpi", "launch.world_size=2",
-                  env={"PATH": str(empty_bin)}, timeout=60)
+    out = run_cli(
+        "check",
+        str(write_preset(tmp_path)),
+        "launch.launcher=mpi",
+        "launch.world_size=2",
+        env={"PATH": str(empty_bin)},
+        timeout=60,
+    )
     assert out.returncode == 2, out.stdout
     (line,) = errors_of(out.stdout)
-    assert line.startswith("error: launch.launcher: mpirun not found") and "apt-get install openmpi-bin" in line
+    assert (
+        line.startswith("error: launch.launcher: mpirun not found") and "apt-get install openmpi-bin" in line
+    )
 
 
 def test_mpi_with_open_mpi_on_path_is_fine(tmp_path, libri):
     assert has("mpirun"), "apt-get install openmpi-bin (.ci/run does)"
-    out = run_cli("check", str(write_preset(tmp_path)), "launch.launcher=mpi", "launch.world_size=2", timeout=60)
+    out = run_cli(
+        "check", str(write_preset(tmp_path)), "launch.launcher=mpi", "launch.world_size=2", timeout=60
+    )
     assert not [line for line in errors_of(out.stdout) if "launch.launcher" in line], out.stdout
 
 
@@ -70,10 +85,18 @@ def test_another_mpi_is_refused(tmp_path, libri):
     fake.mkdir()
     (fake / "mpirun").write_text("#!/bin/sh\necho 'HYDRA build details:'\necho '    Version: 4.1.2'\n")
     (fake / "mpirun").chmod(0o755)
-    out = run_cli("check", str(write_preset(tmp_path)), "launch.launcher=mpi", "launch.world_size=2",
-                  env={"PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"}, timeout=60)
+    out = run_cli(
+        "check",
+        str(write_preset(tmp_path)),
+        "launch.launcher=mpi",
+        "launch.world_size=2",
+        env={"PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"},
+        timeout=60,
+    )
     assert out.returncode == 2
-    assert any("MPICH's mpirun" in line and "openmpi-bin" in line for line in errors_of(out.stdout)), out.stdout
+    assert any("MPICH's mpirun" in line and "openmpi-bin" in line for line in errors_of(out.stdout)), (
+        out.stdout
+    )
 
 
 def test_existing_output_dir_is_an_error_naming_resume(tmp_path, libri):
@@ -82,7 +105,9 @@ def test_existing_output_dir_is_an_error_naming_resume(tmp_path, libri):
     out = run_cli("check", str(write_preset(tmp_path)), timeout=60)
     assert out.returncode == 2
     (line,) = errors_of(out.stdout)
-    assert line.startswith("error: training.output_dir: ") and f"ctc-tui run --resume {tmp_path / 'out'}" in line
+    assert (
+        line.startswith("error: training.output_dir: ") and f"ctc-tui run --resume {tmp_path / 'out'}" in line
+    )
     ok = run_cli("check", str(write_preset(tmp_path)), "training.overwrite_output_dir=true", timeout=60)
     assert ok.returncode == 0, ok.stdout
 
@@ -91,8 +116,9 @@ def test_unreachable_hostfile_host_is_an_error_within_seconds(tmp_path, libri):
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("localhost slots=1\n192.0.2.1 slots=1  # TEST-NET-1: never answers\n")
     start = time.monotonic()
-    out = run_cli("check", str(write_preset(tmp_path)), "launch.launcher=mpi", f"launch.hostfile={hostfile}",
-                  timeout=60)
+    out = run_cli(
+        "check", str(write_preset(tmp_path)), "launch.launcher=mpi", f"launch.hostfile={hostfile}", timeout=60
+    )
     elapsed = time.monotonic() - start
     assert out.returncode == 2, out.stdout
     (line,) = [line for line in errors_of(out.stdout) if "launch.hostfile" in line]
@@ -123,7 +149,9 @@ def test_run_refuses_to_start_and_creates_nothing(tmp_path):
     preset = write_preset(tmp_path, tmp_path / "nowhere")
     out = run_cli("run", str(preset), "--plain", timeout=60)
     assert out.returncode == 2
-    assert "pre-flight check" in out.stderr and "data.dataset_dir" in out.stderr and "--no-check" in out.stderr
+    assert (
+        "pre-flight check" in out.stderr and "data.dataset_dir" in out.stderr and "--no-check" in out.stderr
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -133,4 +161,3 @@ def test_run_prints_warnings_and_keeps_going_to_the_next_rule(tmp_path, libri):
     (tmp_path / "out" / "x").write_text("mine")
     out = run_cli("run", str(write_preset(tmp_path)), "--no-check", "--plain", timeout=60)
     assert out.returncode == 2 and "pre-flight" not in out.stderr and "--resume" in out.stderr
-

@@ -20,8 +20,12 @@ def test_cli_import_then_show(tmp_path):
     shown = run_cli("show-command", str(out), "--style", "gaudi_spawn")
     assert shown.returncode == 0 and "--chars_to_ignore" in shown.stdout
     # what show-command prints is a working shell command: the shell gives every argument back intact
-    echoed = subprocess.run(["bash", "-c", "printf '%s\\n' " + shown.stdout.replace("python ", "", 1)],
-                            capture_output=True, text=True, check=True).stdout.splitlines()
+    echoed = subprocess.run(
+        ["bash", "-c", "printf '%s\\n' " + shown.stdout.replace("python ", "", 1)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     assert echoed[echoed.index("--chars_to_ignore") + 1] == '",?.!-;:\\“%‘”'
     runner_style = run_cli("show-command", str(out))
     assert "mpirun" in runner_style.stdout and "-m ctc_tui.runner" in runner_style.stdout
@@ -32,11 +36,44 @@ def test_cli_import_then_show(tmp_path):
 def test_runner_accepts_the_reference_flags(tmp_path, demo_data):
     """python -m ctc_tui.runner as a drop-in for run_speech_recognition_ctc.py (a short real run)."""
     out_dir = tmp_path / "out"
-    cmd = [sys.executable, "-m", "ctc_tui.runner", "--architecture", "wav2vec2-tiny", "--source", "audiofolder",
-           "--dataset_dir", str(demo_data), "--train_split_name", "train", "--eval_split_name", "eval",
-           "--output_dir", str(out_dir), "--do_train", "--do_eval", "--max_steps", "4", "--max_train_samples", "32",
-           "--max_eval_samples", "8", "--per_device_train_batch_size", "8", "--chars_to_ignore", ",", "?", ".",
-           "--use_cpu", "--save_strategy", "no", "--logging_steps", "2", "--freeze_feature_encoder", "False"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ctc_tui.runner",
+        "--architecture",
+        "wav2vec2-tiny",
+        "--source",
+        "audiofolder",
+        "--dataset_dir",
+        str(demo_data),
+        "--train_split_name",
+        "train",
+        "--eval_split_name",
+        "eval",
+        "--output_dir",
+        str(out_dir),
+        "--do_train",
+        "--do_eval",
+        "--max_steps",
+        "4",
+        "--max_train_samples",
+        "32",
+        "--max_eval_samples",
+        "8",
+        "--per_device_train_batch_size",
+        "8",
+        "--chars_to_ignore",
+        ",",
+        "?",
+        ".",
+        "--use_cpu",
+        "--save_strategy",
+        "no",
+        "--logging_steps",
+        "2",
+        "--freeze_feature_encoder",
+        "False",
+    ]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "eval_wer" in json.loads((out_dir / "all_results.json").read_text())
@@ -47,4 +84,3 @@ def test_the_wizard_refuses_arguments_it_would_ignore(tmp_path):
     out = run_cli(str(REPO / "presets" / "demo-cpu.yaml"), "training.max_steps=40")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "takes nothing more (got: training.max_steps=40)" in out.stderr and "ctc-tui run" in out.stderr
-

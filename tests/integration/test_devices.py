@@ -37,8 +37,11 @@ def test_devices_json_on_this_machine_reports_the_cpu():
     assert cpu["logical_cpus"] == os.cpu_count()
     assert 1 <= cpu["physical_cores"] <= cpu["logical_cpus"] and cpu["sockets"] >= 1
     assert cpu["memory_total"] > cpu["memory_available"] > 0
-    if not any(Path(d, tool).exists() for d in os.environ.get("PATH", "").split(os.pathsep)
-               for tool in ("hl-smi", "nvidia-smi")):
+    if not any(
+        Path(d, tool).exists()
+        for d in os.environ.get("PATH", "").split(os.pathsep)
+        for tool in ("hl-smi", "nvidia-smi")
+    ):
         assert found["devices"] == []
 
 
@@ -50,8 +53,12 @@ def test_devices_table_on_this_machine():
 
 def test_devices_through_a_stand_in_hl_smi(tmp_path):
     """The whole path (tool call, CSV, process table) with an hl-smi that prints the captured outputs."""
-    fake_tool(tmp_path / "bin", "hl-smi",
-              f'if [ "$1" = "-Q" ]; then cat {DATA / "hl-smi-gaudi2-8.csv"}; else cat {DATA / "hl-smi-gaudi2-8-table.txt"}; fi\n')
+    fake_tool(
+        tmp_path / "bin",
+        "hl-smi",
+        f'if [ "$1" = "-Q" ]; then cat {DATA / "hl-smi-gaudi2-8.csv"}; '
+        f"else cat {DATA / 'hl-smi-gaudi2-8-table.txt'}; fi\n",
+    )
     out = run_cli("devices", "--json", env=path_with(tmp_path / "bin"), timeout=60)
     assert out.returncode == 0, out.stderr
     found = json.loads(out.stdout)
@@ -65,11 +72,19 @@ def test_devices_through_a_stand_in_hl_smi(tmp_path):
 
 def test_an_hl_smi_without_module_id_is_asked_again_without_it(tmp_path):
     old = tmp_path / "old.csv"
-    old.write_text("\n".join(", ".join(c for i, c in enumerate(line.split(", ")) if i != 1)
-                             for line in captured("hl-smi-gaudi2-8.csv").splitlines()) + "\n")
-    fake_tool(tmp_path / "bin", "hl-smi",
-              'case "$2" in *module_id*) echo "Invalid query field: module_id" >&2; exit 2 ;; esac\n'
-              f'if [ "$1" = "-Q" ]; then cat {old}; fi\n')
+    old.write_text(
+        "\n".join(
+            ", ".join(c for i, c in enumerate(line.split(", ")) if i != 1)
+            for line in captured("hl-smi-gaudi2-8.csv").splitlines()
+        )
+        + "\n"
+    )
+    fake_tool(
+        tmp_path / "bin",
+        "hl-smi",
+        'case "$2" in *module_id*) echo "Invalid query field: module_id" >&2; exit 2 ;; esac\n'
+        f'if [ "$1" = "-Q" ]; then cat {old}; fi\n',
+    )
     found = json.loads(run_cli("devices", "--json", env=path_with(tmp_path / "bin"), timeout=60).stdout)
     hpus = [d for d in found["devices"] if d["kind"] == "hpu"]
     assert len(hpus) == 8 and {d["module_id"] for d in hpus} == {None} and found["sources"]["hpu"] == "hl-smi"
@@ -93,10 +108,12 @@ def test_a_hanging_tool_is_given_up_on(tmp_path):
 
 
 def test_nvidia_gpus_through_a_stand_in_nvidia_smi(tmp_path):
-    fake_tool(tmp_path / "bin", "nvidia-smi",
-              'case "$1" in --query-gpu=*) cat ' + str(DATA / "nvidia-smi-2gpu.csv") + ' ;; '
-              '--query-compute-apps=*) cat ' + str(DATA / "nvidia-smi-2gpu-apps.csv") + ' ;; esac\n')
+    fake_tool(
+        tmp_path / "bin",
+        "nvidia-smi",
+        'case "$1" in --query-gpu=*) cat ' + str(DATA / "nvidia-smi-2gpu.csv") + " ;; "
+        "--query-compute-apps=*) cat " + str(DATA / "nvidia-smi-2gpu-apps.csv") + " ;; esac\n",
+    )
     found = json.loads(run_cli("devices", "--json", env=path_with(tmp_path / "bin"), timeout=60).stdout)
     gpus = [d for d in found["devices"] if d["kind"] == "gpu"]
     assert [g["busy_pids"] for g in gpus] == [[48213], []]
-

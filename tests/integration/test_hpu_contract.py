@@ -1,5 +1,5 @@
-"""The HPU environment every rank gets, through a real 2-rank mpirun and a DeepSpeed launch of the seed presets
-(a stand-in for the Habana stack, as in tests/unit/test_hpu_contract.py: no HPU exists here)."""
+"""The HPU environment every rank gets, through a real 2-rank mpirun and a DeepSpeed launch of the seed
+presets (a stand-in for the Habana stack, as in tests/unit/test_hpu_contract.py: no HPU exists here)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,24 @@ import pytest
 from ctc_tui.core.preset import load_preset
 from tests.conftest import REPO
 
-PROBE = '''
+PROBE = """
 import json, os, sys
 sys.path.insert(0, {repo!r})
 from ctc_tui.runner import distributed
 
 info = distributed.setup()
-keys = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "PT_HPU_LAZY_MODE", "HABANA_VISIBLE_MODULES")
+keys = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT",
+        "PT_HPU_LAZY_MODE", "HABANA_VISIBLE_MODULES")
 with open(os.path.join({out!r}, f"rank-{{info.rank}}.json"), "w") as handle:
     json.dump({{k: os.environ.get(k) for k in keys}}, handle)
-'''
+"""
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, launcher", [("librispeech-100h-2card-mpi", "mpi"),
-                                            ("librispeech-100h-8card-deepspeed", "deepspeed")])
+@pytest.mark.parametrize(
+    "name, launcher",
+    [("librispeech-100h-2card-mpi", "mpi"), ("librispeech-100h-8card-deepspeed", "deepspeed")],
+)
 def test_every_rank_gets_the_hpu_environment(tmp_path, name, launcher):
     """The seed presets' launch exactly as ctc-tui runs it (the real mpirun / DeepSpeed launcher, the
     environment launch_env and the free-card choice give), 2 ranks, with a probe module in place of the
@@ -39,8 +42,10 @@ def test_every_rank_gets_the_hpu_environment(tmp_path, name, launcher):
     preset = load_preset(REPO / "presets" / f"{name}.yaml", ["launch.world_size=2"])
     assert preset.launch.launcher == launcher and preset.gaudi.use_habana
     # A node whose first card is busy (no Gaudi here: the discovery result is written out).
-    cards = [Device("hpu", i, "HL-225", "Gaudi2", module_id=m, busy_pids=[4242] if i == 0 else [])
-             for i, m in enumerate([3, 1, 0, 2, 7, 5, 4, 6])]
+    cards = [
+        Device("hpu", i, "HL-225", "Gaudi2", module_id=m, busy_pids=[4242] if i == 0 else [])
+        for i, m in enumerate([3, 1, 0, 2, 7, 5, 4, 6])
+    ]
     found = Detected(devices=cards, cpu=CpuInfo(1, 2, 2, 8 << 30, 4 << 30))
     env = {**launch.launch_env(preset), **card_environment(preset, found, {})}
     assert env["HABANA_VISIBLE_MODULES"] == "0,1"  # cards 1 and 2, not the busy card 0 (module 3)
@@ -59,6 +64,7 @@ def test_every_rank_gets_the_hpu_environment(tmp_path, name, launcher):
     for rank, seen in ranks.items():
         assert seen["RANK"] == str(rank) and seen["LOCAL_RANK"] == str(rank) and seen["WORLD_SIZE"] == "2"
         # (the DeepSpeed launcher spells this node 127.0.0.1)
-        assert seen["MASTER_ADDR"] in ("localhost", "127.0.0.1") and seen["MASTER_PORT"] == str(preset.launch.master_port)
+        assert seen["MASTER_ADDR"] in ("localhost", "127.0.0.1") and seen["MASTER_PORT"] == str(
+            preset.launch.master_port
+        )
         assert seen["PT_HPU_LAZY_MODE"] == "1" and seen["HABANA_VISIBLE_MODULES"] == "0,1"
-

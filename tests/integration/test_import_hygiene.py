@@ -11,7 +11,8 @@ HEAVY = ("torch", "transformers", "datasets", "evaluate", "jiwer", "optimum", "c
 
 def test_ctc_tui_modules_import_without_heavy_packages():
     modules = sorted(
-        ".".join(p.relative_to(REPO).with_suffix("").parts) for p in (REPO / "ctc_tui").rglob("*.py")
+        ".".join(p.relative_to(REPO).with_suffix("").parts)
+        for p in (REPO / "ctc_tui").rglob("*.py")
         if p.stem not in ("__main__", "__init__")
     )
     code = (
@@ -47,8 +48,11 @@ def test_runner_imports_only_shared_ctc_tui_modules():
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ctc_tui"):
                 module = node.module or ""
-                assert module == "ctc_tui.runner" or module.startswith(tuple(a + "." for a in allowed)) \
-                    or module in allowed, f"{path.name} imports {module}"
+                assert (
+                    module == "ctc_tui.runner"
+                    or module.startswith(tuple(a + "." for a in allowed))
+                    or module in allowed
+                ), f"{path.name} imports {module}"
 
 
 def test_optimum_habana_never_imported_at_module_level():

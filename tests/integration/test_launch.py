@@ -57,4 +57,3 @@ def test_check_wants_pdsh_for_deepspeed_on_other_hosts(tmp_path):
     assert not check_hostfile(ds, which={**ssh_works, "pdsh": "/usr/bin/pdsh"}.get)
     mpi = preset(f"launch.hostfile={hostfile}")
     assert not check_hostfile(mpi, which=ssh_works.get)  # mpirun needs no pdsh
-

@@ -45,9 +45,17 @@ from tests.conftest import REPO, events_of
 
 pytestmark = pytest.mark.slow
 
-SMALL = ["training.max_steps=4", "training.logging_steps=2", "training.per_device_train_batch_size=4",
-         "training.per_device_eval_batch_size=8", "data.max_train_samples=32", "data.max_eval_samples=8",
-         'training.save_strategy="no"', 'training.eval_strategy="no"', "training.do_eval=true"]
+SMALL = [
+    "training.max_steps=4",
+    "training.logging_steps=2",
+    "training.per_device_train_batch_size=4",
+    "training.per_device_eval_batch_size=8",
+    "data.max_train_samples=32",
+    "data.max_eval_samples=8",
+    'training.save_strategy="no"',
+    'training.eval_strategy="no"',
+    "training.do_eval=true",
+]
 
 
 @dataclass
@@ -66,8 +74,10 @@ class Cluster:
     namespaces: list[str] = field(default_factory=list)
 
     def env(self) -> dict[str, str]:
-        return {"PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-                "CTC_TEST_NETNS_MAP": str(self.map_file)}
+        return {
+            "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "CTC_TEST_NETNS_MAP": str(self.map_file),
+        }
 
     def hostfile(self, path: Path) -> Path:
         path.write_text("".join(f"{node.ip} slots=1\n" for node in self.nodes))
@@ -77,8 +87,10 @@ class Cluster:
 def _ip(*args: str) -> str:
     proc = subprocess.run(["ip", *args], check=False, capture_output=True, text=True, timeout=30)
     if proc.returncode != 0:
-        pytest.fail(f"`ip {' '.join(args)}` failed: {proc.stderr.strip()} (the multi-node test builds "
-                    "network namespaces: it needs root and iproute2, as in CI)")
+        pytest.fail(
+            f"`ip {' '.join(args)}` failed: {proc.stderr.strip()} (the multi-node test builds "
+            "network namespaces: it needs root and iproute2, as in CI)"
+        )
     return proc.stdout
 
 
@@ -126,8 +138,20 @@ def cluster(tmp_path):
             node = Node(name=f"node{i}-{tag}", ns=f"ctc-{tag}-n{i}", ip=f"{net}.{i + 1}")
             _ip("netns", "add", node.ns)
             cl.namespaces.append(node.ns)
-            _ip("-n", switch, "link", "add", f"port{i}", "type", "veth",
-                "peer", "name", "eth0", "netns", node.ns)
+            _ip(
+                "-n",
+                switch,
+                "link",
+                "add",
+                f"port{i}",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                node.ns,
+            )
             _ip("-n", switch, "link", "set", f"port{i}", "master", "br0", "up")
             _ip("-n", node.ns, "addr", "add", f"{node.ip}/24", "dev", "eth0")
             _ip("-n", node.ns, "link", "set", "eth0", "up")
@@ -147,12 +171,11 @@ def cluster(tmp_path):
             shutil.rmtree(Path("/etc/netns") / ns, ignore_errors=True)
 
 
-
-
 def netns_of(pid: int) -> str:
     """The name of the network namespace process ``pid`` lives in ("" for the root namespace)."""
-    return subprocess.run(["ip", "netns", "identify", str(pid)], check=False, capture_output=True, text=True,
-                          timeout=30).stdout.strip()
+    return subprocess.run(
+        ["ip", "netns", "identify", str(pid)], check=False, capture_output=True, text=True, timeout=30
+    ).stdout.strip()
 
 
 INTRUDER = textwrap.dedent("""
@@ -172,10 +195,25 @@ def launch_and_watch(cluster: Cluster, run_dir: Path, launcher: str, hostfile: P
     """``ctc-tui run`` with ``hostfile``; while it runs, find each rank's network namespace and try to
     get in from a node without the token. Returns (exit code, output, {rank: namespace}, intruder output)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ctc_tui", "run", "demo-cpu", f"launch.launcher={launcher}",
-         f"launch.hostfile={hostfile}", *SMALL, "--output-dir", str(run_dir), "--plain"],
-        cwd=REPO, env={**os.environ, **cluster.env(), "CTC_TUI_LOG_HOST": ""},  # the address is found, not given
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "ctc_tui",
+            "run",
+            "demo-cpu",
+            f"launch.launcher={launcher}",
+            f"launch.hostfile={hostfile}",
+            *SMALL,
+            "--output-dir",
+            str(run_dir),
+            "--plain",
+        ],
+        cwd=REPO,
+        env={**os.environ, **cluster.env(), "CTC_TUI_LOG_HOST": ""},  # the address is found, not given
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     namespaces: dict[int, str] = {}
     intruder = None
     try:
@@ -186,9 +224,13 @@ def launch_and_watch(cluster: Cluster, run_dir: Path, launcher: str, hostfile: P
                     namespaces[event["rank"]] = netns_of(event["pid"])
             if len(namespaces) == 2 and intruder is None:
                 host, _, port = events_of(run_dir)[0]["log_address"].rpartition(":")
-                intruder = subprocess.run(["ip", "netns", "exec", cluster.nodes[1].ns, sys.executable, "-c",
-                                           INTRUDER, host, port],
-                                          check=False, capture_output=True, text=True, timeout=60)
+                intruder = subprocess.run(
+                    ["ip", "netns", "exec", cluster.nodes[1].ns, sys.executable, "-c", INTRUDER, host, port],
+                    check=False,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
             time.sleep(0.1)
         out, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
     finally:
@@ -198,11 +240,14 @@ def launch_and_watch(cluster: Cluster, run_dir: Path, launcher: str, hostfile: P
     return proc.returncode, out, namespaces, intruder
 
 
-def check_run(cluster: Cluster, run_dir: Path, code: int, out: str, namespaces: dict[int, str],
-              intruder) -> list[dict]:
+def check_run(
+    cluster: Cluster, run_dir: Path, code: int, out: str, namespaces: dict[int, str], intruder
+) -> list[dict]:
     """What both launchers must show: two ranks on two nodes, trained together, every event over TCP."""
-    logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}"
-                     for p in sorted((run_dir / "logs").glob("*.log")))
+    logs = "\n".join(
+        f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}"
+        for p in sorted((run_dir / "logs").glob("*.log"))
+    )
     assert code == 0, out[-3000:] + logs
     evs = events_of(run_dir)
     starting = evs[0]
@@ -243,8 +288,14 @@ def test_mpirun_runs_ranks_on_two_network_namespaces(tmp_path, demo_data, cluste
     command = (run_dir / "command.sh").read_text()
     assert f"--hostfile {hostfile}" in command
     assert f"export MASTER_ADDR={cluster.nodes[0].ip}\n" in command  # rank 0's node, not localhost
-    for name in ("CTC_TUI_LOG_SOCKET", "CTC_TUI_TOKEN", "CTC_TUI_RUN_DIR", "CTC_TUI_CACHE", "MASTER_ADDR",
-                 "MASTER_PORT"):
+    for name in (
+        "CTC_TUI_LOG_SOCKET",
+        "CTC_TUI_TOKEN",
+        "CTC_TUI_RUN_DIR",
+        "CTC_TUI_CACHE",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+    ):
         assert f"-x {name}" in command
 
 

@@ -16,10 +16,13 @@ import pytest
 from tests.conftest import REPO, events_of, has, run_cli
 
 pytestmark = pytest.mark.slow
-SMALL = ["launch.world_size=2", "training.logging_steps=2", "data.max_train_samples=64",
-         "data.max_eval_samples=16", "training.per_device_train_batch_size=4"]
-
-
+SMALL = [
+    "launch.world_size=2",
+    "training.logging_steps=2",
+    "data.max_train_samples=64",
+    "data.max_eval_samples=16",
+    "training.per_device_train_batch_size=4",
+]
 
 
 def leftovers(run_dir: Path, grace: float = 0.0) -> list[psutil.Process]:
@@ -28,7 +31,9 @@ def leftovers(run_dir: Path, grace: float = 0.0) -> list[psutil.Process]:
     while True:
         alive = []
         for proc in psutil.process_iter(["cmdline", "status"]):
-            if proc.info["status"] != psutil.STATUS_ZOMBIE and any(str(run_dir) in part for part in proc.info["cmdline"] or []):
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and any(
+                str(run_dir) in part for part in proc.info["cmdline"] or []
+            ):
                 alive.append(proc)
         if not alive or time.time() >= deadline:
             return alive
@@ -40,8 +45,17 @@ def test_two_ranks_under_each_launcher(tmp_path, demo_data, launcher):
     assert launcher != "mpi" or has("mpirun"), "apt-get install openmpi-bin"
     assert launcher != "deepspeed" or has("deepspeed"), "pip install deepspeed"
     run_dir = tmp_path / launcher
-    out = run_cli("run", "demo-cpu", f"launch.launcher={launcher}", "training.max_steps=6", *SMALL,
-                  "--output-dir", str(run_dir), "--plain", timeout=400)
+    out = run_cli(
+        "run",
+        "demo-cpu",
+        f"launch.launcher={launcher}",
+        "training.max_steps=6",
+        *SMALL,
+        "--output-dir",
+        str(run_dir),
+        "--plain",
+        timeout=400,
+    )
     assert out.returncode == 0, out.stdout[-3000:]
     evs = events_of(run_dir)
     steps = {(e["rank"], e["step"]) for e in evs if e["type"] == "step"}
@@ -62,9 +76,25 @@ def test_two_ranks_under_each_launcher(tmp_path, demo_data, launcher):
 
 def test_a_killed_rank_fails_the_run_and_leaves_no_process(tmp_path, demo_data):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "ctc_tui", "run", "demo-cpu", "launch.launcher=mpi",
-                             "training.max_steps=5000", *SMALL, "--output-dir", str(run_dir), "--plain"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ctc_tui",
+            "run",
+            "demo-cpu",
+            "launch.launcher=mpi",
+            "training.max_steps=5000",
+            *SMALL,
+            "--output-dir",
+            str(run_dir),
+            "--plain",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     pid = None
     deadline = time.time() + 240
     while time.time() < deadline and pid is None:
@@ -86,13 +116,25 @@ def test_a_killed_rank_fails_the_run_and_leaves_no_process(tmp_path, demo_data):
     assert failed and failed[-1]["failed_rank"] == 1
     assert final[-1]["type"] == "exit" and final[-1]["state"] == "failed"
     time.sleep(0.5)
-    assert not [p for p in all_pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not [
+        p for p in all_pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+    ]
 
 
 def test_two_rank_stop_then_resume(tmp_path, demo_data):
     run_dir = tmp_path / "run"
-    start = run_cli("run", "demo-cpu", "launch.launcher=mpi", "training.max_steps=5000", "training.save_steps=10000",
-                    *SMALL, "--output-dir", str(run_dir), "--detach", timeout=60)
+    start = run_cli(
+        "run",
+        "demo-cpu",
+        "launch.launcher=mpi",
+        "training.max_steps=5000",
+        "training.save_steps=10000",
+        *SMALL,
+        "--output-dir",
+        str(run_dir),
+        "--detach",
+        timeout=60,
+    )
     assert start.returncode == 0 and "ctc-tui attach" in start.stdout
     deadline = time.time() + 240
     while time.time() < deadline:
@@ -107,9 +149,11 @@ def test_two_rank_stop_then_resume(tmp_path, demo_data):
     evs = events_of(run_dir)
     assert evs[-1]["state"] == "stopped"
     checkpoint = max(int(p.name.split("-")[1]) for p in run_dir.glob("checkpoint-*"))
-    resumed = run_cli("run", "--resume", str(run_dir), f"training.max_steps={checkpoint + 4}", "--plain", timeout=300)
+    resumed = run_cli(
+        "run", "--resume", str(run_dir), f"training.max_steps={checkpoint + 4}", "--plain", timeout=300
+    )
     assert resumed.returncode == 0, resumed.stdout[-2000:]
-    after = events_of(run_dir)[len(evs):]
+    after = events_of(run_dir)[len(evs) :]
     steps = {(e["rank"], e["step"]) for e in after if e["type"] == "step"}
     assert steps and {r for r, _ in steps} == {0, 1}
     assert all(checkpoint < s <= checkpoint + 4 for _, s in steps)  # continued, not restarted

@@ -1,4 +1,5 @@
-"""Presets on the command line: ``ctc-tui validate`` exit codes and messages, ``ctc-tui presets``, the schema."""
+"""Presets on the command line: ``ctc-tui validate`` exit codes and messages, ``ctc-tui presets``, the
+schema."""
 
 from __future__ import annotations
 
@@ -45,4 +46,3 @@ def test_cli_presets_lists_shipped_presets():
     assert out.returncode == 0
     for name in ("demo-cpu", "librispeech-100h-2card-mpi", "librispeech-100h-8card-deepspeed"):
         assert name in out.stdout
-

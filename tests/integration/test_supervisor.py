@@ -58,6 +58,7 @@ def run_sup(sup: Supervisor, during=None):
         if during is not None:
             await during(sup)
         return await task
+
     return asyncio.run(main())
 
 
@@ -121,7 +122,9 @@ def test_a_failed_rank_tears_down_the_whole_tree(tmp_path):
     assert outcome.state == "failed" and outcome.failed_rank == 1 and outcome.code != 0
     assert time.monotonic() - start < 30
     assert len(pids) >= 3
-    assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not [
+        p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+    ]
     recorded = read_events(run_dir)
     failed = [e for e in recorded if e["rank"] == -1 and e["type"] == "state" and e["state"] == "failed"]
     assert failed and failed[0]["failed_rank"] == 1
@@ -152,8 +155,16 @@ def test_a_stop_signals_the_ranks_not_the_processes_they_fork(tmp_path):
             time.sleep(0.05)
         open(os.path.join(sys.argv[1], role + ("-signalled" if got else "-not-signalled")), "w").close()
     """)
-    launcher = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; subprocess.run({[sys.executable, '-c', rank_code, str(tmp_path), '-m', 'ctc_tui.runner', 'preset.yaml']!r})"],
-                                start_new_session=True)
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys; subprocess.run("
+            + repr([sys.executable, "-c", rank_code, str(tmp_path), "-m", "ctc_tui.runner", "preset.yaml"])
+            + ")",
+        ],
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and len(psutil.Process(launcher.pid).children(recursive=True)) < 2:

@@ -38,8 +38,9 @@ RANK = textwrap.dedent("""
     assert reporter.connected
     reporter.emit("hello", world_size=1, host="other-node", pid=os.getpid(), device="cpu")
     reporter.emit("state", state="training")
-    step = lambda i: reporter.emit("step", step=i, epoch=i / 10, loss=1.0 / i, samples_per_second=5.0, lr=1e-3,
-                                   max_steps=10)
+    step = lambda i: reporter.emit(
+        "step", step=i, epoch=i / 10, loss=1.0 / i, samples_per_second=5.0, lr=1e-3, max_steps=10
+    )
     for i in range(1, 6):
         step(i)
     go = Path(sys.argv[1])
@@ -52,8 +53,6 @@ RANK = textwrap.dedent("""
     reporter.emit("exit", code=0)
     reporter.close()
 """)
-
-
 
 
 def tcp_address(run_dir: Path) -> tuple[str, int]:
@@ -88,13 +87,20 @@ def test_tcp_senders_need_the_token_and_garbage_is_dropped_and_counted(tmp_path)
     go = tmp_path / "go"
     rank_py = tmp_path / "rank.py"
     rank_py.write_text(RANK.format(repo=str(REPO)))
-    spec = Spec(command=[sys.executable, str(rank_py), str(go)], tcp_bind="127.0.0.1", tcp_port=0,
-                tcp_advertise="127.0.0.1", token=TOKEN)
+    spec = Spec(
+        command=[sys.executable, str(rank_py), str(go)],
+        tcp_bind="127.0.0.1",
+        tcp_port=0,
+        tcp_advertise="127.0.0.1",
+        token=TOKEN,
+    )
     pid = client.start_detached(run_dir, spec)
     assert (os.stat(run_dir / "supervisor.json").st_mode & 0o777) == 0o600  # it holds the token
     address = tcp_address(run_dir)
     assert address[0] == "127.0.0.1"
-    wait_for(lambda: sum(1 for e in read_events(run_dir) if e["type"] == "step") == 5, what="the first 5 steps")
+    wait_for(
+        lambda: sum(1 for e in read_events(run_dir) if e["type"] == "step") == 5, what="the first 5 steps"
+    )
 
     def intruder_event(rank: int) -> bytes:
         return events.encode(events.make("step", rank, step=99, loss=0.0))
@@ -121,8 +127,10 @@ def test_tcp_senders_need_the_token_and_garbage_is_dropped_and_counted(tmp_path)
         sock.sendall(b"not json\n" + b"[1,2]\n" + b'{"type":"step","t":1}\n' + b"\xff\xfe\n")
         sock.sendall(b"y" * (events.MAX_LINE * 3) + b"\n")
         sock.sendall(events.encode(events.make("log", 7, level="info", message="after the garbage")))
-        wait_for(lambda: any(e.get("message") == "after the garbage" for e in read_events(run_dir)),
-                 what="the event sent after the garbage")
+        wait_for(
+            lambda: any(e.get("message") == "after the garbage" for e in read_events(run_dir)),
+            what="the event sent after the garbage",
+        )
 
     go.touch()
     psutil.Process(pid).wait(30)
@@ -145,10 +153,23 @@ def test_demo_run_with_a_hostfile_reports_over_tcp(tmp_path, demo_data):
     hostfile.write_text("localhost slots=1\n")
     run_dir = tmp_path / "run"
     launcher = "mpi" if has("mpirun") else "single"  # single + hostfile still uses TCP
-    out = run_cli("run", "demo-cpu", f"launch.launcher={launcher}", f"launch.hostfile={hostfile}",
-                  "training.max_steps=3", "training.logging_steps=1", "training.per_device_train_batch_size=4",
-                  "data.max_train_samples=16", "training.do_eval=false", 'training.eval_strategy="no"',
-                  'training.save_strategy="no"', "--output-dir", str(run_dir), "--plain", timeout=120)
+    out = run_cli(
+        "run",
+        "demo-cpu",
+        f"launch.launcher={launcher}",
+        f"launch.hostfile={hostfile}",
+        "training.max_steps=3",
+        "training.logging_steps=1",
+        "training.per_device_train_batch_size=4",
+        "data.max_train_samples=16",
+        "training.do_eval=false",
+        'training.eval_strategy="no"',
+        'training.save_strategy="no"',
+        "--output-dir",
+        str(run_dir),
+        "--plain",
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     spec = json.loads((run_dir / "supervisor.json").read_text())
     assert spec["tcp_bind"] == "0.0.0.0" and len(spec["token"]) >= 24

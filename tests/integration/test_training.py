@@ -13,10 +13,14 @@ import pytest
 from tests.conftest import REPO, events_of, run_cli
 
 pytestmark = pytest.mark.slow
-FAST = ["training.max_steps=12", "training.logging_steps=2", "training.save_steps=6",
-        "data.max_train_samples=96", "data.max_eval_samples=16", "training.per_device_train_batch_size=8"]
-
-
+FAST = [
+    "training.max_steps=12",
+    "training.logging_steps=2",
+    "training.save_steps=6",
+    "data.max_train_samples=96",
+    "data.max_eval_samples=16",
+    "training.per_device_train_batch_size=8",
+]
 
 
 def test_headless_run_trains_and_writes_results(tmp_path, demo_data):
@@ -25,8 +29,18 @@ def test_headless_run_trains_and_writes_results(tmp_path, demo_data):
     assert out.returncode == 0, out.stdout + out.stderr
     results = json.loads((run_dir / "all_results.json").read_text())
     assert 0.0 <= results["eval_wer"] <= 1.5 and "eval_cer" in results
-    for name in ("preset.yaml", "command.sh", "env.json", "events.jsonl", "vocab.json", "config.json",
-                 "model.safetensors", "preprocessor_config.json", "logs/rank-0.log", "logs/events-rank-0.jsonl"):
+    for name in (
+        "preset.yaml",
+        "command.sh",
+        "env.json",
+        "events.jsonl",
+        "vocab.json",
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "logs/rank-0.log",
+        "logs/events-rank-0.jsonl",
+    ):
         assert (run_dir / name).exists(), name
     env = json.loads((run_dir / "env.json").read_text())
     assert env["packages"]["torch"] and env["seed"] == 42
@@ -55,10 +69,21 @@ def test_headless_run_trains_and_writes_results(tmp_path, demo_data):
 
 def test_graceful_stop_then_resume_continues_from_the_checkpoint(tmp_path, demo_data):
     run_dir = tmp_path / "run"
-    args = ["training.max_steps=400", "training.logging_steps=1", "training.save_steps=1000",
-            "data.max_train_samples=64", "data.max_eval_samples=8", "training.per_device_train_batch_size=4"]
-    proc = subprocess.Popen([sys.executable, "-m", "ctc_tui", "run", "demo-cpu", *args, "--output-dir", str(run_dir),
-                             "--plain"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    args = [
+        "training.max_steps=400",
+        "training.logging_steps=1",
+        "training.save_steps=1000",
+        "data.max_train_samples=64",
+        "data.max_eval_samples=8",
+        "training.per_device_train_batch_size=4",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ctc_tui", "run", "demo-cpu", *args, "--output-dir", str(run_dir), "--plain"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 240
     while time.time() < deadline:
         if (run_dir / "events.jsonl").exists() and sum(e["type"] == "step" for e in events_of(run_dir)) >= 5:
@@ -79,12 +104,14 @@ def test_graceful_stop_then_resume_continues_from_the_checkpoint(tmp_path, demo_
     assert not (run_dir / "all_results.json").exists()
     saved_step = int(checkpoints[-1].name.split("-")[1])
 
-    resumed = run_cli("run", "--resume", str(run_dir), "training.max_steps=" + str(saved_step + 4), "--plain", timeout=300)
+    resumed = run_cli(
+        "run", "--resume", str(run_dir), "training.max_steps=" + str(saved_step + 4), "--plain", timeout=300
+    )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     evs = events_of(run_dir)
     resume_logs = [e for e in evs if e["type"] == "log" and "resuming from" in e.get("message", "")]
     assert resume_logs and f"checkpoint-{saved_step}" in resume_logs[-1]["message"], resumed.stdout
-    last_run = evs[evs.index(resume_logs[-1]):]
+    last_run = evs[evs.index(resume_logs[-1]) :]
     steps = [e["step"] for e in last_run if e["type"] == "step"]
     assert steps and min(steps) == saved_step + 1 and max(steps) == saved_step + 4
     assert json.loads((run_dir / "all_results.json").read_text())["eval_wer"] >= 0
@@ -95,10 +122,19 @@ def test_runner_refuses_a_folder_with_someone_elses_files(tmp_path, demo_data):
     run_dir.mkdir()
     (run_dir / "notes.txt").write_text("precious")
     preset = tmp_path / "p.yaml"
-    preset.write_text((REPO / "presets" / "demo-cpu.yaml").read_text().replace(
-        "data/demo-speech", str(demo_data)).replace("runs/{preset}-{timestamp}", str(run_dir)))
-    out = subprocess.run([sys.executable, "-m", "ctc_tui.runner", str(preset), *FAST], cwd=REPO, capture_output=True,
-                         text=True, timeout=300)
+    preset.write_text(
+        (REPO / "presets" / "demo-cpu.yaml")
+        .read_text()
+        .replace("data/demo-speech", str(demo_data))
+        .replace("runs/{preset}-{timestamp}", str(run_dir))
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "ctc_tui.runner", str(preset), *FAST],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 2 and "overwrite_output_dir" in out.stderr
     assert (run_dir / "notes.txt").read_text() == "precious"
 
@@ -106,8 +142,16 @@ def test_runner_refuses_a_folder_with_someone_elses_files(tmp_path, demo_data):
 @pytest.mark.parametrize("where", ["pre-flight check", "runner"])
 def test_bad_data_is_a_short_error_not_a_traceback(tmp_path, where):
     skip_check = ["--no-check"] if where == "runner" else []
-    out = run_cli("run", "demo-cpu", "data.dataset_dir=" + str(tmp_path), "--output-dir", str(tmp_path / "r"),
-                  "--plain", *skip_check, timeout=200)
+    out = run_cli(
+        "run",
+        "demo-cpu",
+        "data.dataset_dir=" + str(tmp_path),
+        "--output-dir",
+        str(tmp_path / "r"),
+        "--plain",
+        *skip_check,
+        timeout=200,
+    )
     assert out.returncode == 2
     # the check refuses before launch (stderr); past it, the runner's own error ends the run (its log)
     assert "audiofolder split 'train' not found" in (out.stderr if where != "runner" else out.stdout)
@@ -143,10 +187,21 @@ def test_a_graceful_stop_with_dataloader_workers_checkpoints(tmp_path, demo_data
     with its command line: the stop's SIGINT must reach the rank alone, or the workers die and take the
     rank down before it can save."""
     run_dir = tmp_path / "run"
-    start = run_cli("run", "demo-cpu", "training.max_steps=400", "training.logging_steps=1",
-                    "training.save_steps=1000", "data.max_train_samples=64", "data.max_eval_samples=8",
-                    "training.per_device_train_batch_size=4", "training.dataloader_num_workers=2",
-                    "--output-dir", str(run_dir), "--detach", timeout=60)
+    start = run_cli(
+        "run",
+        "demo-cpu",
+        "training.max_steps=400",
+        "training.logging_steps=1",
+        "training.save_steps=1000",
+        "data.max_train_samples=64",
+        "data.max_eval_samples=8",
+        "training.per_device_train_batch_size=4",
+        "training.dataloader_num_workers=2",
+        "--output-dir",
+        str(run_dir),
+        "--detach",
+        timeout=60,
+    )
     assert start.returncode == 0, start.stderr
     deadline = time.time() + 240
     while time.time() < deadline and sum(e["type"] == "step" for e in events_of(run_dir)) < 3:

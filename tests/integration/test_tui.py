@@ -86,7 +86,7 @@ async def test_wizard_edits_every_step_and_saves_the_expected_preset(tmp_path):
         await type_into(pilot, "#f-data--max_duration_in_seconds", "5")
         await next_step(pilot, "TextStep")
         # 3 text: stop removing '?' and watch the preview keep it
-        await type_into(pilot, "#f-data--chars_to_ignore", ", . ! ; : \"")
+        await type_into(pilot, "#f-data--chars_to_ignore", ', . ! ; : "')
         await pilot.pause()
         assert "?" in app.screen.vocab and any("?" in after for _, after in app.screen.rows)
         await next_step(pilot, "CardsStep")
@@ -108,10 +108,19 @@ async def test_wizard_edits_every_step_and_saves_the_expected_preset(tmp_path):
         await pilot.press("ctrl+s")
         await pilot.pause()
     assert app.return_value and str(out) in app.return_value
-    expected = load_preset(DEMO, [
-        "model.architecture=wav2vec2-small", "data.max_duration_in_seconds=5", 'data.chars_to_ignore=,.!;:"',
-        "launch.launcher=torchrun", "launch.world_size=2", "training.bf16=true", "training.max_steps=30",
-        "training.learning_rate=0.001"])
+    expected = load_preset(
+        DEMO,
+        [
+            "model.architecture=wav2vec2-small",
+            "data.max_duration_in_seconds=5",
+            'data.chars_to_ignore=,.!;:"',
+            "launch.launcher=torchrun",
+            "launch.world_size=2",
+            "training.bf16=true",
+            "training.max_steps=30",
+            "training.learning_rate=0.001",
+        ],
+    )
     assert load_preset(out).to_dict() == expected.to_dict()
     assert out.read_text().startswith("# written by the ctc-tui wizard")
 
@@ -151,23 +160,45 @@ async def test_saving_over_an_existing_file_asks_and_keeps_it_on_no(tmp_path):
     assert out.read_text() == "# mine\n"
 
 
-def write_run(run_dir: Path, nan_rank: int | None = None, wer: list[float] = (0.9, 0.5), t0: float = 1.7e9) -> Path:
+def write_run(
+    run_dir: Path, nan_rank: int | None = None, wer: list[float] = (0.9, 0.5), t0: float = 1.7e9
+) -> Path:
     """A finished 2-rank run dir, as the supervisor would have written it."""
     run_dir.mkdir(parents=True)
     (run_dir / "logs").mkdir()
     events = []
     for rank in (0, 1):
-        events.append({"type": "hello", "t": t0, "rank": rank, "world_size": 2, "host": f"node{rank}", "pid": 1})
+        events.append(
+            {"type": "hello", "t": t0, "rank": rank, "world_size": 2, "host": f"node{rank}", "pid": 1}
+        )
         events.append({"type": "state", "t": t0, "rank": rank, "state": "training"})
     for step in range(10, 101, 10):
         for rank in (0, 1):
             loss = "nan" if (rank == nan_rank and step == 100) else 5.0 / step * 10 + rank * 0.01
-            events.append({"type": "step", "t": t0 + step, "rank": rank, "step": step, "loss": loss,
-                           "samples_per_second": 20.0 + rank, "max_steps": 100})
+            events.append(
+                {
+                    "type": "step",
+                    "t": t0 + step,
+                    "rank": rank,
+                    "step": step,
+                    "loss": loss,
+                    "samples_per_second": 20.0 + rank,
+                    "max_steps": 100,
+                }
+            )
         if step % 50 == 0:
-            events.append({"type": "eval", "t": t0 + step, "rank": 0, "step": step, "wer": wer[step // 50 - 1],
-                           "cer": 0.2, "blank_fraction": 0.0,
-                           "samples": [{"hyp": "one two", "ref": "one two"}, {"hyp": "tree", "ref": "three"}]})
+            events.append(
+                {
+                    "type": "eval",
+                    "t": t0 + step,
+                    "rank": 0,
+                    "step": step,
+                    "wer": wer[step // 50 - 1],
+                    "cer": 0.2,
+                    "blank_fraction": 0.0,
+                    "samples": [{"hyp": "one two", "ref": "one two"}, {"hyp": "tree", "ref": "three"}],
+                }
+            )
     for rank in (0, 1):
         events.append({"type": "state", "t": t0 + 101, "rank": rank, "state": "done"})
     events.append({"type": "exit", "t": t0 + 102, "rank": -1, "code": 0, "state": "done"})
@@ -240,8 +271,11 @@ async def test_the_dashboard_opens_the_runs_screen_and_it_opens_a_dashboard_by_m
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, DashboardScreen) and app.screen.run_dir == second
-        assert [type(s).__name__ for s in app.screen_stack[1:]] == ["DashboardScreen", "RunsScreen",
-                                                                     "DashboardScreen"]
+        assert [type(s).__name__ for s in app.screen_stack[1:]] == [
+            "DashboardScreen",
+            "RunsScreen",
+            "DashboardScreen",
+        ]
 
 
 # -- snapshots ----------------------------------------------------------------------------------------

@@ -22,8 +22,25 @@ class Tmux:
     def __init__(self, name: str, cwd: Path, command: str, env: dict[str, str]):
         self.base = ["tmux", "-L", name]
         extra = [item for key, value in env.items() for item in ("-e", f"{key}={value}")]
-        subprocess.run([*self.base, "new-session", "-d", "-s", "app", "-x", "140", "-y", "45", "-c", str(cwd),
-                        *extra, command], check=True, env=env)
+        subprocess.run(
+            [
+                *self.base,
+                "new-session",
+                "-d",
+                "-s",
+                "app",
+                "-x",
+                "140",
+                "-y",
+                "45",
+                "-c",
+                str(cwd),
+                *extra,
+                command,
+            ],
+            check=True,
+            env=env,
+        )
 
     def screen(self) -> str:
         out = subprocess.run([*self.base, "capture-pane", "-p", "-t", "app"], capture_output=True, text=True)
@@ -46,14 +63,38 @@ class Tmux:
 
 
 def test_wizard_launch_dashboard_stop_in_tmux(tmp_path):
-    base = load_preset(REPO / "presets" / "demo-cpu.yaml", [
-        "launch.launcher=torchrun", "launch.world_size=2", "training.max_steps=400", "training.eval_steps=20",
-        "training.logging_steps=5", "training.save_steps=1000", f"training.output_dir={tmp_path}/runs/run"])
+    base = load_preset(
+        REPO / "presets" / "demo-cpu.yaml",
+        [
+            "launch.launcher=torchrun",
+            "launch.world_size=2",
+            "training.max_steps=400",
+            "training.eval_steps=20",
+            "training.logging_steps=5",
+            "training.save_steps=1000",
+            f"training.output_dir={tmp_path}/runs/run",
+        ],
+    )
     (tmp_path / "base.yaml").write_text(base.to_yaml(header="start of the tmux test"))
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "CTC_TUI_CACHE", "HF_HUB_OFFLINE",
-                                                         "HF_DATASETS_OFFLINE", "PYTHONPATH", "VIRTUAL_ENV")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        in (
+            "PATH",
+            "HOME",
+            "LANG",
+            "CTC_TUI_CACHE",
+            "HF_HUB_OFFLINE",
+            "HF_DATASETS_OFFLINE",
+            "PYTHONPATH",
+            "VIRTUAL_ENV",
+        )
+    }
     env.update(TERM="xterm-256color", PYTHONPATH=str(REPO))
-    tmux = Tmux(f"ctc-tui-test-{os.getpid()}", tmp_path, f"{sys.executable} -m ctc_tui base.yaml; sleep 600", env)
+    tmux = Tmux(
+        f"ctc-tui-test-{os.getpid()}", tmp_path, f"{sys.executable} -m ctc_tui base.yaml; sleep 600", env
+    )
     try:
         tmux.wait_for(r"step 1 of 7: Model", 30)
         for step in ("Data", "Text", "Cards", "Precision", "Training", "Review"):
@@ -84,25 +125,42 @@ def test_wizard_launch_dashboard_stop_in_tmux(tmp_path):
     assert checkpoints, f"no checkpoint in {sorted(p.name for p in run_dir.iterdir())}"
     events = (run_dir / "events.jsonl").read_text()
     assert '"state":"stopped"' in events.replace(" ", "")
-    out = subprocess.run([sys.executable, "-m", "ctc_tui", "runs", str(tmp_path / "runs")], capture_output=True,
-                         text=True, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-m", "ctc_tui", "runs", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert "stopped" in out.stdout
 
 
-@pytest.mark.parametrize("text, expected", [
-    # values the model refuses: found once the first screen is up, which then closes
-    ("data:\n  dataset_name: librispeech_asr\ntraining:\n  learning_rat: 0.1\n  per_device_train_batch_size: -4\n",
-     [r"bad\.yaml: 2 problems", r"line 4 +training\.learning_rat: unknown key; did you mean 'training\.learning_rate'",
-      r"line 5 +training\.per_device_train_batch_size: must be >= 1, got -4"]),
-    # not YAML: found before the screen clears
-    ("data: [unclosed\n", [r"bad\.yaml: 1 problem", r"line 2 +not valid YAML"]),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # values the model refuses: found once the first screen is up, which then closes
+        (
+            "data:\n  dataset_name: librispeech_asr\ntraining:\n  learning_rat: 0.1\n"
+            "  per_device_train_batch_size: -4\n",
+            [
+                r"bad\.yaml: 2 problems",
+                r"line 4 +training\.learning_rat: unknown key; did you mean 'training\.learning_rate'",
+                r"line 5 +training\.per_device_train_batch_size: must be >= 1, got -4",
+            ],
+        ),
+        # not YAML: found before the screen clears
+        ("data: [unclosed\n", [r"bad\.yaml: 1 problem", r"line 2 +not valid YAML"]),
+    ],
+)
 def test_a_bad_starting_preset_is_reported_in_the_terminal(tmp_path, text, expected):
     """``ctc-tui bad.yaml`` in a real terminal: the problems with their lines, exit status 2, no traceback."""
     (tmp_path / "bad.yaml").write_text(text)
     env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color"}
-    tmux = Tmux(f"ctc-bad-{os.getpid()}", tmp_path, f"{sys.executable} -m ctc_tui bad.yaml; echo EXIT=$?; sleep 60",
-                env)
+    tmux = Tmux(
+        f"ctc-bad-{os.getpid()}",
+        tmp_path,
+        f"{sys.executable} -m ctc_tui bad.yaml; echo EXIT=$?; sleep 60",
+        env,
+    )
     try:
         screen = tmux.wait_for(r"EXIT=\d+", 30)
     finally:

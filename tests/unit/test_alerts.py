@@ -40,8 +40,9 @@ def test_nan_loss_fires_with_the_fix():
 
 
 def test_infinite_loss_fires_too():
-    assert [a.message.split(":")[1].strip() for a in alerts(fed(ev("step", 0, step=3, loss="-inf")), now=100)] == [
-        "loss is -inf at step 3 (lower the learning rate, or set model.ctc_zero_infinity=true)"]
+    assert [
+        a.message.split(":")[1].strip() for a in alerts(fed(ev("step", 0, step=3, loss="-inf")), now=100)
+    ] == ["loss is -inf at step 3 (lower the learning rate, or set model.ctc_zero_infinity=true)"]
     assert "+inf" in alerts(fed(ev("step", 0, step=3, loss="inf")), now=100)[0].message
 
 
@@ -64,31 +65,44 @@ def test_silent_rank_does_not_fire_within_the_limit_when_idle_or_once_finished()
 
 
 def test_straggler_by_steps():
-    state = fed(ev("state", 0, state="training"), ev("state", 1, state="training"),
-                ev("step", 0, step=100, loss=1.0), ev("step", 1, step=70, loss=1.0))
+    state = fed(
+        ev("state", 0, state="training"),
+        ev("state", 1, state="training"),
+        ev("step", 0, step=100, loss=1.0),
+        ev("step", 1, step=70, loss=1.0),
+    )
     found = alerts(state, now=100.0)
     assert [a.kind for a in found] == ["straggler"] and found[0].message == "rank 1: 30 steps behind rank 0"
 
 
 def test_straggler_by_throughput():
-    state = fed(*(ev("state", r, state="training") for r in range(3)),
-                ev("step", 0, step=10, loss=1.0, samples_per_second=10.0),
-                ev("step", 1, step=10, loss=1.0, samples_per_second=10.0),
-                ev("step", 2, step=10, loss=1.0, samples_per_second=5.0))
+    state = fed(
+        *(ev("state", r, state="training") for r in range(3)),
+        ev("step", 0, step=10, loss=1.0, samples_per_second=10.0),
+        ev("step", 1, step=10, loss=1.0, samples_per_second=10.0),
+        ev("step", 2, step=10, loss=1.0, samples_per_second=5.0),
+    )
     found = alerts(state, now=100.0)
     assert [a.kind for a in found] == ["straggler"]
     assert found[0].message == "rank 2: 5.0 samples/s, under 70 % of the median 10.0"
 
 
 def test_no_straggler_when_close_alone_or_not_training():
-    close = fed(ev("state", 0, state="training"), ev("state", 1, state="training"),
-                ev("step", 0, step=100, loss=1.0, samples_per_second=10.0),
-                ev("step", 1, step=85, loss=1.0, samples_per_second=8.0))
+    close = fed(
+        ev("state", 0, state="training"),
+        ev("state", 1, state="training"),
+        ev("step", 0, step=100, loss=1.0, samples_per_second=10.0),
+        ev("step", 1, step=85, loss=1.0, samples_per_second=8.0),
+    )
     assert kinds(close) == []
     alone = fed(ev("state", 0, state="training"), ev("step", 0, step=100, loss=1.0))
     assert kinds(alone) == []
-    saving = fed(ev("state", 0, state="training"), ev("state", 1, state="saving"),
-                 ev("step", 0, step=100, loss=1.0), ev("step", 1, step=10, loss=1.0))
+    saving = fed(
+        ev("state", 0, state="training"),
+        ev("state", 1, state="saving"),
+        ev("step", 0, step=100, loss=1.0),
+        ev("step", 1, step=10, loss=1.0),
+    )
     assert kinds(saving) == []
 
 
@@ -108,4 +122,7 @@ def test_blank_does_not_fire_for_some_text_or_a_lower_fraction():
     assert kinds(fed(ev("eval", 0, step=40, wer=0.9, samples=[{"ref": "a", "hyp": "a"}, {"hyp": ""}]))) == []
     assert kinds(fed(ev("eval", 0, step=40, wer=0.9))) == []  # neither fraction nor samples
     # only the latest eval counts
-    assert kinds(fed(ev("eval", 0, step=40, blank_fraction=1.0), ev("eval", 0, step=80, blank_fraction=0.2))) == []
+    assert (
+        kinds(fed(ev("eval", 0, step=40, blank_fraction=1.0), ev("eval", 0, step=80, blank_fraction=0.2)))
+        == []
+    )

@@ -1,4 +1,5 @@
-"""Static-shape buckets: the boundaries, the batch plan across ranks, the collator's shapes, the preset keys."""
+"""Static-shape buckets: the boundaries, the batch plan across ranks, the collator's shapes, the preset
+keys."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from ctc_tui.runner import batching
 
 from ctc_tui.core.preset import PresetError, load_preset, validate_data
+from ctc_tui.runner import batching
 from tests.conftest import REPO
 
 SEED_PRESET = REPO / "presets" / "librispeech-100h-2card-mpi.yaml"
@@ -18,8 +19,9 @@ SEED_PRESET = REPO / "presets" / "librispeech-100h-2card-mpi.yaml"
 def skewed(n: int = 3000, seed: int = 0) -> list[int]:
     """Clip lengths (samples at 16 kHz) bunched near 14 s with a long short tail, capped at 20 s."""
     rng = np.random.default_rng(seed)
-    seconds = np.clip(np.concatenate([rng.normal(14.0, 2.0, n * 3 // 4), rng.uniform(1.0, 12.0, n - n * 3 // 4)]),
-                      1.0, 20.0)
+    seconds = np.clip(
+        np.concatenate([rng.normal(14.0, 2.0, n * 3 // 4), rng.uniform(1.0, 12.0, n - n * 3 // 4)]), 1.0, 20.0
+    )
     return [int(s * 16000) for s in seconds]
 
 
@@ -49,8 +51,11 @@ def test_boundaries_are_optimal_on_small_cases():
         k = int(rng.integers(1, 5))
         bounds = batching.bucket_boundaries(lengths, k, multiple=1)
         values = sorted(set(lengths))
-        best = min(padded_cost(lengths, [*combo, values[-1]])
-                   for r in range(k) for combo in itertools.combinations(values[:-1], r))
+        best = min(
+            padded_cost(lengths, [*combo, values[-1]])
+            for r in range(k)
+            for combo in itertools.combinations(values[:-1], r)
+        )
         assert padded_cost(lengths, bounds) == best, (lengths, k, bounds)
 
 
@@ -74,7 +79,13 @@ def test_bad_arguments_are_refused():
 
 def test_bucket_lookup_and_cover():
     bounds = [3200, 6400, 9600]
-    assert [batching.bucket_length(n, bounds) for n in (1, 3200, 3201, 9600, 9601)] == [3200, 3200, 6400, 9600, None]
+    assert [batching.bucket_length(n, bounds) for n in (1, 3200, 3201, 9600, 9601)] == [
+        3200,
+        3200,
+        6400,
+        9600,
+        None,
+    ]
     assert batching.bucket_index(9601, bounds) == 3
     assert batching.cover(bounds, 9000, 320) == bounds
     assert batching.cover(bounds, 9700, 320) == [3200, 6400, 9920]
@@ -88,15 +99,23 @@ def test_padding_fraction_by_hand():
     batches = [[0, 1], [2, 3]]
     assert batching.padding_fraction(lengths, batches) == pytest.approx(1 - 100 / (2 * 20 + 2 * 40))
     assert batching.padding_fraction(lengths, batches, pad_to=50) == pytest.approx(1 - 100 / 200)
-    assert batching.padding_fraction(lengths, batches, boundaries=[25, 45]) == pytest.approx(1 - 100 / (2 * 25 + 2 * 45))
+    assert batching.padding_fraction(lengths, batches, boundaries=[25, 45]) == pytest.approx(
+        1 - 100 / (2 * 25 + 2 * 45)
+    )
     assert batching.batch_widths(lengths, batches, boundaries=[25, 45]) == [25, 45]
 
 
 def test_buckets_waste_far_less_than_padding_to_max_duration():
     lengths = skewed()
     max_len = 20 * 16000
-    batches = [b for step in batching.bucket_plan(lengths, batching.bucket_boundaries(lengths, 8), 8, 0, 2) for b in step]
-    reference = batching.padding_fraction(lengths, batching.random_batches(len(lengths), 8, 0), pad_to=max_len)
+    batches = [
+        b
+        for step in batching.bucket_plan(lengths, batching.bucket_boundaries(lengths, 8), 8, 0, 2)
+        for b in step
+    ]
+    reference = batching.padding_fraction(
+        lengths, batching.random_batches(len(lengths), 8, 0), pad_to=max_len
+    )
     wastes = []
     for k in (1, 2, 4, 8):
         bounds = batching.bucket_boundaries(lengths, k)
@@ -104,7 +123,10 @@ def test_buckets_waste_far_less_than_padding_to_max_duration():
         wastes.append(batching.padding_fraction(lengths, plan, boundaries=bounds))
     assert wastes == sorted(wastes, reverse=True)
     assert wastes[-1] < 0.10 < reference
-    assert len(set(batching.batch_widths(lengths, batches, boundaries=batching.bucket_boundaries(lengths, 8)))) <= 8
+    assert (
+        len(set(batching.batch_widths(lengths, batches, boundaries=batching.bucket_boundaries(lengths, 8))))
+        <= 8
+    )
 
 
 # -- the plan and the sampler -------------------------------------------------------------------------
@@ -115,7 +137,9 @@ def test_every_clip_exactly_once_per_epoch_with_equal_batches_per_rank(world):
     batch = 4
     lengths = skewed(n=batch * world * 25, seed=world)
     bounds = batching.bucket_boundaries(lengths, 5)
-    samplers = [batching.BucketBatchSampler(lengths, bounds, batch, world, rank, seed=7) for rank in range(world)]
+    samplers = [
+        batching.BucketBatchSampler(lengths, bounds, batch, world, rank, seed=7) for rank in range(world)
+    ]
     for epoch in (0, 1):
         per_rank = []
         for sampler in samplers:
@@ -182,8 +206,9 @@ def test_trainer_stream_reaches_each_rank_as_its_plan_column():
     """The Trainer cuts BucketSampler's stream into per-card batches and accelerate deals them to the
     ranks in turn: each rank must get exactly its own batches of the plan."""
     from accelerate.data_loader import BatchSamplerShard
-    from ctc_tui.runner.train import BucketSampler
     from torch.utils.data import BatchSampler
+
+    from ctc_tui.runner.train import BucketSampler
 
     lengths = skewed(n=1001)
     bounds = batching.bucket_boundaries(lengths, 8)
@@ -192,8 +217,11 @@ def test_trainer_stream_reaches_each_rank_as_its_plan_column():
     stream.set_epoch(2)
     assert len(stream) == len(list(stream))
     for rank in range(world):
-        got = list(BatchSamplerShard(BatchSampler(stream, batch, drop_last=False), num_processes=world,
-                                     process_index=rank))
+        got = list(
+            BatchSamplerShard(
+                BatchSampler(stream, batch, drop_last=False), num_processes=world, process_index=rank
+            )
+        )
         mine = batching.BucketBatchSampler(lengths, bounds, batch, world, rank, seed=11)
         mine.set_epoch(2)
         assert got == list(mine)
@@ -204,16 +232,19 @@ def test_trainer_stream_reaches_each_rank_as_its_plan_column():
 
 def test_collator_pads_only_to_bucket_lengths():
     import torch
-    from ctc_tui.runner.train import CtcCollator
     from transformers import Wav2Vec2FeatureExtractor
+
+    from ctc_tui.runner.train import CtcCollator
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(800, 16000, 200).tolist()
     bounds = batching.bucket_boundaries(lengths, 4)
     fe = Wav2Vec2FeatureExtractor(return_attention_mask=True)
     collate = CtcCollator(fe, "input_values", pad_to_lengths=bounds, label_multiple=500)
-    data = [{"input_values": rng.standard_normal(n).astype(np.float32), "labels": list(range(1, 1 + n // 400))}
-            for n in lengths]
+    data = [
+        {"input_values": rng.standard_normal(n).astype(np.float32), "labels": list(range(1, 1 + n // 400))}
+        for n in lengths
+    ]
     widths = set()
     for step in batching.bucket_plan(lengths, bounds, 8, 0, 2):
         for b in step:
@@ -263,7 +294,10 @@ def test_runner_resolves_padding():
     out = static_shape_padding(seed, "hpu", 16000, lengths)
     assert out["pad_to_lengths"] == batching.bucket_boundaries(lengths, 8) and out["label_multiple"] == 500
     reference = load_preset(SEED_PRESET, ["data.padding=max_length"])
-    assert static_shape_padding(reference, "hpu", 16000) == {"pad_to_lengths": [320000], "label_multiple": 500}
+    assert static_shape_padding(reference, "hpu", 16000) == {
+        "pad_to_lengths": [320000],
+        "label_multiple": 500,
+    }
     # an explicit data.padding wins on every device
     explicit = load_preset(SEED_PRESET, ["data.padding=buckets", "data.num_buckets=3"])
     assert len(static_shape_padding(explicit, "cpu", 16000, lengths)["pad_to_lengths"]) == 3
@@ -273,7 +307,3 @@ def test_runner_resolves_padding():
     assert covered[-1] == 330_240 and len(covered) == 3
     with pytest.raises(RunError):
         static_shape_padding(explicit, "cpu", 16000, [])
-
-
-
-

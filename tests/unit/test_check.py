@@ -24,9 +24,13 @@ from tests.conftest import preset_dict
 
 
 def detected(hpus: int = 0, gpus: int = 0, busy: tuple[int, ...] = (), cores: int = 2) -> Detected:
-    devices = [Device("hpu", i, "HL-225", "Gaudi2", busy_pids=[1000 + i] if i in busy else []) for i in range(hpus)]
-    devices += [Device("gpu", i, "NVIDIA H100", "NVIDIA H100", busy_pids=[2000 + i] if i in busy else [])
-                for i in range(gpus)]
+    devices = [
+        Device("hpu", i, "HL-225", "Gaudi2", busy_pids=[1000 + i] if i in busy else []) for i in range(hpus)
+    ]
+    devices += [
+        Device("gpu", i, "NVIDIA H100", "NVIDIA H100", busy_pids=[2000 + i] if i in busy else [])
+        for i in range(gpus)
+    ]
     return Detected(devices=devices, cpu=CpuInfo(1, cores, cores, 8 << 30, 4 << 30))
 
 
@@ -47,7 +51,11 @@ def test_cards_hpu_counts_and_busy_cards(tmp_path):
     (few,) = check_cards(eight, detected(hpus=4))
     assert few.level == "error" and "launch.world_size=4" in few.message
     (taken,) = check_cards(eight, detected(hpus=8, busy=(3,)))
-    assert taken.level == "error" and "HPU 3 by pid 1003" in taken.message and "launch.world_size=7" in taken.message
+    assert (
+        taken.level == "error"
+        and "HPU 3 by pid 1003" in taken.message
+        and "launch.world_size=7" in taken.message
+    )
 
 
 def test_busy_cards_are_left_out_through_habana_visible_modules(tmp_path):
@@ -79,27 +87,47 @@ def test_cards_gpus_and_cpu(tmp_path):
 
 
 def test_hpu_graphs_need_lazy_mode(tmp_path):
-    eager = preset_of(tmp_path, gaudi={"use_habana": True, "use_lazy_mode": False, "use_hpu_graphs_for_training": True},
-                      training={"use_cpu": False})
+    eager = preset_of(
+        tmp_path,
+        gaudi={"use_habana": True, "use_lazy_mode": False, "use_hpu_graphs_for_training": True},
+        training={"use_cpu": False},
+    )
     (finding,) = check_gaudi_settings(eager)
     assert finding.level == "error" and "gaudi.use_lazy_mode=true" in finding.message
-    lazy = preset_of(tmp_path, gaudi={"use_habana": True, "use_hpu_graphs_for_inference": True},
-                     training={"use_cpu": False})
+    lazy = preset_of(
+        tmp_path,
+        gaudi={"use_habana": True, "use_hpu_graphs_for_inference": True},
+        training={"use_cpu": False},
+    )
     assert check_gaudi_settings(lazy) == []
     off_hpu = preset_of(tmp_path, gaudi={"use_hpu_graphs_for_training": True})
     assert [f.level for f in check_gaudi_settings(off_hpu)] == ["warning"]
-    dynamic = preset_of(tmp_path, gaudi={"use_habana": True, "use_hpu_graphs_for_training": True},
-                        data={"padding": "longest"}, training={"use_cpu": False})
+    dynamic = preset_of(
+        tmp_path,
+        gaudi={"use_habana": True, "use_hpu_graphs_for_training": True},
+        data={"padding": "longest"},
+        training={"use_cpu": False},
+    )
     (shapes,) = check_gaudi_settings(dynamic)
-    assert shapes.level == "warning" and shapes.key == "data.padding" and "data.padding=buckets" in shapes.message
+    assert (
+        shapes.level == "warning"
+        and shapes.key == "data.padding"
+        and "data.padding=buckets" in shapes.message
+    )
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("mpirun (Open MPI) 4.1.4\n\nReport bugs to http://www.open-mpi.org/community/help/\n", ("Open MPI", (4, 1))),
-    ("mpirun (Open MPI) 5.0.3\n", ("Open MPI", (5, 0))),
-    ("HYDRA build details:\n    Version:                                 4.1.2\n", ("MPICH", None)),
-    ("Intel(R) MPI Library for Linux* OS, Version 2021.10 Build 20230619\n", ("Intel MPI", None)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "mpirun (Open MPI) 4.1.4\n\nReport bugs to http://www.open-mpi.org/community/help/\n",
+            ("Open MPI", (4, 1)),
+        ),
+        ("mpirun (Open MPI) 5.0.3\n", ("Open MPI", (5, 0))),
+        ("HYDRA build details:\n    Version:                                 4.1.2\n", ("MPICH", None)),
+        ("Intel(R) MPI Library for Linux* OS, Version 2021.10 Build 20230619\n", ("Intel MPI", None)),
+    ],
+)
 def test_mpirun_version(text, expected):
     assert parse_mpirun_version(text) == expected
 
@@ -108,7 +136,10 @@ def test_hub_model_offline_needs_the_cache(tmp_path, libri):
     env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     preset = preset_of(tmp_path, model={"architecture": None, "model_name_or_path": "facebook/wav2vec2-base"})
     (missing,) = check_model(preset, env, online=lambda: pytest.fail("must not go online when offline"))
-    assert missing.key == "model.model_name_or_path" and "huggingface-cli download facebook/wav2vec2-base" in missing.message
+    assert (
+        missing.key == "model.model_name_or_path"
+        and "huggingface-cli download facebook/wav2vec2-base" in missing.message
+    )
     snapshot = tmp_path / "hf" / "hub" / "models--facebook--wav2vec2-base" / "snapshots" / "abc123"
     snapshot.mkdir(parents=True)
     (snapshot / "config.json").write_text("{}")
@@ -127,8 +158,9 @@ def test_local_model_folder_needs_config_json(tmp_path):
 
 def test_hub_dataset_offline_needs_the_datasets_cache(tmp_path):
     env = {"HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    preset = preset_of(tmp_path, data={"source": "hub", "dataset_name": "openslr/librispeech_asr",
-                                       "dataset_dir": None})
+    preset = preset_of(
+        tmp_path, data={"source": "hub", "dataset_name": "openslr/librispeech_asr", "dataset_dir": None}
+    )
     (finding,) = check_data(preset, env, online=lambda: False)
     assert finding.key == "data.dataset_name" and "offline" in finding.message
     (tmp_path / "hf" / "datasets" / "openslr___librispeech_asr").mkdir(parents=True)
@@ -136,8 +168,11 @@ def test_hub_dataset_offline_needs_the_datasets_cache(tmp_path):
 
 
 def test_run_checks_lists_errors_first(tmp_path):
-    preset = preset_of(tmp_path, data={"dataset_dir": str(tmp_path / "nowhere")},
-                       launch={"launcher": "mpi", "world_size": 64})
+    preset = preset_of(
+        tmp_path,
+        data={"dataset_dir": str(tmp_path / "nowhere")},
+        launch={"launcher": "mpi", "world_size": 64},
+    )
     findings = run_checks(preset, detected=detected(cores=2), which=lambda name: None)
     assert all(isinstance(f, Finding) and "\n" not in f.message for f in findings)
     levels = [f.level for f in findings]

@@ -32,13 +32,16 @@ def test_run_arguments_build_a_resume_request(tmp_path):
     assert _request(args, None) == StartRequest(preset="demo-cpu", overrides=("a.b=1",), output_dir="x")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["stop", "{tmp}"], "is not a ctc-tui run dir (no events.jsonl); list runs with: ctc-tui runs"),
-    (["attach", "{tmp}", "--plain"], "is not a ctc-tui run dir (no events.jsonl)"),
-    (["run"], "error: ctc-tui run needs a preset (see ctc-tui presets) or --resume RUN_DIR"),
-    (["run", "demo-cpu", "--nodes", "2"], "--slurm runs only (add --slurm or leave them out)"),
-    (["export", "demo-cpu"], "error: ctc-tui export needs a format: --slurm (an sbatch script)"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["stop", "{tmp}"], "is not a ctc-tui run dir (no events.jsonl); list runs with: ctc-tui runs"),
+        (["attach", "{tmp}", "--plain"], "is not a ctc-tui run dir (no events.jsonl)"),
+        (["run"], "error: ctc-tui run needs a preset (see ctc-tui presets) or --resume RUN_DIR"),
+        (["run", "demo-cpu", "--nodes", "2"], "--slurm runs only (add --slurm or leave them out)"),
+        (["export", "demo-cpu"], "error: ctc-tui export needs a format: --slurm (an sbatch script)"),
+    ],
+)
 def test_usage_errors_exit_2_with_the_message(tmp_path, capsys, argv, message):
     assert cli.main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
     assert message in capsys.readouterr().err
@@ -54,7 +57,10 @@ def test_stop_of_an_ended_run(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(client, "stop", no_supervisor)
     (tmp_path / "events.jsonl").write_text("")
     assert cli.main(["stop", str(tmp_path)]) == 2
-    assert capsys.readouterr().err == f"error: {tmp_path.resolve()} has no live supervisor: the run has already ended\n"
+    assert (
+        capsys.readouterr().err
+        == f"error: {tmp_path.resolve()} has no live supervisor: the run has already ended\n"
+    )
 
 
 def test_a_preset_word_is_not_a_command():

@@ -47,27 +47,58 @@ def test_show_command_gives_back_every_seed_flag_with_its_value():
     assert parse_command(shlex.join(shown)) == parse_command(command)
 
 
-@pytest.mark.parametrize("command, launcher, world", [
-    ("python run_speech_recognition_ctc.py --do_eval --dataset_name x --output_dir /o", "single", 1),
-    ("torchrun --nproc_per_node 4 run_speech_recognition_ctc.py --do_eval --dataset_name x --output_dir /o", "torchrun", 4),
-    ("deepspeed --num_gpus 8 --no_local_rank run_speech_recognition_ctc.py --do_eval --dataset_name x", "deepspeed", 8),
-    ("mpirun -n 2 --bind-to core python run_speech_recognition_ctc.py --do_eval --dataset_name x", "mpi", 2),
-    ("python gaudi_spawn.py --world_size 8 --use_deepspeed run_speech_recognition_ctc.py --do_eval --dataset_name x", "deepspeed", 8),
-])
+@pytest.mark.parametrize(
+    "command, launcher, world",
+    [
+        ("python run_speech_recognition_ctc.py --do_eval --dataset_name x --output_dir /o", "single", 1),
+        (
+            "torchrun --nproc_per_node 4 run_speech_recognition_ctc.py "
+            "--do_eval --dataset_name x --output_dir /o",
+            "torchrun",
+            4,
+        ),
+        (
+            "deepspeed --num_gpus 8 --no_local_rank run_speech_recognition_ctc.py --do_eval --dataset_name x",
+            "deepspeed",
+            8,
+        ),
+        (
+            "mpirun -n 2 --bind-to core python run_speech_recognition_ctc.py --do_eval --dataset_name x",
+            "mpi",
+            2,
+        ),
+        (
+            "python gaudi_spawn.py --world_size 8 --use_deepspeed run_speech_recognition_ctc.py "
+            "--do_eval --dataset_name x",
+            "deepspeed",
+            8,
+        ),
+    ],
+)
 def test_other_launch_forms(command, launcher, world):
     preset = parse_command(command)
     assert (preset.launch.launcher, preset.launch.world_size) == (launcher, world)
     assert preset.training.do_train is False and preset.training.do_eval  # absent --do_train: no training
 
 
-@pytest.mark.parametrize("command, message", [
-    ("python gaudi_spawn.py --world_size 2", "no training script"),
-    ("python run_speech_recognition_ctc.py --do_eval --dataset_name x --learnin_rate 3", "did you mean --learning_rate"),
-    ("python run_speech_recognition_ctc.py --dataset_name x", "nothing to do"),
-    ("python run_speech_recognition_ctc.py stray --dataset_name x", "without a --flag"),
-    ("python run.py --dataset_name 'unclosed", "cannot split"),
-    ("python run_speech_recognition_ctc.py --do_eval --dataset_name x --per_device_train_batch_size -4", "must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "command, message",
+    [
+        ("python gaudi_spawn.py --world_size 2", "no training script"),
+        (
+            "python run_speech_recognition_ctc.py --do_eval --dataset_name x --learnin_rate 3",
+            "did you mean --learning_rate",
+        ),
+        ("python run_speech_recognition_ctc.py --dataset_name x", "nothing to do"),
+        ("python run_speech_recognition_ctc.py stray --dataset_name x", "without a --flag"),
+        ("python run.py --dataset_name 'unclosed", "cannot split"),
+        (
+            "python run_speech_recognition_ctc.py --do_eval --dataset_name x "
+            "--per_device_train_batch_size -4",
+            "must be >= 1",
+        ),
+    ],
+)
 def test_bad_commands(command, message):
     with pytest.raises((CommandError, PresetError), match=message):
         parse_command(command)
@@ -84,5 +115,3 @@ def test_the_wizard_start_knows_every_sub_command():
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert set(sub.choices) == set(cli.COMMANDS)
     assert not cli._looks_like_preset("run") and cli._looks_like_preset("mine.yaml")
-
-

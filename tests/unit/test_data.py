@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from ctc_tui.core.preset import validate_data
 from ctc_tui.runner import audio as audio_io
 from ctc_tui.runner.data import DataError, limit, load_raw_split, preprocess
 from ctc_tui.runner.text import make_normaliser
-
-from ctc_tui.core.preset import validate_data
 from tests.conftest import make_audiofolder, make_librispeech, write_audio
 
 
@@ -56,21 +56,28 @@ def test_manifests_csv_tsv_jsonl_with_relative_paths(tmp_path):
     (tmp_path / "train.csv").write_text('path,sentence\nclips/a.wav,"HELLO, THERE"\nclips/b.wav,BYE\n')
     (tmp_path / "dev.jsonl").write_text(json.dumps({"path": "clips/a.wav", "sentence": "X"}) + "\n\n")
     (tmp_path / "test.tsv").write_text("path\tsentence\nclips/b.wav\tY\n")
-    c = cfg(source="manifest", dataset_dir=str(tmp_path), audio_column_name="path", text_column_name="sentence")
+    c = cfg(
+        source="manifest", dataset_dir=str(tmp_path), audio_column_name="path", text_column_name="sentence"
+    )
     assert load_raw_split(c, "train").text == ["HELLO, THERE", "BYE"]
     assert load_raw_split(c, "dev").audio == [str(tmp_path / "clips" / "a.wav")]
     assert load_raw_split(c, "test").text == ["Y"]
     assert load_raw_split(c, str(tmp_path / "train.csv")).text == ["HELLO, THERE", "BYE"]
 
 
-@pytest.mark.parametrize("content, message", [
-    ("file,text\nx.wav,A\n", "no column 'path'"),
-    ("", "no rows"),
-    ("path,sentence\nmissing.wav,A\n", "missing"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("file,text\nx.wav,A\n", "no column 'path'"),
+        ("", "no rows"),
+        ("path,sentence\nmissing.wav,A\n", "missing"),
+    ],
+)
 def test_manifest_errors_are_specific(tmp_path, content, message):
     (tmp_path / "train.csv").write_text(content)
-    c = cfg(source="manifest", dataset_dir=str(tmp_path), audio_column_name="path", text_column_name="sentence")
+    c = cfg(
+        source="manifest", dataset_dir=str(tmp_path), audio_column_name="path", text_column_name="sentence"
+    )
     with pytest.raises(DataError, match=message):
         load_raw_split(c, "train")
 
@@ -115,7 +122,9 @@ class _FE:
 def test_preprocess_filters_resamples_and_caches(tmp_path):
     make_librispeech(tmp_path, "train", rate=22050, speakers=2, per_chapter=3)
     (tmp_path / "train" / "1" / "101" / "1-101-0002.flac").write_bytes(b"broken")
-    c = cfg(source="librispeech", dataset_dir=str(tmp_path), max_duration_in_seconds=0.65, chars_to_ignore=",")
+    c = cfg(
+        source="librispeech", dataset_dir=str(tmp_path), max_duration_in_seconds=0.65, chars_to_ignore=","
+    )
     raw = limit(load_raw_split(c, "train"), 6)
     normalise = make_normaliser(c.chars_to_ignore)
     first = preprocess(raw, "train", normalise, _Tok(), _FE(), c, "settings")
@@ -140,12 +149,16 @@ def _hub_style_parquet(folder: Path, split: str, clips: list[tuple[Path, str]]) 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    audio = pa.array([{"bytes": p.read_bytes(), "path": p.name} for p, _ in clips],
-                     type=pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+    audio = pa.array(
+        [{"bytes": p.read_bytes(), "path": p.name} for p, _ in clips],
+        type=pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
+    )
     table = pa.table({"audio": audio, "text": [t for _, t in clips], "speaker_id": list(range(len(clips)))})
-    features = {"audio": {"_type": "Audio", "sampling_rate": 16000},
-                "text": {"dtype": "string", "_type": "Value"},
-                "speaker_id": {"dtype": "int64", "_type": "Value"}}
+    features = {
+        "audio": {"_type": "Audio", "sampling_rate": 16000},
+        "text": {"dtype": "string", "_type": "Value"},
+        "speaker_id": {"dtype": "int64", "_type": "Value"},
+    }
     meta = {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(table.replace_schema_metadata(meta), folder / f"{split}-00000-of-00001.parquet")

@@ -23,13 +23,15 @@ def write_run(path: Path, events: list[dict], mtime: float | None = None) -> Pat
     return path
 
 
-FINISHED = [{"type": "state", "state": "starting", "t": 1000.0},
-            {"type": "hello", "rank": 0, "world_size": 2, "t": 1001.0},
-            {"type": "step", "rank": 0, "step": 30, "loss": 1.0, "t": 1010.0},
-            {"type": "eval", "rank": 0, "step": 30, "wer": 0.5, "t": 1020.0},
-            {"type": "eval", "rank": 0, "step": 60, "wer": 0.25, "t": 1030.0},
-            {"type": "state", "rank": 0, "state": "done", "t": 1040.0},
-            {"type": "exit", "code": 0, "state": "done", "t": 1060.0}]
+FINISHED = [
+    {"type": "state", "state": "starting", "t": 1000.0},
+    {"type": "hello", "rank": 0, "world_size": 2, "t": 1001.0},
+    {"type": "step", "rank": 0, "step": 30, "loss": 1.0, "t": 1010.0},
+    {"type": "eval", "rank": 0, "step": 30, "wer": 0.5, "t": 1020.0},
+    {"type": "eval", "rank": 0, "step": 60, "wer": 0.25, "t": 1030.0},
+    {"type": "state", "rank": 0, "state": "done", "t": 1040.0},
+    {"type": "exit", "code": 0, "state": "done", "t": 1060.0},
+]
 
 
 def never_live(path: Path) -> bool:
@@ -59,7 +61,13 @@ def test_a_run_without_its_final_event_is_lost_unless_live(tmp_path):
 def test_a_run_dir_with_no_events_is_empty(tmp_path):
     path = write_run(tmp_path / "r", [])
     run = summarise(path, live=never_live)
-    assert (run.state, run.step, run.best_wer, run.world_size, run.started_text) == (EMPTY, 0, None, None, "-")
+    assert (run.state, run.step, run.best_wer, run.world_size, run.started_text) == (
+        EMPTY,
+        0,
+        None,
+        None,
+        "-",
+    )
 
 
 def test_world_size_from_the_ranks_seen_when_no_hello_says(tmp_path):

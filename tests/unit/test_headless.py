@@ -28,17 +28,33 @@ def console() -> Console:
     return Console(record=True, width=120, color_system=None, force_terminal=False)
 
 
-@pytest.mark.parametrize("seconds, text", [
-    (None, "--:--"), (math.nan, "--:--"), (0, "00:00"), (59.9, "00:59"), (61, "01:01"), (3599, "59:59"),
-    (3600, "1:00:00"), (36000 + 62, "10:01:02"),
-])
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (None, "--:--"),
+        (math.nan, "--:--"),
+        (0, "00:00"),
+        (59.9, "00:59"),
+        (61, "01:01"),
+        (3599, "59:59"),
+        (3600, "1:00:00"),
+        (36000 + 62, "10:01:02"),
+    ],
+)
 def test_fmt_duration(seconds, text):
     assert fmt_duration(seconds) == text
 
 
-@pytest.mark.parametrize("value, digits, text", [
-    (None, 4, "-"), (math.nan, 4, "NaN"), (0.12345, 4, "0.1235"), (2.0, 1, "2.0"), (math.inf, 2, "inf"),
-])
+@pytest.mark.parametrize(
+    "value, digits, text",
+    [
+        (None, 4, "-"),
+        (math.nan, 4, "NaN"),
+        (0.12345, 4, "0.1235"),
+        (2.0, 1, "2.0"),
+        (math.inf, 2, "inf"),
+    ],
+)
 def test_fmt_float(value, digits, text):
     assert fmt_float(value, digits) == text
 
@@ -53,13 +69,15 @@ def test_sparkline_edges():
 
 
 def test_render_shows_ranks_progress_eval_and_messages():
-    state = fed(ev("hello", 0, t=0, host="node-a", world_size=1),
-                ev("state", 0, t=0, state="training"),
-                ev("step", 0, t=10, step=25, loss=1.25, samples_per_second=12.5, max_steps=100),
-                ev("resource", 0, t=10, memory_used=3 * 2**30),
-                ev("eval", 0, t=11, step=20, wer=0.5, samples=[{"ref": "one two", "hyp": "one"}]),
-                ev("eval", 0, t=12, step=25, wer=0.75),
-                ev("log", -1, t=12, level="warning", message="disk is filling up"))
+    state = fed(
+        ev("hello", 0, t=0, host="node-a", world_size=1),
+        ev("state", 0, t=0, state="training"),
+        ev("step", 0, t=10, step=25, loss=1.25, samples_per_second=12.5, max_steps=100),
+        ev("resource", 0, t=10, memory_used=3 * 2**30),
+        ev("eval", 0, t=11, step=20, wer=0.5, samples=[{"ref": "one two", "hyp": "one"}]),
+        ev("eval", 0, t=12, step=25, wer=0.75),
+        ev("log", -1, t=12, level="warning", message="disk is filling up"),
+    )
     out = console()
     out.print(render(state, title="runs/demo"))
     text = out.export_text()
@@ -82,10 +100,16 @@ def test_plain_printer_lines():
     out = console()
     printer = PlainPrinter(out, every=0.0)
     state = RunState()
-    stream = [ev("state", 0, state="training"), ev("state", 0, state="saving"), ev("state", 0, state="training"),
-              ev("state", 0, state="training"), ev("log", -1, message="hello [b]x[/b]"),
-              ev("step", 0, step=5, loss=0.5, samples_per_second=2.0, max_steps=10),
-              ev("eval", 0, step=5, wer=0.25, cer=0.125), ev("state", 0, state="done")]
+    stream = [
+        ev("state", 0, state="training"),
+        ev("state", 0, state="saving"),
+        ev("state", 0, state="training"),
+        ev("state", 0, state="training"),
+        ev("log", -1, message="hello [b]x[/b]"),
+        ev("step", 0, step=5, loss=0.5, samples_per_second=2.0, max_steps=10),
+        ev("eval", 0, step=5, wer=0.25, cer=0.125),
+        ev("state", 0, state="done"),
+    ]
     for event in stream:
         state.feed(event)
         printer(event, state)
@@ -112,15 +136,34 @@ def test_plain_printer_throttles_steps():
     assert _step_lines(every=1e12) == 0  # none within the interval
 
 
-@pytest.mark.parametrize("events, code, expected", [
-    ([], 1, "the run's supervisor is gone without a final event; see RUN/logs/"),
-    ([ev("state", 0, state="done"), ev("eval", 0, step=9, wer=0.5, cer=0.25), ev("exit", -1, code=0)], 0,
-     "done in 00:00: eval WER 0.5000, CER 0.2500"),
-    ([ev("state", 0, state="stopped"), ev("step", 0, step=7, loss=1.0), ev("exit", -1, code=0, state="stopped")], 0,
-     "stopped at step 7; resume with: ctc-tui run --resume RUN"),
-    ([ev("log", 1, level="error", message="out of memory"),
-      ev("exit", -1, code=3, state="failed", failed_rank=1)], 3, "failed (rank 1, exit 3); logs: RUN/logs/"),
-])
+@pytest.mark.parametrize(
+    "events, code, expected",
+    [
+        ([], 1, "the run's supervisor is gone without a final event; see RUN/logs/"),
+        (
+            [ev("state", 0, state="done"), ev("eval", 0, step=9, wer=0.5, cer=0.25), ev("exit", -1, code=0)],
+            0,
+            "done in 00:00: eval WER 0.5000, CER 0.2500",
+        ),
+        (
+            [
+                ev("state", 0, state="stopped"),
+                ev("step", 0, step=7, loss=1.0),
+                ev("exit", -1, code=0, state="stopped"),
+            ],
+            0,
+            "stopped at step 7; resume with: ctc-tui run --resume RUN",
+        ),
+        (
+            [
+                ev("log", 1, level="error", message="out of memory"),
+                ev("exit", -1, code=3, state="failed", failed_rank=1),
+            ],
+            3,
+            "failed (rank 1, exit 3); logs: RUN/logs/",
+        ),
+    ],
+)
 def test_print_outcome(events, code, expected):
     out = console()
     assert print_outcome(out, fed(*events), "RUN") == code

@@ -16,9 +16,9 @@ import types
 from pathlib import Path
 
 import pytest
-from ctc_tui.runner import backends
 
 from ctc_tui.core.preset import load_preset
+from ctc_tui.runner import backends
 from tests.conftest import REPO
 
 SEED = REPO / "presets" / "librispeech-100h-2card-mpi.yaml"
@@ -27,8 +27,12 @@ SEED = REPO / "presets" / "librispeech-100h-2card-mpi.yaml"
 @pytest.fixture(scope="module")
 def optimum_habana():
     spec = importlib.util.find_spec("optimum")
-    assert spec is not None and spec.submodule_search_locations, "pip install optimum-habana (the [gaudi] extra)"
-    folder = next(Path(p) / "habana" for p in spec.submodule_search_locations if (Path(p) / "habana").is_dir())
+    assert spec is not None and spec.submodule_search_locations, (
+        "pip install optimum-habana (the [gaudi] extra)"
+    )
+    folder = next(
+        Path(p) / "habana" for p in spec.submodule_search_locations if (Path(p) / "habana").is_dir()
+    )
     saved = {k: v for k, v in sys.modules.items() if k.startswith("optimum.habana")}
     stub = types.ModuleType("optimum.habana")
     stub.__path__ = [str(folder)]  # the real package, minus the __init__ that needs the Habana stack
@@ -37,15 +41,20 @@ def optimum_habana():
     from optimum.habana.transformers.trainer import GaudiTrainer
     from optimum.habana.transformers.training_args import GaudiTrainingArguments
 
-    stub.GaudiConfig, stub.GaudiTrainer, stub.GaudiTrainingArguments = GaudiConfig, GaudiTrainer, GaudiTrainingArguments
+    stub.GaudiConfig, stub.GaudiTrainer, stub.GaudiTrainingArguments = (
+        GaudiConfig,
+        GaudiTrainer,
+        GaudiTrainingArguments,
+    )
     yield stub
     for key in [k for k in sys.modules if k.startswith("optimum.habana")]:
         del sys.modules[key]
     sys.modules.update(saved)
 
 
-@pytest.mark.parametrize("name", ["librispeech-100h-2card-mpi", "librispeech-100h-8card-mpi",
-                                  "librispeech-100h-8card-deepspeed"])
+@pytest.mark.parametrize(
+    "name", ["librispeech-100h-2card-mpi", "librispeech-100h-8card-mpi", "librispeech-100h-8card-deepspeed"]
+)
 def test_seed_preset_lands_in_gaudi_training_arguments(optimum_habana, tmp_path, name):
     import dataclasses
 
@@ -55,20 +64,46 @@ def test_seed_preset_lands_in_gaudi_training_arguments(optimum_habana, tmp_path,
     # Every argument the runner passes is a GaudiTrainingArguments field of that exact name.
     fields = {f.name for f in dataclasses.fields(optimum_habana.GaudiTrainingArguments)}
     assert set(kwargs) <= fields, set(kwargs) - fields
-    hpu_only = {"use_habana": True, "use_lazy_mode": True, "gaudi_config_name": "Habana/wav2vec2",
-                "use_hpu_graphs_for_training": True, "use_hpu_graphs_for_inference": True, "ddp_backend": "hccl"}
+    hpu_only = {
+        "use_habana": True,
+        "use_lazy_mode": True,
+        "gaudi_config_name": "Habana/wav2vec2",
+        "use_hpu_graphs_for_training": True,
+        "use_hpu_graphs_for_inference": True,
+        "ddp_backend": "hccl",
+    }
     for name, value in hpu_only.items():
         assert kwargs[name] == value, name
     # Constructing with use_habana=True sets up an HPU (habana_frameworks), which cannot exist here:
     # the HPU-only switches are turned off for construction, everything else lands as on Gaudi.
-    kwargs.update(use_habana=False, use_lazy_mode=False, gaudi_config_name=None, use_hpu_graphs_for_training=False,
-                  use_hpu_graphs_for_inference=False, ddp_backend=None, use_cpu=True)
-    args = optimum_habana.GaudiTrainingArguments(**backends._fit(optimum_habana.GaudiTrainingArguments, kwargs))
+    kwargs.update(
+        use_habana=False,
+        use_lazy_mode=False,
+        gaudi_config_name=None,
+        use_hpu_graphs_for_training=False,
+        use_hpu_graphs_for_inference=False,
+        ddp_backend=None,
+        use_cpu=True,
+    )
+    args = optimum_habana.GaudiTrainingArguments(
+        **backends._fit(optimum_habana.GaudiTrainingArguments, kwargs)
+    )
     expected = {
-        "sdp_on_bf16": True, "throughput_warmup_steps": 3, "bf16": True,
-        "per_device_train_batch_size": 4, "per_device_eval_batch_size": 8, "learning_rate": 3e-4,
-        "warmup_steps": 500, "num_train_epochs": 1, "dataloader_num_workers": 8, "overwrite_output_dir": True,
-        "attn_implementation": "sdpa", "output_dir": str(tmp_path), "seed": 42, "do_train": True, "do_eval": True,
+        "sdp_on_bf16": True,
+        "throughput_warmup_steps": 3,
+        "bf16": True,
+        "per_device_train_batch_size": 4,
+        "per_device_eval_batch_size": 8,
+        "learning_rate": 3e-4,
+        "warmup_steps": 500,
+        "num_train_epochs": 1,
+        "dataloader_num_workers": 8,
+        "overwrite_output_dir": True,
+        "attn_implementation": "sdpa",
+        "output_dir": str(tmp_path),
+        "seed": 42,
+        "do_train": True,
+        "do_eval": True,
     }
     for name, value in expected.items():
         assert getattr(args, name) == value, name
@@ -112,6 +147,7 @@ def test_seed_presets_pad_to_buckets_on_hpu_and_dynamically_elsewhere():
     assert len(padding["pad_to_lengths"]) == 8
     assert static_shape_padding(preset, "cpu", 16000, lengths) == {}
     reference = load_preset(SEED, ["data.padding=max_length"])  # the reference's own behaviour, on request
-    assert static_shape_padding(reference, "hpu", 16000) == {"pad_to_lengths": [320000], "label_multiple": 500}
-
-
+    assert static_shape_padding(reference, "hpu", 16000) == {
+        "pad_to_lengths": [320000],
+        "label_multiple": 500,
+    }

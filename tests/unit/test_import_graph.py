@@ -19,6 +19,7 @@ from tests.conftest import REPO
 #: Source folders and the package each is installed as.
 ROOTS = {REPO / "ctc_tui": "ctc_tui", REPO / "runner": "ctc_tui.runner"}
 
+
 def module_files() -> dict[str, Path]:
     """Every module's dotted name -> its file."""
     found = {}
@@ -33,10 +34,13 @@ def module_files() -> dict[str, Path]:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
-def _imports(tree: ast.AST, type_checking: bool = False) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
+def _imports(
+    tree: ast.AST, type_checking: bool = False
+) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
     """Every import statement anywhere in ``tree``, with whether it is under ``if TYPE_CHECKING``."""
     for node in ast.iter_child_nodes(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -81,7 +85,8 @@ def import_graph(include_type_checking: bool = False) -> dict[str, set[str]]:
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected components with more than one module (Tarjan), each a cycle or a knot of them."""
+    """The strongly connected components with more than one module (Tarjan), each a cycle or a knot of
+    them."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -120,7 +125,9 @@ def _path(graph: dict[str, set[str]], members: list[str]) -> str:
     start, inside = members[0], set(members)
     trail, seen = [start], {start}
     while True:
-        nxt = next((n for n in sorted(graph[trail[-1]]) if n in inside and (n == start or n not in seen)), None)
+        nxt = next(
+            (n for n in sorted(graph[trail[-1]]) if n in inside and (n == start or n not in seen)), None
+        )
         if nxt is None or nxt == start:
             return " -> ".join([*trail, start])
         trail.append(nxt)
@@ -134,13 +141,15 @@ def test_no_import_cycles():
 
 
 def test_the_graph_sees_function_level_relative_and_from_imports(tmp_path):
-    """The graph builder on a small fake package: a deferred import, a relative one, ``from pkg import mod``."""
+    """The graph builder on a small fake package: a deferred import, a relative one,
+    ``from pkg import mod``."""
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "__init__.py").write_text("")
     (tmp_path / "pkg" / "a.py").write_text("def f():\n    from . import b\n")
     (tmp_path / "pkg" / "b.py").write_text("from pkg.c import thing\n")
     (tmp_path / "pkg" / "c.py").write_text(
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import a\nthing = 1\n")
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import a\nthing = 1\n"
+    )
     known = {"pkg", "pkg.a", "pkg.b", "pkg.c"}
     edges = {}
     for name in sorted(known - {"pkg"}):

@@ -19,10 +19,14 @@ def preset(*overrides: str):
 
 
 def test_mpi_matches_gaudi_spawn_on_a_two_socket_node():
-    cmd = build_command(preset("launch.world_size=8"), "/r/preset.yaml", topology=CpuTopology(2, 40), python="python")
+    cmd = build_command(
+        preset("launch.world_size=8"), "/r/preset.yaml", topology=CpuTopology(2, 40), python="python"
+    )
     text = shlex.join(cmd)
-    assert text.startswith("mpirun -n 8 --bind-to core --map-by socket:PE=10 --rank-by slot --report-bindings "
-                           "--allow-run-as-root")
+    assert text.startswith(
+        "mpirun -n 8 --bind-to core --map-by socket:PE=10 --rank-by slot --report-bindings "
+        "--allow-run-as-root"
+    )
     assert text.endswith("python -m ctc_tui.runner /r/preset.yaml")
     assert "-x" not in cmd  # one node: the ranks inherit the environment
 
@@ -30,8 +34,13 @@ def test_mpi_matches_gaudi_spawn_on_a_two_socket_node():
 def test_mpi_hostfile_forwards_the_run_environment(tmp_path):
     hostfile = tmp_path / "hosts"
     hostfile.write_text("gaudi-a slots=8\ngaudi-b slots=8\n")
-    cmd = build_command(preset(f"launch.hostfile={hostfile}"), "/r/p.yaml", topology=CpuTopology(2, 40),
-                        python="python", environ={"HF_HOME": "/data/hf"})
+    cmd = build_command(
+        preset(f"launch.hostfile={hostfile}"),
+        "/r/p.yaml",
+        topology=CpuTopology(2, 40),
+        python="python",
+        environ={"HF_HOME": "/data/hf"},
+    )
     text = shlex.join(cmd)
     assert text.startswith(f"mpirun -n 16 --hostfile {hostfile} --bind-to core --map-by socket:PE=10 ")
     forwarded = {cmd[i + 1] for i, part in enumerate(cmd) if part == "-x"}
@@ -45,9 +54,22 @@ def test_mpi_maps_by_slot_in_a_vm_and_never_asks_for_zero_cores():
 
 
 def test_deepspeed_single_node_and_hostfile(tmp_path):
-    cmd = build_command(preset("launch.launcher=deepspeed", "launch.world_size=8"), "/r/p.yaml", python="python")
-    assert cmd == ["deepspeed", "--num_nodes", "1", "--num_gpus", "8", "--no_local_rank", "--master_port", "29500",
-                   "--module", "ctc_tui.runner", "/r/p.yaml"]
+    cmd = build_command(
+        preset("launch.launcher=deepspeed", "launch.world_size=8"), "/r/p.yaml", python="python"
+    )
+    assert cmd == [
+        "deepspeed",
+        "--num_nodes",
+        "1",
+        "--num_gpus",
+        "8",
+        "--no_local_rank",
+        "--master_port",
+        "29500",
+        "--module",
+        "ctc_tui.runner",
+        "/r/p.yaml",
+    ]
     hostfile = tmp_path / "hosts"
     hostfile.write_text("# cluster\nnode-a slots=8\n\nnode-b slots=8  # second\n")
     cmd = build_command(preset("launch.launcher=deepspeed", f"launch.hostfile={hostfile}"), "/r/p.yaml")
@@ -57,9 +79,23 @@ def test_deepspeed_single_node_and_hostfile(tmp_path):
 
 def test_torchrun_and_single():
     cmd = build_command(preset("launch.launcher=torchrun", "launch.world_size=4"), "/r/p.yaml", python="py")
-    assert cmd == ["py", "-m", "torch.distributed.run", "--nproc_per_node", "4", "--master_addr", "localhost",
-                   "--master_port", "29500", "-m", "ctc_tui.runner", "/r/p.yaml"]
-    single = build_command(preset("launch.launcher=single", "launch.world_size=1"), "/r p.yaml", resume=True, python="py")
+    assert cmd == [
+        "py",
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "4",
+        "--master_addr",
+        "localhost",
+        "--master_port",
+        "29500",
+        "-m",
+        "ctc_tui.runner",
+        "/r/p.yaml",
+    ]
+    single = build_command(
+        preset("launch.launcher=single", "launch.world_size=1"), "/r p.yaml", resume=True, python="py"
+    )
     assert single == ["py", "-m", "ctc_tui.runner", "/r p.yaml", "--resume"]
 
 
@@ -68,8 +104,6 @@ def test_bad_hostfile_slots(tmp_path):
     hostfile.write_text("a slots=zero\n")
     with pytest.raises(ValueError, match="slots must be a positive number"):
         read_hostfile(hostfile)
-
-
 
 
 def test_hpu_env_sets_lazy_mode():
@@ -88,20 +122,30 @@ def test_with_a_hostfile_rank_0_is_the_first_host_and_remote_ranks_get_the_run_e
     assert master_addr(preset(f"launch.hostfile={hostfile}", "launch.master_addr=head-node")) == "head-node"
     assert master_addr(preset()) == "localhost"  # one node: unchanged
     names = forwarded_env(multi, environ={"HF_HOME": "/hf"})
-    assert {"CTC_TUI_LOG_SOCKET", "CTC_TUI_TOKEN", "CTC_TUI_RUN_DIR", "MASTER_ADDR", "MASTER_PORT", "HF_HOME",
-            "PT_HPU_LAZY_MODE"} <= set(names) and len(names) == len(set(names))
-
-
+    assert {
+        "CTC_TUI_LOG_SOCKET",
+        "CTC_TUI_TOKEN",
+        "CTC_TUI_RUN_DIR",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "HF_HOME",
+        "PT_HPU_LAZY_MODE",
+    } <= set(names) and len(names) == len(set(names))
 
 
 def test_deepspeed_env_file_keeps_the_users_lines_and_never_breaks_its_format():
     from ctc_tui.launchers import deepspeed_env_text
 
-    env = {"CTC_TUI_TOKEN": "abc", "CTC_TUI_LOG_SOCKET": "10.0.0.1:4000", "BAD": "two\nlines",
-           "NCCL_DEBUG": "WARN"}
-    text = deepspeed_env_text(env, ["CTC_TUI_TOKEN", "CTC_TUI_LOG_SOCKET", "BAD", "UNSET"],
-                              previous="NCCL_DEBUG=INFO\n\n# a comment\nCTC_TUI_TOKEN=stale\n")
+    env = {
+        "CTC_TUI_TOKEN": "abc",
+        "CTC_TUI_LOG_SOCKET": "10.0.0.1:4000",
+        "BAD": "two\nlines",
+        "NCCL_DEBUG": "WARN",
+    }
+    text = deepspeed_env_text(
+        env,
+        ["CTC_TUI_TOKEN", "CTC_TUI_LOG_SOCKET", "BAD", "UNSET"],
+        previous="NCCL_DEBUG=INFO\n\n# a comment\nCTC_TUI_TOKEN=stale\n",
+    )
     assert text == "NCCL_DEBUG=INFO\nCTC_TUI_TOKEN=abc\nCTC_TUI_LOG_SOCKET=10.0.0.1:4000\n"
     assert all("=" in line for line in text.splitlines())  # DeepSpeed splits every line at '='
-
-

@@ -64,8 +64,11 @@ def test_every_name_in_the_tuple_is_a_module_implementing_the_interface(name):
 
 
 def test_every_launcher_module_is_in_the_tuple():
-    holders = {info.name for info in pkgutil.iter_modules(launchers.__path__)
-               if hasattr(importlib.import_module(f"ctc_tui.launchers.{info.name}"), "LAUNCHER")}
+    holders = {
+        info.name
+        for info in pkgutil.iter_modules(launchers.__path__)
+        if hasattr(importlib.import_module(f"ctc_tui.launchers.{info.name}"), "LAUNCHER")
+    }
     assert holders == set(LAUNCHERS)
 
 
@@ -92,31 +95,63 @@ def test_single_is_the_runner_itself():
 
 def test_torchrun_one_node():
     cmd = build_command(hpu("launch.launcher=torchrun", "launch.world_size=4"), "/r/p.yaml", python="py")
-    assert cmd == ["py", "-m", "torch.distributed.run", "--nproc_per_node", "4", "--master_addr", "localhost",
-                   "--master_port", "29500", "-m", "ctc_tui.runner", "/r/p.yaml"]
+    assert cmd == [
+        "py",
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "4",
+        "--master_addr",
+        "localhost",
+        "--master_port",
+        "29500",
+        "-m",
+        "ctc_tui.runner",
+        "/r/p.yaml",
+    ]
 
 
 def test_torchrun_with_a_hostfile_pins_todays_node_count_and_rank_0(hostfile):
     preset = hpu("launch.launcher=torchrun", f"launch.hostfile={hostfile}")
     cmd = build_command(preset, "/r/p.yaml", python="py")
-    assert cmd[:8] == ["py", "-m", "torch.distributed.run", "--nproc_per_node", "--nnodes", "2", "2",
-                       "--master_addr"]
+    assert cmd[:8] == [
+        "py",
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "--nnodes",
+        "2",
+        "2",
+        "--master_addr",
+    ]
     assert cmd[8] == "node-a" and cmd[-3:] == ["-m", "ctc_tui.runner", "/r/p.yaml"]
 
 
 def test_mpi_one_node_binds_as_gaudi_spawn():
     cmd = build_command(hpu("launch.world_size=8"), "/r/p.yaml", topology=TOPO, python="py")
-    assert shlex.join(cmd) == ("mpirun -n 8 --bind-to core --map-by socket:PE=10 --rank-by slot "
-                               "--report-bindings --allow-run-as-root py -m ctc_tui.runner /r/p.yaml")
+    assert shlex.join(cmd) == (
+        "mpirun -n 8 --bind-to core --map-by socket:PE=10 --rank-by slot "
+        "--report-bindings --allow-run-as-root py -m ctc_tui.runner /r/p.yaml"
+    )
 
 
 def test_mpi_with_a_hostfile_counts_slots_and_forwards_the_environment(hostfile):
-    cmd = build_command(hpu(f"launch.hostfile={hostfile}"), "/r/p.yaml", topology=TOPO, python="py",
-                        environ={"HF_HOME": "/hf"})
+    cmd = build_command(
+        hpu(f"launch.hostfile={hostfile}"),
+        "/r/p.yaml",
+        topology=TOPO,
+        python="py",
+        environ={"HF_HOME": "/hf"},
+    )
     assert cmd[:5] == ["mpirun", "-n", "16", "--hostfile", str(hostfile)]
     forwarded = [cmd[i + 1] for i, part in enumerate(cmd) if part == "-x"]
-    assert forwarded[:5] == ["CTC_TUI_LOG_SOCKET", "CTC_TUI_TOKEN", "CTC_TUI_RUN_DIR", "MASTER_ADDR",
-                             "MASTER_PORT"]
+    assert forwarded[:5] == [
+        "CTC_TUI_LOG_SOCKET",
+        "CTC_TUI_TOKEN",
+        "CTC_TUI_RUN_DIR",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+    ]
     assert "HF_HOME" in forwarded and "HF_TOKEN" not in forwarded
 
 
@@ -127,8 +162,19 @@ def test_mpi_oversubscribes_rather_than_binding_zero_cores():
 
 def test_deepspeed_one_node():
     cmd = build_command(hpu("launch.launcher=deepspeed", "launch.world_size=8"), "/r/p.yaml", python="py")
-    assert cmd == ["deepspeed", "--num_nodes", "1", "--num_gpus", "8", "--no_local_rank", "--master_port",
-                   "29500", "--module", "ctc_tui.runner", "/r/p.yaml"]
+    assert cmd == [
+        "deepspeed",
+        "--num_nodes",
+        "1",
+        "--num_gpus",
+        "8",
+        "--no_local_rank",
+        "--master_port",
+        "29500",
+        "--module",
+        "ctc_tui.runner",
+        "/r/p.yaml",
+    ]
 
 
 def test_deepspeed_with_a_hostfile_starts_at_the_first_host(hostfile):
@@ -155,8 +201,12 @@ def test_argument_lines_keep_every_launchers_switches_alone():
 
 def test_command_script_quotes_every_argument():
     script = launchers.command_script(["printf", "a b", "$HOME"], {"X": "it's"})
-    assert script.splitlines()[3:] == ["export X='it'\"'\"'s'", "exec printf \\", "    'a b' \\",
-                                       "    '$HOME'"]
+    assert script.splitlines()[3:] == [
+        "export X='it'\"'\"'s'",
+        "exec printf \\",
+        "    'a b' \\",
+        "    '$HOME'",
+    ]
 
 
 # -- environment ----------------------------------------------------------------------------------------
@@ -167,7 +217,8 @@ def test_cpu_ranks_get_one_thread_under_mpi_and_deepspeed(name, threads):
     env = launch_env(cpu(f"launch.launcher={name}", "launch.world_size=2"))
     assert ("OMP_NUM_THREADS" in env) is threads
     assert get(name).env(cpu(f"launch.launcher={name}", "launch.world_size=2")) == (
-        {"OMP_NUM_THREADS": "1"} if threads else {})
+        {"OMP_NUM_THREADS": "1"} if threads else {}
+    )
 
 
 def test_every_rank_gets_the_rendezvous_and_hpu_lazy_mode(hostfile):
@@ -195,14 +246,20 @@ def test_owned_processes_per_launcher():
     assert set(launchers.owned_processes()) >= {"mpirun", "deepspeed", "torch.distributed.run"}
 
 
-@pytest.mark.parametrize(("cmd", "rank"), [
-    (["/usr/bin/python3", "-m", "ctc_tui.runner", "p.yaml"], True),
-    (["python", "-u", "-m", "ctc_tui.runner", "--resume"], True),
-    (["/usr/bin/mpirun", "-n", "2", "python", "-m", "ctc_tui.runner", "p.yaml"], False),
-    (["python", "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "ctc_tui.runner", "p"], False),
-    (["/venv/bin/deepspeed", "--num_gpus", "2", "--module", "ctc_tui.runner", "p"], False),
-    (["python", "-m", "ctc_tui.launchers.slurm", "submit"], False),
-])
+@pytest.mark.parametrize(
+    ("cmd", "rank"),
+    [
+        (["/usr/bin/python3", "-m", "ctc_tui.runner", "p.yaml"], True),
+        (["python", "-u", "-m", "ctc_tui.runner", "--resume"], True),
+        (["/usr/bin/mpirun", "-n", "2", "python", "-m", "ctc_tui.runner", "p.yaml"], False),
+        (
+            ["python", "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "ctc_tui.runner", "p"],
+            False,
+        ),
+        (["/venv/bin/deepspeed", "--num_gpus", "2", "--module", "ctc_tui.runner", "p"], False),
+        (["python", "-m", "ctc_tui.launchers.slurm", "submit"], False),
+    ],
+)
 def test_is_rank_command(cmd, rank):
     assert is_rank_command(cmd) is rank
 
@@ -214,36 +271,47 @@ def test_gaudi_spawn_switches():
     assert [get(n).spawn_flags() for n in LAUNCHERS] == [[], [], ["--use_mpi"], ["--use_deepspeed"]]
 
 
-@pytest.mark.parametrize(("options", "launcher"), [
-    ({"world_size": "8", "use_mpi": True}, "mpi"),
-    ({"world_size": "8", "use_deepspeed": True}, "deepspeed"),
-    ({"world_size": "2", "use_mpi": True, "use_deepspeed": True}, "mpi"),
-    ({"world_size": "1"}, "single"),
-    ({"world_size": "4"}, "mpi"),  # gaudi_spawn's default for several ranks
-])
+@pytest.mark.parametrize(
+    ("options", "launcher"),
+    [
+        ({"world_size": "8", "use_mpi": True}, "mpi"),
+        ({"world_size": "8", "use_deepspeed": True}, "deepspeed"),
+        ({"world_size": "2", "use_mpi": True, "use_deepspeed": True}, "mpi"),
+        ({"world_size": "1"}, "single"),
+        ({"world_size": "4"}, "mpi"),  # gaudi_spawn's default for several ranks
+    ],
+)
 def test_spawn_options_as_the_launch_section(options, launcher):
     launch = spawn_launch({**options, "master_port": "1234"})
     assert launch == {"world_size": options["world_size"], "launcher": launcher, "master_port": "1234"}
 
 
-@pytest.mark.parametrize(("prefix", "launch"), [
-    ("", {"launcher": "single", "world_size": 1}),
-    ("python3", {"launcher": "single", "world_size": 1}),
-    ("torchrun --nproc_per_node 4", {"launcher": "torchrun", "world_size": "4"}),
-    ("python -m torch.distributed.run --nproc_per_node=2", {"launcher": "torchrun", "world_size": "2"}),
-    ("/opt/bin/deepspeed --num_gpus 8 --hostfile h --master_port 3",
-     {"launcher": "deepspeed", "world_size": "8", "hostfile": "h", "master_port": "3"}),
-    ("mpirun -np 3 python", {"launcher": "mpi", "world_size": "3"}),
-    ("mpiexec -n 2 --bind-to core python", {"launcher": "mpi", "world_size": "2"}),
-])
+@pytest.mark.parametrize(
+    ("prefix", "launch"),
+    [
+        ("", {"launcher": "single", "world_size": 1}),
+        ("python3", {"launcher": "single", "world_size": 1}),
+        ("torchrun --nproc_per_node 4", {"launcher": "torchrun", "world_size": "4"}),
+        ("python -m torch.distributed.run --nproc_per_node=2", {"launcher": "torchrun", "world_size": "2"}),
+        (
+            "/opt/bin/deepspeed --num_gpus 8 --hostfile h --master_port 3",
+            {"launcher": "deepspeed", "world_size": "8", "hostfile": "h", "master_port": "3"},
+        ),
+        ("mpirun -np 3 python", {"launcher": "mpi", "world_size": "3"}),
+        ("mpiexec -n 2 --bind-to core python", {"launcher": "mpi", "world_size": "2"}),
+    ],
+)
 def test_launcher_prefixes_as_the_launch_section(prefix, launch):
     assert prefix_launch(shlex.split(prefix)) == launch
 
 
 @pytest.mark.parametrize("name", ["single", "mpi", "deepspeed"])
 def test_gaudi_spawn_command_round_trips_the_launcher(name):
-    preset = hpu(f"launch.launcher={name}", f"launch.world_size={1 if name == 'single' else 4}",
-                 "launch.master_port=29600")
+    preset = hpu(
+        f"launch.launcher={name}",
+        f"launch.world_size={1 if name == 'single' else 4}",
+        "launch.master_port=29600",
+    )
     back = parse_command(shlex.join(gaudi_spawn_command(preset)))
     launch = back.launch
     assert (launch.launcher, launch.world_size, launch.master_port) == (name, preset.launch.world_size, 29600)
@@ -259,9 +327,13 @@ def test_a_launcher_prefix_parses_into_a_preset():
 def test_mpi_checks_want_open_mpi_4_or_5():
     preset, found = hpu(), {"mpirun": "/usr/bin/mpirun"}.get
     assert messages(get("mpi").checks(preset, lambda name: None, fake_run(""))) == [
-        ("error: launch.launcher: mpirun not found on PATH: install Open MPI (apt-get install openmpi-bin), "
-         "or add its bin folder to PATH (Gaudi images: /opt/habanalabs/openmpi/bin), "
-         "or use launch.launcher=torchrun")]
+        (
+            "error: launch.launcher: mpirun not found on PATH: "
+            "install Open MPI (apt-get install openmpi-bin), "
+            "or add its bin folder to PATH (Gaudi images: /opt/habanalabs/openmpi/bin), "
+            "or use launch.launcher=torchrun"
+        )
+    ]
     assert get("mpi").checks(preset, found, fake_run("mpirun (Open MPI) 4.1.2\n")) == []
     (old,) = get("mpi").checks(preset, found, fake_run("mpirun (Open MPI) 3.1.0\n"))
     assert old.level == "warning" and "Open MPI 3.1" in old.message
@@ -305,8 +377,16 @@ def test_a_missing_deepspeed_config_is_reported_by_every_launcher(tmp_path):
 def test_slurm_has_the_interface_where_it_applies():
     preset = hpu()
     assert SLURM.command(preset, ["py", "-m", "ctc_tui.runner", "p"], options=SlurmOptions(nodes=2)) == [
-        "srun", "--kill-on-bad-exit=1", "--nodes=2", "--ntasks-per-node=2", "--ntasks=4", "py", "-m",
-        "ctc_tui.runner", "p"]
+        "srun",
+        "--kill-on-bad-exit=1",
+        "--nodes=2",
+        "--ntasks-per-node=2",
+        "--ntasks=4",
+        "py",
+        "-m",
+        "ctc_tui.runner",
+        "p",
+    ]
     assert SLURM.env(preset) == {"PT_HPU_LAZY_MODE": "1"}  # the job finds rank 0 itself
     (missing,) = SLURM.checks(preset, {"sbatch": "/bin/sbatch"}.get, fake_run(""))
     assert missing.message.startswith("squeue, scancel not found on PATH")
@@ -317,7 +397,18 @@ def test_slurm_job_script_and_submitter():
     options = SlurmOptions(nodes=2, cards_per_node=3, time="1:00:00")
     script = run_script(cpu(), options, "/r/p.yaml", job_name="j", python="py")
     assert "#SBATCH --ntasks-per-node=3" in script and "#SBATCH --signal=INT@120" in script
-    assert script.rstrip().endswith("exec srun --kill-on-bad-exit=1 --nodes=2 --ntasks-per-node=3 --ntasks=6 "
-                                    "py -m ctc_tui.runner /r/p.yaml")
+    assert script.rstrip().endswith(
+        "exec srun --kill-on-bad-exit=1 --nodes=2 --ntasks-per-node=3 --ntasks=6 "
+        "py -m ctc_tui.runner /r/p.yaml"
+    )
     assert supervised_command(["sbatch", "job"], "/r/id", python="py") == [
-        "py", "-m", "ctc_tui.launchers.slurm", "submit", "--job-id-file", "/r/id", "--", "sbatch", "job"]
+        "py",
+        "-m",
+        "ctc_tui.launchers.slurm",
+        "submit",
+        "--job-id-file",
+        "/r/id",
+        "--",
+        "sbatch",
+        "job",
+    ]

@@ -38,13 +38,18 @@ def test_shipped_presets_are_valid_and_start_with_a_header(path):
     first = path.read_text().splitlines()[0]
     assert first.startswith("# "), "every shipped preset starts with a comment header"
     assert "ctc-tui run" in path.read_text().split("\n\n")[0] or "ctc-tui run" in "\n".join(
-        line for line in path.read_text().splitlines() if line.startswith("#"))
+        line for line in path.read_text().splitlines() if line.startswith("#")
+    )
 
 
 def test_required_presets_are_shipped():
     names = {p.name for p in list_presets()}
-    assert {"demo-cpu", "librispeech-100h-2card-mpi", "librispeech-100h-8card-mpi",
-            "librispeech-100h-8card-deepspeed"} <= names
+    assert {
+        "demo-cpu",
+        "librispeech-100h-2card-mpi",
+        "librispeech-100h-8card-mpi",
+        "librispeech-100h-8card-deepspeed",
+    } <= names
 
 
 def test_seed_preset_carries_the_seed_values():
@@ -59,7 +64,9 @@ def test_seed_preset_carries_the_seed_values():
     assert p.training.bf16 and p.gaudi.sdp_on_bf16 and p.gaudi.use_habana and p.gaudi.use_lazy_mode
     assert p.gaudi.use_hpu_graphs_for_training and p.gaudi.use_hpu_graphs_for_inference
     assert p.gaudi.gaudi_config_name == "Habana/wav2vec2" and p.training.throughput_warmup_steps == 3
-    assert p.model.attn_implementation == "sdpa" and p.model.layerdrop == 0.0 and p.model.freeze_feature_encoder
+    assert (
+        p.model.attn_implementation == "sdpa" and p.model.layerdrop == 0.0 and p.model.freeze_feature_encoder
+    )
     assert (p.launch.launcher, p.launch.world_size) == ("mpi", 2)
     # The seed's list, literal: the hyphen is listed (removed), the apostrophe is not (kept).
     assert "-" in p.data.chars_to_ignore and "'" not in p.data.chars_to_ignore
@@ -67,11 +74,16 @@ def test_seed_preset_carries_the_seed_values():
         q = load_preset(REPO / "presets" / f"{name}.yaml")
         assert q.launch.world_size == 8
         assert q.model_dump(exclude={"launch"}) == p.model_dump(exclude={"launch"})
-    assert load_preset(REPO / "presets" / "librispeech-100h-8card-deepspeed.yaml").launch.launcher == "deepspeed"
+    assert (
+        load_preset(REPO / "presets" / "librispeech-100h-8card-deepspeed.yaml").launch.launcher == "deepspeed"
+    )
 
 
 def test_unknown_key_gets_line_and_did_you_mean(tmp_path):
-    path = write(tmp_path, "data:\n  source: hub\n  dataset_name: x\ntraining:\n  learning_rat: 0.1\n  warmup_step: 3\n")
+    path = write(
+        tmp_path,
+        "data:\n  source: hub\n  dataset_name: x\ntraining:\n  learning_rat: 0.1\n  warmup_step: 3\n",
+    )
     with pytest.raises(PresetError) as info:
         load_preset(path)
     problems = info.value.problems
@@ -90,16 +102,25 @@ def test_key_in_wrong_section_is_pointed_to_the_right_one(tmp_path):
 
 
 def test_every_problem_reported_at_once_with_lines(tmp_path):
-    path = write(tmp_path, (
-        "data:\n  dataset_name: x\n  max_duration_in_seconds: -3\n"
-        "training:\n  per_device_train_batch_size: -4\n  learning_rate: fast\n  bf16: maybe\n"
-        "launch:\n  launcher: slurmish\n  world_size: 0\n"
-    ))
+    path = write(
+        tmp_path,
+        (
+            "data:\n  dataset_name: x\n  max_duration_in_seconds: -3\n"
+            "training:\n  per_device_train_batch_size: -4\n  learning_rate: fast\n  bf16: maybe\n"
+            "launch:\n  launcher: slurmish\n  world_size: 0\n"
+        ),
+    )
     with pytest.raises(PresetError) as info:
         load_preset(path)
     by_key = {p.key: p for p in info.value.problems}
-    assert set(by_key) == {"data.max_duration_in_seconds", "training.per_device_train_batch_size",
-                           "training.learning_rate", "training.bf16", "launch.launcher", "launch.world_size"}
+    assert set(by_key) == {
+        "data.max_duration_in_seconds",
+        "training.per_device_train_batch_size",
+        "training.learning_rate",
+        "training.bf16",
+        "launch.launcher",
+        "launch.world_size",
+    }
     assert by_key["training.per_device_train_batch_size"].line == 5
     assert "must be >= 1" in by_key["training.per_device_train_batch_size"].message
     assert "expected a number" in by_key["training.learning_rate"].message
@@ -107,19 +128,22 @@ def test_every_problem_reported_at_once_with_lines(tmp_path):
     assert by_key["launch.world_size"].line == 10
 
 
-@pytest.mark.parametrize("content, expected", [
-    (b"", "empty"),
-    (b"   \n# only a comment\n", "empty"),
-    (b"\x00\x01\x02binary\xff", "binary"),
-    (b"\xff\xfe\xfa not utf8", "UTF-8"),
-    (b"data: [unclosed\n", "not valid YAML"),
-    (b"- a\n- b\n", "not a list"),
-    (b"just a string", "not a string"),
-    (b"42", "not a number"),
-    (b"a: 1\n---\nb: 2\n", "several YAML documents"),
-    (b"data: !!python/object:os.system {}\n", "not valid YAML"),
-    (b"? [a, b]\n: 1\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"", "empty"),
+        (b"   \n# only a comment\n", "empty"),
+        (b"\x00\x01\x02binary\xff", "binary"),
+        (b"\xff\xfe\xfa not utf8", "UTF-8"),
+        (b"data: [unclosed\n", "not valid YAML"),
+        (b"- a\n- b\n", "not a list"),
+        (b"just a string", "not a string"),
+        (b"42", "not a number"),
+        (b"a: 1\n---\nb: 2\n", "several YAML documents"),
+        (b"data: !!python/object:os.system {}\n", "not valid YAML"),
+        (b"? [a, b]\n: 1\n", "not valid YAML"),
+    ],
+)
 def test_broken_files_give_one_clear_problem(tmp_path, content, expected):
     with pytest.raises(PresetError) as info:
         load_preset(write(tmp_path, content))
@@ -130,7 +154,9 @@ def test_alias_bomb_is_refused_quickly(tmp_path):
     lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
     for i in range(1, 10):
         prev, cur = chr(ord("a") + i - 1), chr(ord("a") + i)
-        lines.append(f"{cur}: &{cur} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]")
+        lines.append(
+            f"{cur}: &{cur} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]"
+        )
     with pytest.raises(PresetError) as info:
         load_preset(write(tmp_path, "\n".join(lines) + "\n"))
     assert "too many values" in info.value.render()
@@ -138,8 +164,15 @@ def test_alias_bomb_is_refused_quickly(tmp_path):
 
 def test_overrides_are_validated_like_the_file(tmp_path):
     path = REPO / "presets" / "librispeech-100h-2card-mpi.yaml"
-    p = load_preset(path, ["training.max_steps=60", "data.source=librispeech", "data.dataset_dir=/data/ls",
-                           "data.chars_to_ignore=[',', '.']"])
+    p = load_preset(
+        path,
+        [
+            "training.max_steps=60",
+            "data.source=librispeech",
+            "data.dataset_dir=/data/ls",
+            "data.chars_to_ignore=[',', '.']",
+        ],
+    )
     assert p.training.max_steps == 60 and p.data.source == "librispeech"
     assert p.data.chars_to_ignore == [",", "."]
     with pytest.raises(PresetError) as info:
@@ -163,7 +196,9 @@ def test_cross_field_rules():
     with pytest.raises(PresetError, match="needs data.dataset_dir"):
         validate_data({"data": {"source": "librispeech"}}, "t")
     with pytest.raises(PresetError, match="contradict"):
-        validate_data({"data": {"dataset_name": "x"}, "gaudi": {"use_habana": True}, "training": {"use_cpu": True}}, "t")
+        validate_data(
+            {"data": {"dataset_name": "x"}, "gaudi": {"use_habana": True}, "training": {"use_cpu": True}}, "t"
+        )
 
 
 def test_round_trip_through_yaml_is_identical(tmp_path):
@@ -173,15 +208,15 @@ def test_round_trip_through_yaml_is_identical(tmp_path):
     assert apply_overrides(p, []) == p
 
 
-
-
-
-
-
-
 yaml_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=True)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=20,
 )
 section_names = st.sampled_from(["model", "data", "training", "gaudi", "launch", "other"])
@@ -189,7 +224,11 @@ field_names = st.sampled_from(sorted({k.split(".")[1] for k in known_keys()}) + 
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.dictionaries(section_names, st.dictionaries(field_names, yaml_values, max_size=5) | yaml_values, max_size=5))
+@given(
+    st.dictionaries(
+        section_names, st.dictionaries(field_names, yaml_values, max_size=5) | yaml_values, max_size=5
+    )
+)
 def test_fuzz_structures_only_ever_raise_preset_error(tmp_path, data):
     text = yaml.safe_dump(data, allow_unicode=True)
     try:

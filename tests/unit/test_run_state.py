@@ -52,13 +52,16 @@ def test_overall_state_follows_the_precedence_over_ranks():
     assert state.state == "failed"
 
 
-@pytest.mark.parametrize("first, second, overall", [
-    ("preprocessing", "training", "preprocessing"),
-    ("compiling", "saving", "compiling"),
-    ("saving", "training", "saving"),
-    ("stopped", "done", "stopped"),
-    ("training", "stopped", "training"),
-])
+@pytest.mark.parametrize(
+    "first, second, overall",
+    [
+        ("preprocessing", "training", "preprocessing"),
+        ("compiling", "saving", "compiling"),
+        ("saving", "training", "saving"),
+        ("stopped", "done", "stopped"),
+        ("training", "stopped", "training"),
+    ],
+)
 def test_precedence_pairs(first, second, overall):
     assert fed(ev("state", 0, state=first), ev("state", 1, state=second)).state == overall
 
@@ -74,9 +77,11 @@ def test_supervisor_state_events_move_only_a_starting_run_except_failure():
 
 
 def test_steps_give_progress_loss_history_and_throughput():
-    state = fed(ev("step", 0, t=10, step=5, loss=2.0, samples_per_second=10.0, max_steps=100),
-                ev("step", 1, t=10, step=4, loss=3.0, samples_per_second=6.0),
-                ev("step", 0, t=20, step=15, loss=1.0, samples_per_second=12.0))
+    state = fed(
+        ev("step", 0, t=10, step=5, loss=2.0, samples_per_second=10.0, max_steps=100),
+        ev("step", 1, t=10, step=4, loss=3.0, samples_per_second=6.0),
+        ev("step", 0, t=20, step=15, loss=1.0, samples_per_second=12.0),
+    )
     assert state.step == 15 and state.max_steps == 100
     assert state.samples_per_second == pytest.approx(18.0)
     assert list(state.ranks[0].losses) == [2.0, 1.0]
@@ -102,10 +107,12 @@ def test_loss_history_is_bounded():
 
 
 def test_evals_best_and_last_wer():
-    state = fed(ev("eval", 0, t=1, step=10, wer=0.8, cer=0.5),
-                ev("eval", 0, t=2, step=20, wer="nan"),
-                ev("eval", 0, t=3, step=30, wer=0.6, samples=[{"ref": "a b", "hyp": "a"}]),
-                ev("eval", 0, t=4, step=40, wer=0.7))
+    state = fed(
+        ev("eval", 0, t=1, step=10, wer=0.8, cer=0.5),
+        ev("eval", 0, t=2, step=20, wer="nan"),
+        ev("eval", 0, t=3, step=30, wer=0.6, samples=[{"ref": "a b", "hyp": "a"}]),
+        ev("eval", 0, t=4, step=40, wer=0.7),
+    )
     assert state.best_wer == pytest.approx(0.6) and state.last_wer == pytest.approx(0.7)
     assert [e["step"] for e in state.evals] == [10, 20, 30, 40] and state.evals[0]["t"] == 1
     assert state.last_samples == [{"ref": "a b", "hyp": "a"}]
@@ -117,17 +124,22 @@ def test_no_wer_yet():
 
 
 def test_resources_and_logs():
-    state = fed(ev("resource", 0, memory_used=2**30, memory_total=2**32, utilisation=55),
-                ev("resource", 0, memory_used="lots"),
-                ev("log", -1, level="warning", message="hm"))
+    state = fed(
+        ev("resource", 0, memory_used=2**30, memory_total=2**32, utilisation=55),
+        ev("resource", 0, memory_used="lots"),
+        ev("log", -1, level="warning", message="hm"),
+    )
     row = state.ranks[0]
     assert (row.memory_used, row.memory_total, row.utilisation) == (2**30, 2**32, 55.0)
     assert list(state.messages) == [(100.0, -1, "warning", "hm")]
 
 
 def test_exit_codes_per_rank_and_for_the_run():
-    state = fed(ev("state", 0, t=10, state="training"), ev("exit", 0, t=50, code=0),
-                ev("exit", -1, t=60, code=1, state="failed", failed_rank=0))
+    state = fed(
+        ev("state", 0, t=10, state="training"),
+        ev("exit", 0, t=50, code=0),
+        ev("exit", -1, t=60, code=1, state="failed", failed_rank=0),
+    )
     assert state.ranks[0].exit_code == 0
     assert (state.exit_code, state.state, state.failed_rank, state.finished) == (1, "failed", 0, 60)
     assert state.elapsed(now=1000) == 50

@@ -21,8 +21,9 @@ DEMO = "demo-cpu"
 
 
 def prepared(tmp_path: Path, *overrides: str, name: str = "run") -> PreparedRun:
-    return service.prepare(StartRequest(preset=DEMO, overrides=overrides, output_dir=str(tmp_path / name),
-                                        check=False))
+    return service.prepare(
+        StartRequest(preset=DEMO, overrides=overrides, output_dir=str(tmp_path / name), check=False)
+    )
 
 
 def test_requests_and_results_are_frozen(tmp_path):
@@ -44,7 +45,9 @@ def test_prepare_writes_the_preset_and_the_command(tmp_path):
     assert script.startswith("#!/bin/sh") and "ctc_tui.runner" in script and str(saved) in script
     assert os.access(run.run_dir / rundir.COMMAND, os.X_OK)
     assert rundir.logs_dir(run.run_dir).is_dir()
-    assert isinstance(run.command, tuple) and "ctc_tui.runner" in run.command and "--resume" not in run.command
+    assert (
+        isinstance(run.command, tuple) and "ctc_tui.runner" in run.command and "--resume" not in run.command
+    )
 
 
 def test_prepare_refuses_a_non_empty_run_dir(tmp_path):
@@ -94,7 +97,9 @@ def test_resume_without_overrides_keeps_the_preset(tmp_path):
 def test_overrides_on_resume_keep_the_previous_preset(tmp_path):
     first = prepared(tmp_path)
     before = (first.run_dir / "preset.yaml").read_text()
-    run = service.prepare(ResumeRequest(run_dir=str(first.run_dir), overrides=("training.max_steps=9",), check=False))
+    run = service.prepare(
+        ResumeRequest(run_dir=str(first.run_dir), overrides=("training.max_steps=9",), check=False)
+    )
     assert (run.run_dir / rundir.PREVIOUS_PRESET).read_text() == before
     text = (run.run_dir / "preset.yaml").read_text()
     assert text.startswith("# resumed with training.max_steps=9; previous preset: preset.previous.yaml")
@@ -118,18 +123,28 @@ def test_the_check_warns_and_adds_card_environment(tmp_path, monkeypatch):
 def test_check_errors_stop_before_a_run_dir_is_made(tmp_path, monkeypatch):
     from ctc_tui import check
 
-    monkeypatch.setattr(check, "run_checks", lambda preset, **kw: [check.Finding("error", "data.x", "gone"),
-                                                                    check.Finding("error", "", "no mpirun")])
+    monkeypatch.setattr(
+        check,
+        "run_checks",
+        lambda preset, **kw: [
+            check.Finding("error", "data.x", "gone"),
+            check.Finding("error", "", "no mpirun"),
+        ],
+    )
     with pytest.raises(RunError) as caught:
         service.prepare(StartRequest(preset=DEMO, output_dir=str(tmp_path / "r")))
-    assert str(caught.value) == ("the pre-flight check found 2 problems; nothing was started:\n  data.x: gone\n"
-                                 "  no mpirun\n(skip the check with ctc-tui run --no-check)")
+    assert str(caught.value) == (
+        "the pre-flight check found 2 problems; nothing was started:\n  data.x: gone\n"
+        "  no mpirun\n(skip the check with ctc-tui run --no-check)"
+    )
     assert not (tmp_path / "r").exists()
 
 
 def test_a_slurm_run_writes_its_job_script_and_submits_it(tmp_path):
     options = slurm.SlurmOptions(nodes=1, time="10", partition="p")
-    run = service.prepare(StartRequest(preset=DEMO, output_dir=str(tmp_path / "r"), check=False, slurm=options))
+    run = service.prepare(
+        StartRequest(preset=DEMO, output_dir=str(tmp_path / "r"), check=False, slurm=options)
+    )
     assert (run.run_dir / slurm.JOB_SCRIPT).read_text().startswith("#!/bin/bash")
     assert service.saved_slurm_options(run.run_dir) == options
     assert run.command == tuple(slurm.submit_command(run.run_dir / slurm.JOB_SCRIPT, run.run_dir))
@@ -142,15 +157,21 @@ def test_saved_slurm_options_of_a_plain_run_dir(tmp_path):
 
 def test_start_prepares_and_starts_the_supervisor_with_the_spec(tmp_path, monkeypatch):
     started = []
-    monkeypatch.setattr(client, "start_detached", lambda run_dir, spec: started.append((run_dir, spec)) or 4242)
+    monkeypatch.setattr(
+        client, "start_detached", lambda run_dir, spec: started.append((run_dir, spec)) or 4242
+    )
     result = service.start(StartRequest(preset=DEMO, output_dir=str(tmp_path / "r"), check=False))
     assert result.pid == 4242 and result.run_dir == tmp_path / "r" and result.warnings == ()
     ((run_dir, spec),) = started
-    assert run_dir == result.run_dir and spec.command == list(result.run.command) and spec.slurm_job_file is None
+    assert (
+        run_dir == result.run_dir and spec.command == list(result.run.command) and spec.slurm_job_file is None
+    )
 
 
 def test_resolve_run_dir(tmp_path):
-    with pytest.raises(RunError, match=r"is not a ctc-tui run dir \(no events.jsonl\); list runs with: ctc-tui runs"):
+    with pytest.raises(
+        RunError, match=r"is not a ctc-tui run dir \(no events.jsonl\); list runs with: ctc-tui runs"
+    ):
         service.resolve_run_dir(tmp_path)
     (tmp_path / rundir.EVENTS).write_text("")
     assert service.resolve_run_dir(str(tmp_path)) == tmp_path.resolve()

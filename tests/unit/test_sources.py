@@ -24,8 +24,9 @@ from tests.conftest import REPO
 
 PACKAGE = REPO / "ctc_tui" / "sources"
 MTIME_NS = 1_700_000_000_123_456_789  # every pinned file's modification time
-SETTINGS = json.dumps({"chars": [",", "?"], "lower": True, "vocab": {"a": 1}, "max": 20.0, "min": 0.0},
-                      sort_keys=True)
+SETTINGS = json.dumps(
+    {"chars": [",", "?"], "lower": True, "vocab": {"a": 1}, "max": 20.0, "min": 0.0}, sort_keys=True
+)
 
 
 def write_wav(path: Path, seconds: float = 0.5, rate: int = 16000) -> Path:
@@ -68,8 +69,11 @@ def test_every_name_has_its_module_and_every_module_its_name():
 
 
 def test_local_sources_come_from_the_modules_and_need_a_dataset_dir():
-    assert local_sources() == tuple(n for n in SOURCES if source(n).local) == ("manifest", "audiofolder",
-                                                                              "librispeech")
+    assert (
+        local_sources()
+        == tuple(n for n in SOURCES if source(n).local)
+        == ("manifest", "audiofolder", "librispeech")
+    )
     for name in local_sources():
         with pytest.raises(PresetError, match="needs data.dataset_dir"):
             validate_data({"data": {"source": name}}, "test")
@@ -89,8 +93,9 @@ def test_sources_import_only_the_standard_library_and_the_core():
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     top = alias.name.split(".")[0]
-                    assert top == "soundfile" or top in sys.stdlib_module_names, \
+                    assert top == "soundfile" or top in sys.stdlib_module_names, (
                         f"{path.name} imports {alias.name}"
+                    )
 
 
 # -- pinned cache keys (computed on the code before the sources became a package) -----------------------
@@ -131,16 +136,24 @@ def test_demo_preset_cache_keys_are_pinned(tmp_path, monkeypatch):
     cfg = demo.data.model_copy(update={"dataset_dir": "data/demo-speech"})
     train, evals = load_raw_split(cfg, "train"), load_raw_split(cfg, "eval")
     assert (len(train.text), len(evals.text)) == (800, 100)
-    assert (train.fingerprint, cache_key(train, SETTINGS, 16000, "train")) == \
-        ("7ec67ffaa6226f57de13", "49424574f776d9f84e02")
-    assert (evals.fingerprint, cache_key(evals, SETTINGS, 16000, "eval")) == \
-        ("7b0c2fa3f7c3d5f0a190", "973d78a85a67ce6eacc2")
+    assert (train.fingerprint, cache_key(train, SETTINGS, 16000, "train")) == (
+        "7ec67ffaa6226f57de13",
+        "49424574f776d9f84e02",
+    )
+    assert (evals.fingerprint, cache_key(evals, SETTINGS, 16000, "eval")) == (
+        "7b0c2fa3f7c3d5f0a190",
+        "973d78a85a67ce6eacc2",
+    )
     both = load_raw_split(cfg, "train+eval")
-    assert (both.fingerprint, cache_key(both, SETTINGS, 16000, "train")) == \
-        ("c89775bfdbda1af87af8", "dd5d4d864f4b6f553e9e")
+    assert (both.fingerprint, cache_key(both, SETTINGS, 16000, "train")) == (
+        "c89775bfdbda1af87af8",
+        "dd5d4d864f4b6f553e9e",
+    )
     first = limit(train, 100)
-    assert (first.fingerprint, cache_key(first, SETTINGS, 16000, "train")) == \
-        ("034dc99d5921e362142f", "3ae1640aca53060e0b67")
+    assert (first.fingerprint, cache_key(first, SETTINGS, 16000, "train")) == (
+        "034dc99d5921e362142f",
+        "3ae1640aca53060e0b67",
+    )
 
 
 def test_manifest_cache_keys_are_pinned(tmp_path, monkeypatch):
@@ -158,10 +171,14 @@ def test_manifest_cache_keys_are_pinned(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = validate_data({"data": {"source": "manifest", "dataset_dir": "corpus"}}, "t").data
     train, dev = load_raw_split(cfg, "train"), load_raw_split(cfg, "dev")
-    assert (train.fingerprint, cache_key(train, SETTINGS, 16000, "train")) == \
-        ("0831bff4e155b20eb73f", "83a88a962c11d024cbe5")
-    assert (dev.fingerprint, cache_key(dev, SETTINGS, 16000, "dev")) == \
-        ("c81f4502270ade4ff41f", "411c038aa08e9bf24177")
+    assert (train.fingerprint, cache_key(train, SETTINGS, 16000, "train")) == (
+        "0831bff4e155b20eb73f",
+        "83a88a962c11d024cbe5",
+    )
+    assert (dev.fingerprint, cache_key(dev, SETTINGS, 16000, "dev")) == (
+        "c81f4502270ade4ff41f",
+        "411c038aa08e9bf24177",
+    )
 
 
 # -- librispeech ----------------------------------------------------------------------------------------
@@ -295,8 +312,10 @@ def test_local_check_missing_split_and_other_sample_rates(tmp_path):
     (tmp_path / "train" / "a.txt").write_text("A")
     preset = checked(tmp_path, source="audiofolder", train_split_name="train+extra")
     findings = source("audiofolder").check(preset, {}, online=lambda: True)
-    assert [(f.level, f.key) for f in findings] == [("error", "data.train_split_name"),
-                                                    ("warning", "data.dataset_dir")]
+    assert [(f.level, f.key) for f in findings] == [
+        ("error", "data.train_split_name"),
+        ("warning", "data.dataset_dir"),
+    ]
     assert findings[0].message.endswith("; set data.train_split_name to an existing split")
     assert "sampled at 8000 Hz, not 16000 Hz" in findings[1].message
 
@@ -317,7 +336,8 @@ def test_scan_of_a_split_reads_headers(tmp_path):
 
 def test_scan_refuses_what_it_cannot_read(tmp_path):
     assert scan("hub", None, ["train"]).errors == [
-        "source 'hub': the data check reads local data only; hub datasets are checked by ctc-tui check"]
+        "source 'hub': the data check reads local data only; hub datasets are checked by ctc-tui check"
+    ]
     empty = "data.dataset_dir is empty: pick the folder holding the data"
     assert scan("manifest", "", ["train"]).errors == [empty]
     assert scan("manifest", str(tmp_path / "no"), ["train"]).errors == [f"{tmp_path / 'no'} is not a folder"]

@@ -21,25 +21,68 @@ SCREENS = TUI / "screens"
 #: Where every key was before the table (STEP_KEYS in tui/draft.py): a step's keys must not move.
 KEYS_BEFORE = {
     "Model": ["model.model_name_or_path", "model.architecture"],
-    "Data": ["data.source", "data.dataset_dir", "data.dataset_name", "data.dataset_config_name",
-             "data.train_split_name", "data.eval_split_name", "data.audio_column_name",
-             "data.text_column_name", "data.max_duration_in_seconds", "data.min_duration_in_seconds"],
+    "Data": [
+        "data.source",
+        "data.dataset_dir",
+        "data.dataset_name",
+        "data.dataset_config_name",
+        "data.train_split_name",
+        "data.eval_split_name",
+        "data.audio_column_name",
+        "data.text_column_name",
+        "data.max_duration_in_seconds",
+        "data.min_duration_in_seconds",
+    ],
     "Text": ["data.chars_to_ignore", "data.do_lower_case"],
-    "Cards": ["gaudi.use_habana", "training.use_cpu", "launch.launcher", "launch.world_size",
-              "launch.hostfile", "launch.master_port", "launch.deepspeed"],
-    "Precision": ["training.bf16", "gaudi.use_lazy_mode", "gaudi.use_hpu_graphs_for_training",
-                  "gaudi.use_hpu_graphs_for_inference", "gaudi.sdp_on_bf16", "model.attn_implementation",
-                  "gaudi.gaudi_config_name", "data.padding", "data.num_buckets",
-                  "training.throughput_warmup_steps"],
-    "Training": ["training.num_train_epochs", "training.max_steps", "training.per_device_train_batch_size",
-                 "training.per_device_eval_batch_size", "training.gradient_accumulation_steps",
-                 "training.learning_rate", "training.warmup_steps", "model.layerdrop",
-                 "model.freeze_feature_encoder", "training.eval_strategy", "training.eval_steps",
-                 "training.save_strategy", "training.save_steps", "training.logging_steps", "training.seed",
-                 "training.output_dir"],
+    "Cards": [
+        "gaudi.use_habana",
+        "training.use_cpu",
+        "launch.launcher",
+        "launch.world_size",
+        "launch.hostfile",
+        "launch.master_port",
+        "launch.deepspeed",
+    ],
+    "Precision": [
+        "training.bf16",
+        "gaudi.use_lazy_mode",
+        "gaudi.use_hpu_graphs_for_training",
+        "gaudi.use_hpu_graphs_for_inference",
+        "gaudi.sdp_on_bf16",
+        "model.attn_implementation",
+        "gaudi.gaudi_config_name",
+        "data.padding",
+        "data.num_buckets",
+        "training.throughput_warmup_steps",
+    ],
+    "Training": [
+        "training.num_train_epochs",
+        "training.max_steps",
+        "training.per_device_train_batch_size",
+        "training.per_device_eval_batch_size",
+        "training.gradient_accumulation_steps",
+        "training.learning_rate",
+        "training.warmup_steps",
+        "model.layerdrop",
+        "model.freeze_feature_encoder",
+        "training.eval_strategy",
+        "training.eval_steps",
+        "training.save_strategy",
+        "training.save_steps",
+        "training.logging_steps",
+        "training.seed",
+        "training.output_dir",
+    ],
 }
-SCREEN_NAMES = {"Model": "ModelStep", "Data": "DataStep", "Text": "TextStep", "Cards": "CardsStep",
-                "Precision": "PrecisionStep", "Training": "TrainingStep", "Review": "ReviewStep"}
+SCREEN_NAMES = {
+    "Model": "ModelStep",
+    "Data": "DataStep",
+    "Text": "TextStep",
+    "Cards": "CardsStep",
+    "Precision": "PrecisionStep",
+    "Training": "TrainingStep",
+    "Review": "ReviewStep",
+}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -164,7 +207,7 @@ def test_the_breadcrumb_names_every_step_and_highlights_the_current_one():
 
     text = breadcrumb(2)
     assert text.plain == "  ›  ".join(f" {i + 1} {title} " for i, title in enumerate(STEP_TITLES))
-    styles = {text.plain[span.start:span.end].strip(): str(span.style) for span in text.spans}
+    styles = {text.plain[span.start : span.end].strip(): str(span.style) for span in text.spans}
     assert styles["3 Text"] == "bold reverse"
     assert styles["4 Cards"] == "dim" and styles["›"] == "dim"
     assert "2 Data" not in styles  # steps done are plain

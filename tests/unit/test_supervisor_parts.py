@@ -153,7 +153,9 @@ def test_eventlog_streams_history_then_live_events_to_a_client(tmp_path):
 
 def test_read_events_skips_damaged_lines_and_a_missing_file(tmp_path):
     assert read_events(tmp_path) == []
-    (tmp_path / "events.jsonl").write_bytes(line(step=1) + b"{not json\n" + b'{"type":"nope"}\n' + line(step=2))
+    (tmp_path / "events.jsonl").write_bytes(
+        line(step=1) + b"{not json\n" + b'{"type":"nope"}\n' + line(step=2)
+    )
     assert [e["step"] for e in read_events(tmp_path)] == [1, 2]
 
 
@@ -214,8 +216,17 @@ def test_tcp_ingest_admits_a_sender_with_the_token():
     assert [e["step"] for e, _ in got] == [1] and rank.counters.unauthenticated == 0
 
 
-@pytest.mark.parametrize("first", [b'{"token": "wrong"}\n', b"not json\n", b"[]\n", b'{"token": 5}\n',
-                                   '{"token": "s3crét"}\n'.encode(), b'{"token": "s3cret"}'])
+@pytest.mark.parametrize(
+    "first",
+    [
+        b'{"token": "wrong"}\n',
+        b"not json\n",
+        b"[]\n",
+        b'{"token": 5}\n',
+        '{"token": "s3crét"}\n'.encode(),
+        b'{"token": "s3cret"}',
+    ],
+)
 def test_tcp_ingest_drops_and_counts_an_unauthenticated_sender(first):
     rank, got = make_ingest(token="s3cret")
     writer = feed(rank.handle_tcp_rank, first + line(step=1))
@@ -294,16 +305,19 @@ def test_control_hangs_up_on_a_bad_request_without_answer(request_):
 
 
 # -- processes --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("cmd, is_rank", [
-    (["python", "-m", "ctc_tui.runner", "preset.yaml"], True),
-    (["/usr/bin/python3", "-u", "--module", "ctc_tui.runner"], True),
-    (["python", "-m", "torch.distributed.run", "--nproc-per-node=2", "-m", "ctc_tui.runner"], False),
-    (["/opt/bin/deepspeed", "--module", "ctc_tui.runner"], False),
-    (["mpirun", "-np", "2", "python", "-m", "ctc_tui.runner"], False),
-    (["python", "-m", "ctc_tui.supervisor", "run"], False),
-    (["python", "-m"], False),
-    ([], False),
-])
+@pytest.mark.parametrize(
+    "cmd, is_rank",
+    [
+        (["python", "-m", "ctc_tui.runner", "preset.yaml"], True),
+        (["/usr/bin/python3", "-u", "--module", "ctc_tui.runner"], True),
+        (["python", "-m", "torch.distributed.run", "--nproc-per-node=2", "-m", "ctc_tui.runner"], False),
+        (["/opt/bin/deepspeed", "--module", "ctc_tui.runner"], False),
+        (["mpirun", "-np", "2", "python", "-m", "ctc_tui.runner"], False),
+        (["python", "-m", "ctc_tui.supervisor", "run"], False),
+        (["python", "-m"], False),
+        ([], False),
+    ],
+)
 def test_is_rank_command(cmd, is_rank):
     assert processes.is_rank_command(cmd) is is_rank
 
@@ -323,10 +337,13 @@ class FakeProc:
 
 def test_top_ranks_leaves_out_launchers_forked_workers_and_unreadable_processes():
     rank_cmd = ["python", "-m", "ctc_tui.runner", "p.yaml"]
-    procs = [FakeProc(10, 1, ["mpirun", "-np", "2", "python", "-m", "ctc_tui.runner"]),
-             FakeProc(11, 10, rank_cmd), FakeProc(12, 10, rank_cmd),
-             FakeProc(13, 11, rank_cmd),  # rank 11's DataLoader worker
-             FakeProc(14, 10, None)]  # gone or not ours
+    procs = [
+        FakeProc(10, 1, ["mpirun", "-np", "2", "python", "-m", "ctc_tui.runner"]),
+        FakeProc(11, 10, rank_cmd),
+        FakeProc(12, 10, rank_cmd),
+        FakeProc(13, 11, rank_cmd),  # rank 11's DataLoader worker
+        FakeProc(14, 10, None),
+    ]  # gone or not ours
     assert [p.pid for p in processes.top_ranks(procs)] == [11, 12]
 
 
@@ -348,39 +365,53 @@ def observe_all(book: processes.RankBook, *evs: dict) -> processes.RankBook:
 def test_rank_book_follows_local_ranks_states_and_failures():
     book = observe_all(
         processes.RankBook(hostname="here", gone=lambda pid: False),
-        events.make("hello", 0, host="here", pid=100), events.make("hello", 1, host="elsewhere", pid=200),
-        events.make("state", -1, state="starting"), events.make("state", 1, state="failed"),
-        events.make("exit", 0, code=0), events.make("exit", 2, code="?"), events.make("exit", -1, code=1),
+        events.make("hello", 0, host="here", pid=100),
+        events.make("hello", 1, host="elsewhere", pid=200),
+        events.make("state", -1, state="starting"),
+        events.make("state", 1, state="failed"),
+        events.make("exit", 0, code=0),
+        events.make("exit", 2, code="?"),
+        events.make("exit", -1, code=1),
     )
     assert book.pids == {0: 100} and book.states == {-1: "starting", 1: "failed"}
     assert book.exited == {0, 2} and book.failure_reports == [1, 2] and book.any_rank_started
 
 
 def test_a_rank_dead_without_reporting_is_the_cause_not_the_first_reporter():
-    book = observe_all(processes.RankBook(hostname="h", gone=lambda pid: pid == 301),
-                       events.make("hello", 0, host="h", pid=300), events.make("hello", 1, host="h", pid=301),
-                       events.make("state", 0, state="failed"))
+    book = observe_all(
+        processes.RankBook(hostname="h", gone=lambda pid: pid == 301),
+        events.make("hello", 0, host="h", pid=300),
+        events.make("hello", 1, host="h", pid=301),
+        events.make("state", 0, state="failed"),
+    )
     assert book.decide_failure() == (1, 301) and book.failed_rank == 1
     assert book.decide_failure() is None and book.failed_rank == 1  # decided once
 
 
 def test_otherwise_the_first_rank_to_report_failed():
-    book = observe_all(processes.RankBook(hostname="h", gone=lambda pid: True),
-                       events.make("hello", 0, host="h", pid=300), events.make("exit", 0, code=0),
-                       events.make("exit", 3, code=1), events.make("state", 2, state="failed"))
+    book = observe_all(
+        processes.RankBook(hostname="h", gone=lambda pid: True),
+        events.make("hello", 0, host="h", pid=300),
+        events.make("exit", 0, code=0),
+        events.make("exit", 3, code=1),
+        events.make("state", 2, state="failed"),
+    )
     assert book.decide_failure() is None and book.failed_rank == 3
     assert not processes.RankBook().any_rank_started
 
 
 # -- slurm_job --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("out, state", [
-    ("PENDING|Priority|\n", "PENDING (Priority)"),
-    ("PENDING|None|\n", "PENDING"),
-    ("RUNNING|None|node[1-2]\n", "RUNNING on node[1-2]"),
-    ("COMPLETING|None|\n", "COMPLETING"),
-    ("", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    "out, state",
+    [
+        ("PENDING|Priority|\n", "PENDING (Priority)"),
+        ("PENDING|None|\n", "PENDING"),
+        ("RUNNING|None|node[1-2]\n", "RUNNING on node[1-2]"),
+        ("COMPLETING|None|\n", "COMPLETING"),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_parse_squeue(out, state):
     assert slurm_job.parse_squeue(out) == state
 
@@ -419,22 +450,36 @@ def slurm_run(tmp_path, slurm: FakeSlurm, job: str | None = "77") -> tuple[slurm
 def test_slurm_watch_reports_each_queue_state_until_the_job_leaves(tmp_path, monkeypatch):
     monkeypatch.setattr(slurm_job, "SLURM_POLL", 0)
     monkeypatch.setattr(slurm_job, "JOB_FILE_POLL", 0)
-    job, emitted = slurm_run(tmp_path, FakeSlurm("PENDING|Priority|", "PENDING|Priority|", "RUNNING|None|n1", ""))
+    job, emitted = slurm_run(
+        tmp_path, FakeSlurm("PENDING|Priority|", "PENDING|Priority|", "RUNNING|None|n1", "")
+    )
     run(asyncio.wait_for(job.watch(), 5))
-    assert emitted == ["submitted Slurm job 77", "Slurm job 77: PENDING (Priority)", "Slurm job 77: RUNNING on n1"]
+    assert emitted == [
+        "submitted Slurm job 77",
+        "Slurm job 77: PENDING (Priority)",
+        "Slurm job 77: RUNNING on n1",
+    ]
     assert job.state is None
 
 
-@pytest.mark.parametrize("answer, connected, cancels", [
-    ("PENDING|Resources|", False, True), ("RUNNING|None|n1", False, False), ("PENDING|Resources|", True, False),
-    ("", False, False),
-])
+@pytest.mark.parametrize(
+    "answer, connected, cancels",
+    [
+        ("PENDING|Resources|", False, True),
+        ("RUNNING|None|n1", False, False),
+        ("PENDING|Resources|", True, False),
+        ("", False, False),
+    ],
+)
 def test_a_graceful_stop_cancels_only_a_job_still_queued(tmp_path, answer, connected, cancels):
     slurm = FakeSlurm(answer)
     job, emitted = slurm_run(tmp_path, slurm)
     run(job.cancel_if_pending(lambda: connected))
     assert (["scancel", "--quiet", "77"] in slurm.commands) is cancels
-    assert job.cancelled_pending is cancels and (emitted == ["Slurm job 77 had not started: cancelled"]) is cancels
+    assert (
+        job.cancelled_pending is cancels
+        and (emitted == ["Slurm job 77 had not started: cancelled"]) is cancels
+    )
 
 
 def test_cancel_if_pending_without_a_job_id_asks_nothing(tmp_path):

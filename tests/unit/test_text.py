@@ -2,9 +2,8 @@
 
 import re
 
-from ctc_tui.runner.text import build_vocab, make_normaliser, missing_chars
-
 from ctc_tui.core.preset import validate_data
+from ctc_tui.runner.text import build_vocab, make_normaliser, missing_chars
 
 SEED_CHARS = '",?.!-;:\\"“%‘”"'  # what the seed's shell command hands the reference script
 
@@ -15,7 +14,9 @@ def reference_clean(text: str, chars: list[str]) -> str:
 
 
 def seed_chars() -> list[str]:
-    return validate_data({"data": {"dataset_name": "x", "chars_to_ignore": SEED_CHARS}}, "t").data.chars_to_ignore
+    return validate_data(
+        {"data": {"dataset_name": "x", "chars_to_ignore": SEED_CHARS}}, "t"
+    ).data.chars_to_ignore
 
 
 def test_reference_regex_range_defect_is_real():

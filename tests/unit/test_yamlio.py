@@ -5,11 +5,14 @@ import pytest
 from ctc_tui.core.yamlio import MAX_DEPTH, YamlError, load_yaml_text, parse_scalar
 
 
-@pytest.mark.parametrize("text", [
-    "model:\n  config_overrides: " + "[" * 600 + "]" * 600 + "\n",
-    "a: " + "{b: " * 600 + "1" + "}" * 600 + "\n",
-    "x:\n" + "".join("  " * i + "- \n" for i in range(1, 700)),
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "model:\n  config_overrides: " + "[" * 600 + "]" * 600 + "\n",
+        "a: " + "{b: " * 600 + "1" + "}" * 600 + "\n",
+        "x:\n" + "".join("  " * i + "- \n" for i in range(1, 700)),
+    ],
+)
 def test_deep_nesting_is_a_yaml_error_with_its_line(text):
     with pytest.raises(YamlError, match="nested") as caught:
         load_yaml_text(text)
@@ -46,8 +49,18 @@ def test_placeholders_are_filled_by_name_only():
     assert fill_placeholders("runs/{{literal}}/{preset}", values) == "runs/{literal}/demo"
 
 
-@pytest.mark.parametrize("template", ["runs/{preset.__class__}", "runs/{timestamp:>999999999}", "runs/{0}",
-                                      "runs/{preset[0]}", "runs/{nope}", "runs/{", "runs/}"])
+@pytest.mark.parametrize(
+    "template",
+    [
+        "runs/{preset.__class__}",
+        "runs/{timestamp:>999999999}",
+        "runs/{0}",
+        "runs/{preset[0]}",
+        "runs/{nope}",
+        "runs/{",
+        "runs/}",
+    ],
+)
 def test_anything_but_a_known_name_is_refused(template):
     with pytest.raises(ValueError):
         fill_placeholders(template, {"preset": "demo", "timestamp": "t"})

@@ -31,8 +31,16 @@ from ctc_tui.tui.widgets.dialogs import ChoiceScreen, HelpScreen, confirm
 from ctc_tui.tui.widgets.plot import LinePlot, Series
 
 COLUMNS = ("rank", "host", "state", "step", "loss", "trend", "samples/s", "memory", "util")
-STATE_STYLE = {"training": "green", "evaluating": "cyan", "failed": "bold red", "done": "bold green",
-               "stopped": "yellow", "preprocessing": "magenta", "compiling": "magenta", "saving": "blue"}
+STATE_STYLE = {
+    "training": "green",
+    "evaluating": "cyan",
+    "failed": "bold red",
+    "done": "bold green",
+    "stopped": "yellow",
+    "preprocessing": "magenta",
+    "compiling": "magenta",
+    "saving": "blue",
+}
 HELP = """[b]Dashboard keys[/b]
 
   s   stop gracefully: every rank saves a checkpoint, then exits (resume later)
@@ -125,8 +133,11 @@ class DashboardScreen(Screen[str]):
         self.query_one("#summary", Static).update(self._summary(now))
         self._draw_table()
         self.query_one("#loss-plot", LinePlot).series = [Series("", tuple(state.loss_curve), "cyan")]
-        wer = tuple((float(e["step"] or 0), float(e["wer"])) for e in state.evals
-                    if isinstance(e.get("wer"), (int, float)))
+        wer = tuple(
+            (float(e["step"] or 0), float(e["wer"]))
+            for e in state.evals
+            if isinstance(e.get("wer"), (int, float))
+        )
         self.query_one("#wer-plot", LinePlot).series = [Series("", wer, "green")]
         self.query_one("#alerts", Static).update(self._alerts(now))
         self.query_one("#samples", Static).update(self._samples())
@@ -139,17 +150,28 @@ class DashboardScreen(Screen[str]):
         bar = Text.assemble(("█" * filled, "green"), ("░" * (36 - filled), "dim"))
         live = "following" if self.following else "run over"
         state_style = STATE_STYLE.get(s.state, "")
-        head = Text.assemble((f" {s.state} ", f"reverse {state_style}".strip()), "  ",
-                             (f"step {s.step}/{total or '?'}", "bold"), "  ",
-                             f"{(100 * s.step / total) if total else 0:.0f}%  ",
-                             f"ETA {fmt_duration(s.eta_seconds(now)) if not s.finished else '--:--'}  ",
-                             f"elapsed {fmt_duration(s.elapsed(now))}  ", (live, "dim"))
+        head = Text.assemble(
+            (f" {s.state} ", f"reverse {state_style}".strip()),
+            "  ",
+            (f"step {s.step}/{total or '?'}", "bold"),
+            "  ",
+            f"{(100 * s.step / total) if total else 0:.0f}%  ",
+            f"ETA {fmt_duration(s.eta_seconds(now)) if not s.finished else '--:--'}  ",
+            f"elapsed {fmt_duration(s.elapsed(now))}  ",
+            (live, "dim"),
+        )
         sps = s.samples_per_second
         wer, best = s.last_wer, s.best_wer
-        figures = Text.assemble(("samples/s ", "dim"), (fmt_float(sps, 1), "bold"), ("   eval WER ", "dim"),
-                                (fmt_float(wer), "bold green" if wer is not None else ""),
-                                ("   best ", "dim"), fmt_float(best),
-                                ("   world ", "dim"), str(s.world_size or len(s.ranks) or "-"))
+        figures = Text.assemble(
+            ("samples/s ", "dim"),
+            (fmt_float(sps, 1), "bold"),
+            ("   eval WER ", "dim"),
+            (fmt_float(wer), "bold green" if wer is not None else ""),
+            ("   best ", "dim"),
+            fmt_float(best),
+            ("   world ", "dim"),
+            str(s.world_size or len(s.ranks) or "-"),
+        )
         if s.exit_code is not None:
             figures.append(f"   exit {s.exit_code}", style="bold red" if s.exit_code else "bold green")
             if s.failed_rank is not None:
@@ -161,13 +183,23 @@ class DashboardScreen(Screen[str]):
         wanted = sorted(r for r in self.state.ranks if r >= 0)
         for rank in wanted:
             row = self.state.ranks[rank]
-            mem = f"{row.memory_used / 2**30:.1f}/{row.memory_total / 2**30:.0f} GiB" if row.memory_used and \
-                row.memory_total else (f"{row.memory_used / 2**30:.1f} GiB" if row.memory_used else "-")
+            mem = (
+                f"{row.memory_used / 2**30:.1f}/{row.memory_total / 2**30:.0f} GiB"
+                if row.memory_used and row.memory_total
+                else (f"{row.memory_used / 2**30:.1f} GiB" if row.memory_used else "-")
+            )
             bad_loss = row.step and not math.isfinite(row.loss)
-            cells = (str(rank), row.host, Text(row.state, style=STATE_STYLE.get(row.state, "")), str(row.step),
-                     Text(fmt_float(row.loss), style="bold red" if bad_loss else ""),
-                     Text(sparkline(list(row.losses), 20), style="cyan"), fmt_float(row.samples_per_second, 1),
-                     mem, f"{row.utilisation:.0f}%" if row.utilisation is not None else "-")
+            cells = (
+                str(rank),
+                row.host,
+                Text(row.state, style=STATE_STYLE.get(row.state, "")),
+                str(row.step),
+                Text(fmt_float(row.loss), style="bold red" if bad_loss else ""),
+                Text(sparkline(list(row.losses), 20), style="cyan"),
+                fmt_float(row.samples_per_second, 1),
+                mem,
+                f"{row.utilisation:.0f}%" if row.utilisation is not None else "-",
+            )
             key = str(rank)
             if key in table.rows:
                 for column, value in zip(COLUMNS, cells):
@@ -181,8 +213,10 @@ class DashboardScreen(Screen[str]):
             return Text("no alerts", style="dim")
         text = Text()
         for alert in found[:6]:
-            text.append(("✗ " if alert.level == "error" else "! ") + alert.message + "\n",
-                        style="bold red" if alert.level == "error" else "yellow")
+            text.append(
+                ("✗ " if alert.level == "error" else "! ") + alert.message + "\n",
+                style="bold red" if alert.level == "error" else "yellow",
+            )
         return text
 
     def _samples(self) -> Table | Text:
@@ -190,12 +224,20 @@ class DashboardScreen(Screen[str]):
         if not samples:
             return Text("transcripts appear after the first evaluation", style="dim")
         step = self.state.evals[-1].get("step") if self.state.evals else "?"
-        table = Table(box=None, pad_edge=False, title=f"eval @ step {step}: hyp / ref",
-                      title_justify="left", title_style="bold", show_header=False)
+        table = Table(
+            box=None,
+            pad_edge=False,
+            title=f"eval @ step {step}: hyp / ref",
+            title_justify="left",
+            title_style="bold",
+            show_header=False,
+        )
         table.add_column(overflow="fold")
         for pair in samples[:4]:
             hyp, ref = str(pair.get("hyp", "")), str(pair.get("ref", ""))
-            table.add_row(Text.assemble(("hyp ", "dim"), (hyp or "(blank)", "green" if hyp == ref else "yellow")))
+            table.add_row(
+                Text.assemble(("hyp ", "dim"), (hyp or "(blank)", "green" if hyp == ref else "yellow"))
+            )
             table.add_row(Text.assemble(("ref ", "dim"), ref))
         return table
 
@@ -233,8 +275,10 @@ class DashboardScreen(Screen[str]):
             if choice == "yes":
                 self._control("kill")
 
-        self.app.push_screen(confirm("Kill every process of this run now? No checkpoint is written.",
-                                     yes="Kill", no="Cancel"), answered)
+        self.app.push_screen(
+            confirm("Kill every process of this run now? No checkpoint is written.", yes="Kill", no="Cancel"),
+            answered,
+        )
 
     @work(group="control", exit_on_error=False)
     async def _control(self, op: str) -> None:
@@ -258,8 +302,15 @@ class DashboardScreen(Screen[str]):
                 self.action_detach()
             elif choice == "stop":
                 self._control("stop")
-                self.app.exit(f"stopping (checkpoint first); resume with: ctc-tui run --resume {self.run_dir}")
+                self.app.exit(
+                    f"stopping (checkpoint first); resume with: ctc-tui run --resume {self.run_dir}"
+                )
 
-        self.app.push_screen(ChoiceScreen("The run is live. Leave it running, or stop it?",
-                                          [("detach", "Detach (keeps training)"), ("stop", "Stop gracefully"),
-                                           ("cancel", "Cancel")], default="detach"), answered)
+        self.app.push_screen(
+            ChoiceScreen(
+                "The run is live. Leave it running, or stop it?",
+                [("detach", "Detach (keeps training)"), ("stop", "Stop gracefully"), ("cancel", "Cancel")],
+                default="detach",
+            ),
+            answered,
+        )

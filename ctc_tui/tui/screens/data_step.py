@@ -26,14 +26,23 @@ def render_scan(result: DataScan) -> Group | Text:
     if result.errors and not result.splits:
         return Text("\n".join("✗ " + e for e in result.errors), style="red")
     table = Table(box=None, pad_edge=False, title="data check", title_justify="left", title_style="bold")
-    for name, justify in (("split", "left"), ("clips", "right"), ("hours", "right"), ("sample rates", "left"),
-                          ("unreadable", "right")):
+    for name, justify in (
+        ("split", "left"),
+        ("clips", "right"),
+        ("hours", "right"),
+        ("sample rates", "left"),
+        ("unreadable", "right"),
+    ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for split in result.splits:
-        rates = ", ".join(f"{r} Hz" + (f" ×{n}" if len(split.sample_rates) > 1 else "")
-                          for r, n in split.sample_rates.most_common())
+        rates = ", ".join(
+            f"{r} Hz" + (f" ×{n}" if len(split.sample_rates) > 1 else "")
+            for r, n in split.sample_rates.most_common()
+        )
         note = "" if split.measured == split.clips else f" (from {split.measured} sampled)"
-        table.add_row(split.split, str(split.clips), f"{split.hours:.2f}{note}", rates or "-", str(split.unreadable))
+        table.add_row(
+            split.split, str(split.clips), f"{split.hours:.2f}{note}", rates or "-", str(split.unreadable)
+        )
     parts: list = [table]
     if result.splits and result.splits[0].durations:
         hist = result.splits[0].histogram()
@@ -46,20 +55,34 @@ def render_scan(result: DataScan) -> Group | Text:
         parts.append(lines)
         rates = set().union(*(s.sample_rates for s in result.splits))
         if rates - {16000}:
-            parts.append(Text(f"note: {', '.join(map(str, sorted(rates - {16000})))} Hz audio is resampled to "
-                              "16000 Hz (the reference would refuse it)", style="yellow"))
+            parts.append(
+                Text(
+                    f"note: {', '.join(map(str, sorted(rates - {16000})))} Hz audio is resampled to "
+                    "16000 Hz (the reference would refuse it)",
+                    style="yellow",
+                )
+            )
     if result.vocab:
         chars = "".join(k for k in result.vocab if len(k) == 1)
-        parts.append(Text.assemble(("vocabulary ", "bold"), f"({len(result.vocab)} tokens): ", (chars, "green"),
-                                   " + [UNK] [PAD]"))
+        parts.append(
+            Text.assemble(
+                ("vocabulary ", "bold"), f"({len(result.vocab)} tokens): ", (chars, "green"), " + [UNK] [PAD]"
+            )
+        )
     parts.extend(Text("✗ " + e, style="red") for e in result.errors)
     return Group(*parts)
 
 
 class DataStep(StepScreen):
-    LABELS = {"data.dataset_dir": "data folder", "data.train_split_name": "train split",
-              "data.eval_split_name": "eval split"}
-    HELP = "Local data (LibriSpeech tree, audio folder, manifest) or a hub dataset. Check data reads the headers."
+    LABELS = {
+        "data.dataset_dir": "data folder",
+        "data.train_split_name": "train split",
+        "data.eval_split_name": "eval split",
+    }
+    HELP = (
+        "Local data (LibriSpeech tree, audio folder, manifest) or a hub dataset. "
+        "Check data reads the headers."
+    )
 
     def compose_extra_top(self) -> ComposeResult:
         with Horizontal(id="data-actions"):
@@ -77,7 +100,9 @@ class DataStep(StepScreen):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "browse":
             event.stop()
-            self.app.push_screen(FolderPicker(self.query_one("#f-data--dataset_dir", Input).value), self._picked)
+            self.app.push_screen(
+                FolderPicker(self.query_one("#f-data--dataset_dir", Input).value), self._picked
+            )
         elif event.button.id == "check":
             event.stop()
             self.run_check()
@@ -97,15 +122,27 @@ class DataStep(StepScreen):
         self.collect()
         d = self.draft
         self.query_one("#scan", Static).update(Text("checking data…", style="dim"))
-        self._scan(d.get("data.source"), d.get("data.dataset_dir"),
-                   [d.get("data.train_split_name"), d.get("data.eval_split_name")],
-                   d.get("data.audio_column_name"), d.get("data.text_column_name"),
-                   d.get("data.chars_to_ignore"), d.get("data.do_lower_case"))
+        self._scan(
+            d.get("data.source"),
+            d.get("data.dataset_dir"),
+            [d.get("data.train_split_name"), d.get("data.eval_split_name")],
+            d.get("data.audio_column_name"),
+            d.get("data.text_column_name"),
+            d.get("data.chars_to_ignore"),
+            d.get("data.do_lower_case"),
+        )
 
     @work(thread=True, exclusive=True, group="data-check", exit_on_error=False)
     def _scan(self, source, folder, splits, audio_col, text_col, chars, lower) -> None:
-        result = scan(source, folder, [s for s in splits if s], audio_col or "audio", text_col or "text",
-                      chars, bool(lower))
+        result = scan(
+            source,
+            folder,
+            [s for s in splits if s],
+            audio_col or "audio",
+            text_col or "text",
+            chars,
+            bool(lower),
+        )
         self.app.call_from_thread(self._scanned, result)
 
     def _scanned(self, result: DataScan) -> None:
@@ -138,7 +175,10 @@ class TextStep(StepScreen):
         normalise = make_normaliser(list(chars), lower)
         if not self.transcripts:
             self.query_one("#preview", Static).update(
-                Text("no transcripts to preview: run Check data on the previous step (local data)", style="dim"))
+                Text(
+                    "no transcripts to preview: run Check data on the previous step (local data)", style="dim"
+                )
+            )
             return
         table = Table(box=None, pad_edge=False, title="preview", title_justify="left", title_style="bold")
         table.add_column("before", overflow="fold", ratio=1)

@@ -13,8 +13,12 @@ from ctc_tui.tui.stepscreen import StepScreen
 
 
 class CardsStep(StepScreen):
-    LABELS = {"gaudi.use_habana": "HPU (Gaudi)", "training.use_cpu": "force CPU",
-              "launch.world_size": "cards per node", "launch.deepspeed": "DeepSpeed config"}
+    LABELS = {
+        "gaudi.use_habana": "HPU (Gaudi)",
+        "training.use_cpu": "force CPU",
+        "launch.world_size": "cards per node",
+        "launch.deepspeed": "DeepSpeed config",
+    }
     HELP = "One rank per card. mpi and deepspeed are the seed's launchers; a hostfile spans several nodes."
 
     def __init__(self, draft: Draft, devices_text: RenderableType | None = None):
@@ -48,7 +52,9 @@ class PrecisionStep(StepScreen):
 
 
 class TrainingStep(StepScreen):
-    LABELS = {"training.per_device_train_batch_size": "train batch / card",
-              "training.per_device_eval_batch_size": "eval batch / card",
-              "training.gradient_accumulation_steps": "grad accumulation"}
+    LABELS = {
+        "training.per_device_train_batch_size": "train batch / card",
+        "training.per_device_eval_batch_size": "eval batch / card",
+        "training.gradient_accumulation_steps": "grad accumulation",
+    }
     HELP = "max_steps -1 trains for num_train_epochs. output_dir may use {preset} and {timestamp}."

@@ -13,8 +13,12 @@ from ctc_tui.core.architectures import ARCHITECTURES
 from ctc_tui.tui.draft import declared_spec
 from ctc_tui.tui.stepscreen import StepScreen
 
-BADGE = {"cached": ("in local cache", "green"), "built": ("built from a config", "cyan"),
-         "local": ("local directory", "green"), "missing": ("not cached: needs the hub", "yellow")}
+BADGE = {
+    "cached": ("in local cache", "green"),
+    "built": ("built from a config", "cyan"),
+    "local": ("local directory", "green"),
+    "missing": ("not cached: needs the hub", "yellow"),
+}
 
 
 def model_option(name: str, label: str, params: str, where: str) -> Option:
@@ -26,10 +30,14 @@ def model_option(name: str, label: str, params: str, where: str) -> Option:
 class ModelStep(StepScreen):
     LABELS = {"model.model_name_or_path": "model", "model.architecture": "build from config"}
     # Described here, not by the model: this screen is drawn before the model is built.
-    SPECS = {"model.model_name_or_path": declared_spec("model.model_name_or_path", "text"),
-             "model.architecture": declared_spec("model.architecture", "choice", ARCHITECTURES, optional=True)}
-    HELP = ("Pick a checkpoint (Enter), or type a hub id or a local directory below. "
-            "The demo architectures need no download.")
+    SPECS = {
+        "model.model_name_or_path": declared_spec("model.model_name_or_path", "text"),
+        "model.architecture": declared_spec("model.architecture", "choice", ARCHITECTURES, optional=True),
+    }
+    HELP = (
+        "Pick a checkpoint (Enter), or type a hub id or a local directory below. "
+        "The demo architectures need no download."
+    )
 
     def compose_extra_top(self) -> ComposeResult:
         options = [model_option(m.name, m.label, m.params, availability(m.name)) for m in KNOWN_MODELS]

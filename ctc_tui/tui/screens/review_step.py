@@ -89,7 +89,8 @@ class ReviewStep(StepScreen):
         body = preset.to_yaml(header=preset_header(Path(path)))
         self.query_one("#yaml", Static).update(Syntax(body, "yaml", theme="ansi_dark", word_wrap=True))
         self.query_one("#command", Static).update(
-            Syntax(command_text(preset, path), "bash", theme="ansi_dark", word_wrap=True))
+            Syntax(command_text(preset, path), "bash", theme="ansi_dark", word_wrap=True)
+        )
 
     # -- actions ------------------------------------------------------------------------------------
     def collect(self) -> None:  # nothing to copy: the review edits no preset key
@@ -125,11 +126,14 @@ class ReviewStep(StepScreen):
             self.show_problems([f"{path} is a folder: give a file name such as {path / 'my-run.yaml'}"])
             return
         if path.exists():
+
             def answered(choice: str | None) -> None:
                 if choice == "yes":
                     self._write(path, action)
 
-            self.app.push_screen(confirm(f"{path} exists. Replace it?", yes="Replace", no="Keep it"), answered)
+            self.app.push_screen(
+                confirm(f"{path} exists. Replace it?", yes="Replace", no="Keep it"), answered
+            )
             return
         self._write(path, action)
 

@@ -60,10 +60,20 @@ class RunsScreen(Screen[None]):
         table = self.query_one("#runs-table", DataTable)
         table.clear()
         for run in runs:
-            style = {"failed": "red", "done": "green", "training": "cyan", "lost": "yellow"}.get(run.state, "")
-            table.add_row("●" if str(run.path) in self.marked else " ", run.name, Text(run.state, style=style),
-                          str(run.world_size or "-"), str(run.step), fmt_float(run.best_wer),
-                          fmt_duration(run.duration), run.started_text, key=str(run.path))
+            style = {"failed": "red", "done": "green", "training": "cyan", "lost": "yellow"}.get(
+                run.state, ""
+            )
+            table.add_row(
+                "●" if str(run.path) in self.marked else " ",
+                run.name,
+                Text(run.state, style=style),
+                str(run.world_size or "-"),
+                str(run.step),
+                fmt_float(run.best_wer),
+                fmt_duration(run.duration),
+                run.started_text,
+                key=str(run.path),
+            )
         if not runs:
             self.query_one("#runs-title", Static).update(f"no runs under {self.root} yet")
         self._plot()
@@ -90,8 +100,10 @@ class RunsScreen(Screen[None]):
 
     def _plot(self) -> None:
         chosen = [r for r in self.runs if str(r.path) in self.marked]
-        series = [Series(r.name, tuple((float(s), w) for s, w in r.wer_curve), STYLES[i % len(STYLES)])
-                  for i, r in enumerate(chosen)]
+        series = [
+            Series(r.name, tuple((float(s), w) for s, w in r.wer_curve), STYLES[i % len(STYLES)])
+            for i, r in enumerate(chosen)
+        ]
         self.query_one("#compare-plot", LinePlot).series = series
 
     def action_open(self) -> None:

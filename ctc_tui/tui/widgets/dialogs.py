@@ -28,8 +28,9 @@ class ChoiceScreen(ModalScreen[str | None]):
             yield Label(self.question, id="question")
             with Horizontal(id="answers"):
                 for key, label in self.answers:
-                    yield Button(label, id=f"answer-{key}",
-                                 variant="primary" if key == self.default else "default")
+                    yield Button(
+                        label, id=f"answer-{key}", variant="primary" if key == self.default else "default"
+                    )
 
     def on_mount(self) -> None:
         if self.default:
@@ -63,8 +64,9 @@ class FolderPicker(ModalScreen[str | None]):
         with Vertical(id="picker"):
             yield Label("Choose the data folder (Enter opens a folder; Choose picks the highlighted one)")
             yield Input(str(self.start), id="picker-path")
-            yield DirectoryTree(str(self.start.parent if self.start.parent != self.start else self.start),
-                                id="picker-tree")
+            yield DirectoryTree(
+                str(self.start.parent if self.start.parent != self.start else self.start), id="picker-tree"
+            )
             with Horizontal(id="answers"):
                 yield Button("Choose", id="choose", variant="primary")
                 yield Button("Cancel", id="cancel")

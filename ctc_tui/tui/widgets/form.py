@@ -52,12 +52,23 @@ def make_input(spec: FieldSpec, value: Any) -> Widget:
     if spec.kind == "choice":
         options = [(str(c), c) for c in spec.choices]
         if spec.optional:
-            return Select(options, value=value if value in spec.choices else Select.NULL, allow_blank=True,
-                          prompt="(default)", id=spec.widget_id, compact=True)
+            return Select(
+                options,
+                value=value if value in spec.choices else Select.NULL,
+                allow_blank=True,
+                prompt="(default)",
+                id=spec.widget_id,
+                compact=True,
+            )
         return Select(options, value=value, allow_blank=False, id=spec.widget_id, compact=True)
     placeholder = "(none)" if spec.optional else ""
-    return Input(format_value(spec, value), placeholder=placeholder, id=spec.widget_id,
-                 classes="field-input", compact=True)
+    return Input(
+        format_value(spec, value),
+        placeholder=placeholder,
+        id=spec.widget_id,
+        classes="field-input",
+        compact=True,
+    )
 
 
 def read_input(widget: Widget, spec: FieldSpec) -> Any:
@@ -69,8 +80,12 @@ def read_input(widget: Widget, spec: FieldSpec) -> Any:
     return parse_text(spec, widget.value)
 
 
-def rows_for(draft: Draft, keys: list[str], labels: dict[str, str] | None = None,
-             specs: dict[str, FieldSpec] | None = None) -> list[FieldRow]:
+def rows_for(
+    draft: Draft,
+    keys: list[str],
+    labels: dict[str, str] | None = None,
+    specs: dict[str, FieldSpec] | None = None,
+) -> list[FieldRow]:
     """One row per key; ``specs`` describes keys by hand (else the preset model does: field_spec)."""
     labels = labels or {}
     return [FieldRow(spec_of(k, specs), draft.get(k), labels.get(k)) for k in keys]
