@@ -483,7 +483,8 @@ def _ssh(host: str, ssh: str) -> str | None:
     """None when ``ssh HOST true`` works without a password; else the reason."""
     try:
         proc = run_bounded(
-            [ssh, "-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_TIMEOUT}", host, "true"], SSH_TIMEOUT + 4
+            [ssh, "-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_TIMEOUT}", "--", host, "true"],
+            SSH_TIMEOUT + 4,
         )
     except subprocess.TimeoutExpired:
         return f"no answer within {SSH_TIMEOUT + 4} s"

@@ -117,6 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stdout,
     )
     run_dir = Path(preset.training.output_dir)
+    from ctc_tui.core import private
+
+    try:  # the Hub token is never in preset.yaml: $HF_TOKEN, else the run's 0600 file
+        preset.model.token = preset.model.token or private.hf_token(run_dir)
+    except private.PrivacyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     from ctc_tui.runner.report import Reporter
 
     reporter = Reporter.from_env(dist.rank, run_dir)

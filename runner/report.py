@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ctc_tui.core import events, rundir
+from ctc_tui.core import events, private, rundir
 
 QUEUE_SIZE = 10_000
 
@@ -48,7 +48,7 @@ class Reporter:
 
     @classmethod
     def from_env(cls, rank: int, run_dir: Path | None) -> "Reporter":
-        return cls(rank, run_dir, os.environ.get(events.ENV_SOCKET), os.environ.get(events.ENV_TOKEN))
+        return cls(rank, run_dir, os.environ.get(events.ENV_SOCKET), _run_token(run_dir))
 
     @property
     def connected(self) -> bool:
@@ -134,6 +134,12 @@ class Reporter:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _run_token(run_dir: Path | None) -> str | None:
+    """The run's TCP token: ``RUN_DIR/run-token`` (mode 0600, never through a link), which the supervisor
+    writes; never an environment variable (launchers copy those onto remote command lines)."""
+    return private.run_token(run_dir) if run_dir is not None else None
 
 
 def _connect(address: str, token: str | None) -> socket.socket | None:

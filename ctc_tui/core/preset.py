@@ -20,8 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ctc_tui.core.architectures import ARCHITECTURES, DEFAULT_MODEL
 from ctc_tui.core.fielddocs import field_doc
+from ctc_tui.core.hosts import check_host
 from ctc_tui.core.names import LAUNCHERS
 from ctc_tui.core.presetfile import PRESET_FILENAME, local_model_path, read_document  # noqa: F401 (re-exported)
+from ctc_tui.core.private import FROM_ENV
 from ctc_tui.core.problems import PresetError, Problem
 from ctc_tui.core.sources import SOURCES
 from ctc_tui.core.yamlio import YamlDocument, YamlError, parse_scalar
@@ -53,8 +55,9 @@ class ModelSection(_Section):
     """Use this tokenizer instead of building a character vocabulary from the training text."""
     cache_dir: Optional[str] = None
     """Where pretrained models are cached (default: the Hugging Face cache)."""
-    token: Optional[str] = None
-    """Hub token for gated or private models (prefer the HF_TOKEN environment variable)."""
+    token: Optional[str] = Field(None, exclude=True, repr=False)
+    """Hub token for gated or private models. Better: the HF_TOKEN environment variable or
+    ``huggingface-cli login``. Never written out: a run keeps it in ``RUN_DIR/hf-token`` (mode 0600)."""
     trust_remote_code: bool = False
     """Allow code from the model or dataset repository to run."""
     attn_implementation: Optional[Literal["eager", "sdpa", "flash_attention_2"]] = None
@@ -87,6 +90,12 @@ class ModelSection(_Section):
     """Zero infinite CTC losses (inputs too short for their labels) instead of failing."""
     add_adapter: bool = False
     """Stack a convolutional adapter on the encoder (Wav2Vec2-BERT style down-sampling)."""
+
+    @field_validator("token")
+    @classmethod
+    def _token_placeholder(cls, value: Optional[str]) -> Optional[str]:
+        """``<from HF_TOKEN>`` (what show-command prints for a token) means no token given here."""
+        return None if value in (FROM_ENV, "") else value
 
 
 DataSource = Literal[SOURCES]  # type: ignore[valid-type]  (the one list: ctc_tui/core/sources.py)
@@ -354,6 +363,11 @@ class LaunchSection(_Section):
     (default ``$CTC_TUI_LOG_HOST``, else this machine's address on the route to the hostfile's hosts)."""
     deepspeed: Optional[str] = None
     """DeepSpeed config JSON (e.g. ZeRO-2), passed to the trainer as TrainingArguments.deepspeed."""
+
+    @field_validator("master_addr", "log_host")
+    @classmethod
+    def _is_host(cls, value: Optional[str]) -> Optional[str]:
+        return value if value is None else check_host(value)
 
     @model_validator(mode="after")
     def _single_is_one(self) -> "LaunchSection":

@@ -25,6 +25,8 @@ SUPERVISOR_PID = "supervisor.pid"
 CONTROL_SOCKET = "supervisor.sock"  # subscribe / stop / kill
 LOG_SOCKET = "log.sock"  # ranks on this node send their events here
 DEEPSPEED_ENV = ".deepspeed_env"  # what the DeepSpeed launcher forwards to other nodes
+RUN_TOKEN = "run-token"  # 0600: the secret TCP senders present (ranks read it; never in env or argv)
+HF_TOKEN_FILE = "hf-token"  # 0600: the Hub token for this run's ranks (from model.token or HF_TOKEN)
 
 SLURM_JOB_SCRIPT = "job.sbatch"
 SLURM_JOB_ID = "slurm-job-id"
@@ -47,6 +49,8 @@ OWN_FILES = frozenset(
         CONTROL_SOCKET,
         LOG_SOCKET,
         DEEPSPEED_ENV,
+        RUN_TOKEN,
+        HF_TOKEN_FILE,
         SLURM_JOB_SCRIPT,
         SLURM_JOB_ID,
         SLURM_JOB_ID_TMP,

@@ -99,6 +99,11 @@ class Launcher(ABC):
         """Pre-flight checks of this launcher on this machine (``run``: a bounded tool run)."""
         return deepspeed_config_checks(preset)
 
+    def refusals(self, preset: Preset, environ: dict[str, str] | None = None) -> list[Finding]:
+        """Settings this launcher cannot run safely, refused before anything starts (even without the
+        pre-flight check); part of ``checks``."""
+        return []
+
     def remote_checks(self, preset: Preset, remote_hosts: list[str], which: Which) -> list[Finding]:
         """What this launcher needs to start ranks on ``remote_hosts`` (ssh itself is checked by check.py)."""
         return []

@@ -7,6 +7,7 @@ started with pdsh and get the run's environment from a ``.deepspeed_env`` the su
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from ctc_tui.launchers.base import (
     cpu_rank_threads,
     deepspeed_config_checks,
 )
-from ctc_tui.launchers.environment import forwarded_env
+from ctc_tui.launchers.environment import forwarded_env, launch_env
 from ctc_tui.launchers.hostfile import master_addr, read_hostfile
 
 if TYPE_CHECKING:  # only named in annotations here
@@ -27,20 +28,69 @@ if TYPE_CHECKING:  # only named in annotations here
     from ctc_tui.launchers.topology import CpuTopology
 
 
+#: What DeepSpeed's remote shell still reads inside the double quotes it puts around each
+#: ``.deepspeed_env`` value (``export NAME="VALUE"`` on pdsh's command line).
+SHELL_ACTIVE = ("$", "`", '"', "\\", "\n", "\r")
+#: The preset setting behind a run variable, for the fix an error names.
+_SETTING_OF = {
+    "CTC_TUI_RUN_DIR": "training.output_dir",
+    "MASTER_ADDR": "launch.master_addr",
+    "CTC_TUI_LOG_SOCKET": "launch.log_host",
+}
+
+
+def unsafe_value(name: str, value: str, origin: str = "") -> str | None:
+    """Why ``NAME=value`` cannot go through DeepSpeed's double-quoted remote shell (None when it can)."""
+    active = [char for char in SHELL_ACTIVE if char in value]
+    if not active:
+        return None
+    where = _SETTING_OF.get(name)
+    fix = (
+        f"choose a {where} without them"
+        if where
+        else f"remove them from {name}{' in ' + origin if origin else ''}, or unset it"
+    )
+    return (
+        f"{name}={value!r} holds {' '.join(repr(c) for c in active)}, which the shell DeepSpeed starts "
+        f"ranks on other hosts with would expand or run: {fix} (or use launch.launcher=mpi)"
+    )
+
+
 def deepspeed_env_text(env: dict[str, str], names: list[str], previous: str = "") -> str:
     """``.deepspeed_env`` (``NAME=VALUE`` lines, read by the DeepSpeed launcher for remote nodes):
     ``previous`` (the user's own file) first, then ``names`` from ``env``, which win. DeepSpeed splits
-    every line at the first ``=`` and takes no comments or blank lines; values with a newline are left out."""
+    every line at the first ``=`` and takes no comments or blank lines. Every value must be inert in
+    DeepSpeed's double-quoted remote shell: ValueError (naming the variable and the fix) otherwise."""
     lines: dict[str, str] = {}
+    origin: dict[str, str] = {}
     for line in previous.splitlines():
         key, sep, value = line.partition("=")
         if sep and key.strip():
             lines[key.strip()] = value
+            origin[key.strip()] = "your own .deepspeed_env"
     for name in names:
         value = env.get(name)
-        if value is not None and "\n" not in value and "\r" not in value:
+        if value is not None:
             lines[name] = value
+            origin[name] = "the environment"
+    for key, value in lines.items():
+        problem = unsafe_value(key, value, origin[key])
+        if problem:
+            raise ValueError(problem)
     return "".join(f"{key}={value}\n" for key, value in lines.items())
+
+
+def forwarded_values(preset: Preset, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """What ``.deepspeed_env`` will carry for ``preset``, as far as it is known before the run starts
+    (the log socket's port is not): the run dir, the rendezvous, and the forwarded user variables."""
+    env = dict(os.environ if environ is None else environ)
+    values = {name: env[name] for name in forwarded_env(preset, env) if name in env}
+    values.update(launch_env(preset))
+    values["CTC_TUI_RUN_DIR"] = str(preset.training.output_dir)
+    log_host = preset.launch.log_host or env.get("CTC_TUI_LOG_HOST")
+    if log_host:
+        values["CTC_TUI_LOG_SOCKET"] = log_host
+    return values
 
 
 class DeepSpeed(Launcher):
@@ -95,7 +145,19 @@ class DeepSpeed(Launcher):
                     f"deepspeed not found on PATH: install {hint}, or use launch.launcher=mpi",
                 )
             )
-        return findings + deepspeed_config_checks(preset)
+        return findings + deepspeed_config_checks(preset) + self.refusals(preset)
+
+    def refusals(self, preset: Preset, environ: dict[str, str] | None = None) -> list[Finding]:
+        """With a hostfile: every value ``.deepspeed_env`` will carry must be inert in DeepSpeed's
+        double-quoted remote shell (``training.output_dir`` with ``$(...)`` would run on every node)."""
+        if not preset.launch.hostfile:
+            return []
+        findings = []
+        for name, value in forwarded_values(preset, environ).items():
+            problem = unsafe_value(name, value)
+            if problem:
+                findings.append(error(_SETTING_OF.get(name, "launch.launcher"), problem))
+        return findings
 
     def remote_checks(self, preset: Preset, remote_hosts: list[str], which: Which) -> list[Finding]:
         """pdsh, which starts the ranks on other hosts."""

@@ -12,15 +12,17 @@ from ctc_tui.launchers.registry import get
 if TYPE_CHECKING:  # the preset model is only named in annotations here
     from ctc_tui.core.preset import Preset
 
-#: Environment every remote rank needs (set by ctc-tui for each run), forwarded by mpirun -x.
-RUN_ENV = ("CTC_TUI_LOG_SOCKET", "CTC_TUI_TOKEN", "CTC_TUI_RUN_DIR", "MASTER_ADDR", "MASTER_PORT")
-#: The user's environment that matters on remote ranks, forwarded when it is set at launch.
+#: Environment every remote rank needs (set by ctc-tui for each run), forwarded by mpirun -x. Secrets are
+#: not among them: ranks read the run's token and the Hub token from 0600 files in the run dir
+#: (ctc_tui.core.private), as forwarded variables end up on remote command lines (pdsh) and in logs.
+RUN_ENV = ("CTC_TUI_LOG_SOCKET", "CTC_TUI_RUN_DIR", "MASTER_ADDR", "MASTER_PORT")
+#: The user's environment that matters on remote ranks, forwarded when it is set at launch (HF_TOKEN
+#: reaches them as RUN_DIR/hf-token instead).
 USER_ENV = (
     "PT_HPU_LAZY_MODE",
     "HF_HOME",
     "HF_HUB_OFFLINE",
     "HF_DATASETS_OFFLINE",
-    "HF_TOKEN",
     "PYTHONPATH",
     "CTC_TUI_CACHE",
     "HABANA_VISIBLE_MODULES",

@@ -6,18 +6,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ctc_tui.core.hosts import host_problem
+
 if TYPE_CHECKING:  # the preset model is only named in annotations here
     from ctc_tui.core.preset import Preset
 
 
 def read_hostfile(path: str | Path) -> list[tuple[str, int]]:
-    """``host slots=N`` lines (comments and blank lines ignored)."""
+    """``host slots=N`` lines (comments and blank lines ignored); a host must be a host name or address
+    (``ctc_tui.core.hosts``), as it reaches ssh, pdsh and remote shells."""
     hosts = []
     for number, raw in enumerate(Path(path).read_text().splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         parts = line.split()
+        problem = host_problem(parts[0])
+        if problem:
+            raise ValueError(f"{path}:{number}: {problem}")
         slots = 1
         for part in parts[1:]:
             if part.startswith("slots="):

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ctc_tui.core import events, rundir
+from ctc_tui.core import events, private, rundir
 from ctc_tui.supervisor.control import ControlServer
 from ctc_tui.supervisor.deepspeed_env import write_deepspeed_env
 from ctc_tui.supervisor.eventlog import Counters, EventLog
@@ -230,7 +230,9 @@ class Supervisor:
         port = server.sockets[0].getsockname()[1]
         host = self.spec.tcp_advertise or self.spec.tcp_bind
         self.tcp_address = f"{host}:{port}"
-        return {events.ENV_SOCKET: self.tcp_address, events.ENV_TOKEN: self.spec.token}
+        # The token reaches ranks as a 0600 file in the (shared) run dir, never in their environment.
+        private.write_secret(self.run_dir / rundir.RUN_TOKEN, self.spec.token)
+        return {events.ENV_SOCKET: self.tcp_address}
 
     async def _launch_env(self) -> dict[str, str]:
         env = dict(self.env)
@@ -245,7 +247,7 @@ class Supervisor:
         rundir.logs_dir(self.run_dir).mkdir(exist_ok=True)
         self.log.open()
         env = await self._launch_env()
-        launcher_log = open(rundir.logs_dir(self.run_dir) / rundir.LAUNCHER_LOG, "ab")
+        launcher_log = private.open_log(rundir.logs_dir(self.run_dir) / rundir.LAUNCHER_LOG)
         started = time.time()
         self.emit(
             "state",

@@ -44,7 +44,8 @@ def test_mpi_hostfile_forwards_the_run_environment(tmp_path):
     text = shlex.join(cmd)
     assert text.startswith(f"mpirun -n 16 --hostfile {hostfile} --bind-to core --map-by socket:PE=10 ")
     forwarded = {cmd[i + 1] for i, part in enumerate(cmd) if part == "-x"}
-    assert {"CTC_TUI_LOG_SOCKET", "CTC_TUI_TOKEN", "MASTER_ADDR", "HF_HOME", "PT_HPU_LAZY_MODE"} <= forwarded
+    assert {"CTC_TUI_LOG_SOCKET", "MASTER_ADDR", "HF_HOME", "PT_HPU_LAZY_MODE"} <= forwarded
+    assert "CTC_TUI_TOKEN" not in forwarded  # ranks read the token from RUN_DIR/run-token
     assert "HF_HUB_OFFLINE" not in forwarded  # not set at launch: not forwarded (no mpirun warnings)
 
 
@@ -124,28 +125,23 @@ def test_with_a_hostfile_rank_0_is_the_first_host_and_remote_ranks_get_the_run_e
     names = forwarded_env(multi, environ={"HF_HOME": "/hf"})
     assert {
         "CTC_TUI_LOG_SOCKET",
-        "CTC_TUI_TOKEN",
         "CTC_TUI_RUN_DIR",
         "MASTER_ADDR",
         "MASTER_PORT",
         "HF_HOME",
         "PT_HPU_LAZY_MODE",
     } <= set(names) and len(names) == len(set(names))
+    assert "CTC_TUI_TOKEN" not in names and "HF_TOKEN" not in forwarded_env(multi, {"HF_TOKEN": "hf_x"})
 
 
 def test_deepspeed_env_file_keeps_the_users_lines_and_never_breaks_its_format():
     from ctc_tui.launchers import deepspeed_env_text
 
-    env = {
-        "CTC_TUI_TOKEN": "abc",
-        "CTC_TUI_LOG_SOCKET": "10.0.0.1:4000",
-        "BAD": "two\nlines",
-        "NCCL_DEBUG": "WARN",
-    }
+    env = {"CTC_TUI_RUN_DIR": "/r/run 1", "CTC_TUI_LOG_SOCKET": "10.0.0.1:4000", "NCCL_DEBUG": "WARN"}
     text = deepspeed_env_text(
         env,
-        ["CTC_TUI_TOKEN", "CTC_TUI_LOG_SOCKET", "BAD", "UNSET"],
-        previous="NCCL_DEBUG=INFO\n\n# a comment\nCTC_TUI_TOKEN=stale\n",
+        ["CTC_TUI_RUN_DIR", "CTC_TUI_LOG_SOCKET", "UNSET"],
+        previous="NCCL_DEBUG=INFO\n\n# a comment\nCTC_TUI_RUN_DIR=stale\n",
     )
-    assert text == "NCCL_DEBUG=INFO\nCTC_TUI_TOKEN=abc\nCTC_TUI_LOG_SOCKET=10.0.0.1:4000\n"
+    assert text == "NCCL_DEBUG=INFO\nCTC_TUI_RUN_DIR=/r/run 1\nCTC_TUI_LOG_SOCKET=10.0.0.1:4000\n"
     assert all("=" in line for line in text.splitlines())  # DeepSpeed splits every line at '='

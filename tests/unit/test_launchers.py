@@ -145,13 +145,12 @@ def test_mpi_with_a_hostfile_counts_slots_and_forwards_the_environment(hostfile)
     )
     assert cmd[:5] == ["mpirun", "-n", "16", "--hostfile", str(hostfile)]
     forwarded = [cmd[i + 1] for i, part in enumerate(cmd) if part == "-x"]
-    assert forwarded[:5] == [
+    assert forwarded[:4] == [
         "CTC_TUI_LOG_SOCKET",
-        "CTC_TUI_TOKEN",
         "CTC_TUI_RUN_DIR",
         "MASTER_ADDR",
         "MASTER_PORT",
-    ]
+    ]  # no CTC_TUI_TOKEN: ranks read RUN_DIR/run-token
     assert "HF_HOME" in forwarded and "HF_TOKEN" not in forwarded
 
 
@@ -230,7 +229,8 @@ def test_every_rank_gets_the_rendezvous_and_hpu_lazy_mode(hostfile):
 def test_only_deepspeed_adds_a_deepspeed_env_to_the_transport(hostfile):
     chosen = "launch.log_host=10.9.9.9", f"launch.hostfile={hostfile}"
     ds = log_transport(hpu("launch.launcher=deepspeed", *chosen), {})
-    assert ds["tcp_advertise"] == "10.9.9.9" and "CTC_TUI_TOKEN" in ds["deepspeed_env"]
+    assert ds["tcp_advertise"] == "10.9.9.9" and "CTC_TUI_LOG_SOCKET" in ds["deepspeed_env"]
+    assert "CTC_TUI_TOKEN" not in ds["deepspeed_env"]
     assert "deepspeed_env" not in log_transport(hpu(*chosen), {})
     assert log_transport(hpu(), {}) == {}
 

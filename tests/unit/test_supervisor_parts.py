@@ -506,9 +506,9 @@ def test_deepspeed_env_file_is_private_and_keeps_the_users_own_lines(tmp_path, m
     (home / ".deepspeed_env").write_text("MY_VAR=1\n")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(tmp_path)
-    path = write_deepspeed_env(tmp_path, {"CTC_TUI_TOKEN": "t0k"}, ["CTC_TUI_TOKEN"])
+    path = write_deepspeed_env(tmp_path, {"MASTER_ADDR": "node-a"}, ["MASTER_ADDR"])
     text = Path(path).read_text()
-    assert (os.stat(path).st_mode & 0o777) == 0o600 and "MY_VAR=1" in text and "CTC_TUI_TOKEN=t0k" in text
+    assert (os.stat(path).st_mode & 0o777) == 0o600 and "MY_VAR=1" in text and "MASTER_ADDR=node-a" in text
 
 
 def test_spec_round_trips_and_is_private(tmp_path):

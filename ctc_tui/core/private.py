@@ -1,0 +1,157 @@
+"""What keeps a run private from other users of the same machine: run dirs made 0700 (or the mode the
+user sets in ``CTC_TUI_RUN_DIR_MODE``) and refused when someone else owns them or could write into them,
+and secret files (the run's TCP token, a Hub token) created ``O_EXCL`` with mode 0600 and never read
+through a symbolic link.
+
+Secrets live in files, not in the environment or on a command line: ``ps`` shows every process's argv to
+every user, and launchers (pdsh, mpirun, DeepSpeed) copy environment variables onto remote command lines.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import BinaryIO
+
+from ctc_tui.core import rundir
+
+MODE_ENV = "CTC_TUI_RUN_DIR_MODE"  # octal, e.g. 750 to share a run dir read-only with the group
+DEFAULT_MODE = 0o700
+HF_TOKEN_ENV = "HF_TOKEN"
+#: What is shown (and accepted as "none given here") in place of a Hub token.
+FROM_ENV = "<from HF_TOKEN>"
+
+
+class PrivacyError(Exception):
+    """A run dir or secret file that is not private; the message names the cause and the fix."""
+
+
+# -- run dirs -------------------------------------------------------------------------------------
+
+
+def run_dir_mode(environ: Mapping[str, str] | None = None) -> int:
+    """The mode new run dirs get: ``$CTC_TUI_RUN_DIR_MODE`` (octal), else 0700. The owner keeps full
+    access; group and others may read and enter, never write."""
+    text = (os.environ if environ is None else environ).get(MODE_ENV, "").strip()
+    if not text:
+        return DEFAULT_MODE
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777 or mode & 0o700 != 0o700 or mode & 0o022:
+        raise PrivacyError(
+            f"{MODE_ENV}={text!r} is not a run dir mode: give octal digits with full access for you and no "
+            "write access for group or others (e.g. 700, 750 or 755)"
+        )
+    return mode
+
+
+def check_run_dir(path: str | Path) -> None:
+    """Refuse an existing run dir that another user owns or that group or others can write to: they
+    could plant files (a symlinked secret, a forged preset) that this run would trust."""
+    path = Path(path)
+    st = os.lstat(path)
+    if not os.path.isdir(path) or os.path.islink(path):
+        raise PrivacyError(f"{path} is a symbolic link or a file, not a directory: choose another output dir")
+    if st.st_uid != os.geteuid():
+        raise PrivacyError(
+            f"{path} belongs to {_user(st.st_uid)}, not to you: a run dir must be your own "
+            "(choose another output dir, or ask its owner)"
+        )
+    if st.st_mode & 0o022:
+        raise PrivacyError(
+            f"{path} can be written by {'group and others' if st.st_mode & 0o002 else 'its group'} "
+            f"(mode {st.st_mode & 0o777:o}): make it private with chmod go-w {path}, "
+            "or choose another output dir"
+        )
+
+
+def make_run_dir(path: str | Path, environ: Mapping[str, str] | None = None) -> Path:
+    """Create the run dir and its ``logs/`` with ``run_dir_mode()`` (missing parents get the usual
+    umask); an existing one must pass ``check_run_dir``."""
+    path = Path(path)
+    mode = run_dir_mode(environ)
+    for directory in (path, rundir.logs_dir(path)):
+        if directory.exists() or directory.is_symlink():
+            check_run_dir(directory)
+            continue
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(directory, mode)
+        os.chmod(directory, mode)  # the umask may have taken bits away
+    return path
+
+
+def _user(uid: int) -> str:
+    import pwd  # deferred: only for the error message
+
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+# -- secret files ---------------------------------------------------------------------------------
+
+
+def write_secret(path: str | Path, text: str) -> Path:
+    """Write ``text`` to a new file ``path`` with mode 0600 (``O_EXCL | O_NOFOLLOW``: a file or link
+    someone put there is removed first, never written through)."""
+    path = Path(path)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return path
+
+
+def open_log(path: str | Path) -> BinaryIO:
+    """``path`` opened for appending, created with mode 0600 (not through a symbolic link)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.fdopen(os.open(path, flags, 0o600), "ab")
+
+
+def read_secret(path: str | Path) -> str | None:
+    """The stripped text of the secret file ``path``; None when there is none. Raises PrivacyError for a
+    symbolic link, a file of another user or one that group or others can read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if os.path.islink(path):
+            raise PrivacyError(f"{path} is a symbolic link: secrets are never read through one") from None
+        raise PrivacyError(f"cannot read {path}: {exc.strerror}") from None
+    with os.fdopen(fd, encoding="utf-8") as handle:
+        st = os.fstat(handle.fileno())
+        if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            raise PrivacyError(
+                f"{path} is not private (owner uid {st.st_uid}, mode {st.st_mode & 0o777:o}): "
+                f"remove it (or chmod 600 {path} if it is yours) and start again"
+            )
+        return handle.read().strip() or None
+
+
+def run_token(run_dir: str | Path) -> str | None:
+    """The run's TCP token, from ``RUN_DIR/run-token`` (None when the run has none or it is unreadable)."""
+    try:
+        return read_secret(Path(run_dir) / rundir.RUN_TOKEN)
+    except PrivacyError:
+        return None
+
+
+def hf_token(run_dir: str | Path | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The Hub token a rank uses: ``$HF_TOKEN``, else ``RUN_DIR/hf-token`` (written at run start from
+    model.token, or from HF_TOKEN for ranks on other hosts); None leaves it to huggingface_hub (its
+    own token file, ``huggingface-cli login``)."""
+    env = os.environ if environ is None else environ
+    if env.get(HF_TOKEN_ENV):
+        return env[HF_TOKEN_ENV]
+    if run_dir is None:
+        return None
+    return read_secret(Path(run_dir) / rundir.HF_TOKEN_FILE)
