@@ -101,11 +101,19 @@ def cmd_import_command(args: argparse.Namespace) -> int:
         preset = reference.parse_command(text)
     except reference.CommandError as exc:
         raise CliError(str(exc)) from None
+    from ctc_tui.core import private  # likewise: only here
+
     header = (
         "imported by ctc-tui import-command from:\n"
-        + " ".join(text.split())[:2000]
+        + private.redact(" ".join(text.split()))[:2000]
         + "\nrun it with: ctc-tui run THIS_FILE"
     )
+    if preset.model.token:
+        print(
+            "note: the Hub token of the command is not kept in the preset: "
+            "export HF_TOKEN (or run huggingface-cli login) before ctc-tui run",
+            file=sys.stderr,
+        )
     yaml_text = preset.to_yaml(header=header)
     if not args.output:
         sys.stdout.write(yaml_text)

@@ -10,6 +10,7 @@ every user, and launchers (pdsh, mpirun, DeepSpeed) copy environment variables o
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
@@ -155,3 +156,20 @@ def hf_token(run_dir: str | Path | None, environ: Mapping[str, str] | None = Non
     if run_dir is None:
         return None
     return read_secret(Path(run_dir) / rundir.HF_TOKEN_FILE)
+
+
+# -- redaction ------------------------------------------------------------------------------------
+
+#: Flags named ``...token`` that are vocabulary symbols, not secrets.
+_VOCAB_FLAGS = ("unk_token", "pad_token", "word_delimiter_token", "bos_token", "eos_token", "mask_token")
+_VALUE = r"""(?:'[^']*'|"[^"]*"|[^\s'"]+)"""
+_SECRET_FLAG = re.compile(r"(--(?!(?:%s)\b)[\w-]*token)(=|\s+)%s" % ("|".join(_VOCAB_FLAGS), _VALUE), re.I)
+_SECRET_ASSIGNMENT = re.compile(r"\b([A-Z_]*TOKEN[A-Z_]*)=%s" % _VALUE)
+REDACTED = "<redacted>"
+
+
+def redact(command: str) -> str:
+    """``command`` (a pasted shell command) with the values of ``--token``-like flags (``--token``,
+    ``--hub_token``, ``--use_auth_token``...) and ``*TOKEN*=`` assignments replaced by ``<redacted>``."""
+    command = _SECRET_FLAG.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", command)
+    return _SECRET_ASSIGNMENT.sub(lambda m: f"{m.group(1)}={REDACTED}", command)

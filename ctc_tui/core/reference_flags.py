@@ -15,6 +15,7 @@ import difflib
 from typing import Any
 
 from ctc_tui.core.preset import Preset, PresetError, Problem, _section_fields, validate_data
+from ctc_tui.core.private import FROM_ENV
 
 REFERENCE_SCRIPT = "run_speech_recognition_ctc.py"
 #: Preset keys that exist only in ctc-tui (no reference flag); show-command leaves them out of
@@ -147,6 +148,8 @@ def preset_flags(preset: Preset, reference_only: bool = False) -> list[str]:
                 out += [f"--{name}", "".join(value)]
                 continue
             out += [f"--{name}", *_flag_value(value)]
+    if preset.model.token:  # never printed: the ranks take it from HF_TOKEN (or the run's token file)
+        out += ["--token", FROM_ENV]
     return out
 
 

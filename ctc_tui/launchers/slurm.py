@@ -325,7 +325,8 @@ def export_script(
             "fi",
         ]
     lines += [
-        'mkdir -p "$run_dir/logs"',
+        # private, as ctc-tui run makes run dirs (ctc_tui.core.private)
+        'mkdir -p -m "${CTC_TUI_RUN_DIR_MODE:-700}" "$run_dir" "$run_dir/logs"',
         f"cat > \"$run_dir/preset.yaml\" <<'{PRESET_EOF}'",
         text.rstrip("\n"),
         PRESET_EOF,

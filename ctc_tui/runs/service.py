@@ -1,7 +1,8 @@
 """The run service: start, resume and stop runs from typed requests (the CLI, the TUI and scripts alike).
 
-``prepare`` resolves the preset, runs the pre-flight check, creates the run dir (never clobbering one) and
-writes ``preset.yaml`` and ``command.sh`` (and for Slurm runs the job script); ``start`` then starts the
+``prepare`` resolves the preset, runs the pre-flight check, creates the run dir (never clobbering one;
+mode 0700 or ``$CTC_TUI_RUN_DIR_MODE``; an existing one must be the user's own and not writable by others)
+and writes ``preset.yaml`` and ``command.sh`` (and for Slurm runs the job script); ``start`` then starts the
 run's detached supervisor. Errors are typed: ``RunError`` (its message says what to do) and the preset's
 own ``PresetError``. Nothing here knows about argparse or prints.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctc_tui import launchers
-from ctc_tui.core import rundir
+from ctc_tui.core import private, rundir
 from ctc_tui.core.preset import load_preset, preset_stem, resolve_output_dir
 from ctc_tui.core.presetfile import PRESET_FILENAME
 from ctc_tui.core.problems import PresetError
@@ -161,6 +162,8 @@ def preflight(preset: Preset, *, resume: bool, slurm_run: bool, warn: Warn) -> d
 
 def _resumed_preset(request: ResumeRequest, warn: Warn) -> tuple[Preset, Path, dict[str, str]]:
     run_dir = Path(request.run_dir).expanduser().resolve()
+    if run_dir.is_dir():
+        _private(private.check_run_dir, run_dir)
     saved = run_dir / PRESET_FILENAME
     if not saved.is_file():
         raise RunError(
@@ -190,6 +193,8 @@ def _new_preset(request: StartRequest, warn: Warn) -> tuple[Preset, Path, dict[s
         if request.check
         else {}
     )
+    if run_dir.exists():
+        _private(private.check_run_dir, run_dir)
     if _existing_nonempty(run_dir) and not preset.training.overwrite_output_dir:
         raise RunError(
             f"output dir {run_dir} exists and is not empty. Resume it with: ctc-tui run --resume {run_dir}\n"
@@ -197,6 +202,38 @@ def _new_preset(request: StartRequest, warn: Warn) -> tuple[Preset, Path, dict[s
             "or set training.overwrite_output_dir=true to train into it"
         )
     return preset, run_dir, cards
+
+
+def _private(check: Callable[[Path], Any], run_dir: Path) -> None:
+    """``check`` (a ctc_tui.core.private run dir check) with its PrivacyError as a RunError."""
+    try:
+        check(run_dir)
+    except private.PrivacyError as exc:
+        raise RunError(str(exc)) from None
+
+
+def _refuse_unsafe(preset: Preset) -> None:
+    """What the launcher cannot run safely (e.g. a DeepSpeed run dir with ``$(...)``), refused even when
+    the pre-flight check is skipped."""
+    refused = launchers.get(preset.launch.launcher).refusals(preset)
+    if refused:
+        lines = "\n".join(f"  {f.key + ': ' if f.key else ''}{f.message}" for f in refused)
+        raise RunError(f"this run cannot start safely; nothing was started:\n{lines}")
+
+
+def _store_hub_token(preset: Preset, run_dir: Path, warn: Warn) -> None:
+    """The Hub token for the run's ranks, as ``RUN_DIR/hf-token`` (0600): model.token (never written to
+    preset.yaml), or HF_TOKEN when ranks run on other hosts (launchers would put it on command lines)."""
+    token = preset.model.token
+    if token:
+        warn(
+            f"model.token is kept in {run_dir / rundir.HF_TOKEN_FILE} (mode 0600), not in preset.yaml; "
+            "better: export HF_TOKEN or run huggingface-cli login"
+        )
+    elif preset.launch.hostfile:
+        token = os.environ.get(private.HF_TOKEN_ENV)
+    if token:
+        private.write_secret(run_dir / rundir.HF_TOKEN_FILE, token)
 
 
 def _write_preset(request: Request, preset: Preset, run_dir: Path) -> Path:
@@ -240,8 +277,9 @@ def prepare(request: Request, warn: Warn | None = None) -> PreparedRun:
 
     resume = isinstance(request, ResumeRequest)
     preset, run_dir, cards = (_resumed_preset if resume else _new_preset)(request, collect)  # type: ignore[operator]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    rundir.logs_dir(run_dir).mkdir(exist_ok=True)
+    _refuse_unsafe(preset)
+    _private(private.make_run_dir, run_dir)
+    _store_hub_token(preset, run_dir, collect)
     preset_file = _write_preset(request, preset, run_dir)
     if request.slurm is not None:
         command, env = _slurm_command(preset, request.slurm, preset_file, resume), {}
