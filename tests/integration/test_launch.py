@@ -42,7 +42,8 @@ def test_log_transport_advertises_the_address_the_hosts_can_reach(tmp_path, monk
     chosen = preset(f"launch.hostfile={hostfile}", "launch.log_host=10.9.9.9")
     assert log_transport(chosen, {"CTC_TUI_LOG_HOST": "login-1"})["tcp_advertise"] == "10.9.9.9"
     ds = log_transport(preset(f"launch.hostfile={hostfile}", "launch.launcher=deepspeed"), {})
-    assert {"CTC_TUI_LOG_SOCKET", "CTC_TUI_TOKEN", "MASTER_ADDR"} <= set(ds["deepspeed_env"])
+    assert {"CTC_TUI_LOG_SOCKET", "MASTER_ADDR"} <= set(ds["deepspeed_env"])
+    assert "CTC_TUI_TOKEN" not in ds["deepspeed_env"]  # ranks read RUN_DIR/run-token
 
 
 def test_check_wants_pdsh_for_deepspeed_on_other_hosts(tmp_path):

@@ -191,9 +191,45 @@ INTRUDER = textwrap.dedent("""
 """)
 
 
-def launch_and_watch(cluster: Cluster, run_dir: Path, launcher: str, hostfile: Path, timeout: float = 240):
-    """``ctc-tui run`` with ``hostfile``; while it runs, find each rank's network namespace and try to
-    get in from a node without the token. Returns (exit code, output, {rank: namespace}, intruder output)."""
+@dataclass
+class ArgvWatch:
+    """Every process's argv on this machine (the nodes' processes too: namespaces share the process
+    table), looked at over and over while a run runs: none may hold a secret (``ps`` shows argv to every
+    user). The run's token is read from the run dir once the supervisor has written it."""
+
+    run_dir: Path
+    secrets: list[str]
+    looks: int = 0
+    seen: set[str] = field(default_factory=set)  # the programs / modules seen, to show the look saw them
+    leaks: list[str] = field(default_factory=list)
+
+    def look(self) -> None:
+        import psutil
+
+        token_file = self.run_dir / "run-token"
+        if len(self.secrets) < 2 and token_file.exists():
+            self.secrets.append(token_file.read_text().strip())
+        for proc in psutil.process_iter(["cmdline"]):
+            argv = " ".join(proc.info["cmdline"] or [])
+            self.seen.update(w for w in ("pdsh", "deepspeed.launcher.launch", "ctc_tui.runner") if w in argv)
+            leak = f"{proc.pid}: {argv[:300]}"
+            if any(secret and secret in argv for secret in self.secrets) and leak not in self.leaks:
+                self.leaks.append(leak)
+        self.looks += 1
+
+
+def launch_and_watch(
+    cluster: Cluster,
+    run_dir: Path,
+    launcher: str,
+    hostfile: Path,
+    timeout: float = 240,
+    env: dict[str, str] | None = None,
+    argv_watch: ArgvWatch | None = None,
+):
+    """``ctc-tui run`` with ``hostfile`` (and ``env``); while it runs, find each rank's network namespace,
+    try to get in from a node without the token, and (``argv_watch``) look at every process's argv.
+    Returns (exit code, output, {rank: namespace}, intruder output)."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -209,7 +245,7 @@ def launch_and_watch(cluster: Cluster, run_dir: Path, launcher: str, hostfile: P
             "--plain",
         ],
         cwd=REPO,
-        env={**os.environ, **cluster.env(), "CTC_TUI_LOG_HOST": ""},  # the address is found, not given
+        env={**os.environ, **cluster.env(), "CTC_TUI_LOG_HOST": "", **(env or {})},  # the address is found
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -218,7 +254,11 @@ def launch_and_watch(cluster: Cluster, run_dir: Path, launcher: str, hostfile: P
     intruder = None
     try:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and proc.poll() is None and (len(namespaces) < 2 or not intruder):
+        while time.monotonic() < deadline and proc.poll() is None:
+            if argv_watch is not None:
+                argv_watch.look()
+            elif len(namespaces) == 2 and intruder:
+                break
             for event in events_of(run_dir):
                 if event["type"] == "hello" and event["rank"] not in namespaces:
                     namespaces[event["rank"]] = netns_of(event["pid"])
@@ -288,9 +328,9 @@ def test_mpirun_runs_ranks_on_two_network_namespaces(tmp_path, demo_data, cluste
     command = (run_dir / "command.sh").read_text()
     assert f"--hostfile {hostfile}" in command
     assert f"export MASTER_ADDR={cluster.nodes[0].ip}\n" in command  # rank 0's node, not localhost
+    assert "CTC_TUI_TOKEN" not in command  # ranks read RUN_DIR/run-token (issue 11)
     for name in (
         "CTC_TUI_LOG_SOCKET",
-        "CTC_TUI_TOKEN",
         "CTC_TUI_RUN_DIR",
         "CTC_TUI_CACHE",
         "MASTER_ADDR",
@@ -304,15 +344,75 @@ def test_deepspeed_runs_ranks_on_two_network_namespaces(tmp_path, demo_data, clu
     assert shutil.which("pdsh"), "apt-get install pdsh (the DeepSpeed launcher's default multi-node runner)"
     run_dir = tmp_path / "run"
     hostfile = cluster.hostfile(tmp_path / "hostfile")
-    code, out, namespaces, intruder = launch_and_watch(cluster, run_dir, "deepspeed", hostfile)
+    hub_token = f"hf_test{random.randrange(16**12):012x}"
+    watch = ArgvWatch(run_dir, [hub_token])
+    code, out, namespaces, intruder = launch_and_watch(
+        cluster, run_dir, "deepspeed", hostfile, env={"HF_TOKEN": hub_token}, argv_watch=watch
+    )
     check_run(cluster, run_dir, code, out, namespaces, intruder)
     command = (run_dir / "command.sh").read_text()
     assert f"--hostfile {hostfile}" in command and f"--master_addr {cluster.nodes[0].ip}" in command
-    # What reached the ranks came through the .deepspeed_env the supervisor wrote (0600: it has the token).
+    # No process's argv held the run's token or HF_TOKEN, pdsh's and the ranks' included (issue 11).
+    assert len(watch.secrets) == 2 and watch.looks > 10, watch
+    assert {"pdsh", "deepspeed.launcher.launch", "ctc_tui.runner"} <= watch.seen, watch.seen
+    assert watch.leaks == [], watch.leaks
+    # What reached the ranks came through the .deepspeed_env the supervisor wrote; no secret is in it:
+    # the ranks read the token and the Hub token from 0600 files in the (shared) run dir.
     ds_env = run_dir / ".deepspeed_env"
     assert (os.stat(ds_env).st_mode & 0o777) == 0o600
     values = dict(line.split("=", 1) for line in ds_env.read_text().splitlines())
     spec = json.loads((run_dir / "supervisor.json").read_text())
-    assert values["CTC_TUI_TOKEN"] == spec["token"]
+    assert "CTC_TUI_TOKEN" not in values and "HF_TOKEN" not in values
+    assert spec["token"] not in ds_env.read_text() and hub_token not in ds_env.read_text()
+    for secret, name in ((spec["token"], "run-token"), (hub_token, "hf-token")):
+        assert (run_dir / name).read_text() == secret and (os.stat(run_dir / name).st_mode & 0o777) == 0o600
+    logs = "".join(p.read_text(errors="replace") for p in (run_dir / "logs").iterdir())
+    assert spec["token"] not in logs and hub_token not in logs
+    assert (os.stat(run_dir).st_mode & 0o777) == 0o700
     assert values["CTC_TUI_LOG_SOCKET"] == events_of(run_dir)[0]["log_address"]
     assert values["MASTER_ADDR"] == cluster.nodes[0].ip
+
+
+def test_deepspeed_refuses_a_command_in_the_run_dir_and_check_never_gives_ssh_an_option(tmp_path, cluster):
+    """``$(...)`` in training.output_dir would run on every node in DeepSpeed's double-quoted remote
+    shell: refused before anything starts, with the pre-flight check and without. A hostfile host that
+    starts with '-' would be an ssh option (``-oProxyCommand=...`` runs a command): refused where the
+    hostfile is read, so the real ssh never sees it."""
+    marker = Path(f"/tmp/PWNED-{random.randrange(16**8):08x}")
+    hostfile = cluster.hostfile(tmp_path / "hostfile")
+    env = {**os.environ, **cluster.env()}
+    try:
+        for no_check in ([], ["--no-check"]):
+            run_dir = f"{tmp_path}/run$(touch {marker})"
+            proc = subprocess.run(
+                [sys.executable, "-m", "ctc_tui", "run", "demo-cpu", "launch.launcher=deepspeed"]
+                + [f"launch.hostfile={hostfile}", *SMALL, "--output-dir", run_dir, "--plain", *no_check],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert proc.returncode == 2, proc.stdout + proc.stderr
+            assert "training.output_dir" in proc.stderr and "holds '$'" in proc.stderr, proc.stderr
+            assert "nothing was started" in proc.stderr and "Traceback" not in proc.stderr
+            assert not list(tmp_path.glob("run*"))
+        script = tmp_path / "evil"
+        script.write_text(f"#!/bin/sh\ntouch {marker}\n")
+        script.chmod(0o755)
+        hostfile.write_text(f"{cluster.nodes[0].ip} slots=1\n-oProxyCommand={script} slots=1\n")
+        proc = subprocess.run(  # the real ssh: this machine's, not the namespaces' stand-in
+            [sys.executable, "-m", "ctc_tui", "check", "demo-cpu", f"launch.hostfile={hostfile}"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode != 0 and f"{hostfile}:2: host '-oProxyCommand=" in proc.stdout + proc.stderr
+        time.sleep(0.5)
+        for node in cluster.nodes:  # nothing ran anywhere (the nodes share this file system)
+            probe = ["ip", "netns", "exec", node.ns, "test", "-e", str(marker)]
+            assert subprocess.run(probe, check=False, timeout=30).returncode == 1
+        assert not marker.exists()
+    finally:
+        marker.unlink(missing_ok=True)

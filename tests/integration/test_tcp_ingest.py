@@ -2,7 +2,8 @@
 
 A real supervisor, started detached as ``ctc-tui run`` starts it, listens on TCP as well as on its
 Unix socket. The "remote" rank is a program it launches that finds the supervisor only through its
-environment (``CTC_TUI_LOG_SOCKET=host:port``, ``CTC_TUI_TOKEN``) and reports with the runner's own
+environment (``CTC_TUI_LOG_SOCKET=host:port``, ``CTC_TUI_RUN_DIR`` whose 0600 ``run-token`` file holds the
+token, never the environment) and reports with the runner's own
 ``Reporter``. Meanwhile intruders without the token, with a wrong one, or sending garbage connect
 from outside: they are dropped and counted, and the good rank's events still land. Last, a real
 ``ctc-tui run`` of the demo preset with a hostfile naming only localhost trains over TCP.
@@ -34,7 +35,10 @@ RANK = textwrap.dedent("""
 
     address = os.environ["CTC_TUI_LOG_SOCKET"]
     assert ":" in address and "/" not in address, address  # TCP, not the run dir's Unix socket
-    reporter = Reporter.from_env(0, None)
+    assert "CTC_TUI_TOKEN" not in os.environ  # the token is a 0600 file in the run dir, not in the env
+    run_dir = Path(os.environ["CTC_TUI_RUN_DIR"])
+    assert (run_dir / "run-token").stat().st_mode & 0o777 == 0o600
+    reporter = Reporter.from_env(0, run_dir)
     assert reporter.connected
     reporter.emit("hello", world_size=1, host="other-node", pid=os.getpid(), device="cpu")
     reporter.emit("state", state="training")
