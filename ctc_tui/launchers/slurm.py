@@ -338,8 +338,9 @@ def export_script(
 
 def submit_command(script: str | Path, run_dir: str | Path) -> list[str]:
     """How ``ctc-tui run --slurm`` submits: wait for the job's end (so the supervisor follows it like any
-    launcher), print the job id at once, give the job the supervisor's environment (log address,
-    token), and append the job's own output to ``logs/launcher.log`` (``%`` is Slurm's pattern sign)."""
+    launcher), print the job id at once, give the job the supervisor's environment (log address, run
+    dir; the token is RUN_DIR/run-token), and append the job's own output to ``logs/launcher.log``
+    (``%`` is Slurm's pattern sign)."""
     log = str(rundir.logs_dir(run_dir) / rundir.LAUNCHER_LOG).replace("%", "%%")
     return [
         "sbatch",

@@ -65,9 +65,7 @@ class Spec:
     def save(self, run_dir: Path) -> None:
         path = Path(run_dir) / SPEC_FILE
         tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the token
-        with os.fdopen(fd, "w") as handle:
-            json.dump(asdict(self), handle, indent=2)
+        private.write_secret(tmp, json.dumps(asdict(self), indent=2))  # holds the token: 0600, no link
         os.replace(tmp, path)
 
     @classmethod
