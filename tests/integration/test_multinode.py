@@ -211,7 +211,8 @@ class ArgvWatch:
             self.secrets.append(token_file.read_text().strip())
         for proc in psutil.process_iter(["cmdline"]):
             argv = " ".join(proc.info["cmdline"] or [])
-            self.seen.update(w for w in ("pdsh", "deepspeed.launcher.launch", "ctc_tui.runner") if w in argv)
+            known = ("pdsh", "deepspeed.launcher.launch", "orted", "ctc_tui.runner")
+            self.seen.update(w for w in known if w in argv)
             leak = f"{proc.pid}: {argv[:300]}"
             if any(secret and secret in argv for secret in self.secrets) and leak not in self.leaks:
                 self.leaks.append(leak)
@@ -323,8 +324,15 @@ def test_mpirun_runs_ranks_on_two_network_namespaces(tmp_path, demo_data, cluste
     assert shutil.which("mpirun"), "apt-get install openmpi-bin"
     run_dir = tmp_path / "run"
     hostfile = cluster.hostfile(tmp_path / "hostfile")
-    code, out, namespaces, intruder = launch_and_watch(cluster, run_dir, "mpi", hostfile)
+    hub_token = f"hf_test{random.randrange(16**12):012x}"
+    watch = ArgvWatch(run_dir, [hub_token])
+    code, out, namespaces, intruder = launch_and_watch(
+        cluster, run_dir, "mpi", hostfile, env={"HF_TOKEN": hub_token}, argv_watch=watch
+    )
     check_run(cluster, run_dir, code, out, namespaces, intruder)
+    # No argv (mpirun's, its orted daemons', the ranks') held the run token or HF_TOKEN (issue 11).
+    assert len(watch.secrets) == 2 and watch.looks > 10 and {"orted", "ctc_tui.runner"} <= watch.seen, watch
+    assert watch.leaks == [], watch.leaks
     command = (run_dir / "command.sh").read_text()
     assert f"--hostfile {hostfile}" in command
     assert f"export MASTER_ADDR={cluster.nodes[0].ip}\n" in command  # rank 0's node, not localhost
