@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
@@ -71,12 +72,16 @@ def check_run_dir(path: str | Path) -> None:
 
 def make_run_dir(path: str | Path, environ: Mapping[str, str] | None = None) -> Path:
     """Create the run dir and its ``logs/`` with ``run_dir_mode()`` (missing parents get the usual
-    umask); an existing one must pass ``check_run_dir``."""
+    umask); an existing one must pass ``check_run_dir`` and loses what the mode does not grant (a run
+    dir made before runs were private becomes private on its resume)."""
     path = Path(path)
     mode = run_dir_mode(environ)
     for directory in (path, rundir.logs_dir(path)):
         if directory.exists() or directory.is_symlink():
             check_run_dir(directory)
+            current = stat.S_IMODE(os.lstat(directory).st_mode)
+            if current & ~mode:
+                os.chmod(directory, current & mode)
             continue
         directory.parent.mkdir(parents=True, exist_ok=True)
         os.mkdir(directory, mode)

@@ -185,6 +185,15 @@ def test_the_user_may_choose_another_mode_but_never_a_writable_one(tmp_path, mon
             prepare(tmp_path, name=f"r{bad}")
 
 
+def test_an_existing_run_dir_of_ones_own_is_narrowed_to_the_mode(tmp_path):
+    run = prepare(tmp_path)
+    (run.run_dir / rundir.EVENTS).write_text("")
+    os.chmod(run.run_dir, 0o755)  # as runs were made before they were private
+    os.chmod(rundir.logs_dir(run.run_dir), 0o755)
+    service.prepare(ResumeRequest(run_dir=run.run_dir, check=False))
+    assert mode(run.run_dir) == 0o700 and mode(rundir.logs_dir(run.run_dir)) == 0o700
+
+
 def test_an_existing_dir_of_another_user_is_refused(tmp_path):
     theirs = tmp_path / "run"
     theirs.mkdir(mode=0o755)
