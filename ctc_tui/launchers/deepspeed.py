@@ -7,11 +7,13 @@ started with pdsh and get the run's environment from a ``.deepspeed_env`` the su
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctc_tui.core.findings import Finding, error
+from ctc_tui.core.rundir import DEEPSPEED_ENV
 from ctc_tui.launchers.base import (
     RANK_MODULE,
     Launcher,
@@ -54,6 +56,16 @@ def unsafe_value(name: str, value: str, origin: str = "") -> str | None:
         f"{name}={value!r} holds {' '.join(repr(c) for c in active)}, which the shell DeepSpeed starts "
         f"ranks on other hosts with would expand or run: {fix} (or use launch.launcher=mpi)"
     )
+
+
+def users_env_text(name: str = DEEPSPEED_ENV) -> str:
+    """The user's own DeepSpeed env files named ``name`` (home, then the working directory), joined:
+    DeepSpeed reads them too, and they go into the run's ``.deepspeed_env`` first."""
+    previous = ""
+    for base in (os.path.expanduser("~"), os.getcwd()):
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            previous += Path(base, name).read_text() + "\n"
+    return previous
 
 
 def deepspeed_env_text(env: dict[str, str], names: list[str], previous: str = "") -> str:
@@ -157,6 +169,11 @@ class DeepSpeed(Launcher):
             problem = unsafe_value(name, value)
             if problem:
                 findings.append(error(_SETTING_OF.get(name, "launch.launcher"), problem))
+        try:
+            env = os.environ if environ is None else environ
+            deepspeed_env_text({}, [], users_env_text(env.get("DS_ENV_FILE", DEEPSPEED_ENV)))
+        except ValueError as exc:
+            findings.append(error("launch.launcher", str(exc)))
         return findings
 
     def remote_checks(self, preset: Preset, remote_hosts: list[str], which: Which) -> list[Finding]:

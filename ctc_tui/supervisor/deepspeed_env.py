@@ -9,29 +9,18 @@ must be inert in DeepSpeed's double-quoted remote shell, or the file is refused 
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 
 from ctc_tui.core import private, rundir
-
-
-def previous_text(name: str) -> str:
-    """The user's own DeepSpeed env files named ``name`` (home, then the working directory), joined."""
-    previous = ""
-    for base in (os.path.expanduser("~"), os.getcwd()):
-        with contextlib.suppress(OSError, UnicodeDecodeError):
-            previous += Path(base, name).read_text() + "\n"
-    return previous
 
 
 def write_deepspeed_env(run_dir: Path, env: dict[str, str], names: list[str]) -> str:
     """Write ``RUN_DIR/.deepspeed_env`` (mode 0600) with ``names`` from ``env``; return its path.
     ValueError when a value is not safe for DeepSpeed's remote shell."""
     # deferred: only DeepSpeed runs need it, and ctc_tui.launch pulls in the preset schema (pydantic)
-    from ctc_tui.launchers import deepspeed_env_text
+    from ctc_tui.launchers.deepspeed import deepspeed_env_text, users_env_text
 
-    previous = previous_text(env.get("DS_ENV_FILE", rundir.DEEPSPEED_ENV))
+    previous = users_env_text(env.get("DS_ENV_FILE", rundir.DEEPSPEED_ENV))
     path = Path(run_dir) / rundir.DEEPSPEED_ENV
     private.write_secret(path, deepspeed_env_text(env, names, previous))
     return str(path)

@@ -349,3 +349,17 @@ def test_deepspeed_checks_name_an_unsafe_forwarded_variable(tmp_path):
     assert [f.key for f in refused] == ["launch.launcher"] and "PYTHONPATH=" in refused[0].message
     assert get("deepspeed").refusals(preset, {"PYTHONPATH": "/x"}) == []
     assert get("mpi").refusals(preset, {"PYTHONPATH": "/x:$(id)"}) == []
+
+
+def test_a_line_of_the_users_own_deepspeed_env_is_refused_before_the_run(tmp_path, monkeypatch):
+    from ctc_tui.launchers import get
+
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text("node-a slots=1\nnode-b slots=1\n")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".deepspeed_env").write_text("NCCL_DEBUG=INFO\nMY_PATH=$PATH:/opt\n")
+    preset = load_preset(CPU, ["launch.launcher=deepspeed", f"launch.hostfile={hostfile}"])
+    refused = get("deepspeed").refusals(preset, {})
+    assert len(refused) == 1 and "MY_PATH=" in refused[0].message
+    assert "remove them from MY_PATH in your own .deepspeed_env" in refused[0].message
