@@ -263,7 +263,22 @@ def check_software(preset: Preset) -> list[Finding]:
 
 def check_gaudi_settings(preset: Preset) -> list[Finding]:
     """HPU graphs where optimum-habana accepts them: GaudiTrainingArguments refuses them in eager mode
-    (use_lazy_mode false without torch.compile), and they mean nothing off the HPU."""
+    (use_lazy_mode false without torch.compile), and they mean nothing off the HPU. Gaudi's fused
+    attention off the HPU runs as sdpa: said, not an error."""
+    gaudi = preset.gaudi
+    findings = []
+    if preset.model.attn_implementation == "gaudi_fused_sdpa" and not gaudi.use_habana:
+        findings.append(
+            _warning(
+                "model.attn_implementation",
+                "gaudi_fused_sdpa is optimum-habana's kernel and exists only on Gaudi: this run uses "
+                "sdpa instead (set model.attn_implementation=sdpa to say so)",
+            )
+        )
+    return findings + _check_hpu_graphs(preset)
+
+
+def _check_hpu_graphs(preset: Preset) -> list[Finding]:
     gaudi = preset.gaudi
     graphs = [k for k in ("use_hpu_graphs_for_training", "use_hpu_graphs_for_inference") if getattr(gaudi, k)]
     if not graphs:
