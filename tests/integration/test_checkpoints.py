@@ -36,9 +36,7 @@ def resume_to_the_end(run_dir: Path, max_steps: int, skipped: str, resumed_from:
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr
     evs = events_of(run_dir)[before:]
     warnings = [e for e in evs if e["type"] == "log" and e.get("level") == "warning"]
-    assert any(
-        "skipping partial checkpoint(s)" in e["message"] and skipped in e["message"] for e in warnings
-    )
+    assert any("skipping partial checkpoint(s)" in e["message"] and skipped in e["message"] for e in warnings)
     assert (
         "WARNING ctc_tui.runner.train: skipping partial checkpoint(s)"
         in (run_dir / "logs" / "rank-0.log").read_text()
