@@ -185,6 +185,11 @@ def latest_complete(run_dir: str | Path) -> Checkpoint | None:
     return resume_point(run_dir).checkpoint
 
 
+def is_set_aside(name: str) -> bool:
+    """A partial checkpoint an earlier resume renamed (``partial-checkpoint-N``, maybe ``-2``...)."""
+    return name.startswith(PARTIAL_PREFIX + PREFIX)
+
+
 def set_aside(checkpoint: Checkpoint) -> Path:
     """Rename a partial checkpoint to ``partial-checkpoint-N`` (``-2``, ``-3``... if that is taken): kept
     for a look, but no longer a ``checkpoint-*`` the Trainer could resume from or rotate others for."""

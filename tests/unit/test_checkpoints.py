@@ -152,6 +152,10 @@ def test_the_runner_with_only_a_partial_checkpoint_starts_over(tmp_path):
     make_checkpoint(tmp_path, 20, without=("model.safetensors",))
     chosen, events = _runner_resume(tmp_path, 0)
     assert chosen is None and any("resuming from the start" in e.get("message", "") for e in events)
+    # rank 1 looking after rank 0 set it aside (or any later resume) is not refused for that folder
+    (tmp_path / "vocab.json").write_text("{}")
+    chosen, events = _runner_resume(tmp_path, 1)
+    assert chosen is None and (tmp_path / "partial-checkpoint-20").is_dir()
 
 
 # -- the rank's signal contract -----------------------------------------------------------------------
