@@ -502,7 +502,7 @@ def take_resume_point(
             for partial in point.skipped:
                 try:
                     checkpoints.set_aside(partial)
-                except OSError as exc:  # another node's rank 0 on the same shared folder got there first
+                except OSError as exc:  # read-only, or gone meanwhile: it is skipped all the same
                     log.warning("could not rename %s: %s", partial.path, exc)
     return str(point.checkpoint.path) if point.checkpoint else None
 
