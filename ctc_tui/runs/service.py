@@ -240,6 +240,9 @@ def prepare(request: Request, warn: Warn | None = None) -> PreparedRun:
 
     resume = isinstance(request, ResumeRequest)
     preset, run_dir, cards = (_resumed_preset if resume else _new_preset)(request, collect)  # type: ignore[operator]
+    sockets = rundir.socket_path_problem(run_dir)  # the check says so too; this holds when it is skipped
+    if sockets:
+        raise RunError(f"{sockets}; nothing was written")
     run_dir.mkdir(parents=True, exist_ok=True)
     rundir.logs_dir(run_dir).mkdir(exist_ok=True)
     preset_file = _write_preset(request, preset, run_dir)
