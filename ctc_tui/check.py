@@ -14,6 +14,7 @@ What is checked:
 - model: a local folder with config.json, or a hub id present in the Hugging Face cache when offline;
 - data: local folders and splits exist, a few clips' sample rates; hub datasets cached when offline;
 - output dir: writable, enough free disk, and not someone's earlier run (unless overwrite_output_dir);
+  short enough for its Unix sockets (checked before anything is written);
 - hostfile: every other host answers ``ssh -o BatchMode=yes``.
 
 Standard library (and psutil through devices) only: never torch, transformers or datasets. Packages are
@@ -35,6 +36,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ctc_tui import launchers
+from ctc_tui.core import rundir
 from ctc_tui.core.findings import Finding
 from ctc_tui.core.findings import error as _error
 from ctc_tui.core.findings import warning as _warning
@@ -263,7 +265,22 @@ def check_software(preset: Preset) -> list[Finding]:
 
 def check_gaudi_settings(preset: Preset) -> list[Finding]:
     """HPU graphs where optimum-habana accepts them: GaudiTrainingArguments refuses them in eager mode
-    (use_lazy_mode false without torch.compile), and they mean nothing off the HPU."""
+    (use_lazy_mode false without torch.compile), and they mean nothing off the HPU. Gaudi's fused
+    attention off the HPU runs as sdpa: said, not an error."""
+    gaudi = preset.gaudi
+    findings = []
+    if preset.model.attn_implementation == "gaudi_fused_sdpa" and not gaudi.use_habana:
+        findings.append(
+            _warning(
+                "model.attn_implementation",
+                "gaudi_fused_sdpa is optimum-habana's kernel and exists only on Gaudi: this run uses "
+                "sdpa instead (set model.attn_implementation=sdpa to say so)",
+            )
+        )
+    return findings + _check_hpu_graphs(preset)
+
+
+def _check_hpu_graphs(preset: Preset) -> list[Finding]:
     gaudi = preset.gaudi
     graphs = [k for k in ("use_hpu_graphs_for_training", "use_hpu_graphs_for_inference") if getattr(gaudi, k)]
     if not graphs:
@@ -441,6 +458,9 @@ def check_output_dir(preset: Preset, resume: bool = False) -> list[Finding]:
     if has_placeholders(text):
         return []  # filled in at launch ({timestamp}): a fresh folder every time; see resolve_output_dir
     out = Path(text).expanduser()
+    sockets = rundir.socket_path_problem(out)
+    if sockets:
+        return [_error("training.output_dir", sockets)]
     if out.exists() and not out.is_dir():
         return [_error("training.output_dir", f"{out} is a file: choose another --output-dir")]
     if not resume and out.is_dir() and any(out.iterdir()) and not preset.training.overwrite_output_dir:

@@ -4,7 +4,8 @@ Also a drop-in for optimum-habana's run_speech_recognition_ctc.py:
 ``python -m ctc_tui.runner --flag value ...`` with that script's flags (see ``ctc-tui show-command``).
 
 Exit codes: 0 done (or stopped gracefully with a checkpoint), 2 bad preset, data or model (the message
-says what to fix), 1 an unexpected error (traceback in the rank's log).
+says what to fix), 1 an unexpected error (traceback in the rank's log), 130 a second SIGINT (stopped
+without a checkpoint), 143 SIGTERM (stopped at once, no save started; see ctc_tui.runner.train).
 """
 
 from __future__ import annotations
@@ -157,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             reporter.emit("state", state="failed", reason="interrupted")
             code = 130
+        except train.Terminated:  # SIGTERM: stopped at once, no checkpoint started (see train's docstring)
+            reporter.emit("log", level="warning", message="SIGTERM: stopped at once, without a checkpoint")
+            reporter.emit("state", state="failed", reason="terminated")
+            code = 143
         except Exception as exc:  # noqa: BLE001 - a bug or an environment failure: keep the traceback
             traceback.print_exc()
             reporter.emit("log", level="error", message=f"{type(exc).__name__}: {exc}")

@@ -35,6 +35,26 @@ def is_checkpoint_dir(path: str | os.PathLike[str]) -> bool:
     return Path(path, "trainer_state.json").is_file()
 
 
+#: optimum-habana's fused attention (registered with transformers when GaudiTrainingArguments is built),
+#: and what it becomes where that kernel does not exist.
+GAUDI_FUSED_SDPA = "gaudi_fused_sdpa"
+OFF_HPU_ATTENTION = "sdpa"
+
+
+def attention_implementation(preset: Preset) -> str | None:
+    """``model.attn_implementation`` as this device can run it: ``gaudi_fused_sdpa`` passes through on
+    HPU and becomes ``sdpa`` elsewhere (with a warning), so one preset runs on Gaudi, CUDA and CPU."""
+    attn = preset.model.attn_implementation
+    if attn == GAUDI_FUSED_SDPA and not preset.gaudi.use_habana:
+        log.warning(
+            "model.attn_implementation=%s exists only on Gaudi (optimum-habana); using %s here",
+            GAUDI_FUSED_SDPA,
+            OFF_HPU_ATTENTION,
+        )
+        return OFF_HPU_ATTENTION
+    return attn
+
+
 def _hub_kwargs(cfg: ModelSection) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     if cfg.cache_dir:
@@ -131,7 +151,7 @@ def build(preset: Preset, tokenizer: Any, vocab: dict[str, int] | None) -> Built
     update = _regularisation(cfg)
     update.update(pad_token_id=tokenizer.pad_token_id, vocab_size=len(tokenizer))
     update["gradient_checkpointing"] = preset.training.gradient_checkpointing
-    attn = cfg.attn_implementation
+    attn = attention_implementation(preset)
     if cfg.architecture:
         shape = dict(SHAPES[cfg.architecture])
         shape.update(update)

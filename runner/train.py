@@ -7,7 +7,15 @@
   one length bucket, the same bucket on every rank at each step (see ctc_tui.runner.batching);
 - ``ReportingMixin``: mixed into Trainer/GaudiTrainer, records this rank's own loss and samples/s
   and emits state changes; ``EventCallback`` turns Trainer logs into events and performs the graceful
-  stop after SIGINT/SIGTERM (checkpoint first, then exit 0).
+  stop after SIGINT (checkpoint first, then exit 0).
+
+Stopping (the contract the supervisor, the CLI and Slurm rely on):
+- SIGINT, or ``{"op":"stop"}`` on the rank's socket: graceful. The step ends, every rank saves a
+  checkpoint, the rank exits 0 ("stopped", resumable). ``ctc-tui stop``, Ctrl-C and a Slurm time limit
+  (``--signal=INT@lead``) send this. A second SIGINT: stop now, without the checkpoint.
+- SIGTERM: stop now, never starting a save (what ``ctc-tui stop --kill``, ``scancel`` and the
+  supervisor's teardown send). A save already under way is cut short: resume skips that partial
+  checkpoint (``ctc_tui.core.checkpoints``) and continues from the last complete one.
 """
 
 from __future__ import annotations
@@ -25,9 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 
-from ctc_tui.core import rundir
+from ctc_tui.core import checkpoints, rundir
 from ctc_tui.core.preset import Preset
 from ctc_tui.runner import backends, batching
 from ctc_tui.runner import data as data_mod
@@ -55,31 +62,41 @@ class RunError(Exception):
 # -- stopping -----------------------------------------------------------------------------------------
 
 
+class Terminated(BaseException):
+    """SIGTERM: stop at once, without a checkpoint (a BaseException, like KeyboardInterrupt, so that no
+    ``except Exception`` on the way swallows it)."""
+
+
 @dataclass
 class StopRequest:
     requested: bool = False
     signal_name: str = ""
-    signals: int = 0  # SIGINT/SIGTERM received (a stop can also come over the socket or from another rank)
+    signals: int = 0  # SIGINTs received (a stop can also come over the socket or from another rank)
 
 
 def install_stop_handlers(stop: StopRequest, reporter: Reporter) -> None:
-    """First SIGINT/SIGTERM: finish the step, save a checkpoint, exit 0. A second signal: stop now.
+    """First SIGINT: finish the step, save a checkpoint, exit 0. A second SIGINT: stop now. SIGTERM: stop
+    now, never starting a save (see the module docstring).
 
     Only signals count towards the second: a graceful stop reaches a rank by its socket, by another
     rank's agreement and by a SIGINT, in any order, and must still end with a checkpoint."""
 
-    def handler(signum: int, _frame: Any) -> None:
-        name = signal.Signals(signum).name
+    def interrupt(signum: int, _frame: Any) -> None:
         stop.signals += 1
         if stop.signals > 1:
-            reporter.emit("log", level="warning", message=f"second {name}: stopping without a checkpoint")
+            reporter.emit("log", level="warning", message="second SIGINT: stopping without a checkpoint")
             raise KeyboardInterrupt
         if not stop.requested:
-            stop.requested, stop.signal_name = True, name
-        reporter.emit("log", level="warning", message=f"{name}: saving a checkpoint, then stopping")
+            stop.requested, stop.signal_name = True, "SIGINT"
+        reporter.emit("log", level="warning", message="SIGINT: saving a checkpoint, then stopping")
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    def terminate(signum: int, _frame: Any) -> None:
+        # Restore the default first: a second SIGTERM while this one unwinds ends the process outright.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, terminate)
 
 
 def _agreed(flag: bool, device: Any) -> bool:
@@ -444,19 +461,21 @@ def make_metrics(
 # -- the run ------------------------------------------------------------------------------------------
 
 
-def check_output_dir(run_dir: Path, preset: Preset, resume: bool) -> str | None:
-    """Refuse to clobber a non-empty output_dir; return the checkpoint to resume from, if any."""
+def check_output_dir(run_dir: Path, preset: Preset, resume: bool) -> checkpoints.ResumePoint | None:
+    """Refuse to clobber a non-empty output_dir; return where to resume from, if there is a checkpoint
+    (complete or not: the caller warns about the partial ones it skips)."""
     if not run_dir.exists():
         return None
-    last = get_last_checkpoint(str(run_dir)) if preset.training.do_train else None
+    point = checkpoints.resume_point(run_dir) if preset.training.do_train else None
     if preset.training.overwrite_output_dir:
         return None
-    if last is not None:
-        return last
+    if point is not None and (point.checkpoint or point.skipped):
+        return point
     foreign = sorted(
         p.name
         for p in run_dir.iterdir()
-        if p.name not in rundir.OWN_FILES and not (resume and p.name in PRODUCED_FILES)
+        if p.name not in rundir.OWN_FILES
+        and not (resume and (p.name in PRODUCED_FILES or checkpoints.is_set_aside(p.name)))
     )
     if foreign and preset.training.do_train:
         shown = ", ".join(foreign[:4])
@@ -465,6 +484,27 @@ def check_output_dir(run_dir: Path, preset: Preset, resume: bool) -> str | None:
             "Choose another training.output_dir, or set training.overwrite_output_dir=true to train into it."
         )
     return None
+
+
+def take_resume_point(
+    point: checkpoints.ResumePoint | None, dist: DistInfo, reporter: Reporter
+) -> str | None:
+    """The checkpoint to resume from (None: from the start). Partial checkpoints newer than it are named
+    in a warning (event and rank log) and, by rank 0, renamed to ``partial-checkpoint-N``: the Trainer
+    would otherwise save over them, or keep one of them and rotate a complete checkpoint away."""
+    if point is None:
+        return None
+    warning = point.warning()
+    if warning:
+        log.warning(warning)
+        reporter.emit("log", level="warning", message=warning)
+        if dist.rank == 0:
+            for partial in point.skipped:
+                try:
+                    checkpoints.set_aside(partial)
+                except OSError as exc:  # read-only, or gone meanwhile: it is skipped all the same
+                    log.warning("could not rename %s: %s", partial.path, exc)
+    return str(point.checkpoint.path) if point.checkpoint else None
 
 
 def _emit_data_summary(reporter: Reporter, name: str, prepared: data_mod.Prepared) -> None:
@@ -492,7 +532,7 @@ def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resum
     install_stop_handlers(stop, reporter)
     backend = backends.backend_name(preset)
     reporter.emit("state", state="preprocessing")
-    resume_from = check_output_dir(run_dir, preset, resume)
+    resume_from = take_resume_point(check_output_dir(run_dir, preset, resume), dist, reporter)
     run_dir.mkdir(parents=True, exist_ok=True)
 
     # 1. Transcripts (cheap) first: the vocabulary needs them.
@@ -615,11 +655,13 @@ def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resum
             reporter.emit("log", level="info", message=f"resuming from {Path(resume_from).name}")
         result = trainer.train(resume_from_checkpoint=resume_from)
         if stop.requested:
+            saved = checkpoints.latest_complete(run_dir)
             reporter.emit(
                 "log",
                 level="info",
                 message=f"stopped at step {trainer.state.global_step}; "
-                f"resume with ctc-tui run --resume {run_dir}",
+                + (f"{saved.name} saved; " if saved else "no complete checkpoint; ")
+                + f"resume with ctc-tui run --resume {run_dir}",
             )
             reporter.emit("state", state="stopped")
             return 0

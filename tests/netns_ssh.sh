@@ -1,5 +1,5 @@
 #!/bin/sh
-# A stand-in for `ssh HOST COMMAND...` for tests/test_multinode.py, installed there as `ssh` first on PATH.
+# A stand-in for `ssh HOST COMMAND...` for tests/integration/test_multinode.py, installed there as `ssh` first on PATH.
 #
 # It is the only thing the multi-node test replaces. Everything ssh is used for here (ctc-tui check's
 # `ssh -o BatchMode=yes HOST true`, mpirun starting its orted daemons, DeepSpeed's ssh check and pdsh

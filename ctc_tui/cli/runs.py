@@ -1,4 +1,5 @@
-"""``ctc-tui runs``: the run dirs under a folder, newest first, with state, world size and best WER."""
+"""``ctc-tui runs``: the run dirs under a folder, newest first, with state, world size, best WER and the
+checkpoint a resume would continue from (the newest complete one, ctc_tui.core.checkpoints)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         ("world", "right"),
         ("step", "right"),
         ("best WER", "right"),
+        ("resumes from", "left"),
         ("duration", "right"),
         ("started", "left"),
     ):
@@ -36,6 +38,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             str(run.world_size or "-"),
             str(run.step),
             fmt_float(run.best_wer),
+            run.checkpoint or "-",
             fmt_duration(run.duration),
             run.started_text,
         )

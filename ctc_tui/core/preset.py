@@ -60,8 +60,9 @@ class ModelSection(_Section):
     ``huggingface-cli login``. Never written out: a run keeps it in ``RUN_DIR/hf-token`` (mode 0600)."""
     trust_remote_code: bool = False
     """Allow code from the model or dataset repository to run."""
-    attn_implementation: Optional[Literal["eager", "sdpa", "flash_attention_2"]] = None
-    """Attention kernel: ``sdpa`` as in the seed; ``eager`` is the portable fallback."""
+    attn_implementation: Optional[Literal["eager", "sdpa", "flash_attention_2", "gaudi_fused_sdpa"]] = None
+    """Attention kernel: ``sdpa`` as in the seed; ``gaudi_fused_sdpa`` is optimum-habana's own fused kernel
+    (its current README's choice; on CPU and CUDA it runs as ``sdpa``); ``eager`` is the portable fallback."""
     freeze_feature_encoder: bool = True
     """Freeze the convolutional feature encoder (as the reference does by default)."""
     attention_dropout: float = Field(0.0, ge=0.0, le=1.0)

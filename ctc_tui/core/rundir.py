@@ -7,6 +7,8 @@ below so that a name is never typed twice.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 PRESET = "preset.yaml"  # the resolved preset this run was started with
@@ -57,6 +59,28 @@ OWN_FILES = frozenset(
         SLURM_OPTIONS,
     }
 )
+
+
+#: The longest Unix socket path: sun_path holds 108 bytes on Linux, 104 on macOS, its final NUL included.
+SOCKET_PATH_MAX = 103 if sys.platform == "darwin" else 107
+SOCKETS = (LOG_SOCKET, CONTROL_SOCKET)
+
+
+def socket_path_problem(run_dir: str | Path, limit: int = SOCKET_PATH_MAX) -> str | None:
+    """Why the run dir's sockets could not be bound (a path longer than sun_path holds), with the fix;
+    None when they fit. Asked before anything is written: past this point it would fail mid-start."""
+    folder = Path(run_dir).expanduser().resolve()
+    longest = max(SOCKETS, key=len)
+    path = folder / longest
+    size = len(os.fsencode(str(path)))
+    if size <= limit:
+        return None
+    room = limit - len(os.fsencode(os.sep + longest))
+    return (
+        f"the run dir's socket path {path} is {size} bytes, longer than a Unix socket path can be here "
+        f"({limit} bytes): choose a shorter training.output_dir (--output-dir), at most {room} bytes "
+        "as an absolute path (a resumed run: move its folder to a shorter path)"
+    )
 
 
 def rank_log_name(rank: int) -> str:

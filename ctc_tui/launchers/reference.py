@@ -72,7 +72,8 @@ def parse_command(command: str) -> Preset:
     """A reference command line (gaudi_spawn.py ..., python run_speech_recognition_ctc.py ...,
     torchrun/deepspeed/mpirun ... run_speech_recognition_ctc.py ...) as a preset."""
     try:
-        tokens = shlex.split(command.replace("\\\n", " "))  # shell line continuations
+        # as a shell reads it: line continuations joined, # comments (a pasted README block) left out
+        tokens = shlex.split(command.replace("\\\n", " "), comments=True)
     except ValueError as exc:
         raise CommandError(f"cannot split the command like a shell would: {exc}") from None
     script_at = next(

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctc_tui.core import rundir
+from ctc_tui.core import checkpoints, rundir
 from ctc_tui.runs.client import is_live
 from ctc_tui.runs.state import RunState
 from ctc_tui.supervisor import read_events
@@ -30,6 +30,7 @@ class RunSummary:
     duration: float
     started: float | None
     wer_curve: list[tuple[int, float]]
+    checkpoint: str | None = None  # the newest complete checkpoint-N: what a resume continues from
 
     @property
     def name(self) -> str:
@@ -52,8 +53,17 @@ def summarise(run_dir: Path, live: Callable[[Path], bool] = is_live) -> RunSumma
     curve = [
         (int(e["step"] or 0), float(e["wer"])) for e in state.evals if isinstance(e.get("wer"), (int, float))
     ]
+    saved = checkpoints.latest_complete(run_dir)
     return RunSummary(
-        run_dir, label, world, state.step, state.best_wer, state.elapsed(), state.started, curve
+        run_dir,
+        label,
+        world,
+        state.step,
+        state.best_wer,
+        state.elapsed(),
+        state.started,
+        curve,
+        saved.name if saved else None,
     )
 
 

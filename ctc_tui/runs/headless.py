@@ -11,6 +11,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from ctc_tui.core import checkpoints
 from ctc_tui.runs.fmt import fmt_duration, fmt_float, sparkline
 from ctc_tui.runs.state import RunState, known_states
 
@@ -179,6 +180,13 @@ async def _safe_request(run_dir, op: str) -> None:
         pass
 
 
+def resume_hint(run_dir) -> str:
+    """What a resume of ``run_dir`` continues from, named only when that checkpoint is complete."""
+    saved = checkpoints.latest_complete(run_dir)
+    start = f"resume from {saved.name}" if saved else "no complete checkpoint: a resume starts over"
+    return f"{start} with: ctc-tui run --resume {run_dir}"
+
+
 def print_outcome(console: Console, state: RunState, run_dir) -> int:
     """The closing line of a run; returns its exit status."""
     wer = state.last_wer
@@ -196,10 +204,7 @@ def print_outcome(console: Console, state: RunState, run_dir) -> int:
             highlight=False,
         )
     elif state.state == STOPPED:
-        console.print(
-            f"[yellow]stopped[/] at step {state.step}; resume with: ctc-tui run --resume {run_dir}",
-            highlight=False,
-        )
+        console.print(f"[yellow]stopped[/] at step {state.step}; {resume_hint(run_dir)}", highlight=False)
     else:
         who = f"rank {state.failed_rank}" if state.failed_rank is not None else "the launcher"
         console.print(

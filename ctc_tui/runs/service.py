@@ -277,6 +277,9 @@ def prepare(request: Request, warn: Warn | None = None) -> PreparedRun:
 
     resume = isinstance(request, ResumeRequest)
     preset, run_dir, cards = (_resumed_preset if resume else _new_preset)(request, collect)  # type: ignore[operator]
+    sockets = rundir.socket_path_problem(run_dir)  # the check says so too; this holds when it is skipped
+    if sockets:
+        raise RunError(f"{sockets}; nothing was written")
     _refuse_unsafe(preset)
     _private(private.make_run_dir, run_dir)
     _store_hub_token(preset, run_dir, collect)

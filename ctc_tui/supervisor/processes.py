@@ -3,7 +3,10 @@
 ``ProcessTree`` is everything the launcher started (its descendants, plus anything left in its process
 group): ``ranks()`` picks this node's ranks (``python -m ctc_tui.runner``) but not the processes a rank
 forks, and ``stop()`` ends the whole tree, SIGINT (if graceful), then SIGTERM, then SIGKILL, until no
-process of the run is left. ``RankBook`` follows the ranks through their events (hello, state, exit) and
+process of the run is left. The ranks' contract (ctc_tui.runner.train): SIGINT = save a checkpoint, then
+exit 0; SIGTERM = stop at once, never starting a save. So a kill (``graceful=False``) never begins a
+checkpoint, and a graceful teardown's SIGTERM, after GRACE_STOP, only cuts short a save that overran it.
+``RankBook`` follows the ranks through their events (hello, state, exit) and
 decides which rank failed: one that died without reporting is the cause, otherwise the first to report.
 """
 

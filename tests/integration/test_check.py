@@ -161,3 +161,16 @@ def test_run_prints_warnings_and_keeps_going_to_the_next_rule(tmp_path, libri):
     (tmp_path / "out" / "x").write_text("mine")
     out = run_cli("run", str(write_preset(tmp_path)), "--no-check", "--plain", timeout=60)
     assert out.returncode == 2 and "pre-flight" not in out.stderr and "--resume" in out.stderr
+
+
+def test_a_run_dir_too_long_for_its_sockets_is_refused_before_anything_is_written(tmp_path):
+    out = tmp_path / ("a-long-run-directory-name-" * 4)
+    check = run_cli("check", "demo-cpu", f"training.output_dir={out}", timeout=60)
+    assert check.returncode == 2, check.stdout + check.stderr
+    assert any(
+        "training.output_dir" in e and "shorter training.output_dir" in e for e in errors_of(check.stdout)
+    )
+    run = run_cli("run", "demo-cpu", "--output-dir", str(out), "--detach", timeout=60)
+    assert run.returncode == 2 and "the pre-flight check found 1 problem" in run.stderr, run.stderr
+    assert "longer than a Unix socket path can be" in run.stderr and "Traceback" not in run.stderr
+    assert not out.exists()

@@ -174,12 +174,12 @@ def test_a_stop_by_socket_then_sigint_still_checkpoints(tmp_path):
         os.kill(os.getpid(), signal.SIGINT)  # the supervisor's SIGINT of the same stop
         assert stop.requested and stop.signals == 1
         with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGTERM)  # a second signal: stop now
+            os.kill(os.getpid(), signal.SIGINT)  # a second signal: stop now
     finally:
         signal.signal(signal.SIGINT, previous[0])
         signal.signal(signal.SIGTERM, previous[1])
     logged = (tmp_path / "logs" / "events-rank-0.jsonl").read_text()
-    assert "SIGINT: saving a checkpoint" in logged and "second SIGTERM" in logged
+    assert "SIGINT: saving a checkpoint" in logged and "second SIGINT" in logged
 
 
 def test_a_graceful_stop_with_dataloader_workers_checkpoints(tmp_path, demo_data):

@@ -19,6 +19,7 @@ from ctc_tui.tui.draft import Draft
 from ctc_tui.tui.screens.dashboard import DashboardScreen
 from ctc_tui.tui.widgets.dialogs import ChoiceScreen
 from ctc_tui.tui.widgets.plot import LinePlot
+from tests.checkpoint_files import make_checkpoint
 from tests.conftest import REPO
 
 DEMO = REPO / "presets" / "demo-cpu.yaml"
@@ -241,11 +242,15 @@ async def test_dashboard_replays_a_run_with_rows_plots_alerts_and_transcripts(tm
 async def test_runs_screen_overlays_the_wer_curves_of_two_marked_runs(tmp_path):
     write_run(tmp_path / "a", wer=[0.9, 0.4])
     write_run(tmp_path / "b", wer=[0.8, 0.3])
+    make_checkpoint(tmp_path / "a", 10)
+    make_checkpoint(tmp_path / "a", 20, without=("optimizer.pt",))  # a save cut short: not resumable
     app = make_app(runs_root=tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         table = app.screen.query_one("#runs-table", DataTable)
         assert table.row_count == 2
+        assert str(table.get_cell(str(tmp_path / "a"), "resumes from")) == "checkpoint-10"
+        assert str(table.get_cell(str(tmp_path / "b"), "resumes from")) == "-"
         table.focus()
         await pilot.press("space", "down", "space")
         series = app.screen.query_one("#compare-plot", LinePlot).series

@@ -66,3 +66,13 @@ def test_stop_of_an_ended_run(tmp_path, capsys, monkeypatch):
 def test_a_preset_word_is_not_a_command():
     assert not cli._looks_like_preset("run") and cli._looks_like_preset("mine.yaml")
     assert not cli._looks_like_preset("--help")
+
+
+def test_a_run_dir_whose_sockets_cannot_fit_is_refused_without_the_check(tmp_path, capsys):
+    """``ctc-tui run --no-check`` refuses a run dir too long for its sockets as the check would (the
+    check itself, which probes this machine: tests/integration/test_check.py), writing nothing."""
+    out = tmp_path / ("a-long-run-directory-name-" * 4)
+    assert cli.main(["run", "demo-cpu", "--output-dir", str(out), "--no-check", "--detach"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the run dir's socket path ") and "shorter training.output_dir" in err
+    assert "Traceback" not in err and not out.exists()

@@ -152,7 +152,7 @@ def test_plain_printer_throttles_steps():
                 ev("exit", -1, code=0, state="stopped"),
             ],
             0,
-            "stopped at step 7; resume with: ctc-tui run --resume RUN",
+            "stopped at step 7; no complete checkpoint: a resume starts over with: ctc-tui run --resume RUN",
         ),
         (
             [

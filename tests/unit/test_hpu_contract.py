@@ -151,3 +151,22 @@ def test_seed_presets_pad_to_buckets_on_hpu_and_dynamically_elsewhere():
         "pad_to_lengths": [320000],
         "label_multiple": 500,
     }
+
+
+def test_gaudi_fused_sdpa_lands_in_gaudi_training_arguments(optimum_habana, tmp_path):
+    """optimum-habana's current README passes --attn_implementation gaudi_fused_sdpa: on HPU it reaches
+    GaudiTrainingArguments unchanged (which registers the kernel with transformers on Gaudi)."""
+    from ctc_tui.launchers.reference import parse_command
+
+    preset = parse_command((REPO / "tests" / "data" / "optimum-habana" / "ctc-mpi-8.sh").read_text())
+    kwargs = backends.common_arguments(preset, str(tmp_path), "hpu", preset.launch.world_size)
+    kwargs.update(backends.gaudi_arguments(preset))
+    assert kwargs["attn_implementation"] == "gaudi_fused_sdpa"
+    kwargs.update(
+        use_habana=False, use_lazy_mode=False, gaudi_config_name=None, ddp_backend=None, use_cpu=True
+    )
+    kwargs.update(use_hpu_graphs_for_training=False, use_hpu_graphs_for_inference=False)
+    args = optimum_habana.GaudiTrainingArguments(
+        **backends._fit(optimum_habana.GaudiTrainingArguments, kwargs)
+    )
+    assert args.attn_implementation == "gaudi_fused_sdpa"

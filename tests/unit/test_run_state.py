@@ -154,3 +154,11 @@ def test_odd_events_are_counted_but_change_nothing():
     state = fed(ev("progress", 0, done=3), ev("hello", 0, world_size="two"))
     assert state.event_count == 2 and state.world_size is None and state.state == INITIAL
     assert RunState().elapsed() == 0.0 and RunState().step == 0
+
+
+def test_the_dashboard_styles_only_known_states():
+    """The dashboard's colours name run states from the one list (core.events.STATES)."""
+    from ctc_tui.core.events import STATES
+    from ctc_tui.tui.screens.dashboard import STATE_STYLE
+
+    assert set(STATE_STYLE) <= set(STATES)

@@ -43,7 +43,7 @@ class RunsScreen(Screen[None]):
     def on_mount(self) -> None:
         self.sub_title = "runs"
         table = self.query_one("#runs-table", DataTable)
-        for name in ("", "run", "state", "world", "step", "best WER", "duration", "started"):
+        for name in ("", "run", "state", "world", "step", "best WER", "resumes from", "duration", "started"):
             table.add_column(name, key=name or "mark")
         self.action_reload()
 
@@ -70,6 +70,7 @@ class RunsScreen(Screen[None]):
                 str(run.world_size or "-"),
                 str(run.step),
                 fmt_float(run.best_wer),
+                run.checkpoint or "-",  # the newest complete checkpoint (ctc_tui.core.checkpoints)
                 fmt_duration(run.duration),
                 run.started_text,
                 key=str(run.path),

@@ -1,0 +1,32 @@
+# deepspeed-8: a run_speech_recognition_ctc.py command of optimum-habana's examples/speech-recognition/README.md
+# (huggingface/optimum-habana at 1d8504c, 2026-01-14), verbatim: ctc-tui import-command must take it.
+PT_HPU_LAZY_MODE=1 python ../gaudi_spawn.py \
+    --world_size 8 --use_deepspeed run_speech_recognition_ctc.py \
+    --dataset_name librispeech_asr \
+    --model_name_or_path facebook/wav2vec2-large-lv60 \
+    --dataset_config_name clean \
+    --train_split_name train.100 \
+    --eval_split_name validation \
+    --output_dir /tmp/wav2vec2-librispeech-clean-100h-demo-dist \
+    --preprocessing_num_workers 64 \
+    --dataloader_num_workers 8 \
+    --overwrite_output_dir \
+    --num_train_epochs 3 \
+    --per_device_train_batch_size 4 \
+    --per_device_eval_batch_size 8 \
+    --learning_rate 3e-4 \
+    --warmup_steps 500 \
+    --text_column_name text \
+    --layerdrop 0.0 \
+    --freeze_feature_encoder \
+    --chars_to_ignore '",?.!-;:“%‘”' \
+    --do_train \
+    --do_eval \
+    --use_habana \
+    --use_lazy_mode \
+    --gaudi_config_name Habana/wav2vec2 \
+    --throughput_warmup_steps 3 \
+    --deepspeed ../../tests/configs/deepspeed_zero_2.json \
+    --sdp_on_bf16 \
+    --attn_implementation gaudi_fused_sdpa \
+    --trust_remote_code True
