@@ -34,6 +34,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -389,9 +390,10 @@ def test_deepspeed_refuses_a_command_in_the_run_dir_and_check_never_gives_ssh_an
     marker = Path(f"/tmp/PWNED-{random.randrange(16**8):08x}")
     hostfile = cluster.hostfile(tmp_path / "hostfile")
     env = {**os.environ, **cluster.env()}
+    short = Path(tempfile.mkdtemp(prefix="ctc-", dir="/tmp"))  # room for the run dir's socket paths
     try:
         for no_check in ([], ["--no-check"]):
-            run_dir = f"{tmp_path}/run$(touch {marker})"
+            run_dir = f"{short}/run$(touch {marker})"
             proc = subprocess.run(
                 [sys.executable, "-m", "ctc_tui", "run", "demo-cpu", "launch.launcher=deepspeed"]
                 + [f"launch.hostfile={hostfile}", *SMALL, "--output-dir", run_dir, "--plain", *no_check],
@@ -404,7 +406,7 @@ def test_deepspeed_refuses_a_command_in_the_run_dir_and_check_never_gives_ssh_an
             assert proc.returncode == 2, proc.stdout + proc.stderr
             assert "training.output_dir" in proc.stderr and "holds '$'" in proc.stderr, proc.stderr
             assert "nothing was started" in proc.stderr and "Traceback" not in proc.stderr
-            assert not list(tmp_path.glob("run*"))
+            assert not list(short.iterdir())
         script = tmp_path / "evil"
         script.write_text(f"#!/bin/sh\ntouch {marker}\n")
         script.chmod(0o755)
@@ -424,3 +426,4 @@ def test_deepspeed_refuses_a_command_in_the_run_dir_and_check_never_gives_ssh_an
         assert not marker.exists()
     finally:
         marker.unlink(missing_ok=True)
+        shutil.rmtree(short, ignore_errors=True)
