@@ -25,6 +25,7 @@ HISTORY = 240
 MAX_COUNT = 2**53  # steps, bytes and exit codes beyond this are not believed
 MAX_TEXT = 4096  # characters of a message kept for display
 MAX_LINES = 50  # last_lines and samples kept
+MAX_TIME = 1e11  # unix seconds (the year 5138): a later time is not believed
 
 
 def known_states(*names: str) -> tuple[str, ...]:
@@ -220,7 +221,7 @@ class RunState:
 # -- normalising: any object to an event the fold can trust ----------------------------------------
 def normalise(event: Any) -> dict[str, Any] | None:
     """``event`` reduced to its known fields with sound types, None when it has no usable type, rank
-    (-1..MAX_WORLD) or time (finite, >= 0). ``seen`` is when it was received (``rt``), else ``t``."""
+    (-1..MAX_WORLD) or time (0..MAX_TIME). ``seen`` is when it was received (``rt``), else ``t``."""
     if not isinstance(event, dict):
         return None
     kind, rank, t = event.get("type"), _int(event.get("rank"), -1, MAX_WORLD), _time(event.get("t"))
@@ -242,7 +243,7 @@ def _int(value: Any, lo: int = 0, hi: int = MAX_COUNT) -> int | None:
 
 
 def _time(value: Any) -> float | None:
-    return float(value) if is_finite(value) and value >= 0 else None
+    return float(value) if is_finite(value) and 0 <= value <= MAX_TIME else None
 
 
 def _count(value: Any) -> int | None:

@@ -148,6 +148,7 @@ def abort(writer: asyncio.StreamWriter) -> None:
     """Drop a connection at once (its descriptor is free now, not after a polite shutdown)."""
     with contextlib.suppress(Exception):
         writer.transport.abort()
+    writer.close()
 
 
 def send_stop(writer: asyncio.StreamWriter) -> None:
