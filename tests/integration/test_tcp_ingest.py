@@ -172,7 +172,7 @@ def test_demo_run_with_a_hostfile_reports_over_tcp(tmp_path, demo_data):
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     spec = json.loads((run_dir / "supervisor.json").read_text())
-    assert spec["tcp_bind"] == "0.0.0.0" and len(spec["token"]) >= 24
+    assert spec["tcp_bind"] == spec["tcp_advertise"] and len(spec["token"]) >= 24  # issue 11: not 0.0.0.0
     recorded = read_events(run_dir)
     starting = recorded[0]
     assert starting["type"] == "state" and starting["state"] == "starting"
