@@ -100,7 +100,7 @@ def decode(line: bytes | str) -> dict[str, Any]:
     if not isinstance(event, dict):
         raise BadEvent("not an object")
     kind = event.get("type")
-    if kind not in EVENT_TYPES:
+    if not isinstance(kind, str) or kind not in EVENT_TYPES:  # a list or object is unhashable
         raise BadEvent(f"unknown type {kind!r}")
     rank = event.get("rank")
     if not isinstance(rank, int) or isinstance(rank, bool) or rank < -1:
@@ -134,6 +134,7 @@ def validate(event: dict[str, Any], world: int | None = None) -> dict[str, Any]:
 def stamp(event: dict[str, Any], line: bytes, received: float) -> bytes:
     """Add the supervisor's receive time ``rt`` to ``event`` and to its encoded ``line`` (spliced in
     before the closing brace: no re-encoding; a rank's own ``rt`` is overridden, the last key wins)."""
+    received = round(received, 3)
     event["rt"] = received
     body = line.rstrip()
     if not body.endswith(b"}"):  # decode only yields objects, so only a stray non-JSON tail gets here
@@ -192,7 +193,9 @@ def _is_world(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     """A finite number, or the encoder's word for a non-finite one."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or value in NONFINITE_WORDS
+    if isinstance(value, str):
+        return value in NONFINITE_WORDS
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _is_text(value: Any) -> bool:

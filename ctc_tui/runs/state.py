@@ -225,7 +225,7 @@ def normalise(event: Any) -> dict[str, Any] | None:
     if not isinstance(event, dict):
         return None
     kind, rank, t = event.get("type"), _int(event.get("rank"), -1, MAX_WORLD), _time(event.get("t"))
-    if kind not in EVENT_TYPES or rank is None or t is None:
+    if not isinstance(kind, str) or kind not in EVENT_TYPES or rank is None or t is None:
         return None
     rt = _time(event.get("rt"))
     clean: dict[str, Any] = {"type": kind, "rank": rank, "t": t, "seen": rt if rt is not None else t}
