@@ -108,6 +108,8 @@ class RankIngest:
         self.pending[writer] = None
         try:
             admitted = await self.authenticate(reader)
+        except asyncio.CancelledError:  # the supervisor is closing: no traceback for a sender it never knew
+            admitted = False
         finally:
             self.pending.pop(writer, None)
         if not admitted:
