@@ -7,11 +7,14 @@ told it), stamped with the supervisor's receive time ``rt`` and handed to the ``
 oversized lines (over ``events.MAX_LINE``), malformed and invalid lines and unauthenticated connections
 are dropped and counted, never fatal.
 
-The TCP side holds under abuse from anyone who can reach the port: at most ``MAX_PENDING`` connections
-may be waiting to authenticate (a newcomer beyond that closes the longest-waiting one: a rank presents
-its token within milliseconds, so idle floods cannot starve it), each for at most ``TOKEN_TIMEOUT``
-seconds, and the token line may be at most ``TOKEN_LINE`` bytes. The same connections carry the
-supervisor's one message back to the ranks: ``{"op":"stop"}`` (save a checkpoint, then exit 0).
+The TCP side holds under abuse from anyone who can reach the port. A rank sends its token as soon as it
+has connected, so a sender has ``FAST_TOKEN`` seconds to present it without taking a slot (at most
+``MAX_ARRIVING`` senders at once, beyond that a newcomer takes a slot straight away); after that, at
+most ``MAX_PENDING`` connections may wait (a newcomer closes the longest-waiting one), each until
+``TOKEN_TIMEOUT`` seconds after it connected. The token line may be at most ``TOKEN_LINE`` bytes. So an
+idle flood holds at most MAX_PENDING + MAX_ARRIVING descriptors and cannot starve a rank. The same
+connections carry the supervisor's one message back to the ranks: ``{"op":"stop"}`` (save a checkpoint,
+then exit 0).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ STOP_MESSAGE = b'{"op":"stop"}\n'
 TOKEN_TIMEOUT = 2.0  # seconds a TCP sender has to present its token
 TOKEN_LINE = 512  # bytes the token line may have (the reader's limit until the sender is authenticated)
 MAX_PENDING = 64  # TCP connections that may wait to authenticate at once; a newcomer evicts the oldest
+FAST_TOKEN = 0.1  # seconds a sender may take to present its token before it must take a pending slot
+MAX_ARRIVING = 256  # senders within their FAST_TOKEN at once; beyond, a newcomer takes a slot at once
 
 
 class RankIngest:
@@ -43,6 +48,7 @@ class RankIngest:
         self.writers: set[asyncio.StreamWriter] = set()
         self.stopping = False  # once set, every rank (also one connecting later) is told to stop
         self.pending: dict[asyncio.StreamWriter, None] = {}  # not yet authenticated, oldest first
+        self.arriving = 0  # senders within their FAST_TOKEN
         self.world: int | None = None  # from the first valid hello: ranks then lie in -1..world-1
 
     @property
@@ -99,45 +105,60 @@ class RankIngest:
 
     async def handle_tcp_rank(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """TCP senders (ranks on other hosts) first send ``{"token": ...}``; anything else is dropped, and
-        the longest-waiting one once ``MAX_PENDING`` wait to authenticate."""
-        if len(self.pending) >= MAX_PENDING:
-            self.counters.refused += 1
-            oldest = next(iter(self.pending))
-            del self.pending[oldest]
-            abort(oldest)
-        self.pending[writer] = None
+        so is the longest-waiting sender once ``MAX_PENDING`` wait to authenticate."""
         try:
-            admitted = await self.authenticate(reader)
+            line = await self._fast_line(reader)
+            if line is None:  # not yet: wait in a pending slot
+                self._make_room()
+                self.pending[writer] = None
+                line = await first_line(reader, TOKEN_TIMEOUT - FAST_TOKEN)
         except asyncio.CancelledError:  # the supervisor is closing: no traceback for a sender it never knew
-            admitted = False
+            line = b""
         finally:
             self.pending.pop(writer, None)
-        if not admitted:
+        if not line or not self.authentic(line):
             self.counters.unauthenticated += 1
             abort(writer)
             return
         reader._limit = events.MAX_LINE  # type: ignore[attr-defined]  # the server's limit was TOKEN_LINE
         await self.handle_rank(reader, writer)
 
-    async def authenticate(self, reader: asyncio.StreamReader) -> bool:
-        """Whether the first line is ``{"token": ...}`` with this run's token (never raises)."""
+    async def _fast_line(self, reader: asyncio.StreamReader) -> bytes | None:
+        """The first line if it comes within FAST_TOKEN (None if not, or if too many are arriving)."""
+        if self.arriving >= MAX_ARRIVING:
+            return None
+        self.arriving += 1
         try:
-            line = await asyncio.wait_for(reader.readuntil(b"\n"), timeout=TOKEN_TIMEOUT)
+            return await first_line(reader, FAST_TOKEN)
+        finally:
+            self.arriving -= 1
+
+    def _make_room(self) -> None:
+        """Close the longest-waiting unauthenticated connection if every pending slot is taken."""
+        if len(self.pending) >= MAX_PENDING:
+            self.counters.refused += 1
+            oldest = next(iter(self.pending))
+            del self.pending[oldest]
+            abort(oldest)
+
+    def authentic(self, line: bytes) -> bool:
+        """Whether ``line`` is ``{"token": ...}`` with this run's token (never raises)."""
+        try:
             return token_matches(json.loads(line).get("token", ""), self.token)
-        except (
-            asyncio.TimeoutError,
-            asyncio.IncompleteReadError,
-            asyncio.LimitOverrunError,
-            ValueError,
-            AttributeError,
-            UnicodeDecodeError,
-            TypeError,
-            RecursionError,
-            ConnectionError,
-            OSError,
-        ):
+        except (ValueError, AttributeError, UnicodeDecodeError, TypeError, RecursionError):
             # TypeError: compare_digest refuses non-ASCII str; RecursionError: deeply nested JSON
             return False
+
+
+async def first_line(reader: asyncio.StreamReader, timeout: float) -> bytes | None:
+    """The sender's first line; None if it has not come within ``timeout`` (it stays buffered), ``b""``
+    when the sender hung up or sent more than the reader's limit without a newline."""
+    try:
+        return await asyncio.wait_for(reader.readuntil(b"\n"), timeout=timeout)
+    except asyncio.TimeoutError:
+        return None
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, OSError):
+        return b""
 
 
 def token_matches(token: Any, expected: str) -> bool:

@@ -181,7 +181,7 @@ def test_a_pre_auth_flood_evicts_the_oldest_and_a_rank_still_gets_in():
         rank = ingest.RankIngest(lambda event, raw: got.append(event), Counters(), token="s3cret")
         idle = [connection() for _ in range(ingest.MAX_PENDING + 10)]
         tasks = [asyncio.create_task(rank.handle_tcp_rank(r, w)) for r, w in idle]
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(ingest.FAST_TOKEN + 0.2)  # past their chance to present a token at once
         assert len(rank.pending) == ingest.MAX_PENDING and rank.counters.refused == 10
         assert all(w.aborted for _, w in idle[:10]) and not any(w.aborted for _, w in idle[10:])
         good = b'{"token":"s3cret"}\n' + events.encode(ev(step=5))
@@ -196,8 +196,25 @@ def test_a_pre_auth_flood_evicts_the_oldest_and_a_rank_still_gets_in():
     assert not rank.pending
 
 
+def test_a_rank_in_the_middle_of_a_burst_is_not_evicted():
+    async def main():
+        got: list = []
+        rank = ingest.RankIngest(lambda event, raw: got.append(event), Counters(), token="s3cret")
+        burst = [connection() for _ in range(50)]
+        good = connection(b'{"token":"s3cret"}\n' + events.encode(ev(step=9)), eof=True)
+        burst += [good] + [connection() for _ in range(3 * ingest.MAX_PENDING)]
+        tasks = [asyncio.create_task(rank.handle_tcp_rank(r, w)) for r, w in burst]
+        await asyncio.sleep(ingest.FAST_TOKEN + 0.2)
+        assert [e["step"] for e in got] == [9] and rank.counters.refused > 0
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(main())
+
+
 def test_a_silent_sender_is_dropped_at_the_deadline(monkeypatch):
-    monkeypatch.setattr(ingest, "TOKEN_TIMEOUT", 0.05)
+    monkeypatch.setattr(ingest, "TOKEN_TIMEOUT", 0.2)
     rank = ingest.RankIngest(lambda event, raw: None, Counters(), token="s3cret")
     writer = serve(rank.handle_tcp_rank, b"", eof=False)
     assert rank.counters.unauthenticated == 1 and writer.aborted and not rank.pending
