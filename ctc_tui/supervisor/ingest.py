@@ -12,7 +12,8 @@ has connected, so a sender has ``FAST_TOKEN`` seconds to present it without taki
 ``MAX_ARRIVING`` senders at once, beyond that a newcomer takes a slot straight away); after that, at
 most ``MAX_PENDING`` connections may wait (a newcomer closes the longest-waiting one), each until
 ``TOKEN_TIMEOUT`` seconds after it connected. The token line may be at most ``TOKEN_LINE`` bytes. So an
-idle flood holds at most MAX_PENDING + MAX_ARRIVING descriptors and cannot starve a rank. The same
+idle flood holds at most MAX_PENDING + MAX_ARRIVING descriptors (fewer under a low open-file limit,
+``slots``) and cannot starve a rank. The same
 connections carry the supervisor's one message back to the ranks: ``{"op":"stop"}`` (save a checkpoint,
 then exit 0).
 """
@@ -23,6 +24,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import resource
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +38,7 @@ TOKEN_LINE = 512  # bytes the token line may have (the reader's limit until the 
 MAX_PENDING = 64  # TCP connections that may wait to authenticate at once; a newcomer evicts the oldest
 FAST_TOKEN = 0.1  # seconds a sender may take to present its token before it must take a pending slot
 MAX_ARRIVING = 256  # senders within their FAST_TOKEN at once; beyond, a newcomer takes a slot at once
+RESERVED_FDS = 64 + 100  # descriptors kept for everything else, and for one burst of accepts (the backlog)
 
 
 class RankIngest:
@@ -49,6 +52,7 @@ class RankIngest:
         self.stopping = False  # once set, every rank (also one connecting later) is told to stop
         self.pending: dict[asyncio.StreamWriter, None] = {}  # not yet authenticated, oldest first
         self.arriving = 0  # senders within their FAST_TOKEN
+        self._slots: tuple[int, int] | None = None  # (pending, arriving) caps, from the open-file limit
         self.world: int | None = None  # from the first valid hello: ranks then lie in -1..world-1
 
     @property
@@ -125,7 +129,7 @@ class RankIngest:
 
     async def _fast_line(self, reader: asyncio.StreamReader) -> bytes | None:
         """The first line if it comes within FAST_TOKEN (None if not, or if too many are arriving)."""
-        if self.arriving >= MAX_ARRIVING:
+        if self.arriving >= self.slots()[1]:
             return None
         self.arriving += 1
         try:
@@ -135,11 +139,19 @@ class RankIngest:
 
     def _make_room(self) -> None:
         """Close the longest-waiting unauthenticated connection if every pending slot is taken."""
-        if len(self.pending) >= MAX_PENDING:
+        if len(self.pending) >= self.slots()[0]:
             self.counters.refused += 1
             oldest = next(iter(self.pending))
             del self.pending[oldest]
             abort(oldest)
+
+    def slots(self) -> tuple[int, int]:
+        """How many senders may wait (pending) and arrive at once: MAX_PENDING and MAX_ARRIVING, fewer
+        when the open-file limit (read at the first TCP connection, after the supervisor raised it) is
+        low, so that a flood leaves descriptors for the ranks, the logs and the control socket."""
+        if self._slots is None:
+            self._slots = slots_for(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        return self._slots
 
     def authentic(self, line: bytes) -> bool:
         """Whether ``line`` is ``{"token": ...}`` with this run's token (never raises)."""
@@ -148,6 +160,14 @@ class RankIngest:
         except (ValueError, AttributeError, UnicodeDecodeError, TypeError, RecursionError):
             # TypeError: compare_digest refuses non-ASCII str; RecursionError: deeply nested JSON
             return False
+
+
+def slots_for(open_files: int) -> tuple[int, int]:
+    """(pending, arriving) caps for a process that may have ``open_files`` descriptors."""
+    if open_files == resource.RLIM_INFINITY:
+        return MAX_PENDING, MAX_ARRIVING
+    usable = max(0, open_files - RESERVED_FDS)
+    return max(4, min(MAX_PENDING, usable // 4)), max(8, min(MAX_ARRIVING, usable // 2))
 
 
 async def first_line(reader: asyncio.StreamReader, timeout: float) -> bytes | None:

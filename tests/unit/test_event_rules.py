@@ -213,6 +213,12 @@ def test_a_rank_in_the_middle_of_a_burst_is_not_evicted():
     asyncio.run(main())
 
 
+def test_the_caps_shrink_with_a_low_open_file_limit():
+    assert ingest.slots_for(1024) == (ingest.MAX_PENDING, ingest.MAX_ARRIVING)
+    assert ingest.slots_for(256) == (23, 46) and ingest.slots_for(10) == (4, 8)
+    assert ingest.slots_for(resource.RLIM_INFINITY) == (64, 256)
+
+
 def test_a_silent_sender_is_dropped_at_the_deadline(monkeypatch):
     monkeypatch.setattr(ingest, "TOKEN_TIMEOUT", 0.2)
     rank = ingest.RankIngest(lambda event, raw: None, Counters(), token="s3cret")
