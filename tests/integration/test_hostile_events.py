@@ -9,9 +9,12 @@ from __future__ import annotations
 import sys
 
 import psutil
+from textual.widgets import DataTable
 
 from ctc_tui.runs import client
 from ctc_tui.supervisor import Spec, read_events
+from ctc_tui.tui.app import CtcTuiApp
+from ctc_tui.tui.screens.dashboard import DashboardScreen
 from tests.conftest import run_cli
 
 HOSTILE = (
@@ -42,6 +45,34 @@ def test_clients_survive_a_hostile_events_file_and_show_no_escapes(tmp_path):
     assert "hostile" in listed.stdout and "lost" in listed.stdout
     plain = run_cli("attach", str(run_dir), "--plain")
     assert "\\x1b[2J" in plain.stdout and "\\ud800 lone" in plain.stdout  # shown, escaped
+
+
+class HostileDashboard(CtcTuiApp):
+    def __init__(self, run_dir):
+        super().__init__(mode="dashboard", run_dir=run_dir)
+
+    def on_mount(self) -> None:
+        self.push_screen(DashboardScreen(self.run_dir, clock=lambda: 200.0))
+
+
+async def test_the_dashboard_follows_a_hostile_events_file_to_its_end(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "logs").mkdir(parents=True)
+    (run_dir / "events.jsonl").write_bytes(HOSTILE)
+    (run_dir / "logs" / "rank-0.log").write_text("\x1b]0;owned\x07 a rank's own line\n")
+    app = HostileDashboard(run_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        for _ in range(50):
+            await pilot.pause(0.05)
+            if not screen.following:
+                break
+        assert not screen.following  # the follow worker read to the end instead of dying on a line
+        screen.redraw()
+        table = screen.query_one("#ranks", DataTable)
+        assert str(table.get_cell("0", "step")) == "3"
+        assert "\\x1b]0;owned" in str(table.get_cell("0", "host"))
+        assert screen.state.ignored == 1  # the infinite time
 
 
 def test_a_torn_last_line_is_cut_when_a_supervisor_reopens_the_run_dir(tmp_path):
