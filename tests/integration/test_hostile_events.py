@@ -6,7 +6,10 @@ torn line cuts it off, so that the next run's first event is intact.
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
+import threading
 
 import psutil
 from textual.widgets import DataTable
@@ -88,3 +91,26 @@ def test_a_torn_last_line_is_cut_when_a_supervisor_reopens_the_run_dir(tmp_path)
     assert len(starts) == 2  # the next run's first event was not swallowed by the torn line
     last = recorded[-1]
     assert last["type"] == "exit" and last["dropped"]["torn_lines"] == 1 and last["code"] == 0
+
+
+def test_stop_against_a_supervisor_that_never_answers_says_so_without_a_traceback(tmp_path):
+    """The supervisor's control socket takes the request but never answers (a supervisor out of
+    descriptors or wedged): ``ctc-tui stop --kill`` names the problem instead of a raw TimeoutError."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "events.jsonl").write_bytes(HOSTILE.rsplit(b"\n", 1)[0] + b"\n")
+    (run_dir / "supervisor.pid").write_text(str(os.getpid()))
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(run_dir / "supervisor.sock"))
+    server.listen(4)
+    held: list = []
+    taker = threading.Thread(target=lambda: held.append(server.accept()), daemon=True)
+    taker.start()
+    try:
+        out = run_cli("stop", str(run_dir), "--kill", timeout=60)
+    finally:
+        server.close()
+        for conn, _ in held:
+            conn.close()
+    assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert "did not answer within 10 s" in out.stderr and "supervisor.log" in out.stderr, out.stderr

@@ -10,6 +10,8 @@ import io
 import json
 import math
 import resource
+import signal
+from types import SimpleNamespace
 
 import pytest
 from rich.console import Console
@@ -396,3 +398,33 @@ def test_runs_listing_survives_a_hand_edited_log(tmp_path):
     )
     summary = summarise(tmp_path, live=lambda _: False)
     assert summary.state == "lost" and summary.started_text != "" and summary.wer_curve == []
+
+
+# -- teardown and failure watching out of descriptors ---------------------------------------------------
+def emfile(*args, **kwargs):
+    raise OSError(24, "Too many open files")
+
+
+def test_out_of_descriptors_a_rank_is_not_taken_for_dead(monkeypatch):
+    from ctc_tui.supervisor import processes
+
+    monkeypatch.setattr(processes.psutil, "Process", emfile)
+    assert processes.pid_gone(12345) is False
+    book = processes.RankBook(hostname="here")
+    book.observe({"type": "hello", "rank": 0, "t": 1.0, "host": "here", "pid": 12345})
+    assert book.find_dead_rank() is None and book.failed_rank is None
+
+
+def test_out_of_descriptors_teardown_signals_the_process_group(monkeypatch):
+    from ctc_tui.supervisor import processes
+
+    sent: list = []
+    monkeypatch.setattr(processes.ProcessTree, "members", emfile)
+    monkeypatch.setattr(processes.os, "killpg", lambda pgid, sig: sent.append((pgid, sig)))
+    for name in ("GRACE_TERM", "GRACE_KILL"):
+        monkeypatch.setattr(processes, name, 0.01)
+    tree = processes.ProcessTree()
+    tree.process = SimpleNamespace(pid=4242, returncode=None)
+    tree.interrupt_ranks()  # no /proc to read: the ranks have their stop message; no exception
+    asyncio.run(tree.stop(graceful=False))
+    assert sent == [(4242, signal.SIGTERM), (4242, signal.SIGKILL)]
