@@ -53,6 +53,7 @@ MAX_STRING = 16 * 1024  # characters of any one string
 MAX_ITEMS = 256  # items of any one list or object
 MAX_DEPTH = 6  # nesting of lists and objects
 MAX_WORLD = 65536
+MAX_INT = 2**63  # integers beyond +-this are refused (a float cannot hold them exactly, JSON readers differ)
 #: Numbers the encoder writes as strings (JSON has no NaN or infinity).
 NONFINITE_WORDS = frozenset({"nan", "inf", "-inf"})
 
@@ -153,30 +154,51 @@ def is_finite(value: Any) -> bool:
 
 
 def _check_value(value: Any, depth: int) -> None:
-    """Every value of an event: finite numbers, bounded valid strings, bounded shallow containers."""
-    if isinstance(value, str):
-        _check_string(value)
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        if not is_finite(value):
-            raise BadEvent("non-finite number (send NaN and infinity as the strings nan, inf, -inf)")
-    elif isinstance(value, (list, dict)):
+    """Every value of an event: finite numbers, bounded valid strings, bounded shallow containers.
+    (On the ingest's hot path: exact type tests, the common flat event in one loop.)"""
+    kind = type(value)
+    if kind is dict:
         if depth >= MAX_DEPTH:
             raise BadEvent(f"nested deeper than {MAX_DEPTH}")
         if len(value) > MAX_ITEMS:
             raise BadEvent(f"more than {MAX_ITEMS} items in one list or object")
-        for key in value if isinstance(value, dict) else ():
+        for key, item in value.items():
             _check_string(key)
-        for item in value.values() if isinstance(value, dict) else value:
-            _check_value(item, depth + 1)
+            _check_scalar(item, depth)
+    elif kind is list:
+        if depth >= MAX_DEPTH:
+            raise BadEvent(f"nested deeper than {MAX_DEPTH}")
+        if len(value) > MAX_ITEMS:
+            raise BadEvent(f"more than {MAX_ITEMS} items in one list or object")
+        for item in value:
+            _check_scalar(item, depth)
+    else:
+        _check_scalar(value, depth - 1)
+
+
+def _check_scalar(item: Any, depth: int) -> None:
+    """One item of a container at ``depth`` (a nested container is checked one level deeper)."""
+    kind = type(item)
+    if kind is float:
+        if item - item != 0.0:  # inf - inf and nan - nan are nan; finite x - x is 0
+            raise BadEvent("non-finite number (send NaN and infinity as the strings nan, inf, -inf)")
+    elif kind is str:
+        _check_string(item)
+    elif kind is int:
+        if not -MAX_INT <= item <= MAX_INT:
+            raise BadEvent("non-finite number (an integer beyond what a float holds)")
+    elif kind is dict or kind is list:
+        _check_value(item, depth + 1)
 
 
 def _check_string(text: str) -> None:
     if len(text) > MAX_STRING:
         raise BadEvent(f"string longer than {MAX_STRING} characters")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadEvent("string with a lone surrogate (not valid UTF-8)") from None
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadEvent("string with a lone surrogate (not valid UTF-8)") from None
 
 
 def _is_int(value: Any) -> bool:
