@@ -128,20 +128,7 @@ class Supervisor:
 
     def status(self) -> tuple[dict[int, str], int, dict[str, int]]:
         """The ranks' last states, how many events were recorded and what was dropped (control socket)."""
-        return self.ranks.states, self.counters.events, self.dropped()
-
-    def dropped(self) -> dict[str, int]:
-        """What ingest dropped or refused, by reason (never fatal)."""
-        c = self.counters
-        return {
-            "malformed": c.malformed,
-            "oversized": c.oversized,
-            "invalid": c.invalid,
-            "unauthenticated": c.unauthenticated,
-            "refused": c.refused,
-            "accept_errors": c.accept_errors,
-            "torn_lines": c.torn_lines,
-        }
+        return self.ranks.states, self.counters.events, self.counters.dropped()
 
     # -- process control --------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -344,7 +331,7 @@ class Supervisor:
             state=state,
             failed_rank=failed_rank,
             duration=round(time.time() - started, 2),
-            dropped=self.dropped(),
+            dropped=self.counters.dropped(),
         )
         await self._close()
         return Outcome(code, state, failed_rank, self.counters)

@@ -24,6 +24,10 @@ SUBSCRIBER_QUEUE = 50_000
 FLUSH_EVERY = 0.5  # seconds: how soon readers outside (ctc-tui runs) see new events
 
 
+#: The reasons something was dropped or refused, as the run's exit event names them.
+DROPPED = ("malformed", "oversized", "invalid", "unauthenticated", "refused", "accept_errors", "torn_lines")
+
+
 @dataclass
 class Counters:
     """What the supervisor took in, and what it dropped (never fatal)."""
@@ -37,6 +41,10 @@ class Counters:
     refused: int = 0  # TCP connections closed at once: too many were waiting to authenticate
     accept_errors: int = 0  # failed accepts (out of descriptors), logged at most once a minute
     torn_lines: int = 0  # a torn last line of events.jsonl cut off when the file was reopened
+
+    def dropped(self) -> dict[str, int]:
+        """What was dropped or refused, by reason (for the run's exit event and the status reply)."""
+        return {name: getattr(self, name) for name in DROPPED}
 
 
 class EventLog:
