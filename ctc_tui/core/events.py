@@ -123,7 +123,8 @@ def validate(event: dict[str, Any], world: int | None = None) -> dict[str, Any]:
     if world is not None and rank >= world:
         raise BadEvent(f"rank {rank} outside the world of {world}")
     for name, rule in _RULES.get(event["type"], ()):
-        if name in event and event[name] is not None and not rule(event[name]):
+        value = event.get(name)
+        if value is not None and not rule(value):
             raise BadEvent(f"{event['type']}.{name}: {_RULE_TEXT[rule]}")
     if event["type"] == "hello" and not _is_world(event.get("world_size")):
         raise BadEvent(f"hello.world_size: must be an integer in 1..{MAX_WORLD}")
@@ -135,12 +136,18 @@ def validate(event: dict[str, Any], world: int | None = None) -> dict[str, Any]:
 def stamp(event: dict[str, Any], line: bytes, received: float) -> bytes:
     """Add the supervisor's receive time ``rt`` to ``event`` and to its encoded ``line`` (spliced in
     before the closing brace: no re-encoding; a rank's own ``rt`` is overridden, the last key wins)."""
+    global _stamped
     received = round(received, 3)
     event["rt"] = received
     body = line.rstrip()
     if not body.endswith(b"}"):  # decode only yields objects, so only a stray non-JSON tail gets here
         return encode(event)
-    return body[:-1] + b',"rt":%.3f}\n' % received
+    if _stamped[0] != received:  # many events share a millisecond: format its tail once
+        _stamped = (received, b',"rt":%.3f}\n' % received)
+    return body[:-1] + _stamped[1]
+
+
+_stamped: tuple[float, bytes] = (-1.0, b"")
 
 
 def is_finite(value: Any) -> bool:
@@ -155,40 +162,35 @@ def is_finite(value: Any) -> bool:
 
 def _check_value(value: Any, depth: int) -> None:
     """Every value of an event: finite numbers, bounded valid strings, bounded shallow containers.
-    (On the ingest's hot path: exact type tests, the common flat event in one loop.)"""
+    (On the ingest's hot path: exact type tests, inlined, one loop over a flat event.)"""
     kind = type(value)
+    if kind is not dict and kind is not list:
+        _check_value([value], depth - 1)
+        return
+    if depth >= MAX_DEPTH:
+        raise BadEvent(f"nested deeper than {MAX_DEPTH}")
+    if len(value) > MAX_ITEMS:
+        raise BadEvent(f"more than {MAX_ITEMS} items in one list or object")
     if kind is dict:
-        if depth >= MAX_DEPTH:
-            raise BadEvent(f"nested deeper than {MAX_DEPTH}")
-        if len(value) > MAX_ITEMS:
-            raise BadEvent(f"more than {MAX_ITEMS} items in one list or object")
-        for key, item in value.items():
-            _check_string(key)
-            _check_scalar(item, depth)
-    elif kind is list:
-        if depth >= MAX_DEPTH:
-            raise BadEvent(f"nested deeper than {MAX_DEPTH}")
-        if len(value) > MAX_ITEMS:
-            raise BadEvent(f"more than {MAX_ITEMS} items in one list or object")
-        for item in value:
-            _check_scalar(item, depth)
+        for key in value:
+            if len(key) > MAX_STRING or not key.isascii():
+                _check_string(key)
+        items = value.values()
     else:
-        _check_scalar(value, depth - 1)
-
-
-def _check_scalar(item: Any, depth: int) -> None:
-    """One item of a container at ``depth`` (a nested container is checked one level deeper)."""
-    kind = type(item)
-    if kind is float:
-        if item - item != 0.0:  # inf - inf and nan - nan are nan; finite x - x is 0
-            raise BadEvent("non-finite number (send NaN and infinity as the strings nan, inf, -inf)")
-    elif kind is str:
-        _check_string(item)
-    elif kind is int:
-        if not -MAX_INT <= item <= MAX_INT:
-            raise BadEvent("non-finite number (an integer beyond what a float holds)")
-    elif kind is dict or kind is list:
-        _check_value(item, depth + 1)
+        items = value
+    for item in items:
+        kind = type(item)
+        if kind is float:
+            if item - item != 0.0:  # inf - inf and nan - nan are nan; finite x - x is 0
+                raise BadEvent("non-finite number (send NaN and infinity as the strings nan, inf, -inf)")
+        elif kind is str:
+            if len(item) > MAX_STRING or not item.isascii():
+                _check_string(item)
+        elif kind is int:
+            if item > MAX_INT or item < -MAX_INT:
+                raise BadEvent("non-finite number (an integer beyond what a float holds)")
+        elif kind is dict or kind is list:
+            _check_value(item, depth + 1)
 
 
 def _check_string(text: str) -> None:
