@@ -13,7 +13,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from ctc_tui.runs.discovery import find_runs
-    from ctc_tui.runs.fmt import fmt_duration, fmt_float
+    from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable
 
     runs = find_runs(Path(args.root))
     if not runs:
@@ -33,8 +33,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         table.add_column(name, justify=justify, no_wrap=name == "run")  # type: ignore[arg-type]
     for run in runs:
         table.add_row(
-            run.name,
-            run.state,
+            printable(run.name),
+            printable(run.state),
             str(run.world_size or "-"),
             str(run.step),
             fmt_float(run.best_wer),

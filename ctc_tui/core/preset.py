@@ -362,6 +362,10 @@ class LaunchSection(_Section):
     log_host: Optional[str] = None
     """With a hostfile: the address of this machine that ranks on other hosts send their events to
     (default ``$CTC_TUI_LOG_HOST``, else this machine's address on the route to the hostfile's hosts)."""
+    log_bind: Optional[str] = None
+    """With a hostfile: the local address the supervisor listens on for the ranks' events (default
+    ``$CTC_TUI_LOG_BIND``, else the address ranks are given, ``log_host``: never all interfaces unless
+    asked, e.g. ``0.0.0.0`` behind NAT)."""
     deepspeed: Optional[str] = None
     """DeepSpeed config JSON (e.g. ZeRO-2), passed to the trainer as TrainingArguments.deepspeed."""
 

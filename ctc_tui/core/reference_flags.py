@@ -33,6 +33,7 @@ CTC_TUI_ONLY = {
     "launch.master_addr",
     "launch.master_port",
     "launch.log_host",
+    "launch.log_bind",
 }
 
 

@@ -3,6 +3,7 @@ and the one ranks on other hosts reach this machine at (``advertise_address`` / 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,6 +48,13 @@ def master_addr(preset: Preset) -> str:
         except (OSError, ValueError):  # reported by ctc-tui check
             pass
     return launch.master_addr
+
+
+def bind_address(configured: str | None, environ: Mapping[str, str], advertised: str) -> str:
+    """Where the supervisor listens for ranks on other hosts: ``launch.log_bind``, else
+    ``$CTC_TUI_LOG_BIND``, else the address the ranks are given (not every interface: a port open on all
+    of them invites every network this machine is on)."""
+    return configured or environ.get("CTC_TUI_LOG_BIND") or advertised
 
 
 def advertise_address(hostfile: str | Path) -> str:

@@ -31,7 +31,7 @@ from ctc_tui.core import rundir
 from ctc_tui.core.findings import Finding, error
 from ctc_tui.launchers.base import RANK_MODULE, Launcher, Run, Which
 from ctc_tui.launchers.environment import launch_env
-from ctc_tui.launchers.hostfile import route_address
+from ctc_tui.launchers.hostfile import bind_address, route_address
 
 if TYPE_CHECKING:  # only named in annotations here
     from ctc_tui.core.preset import Preset
@@ -548,9 +548,10 @@ def compute_hosts(partition: str | None = None, limit: int = 8) -> list[str]:
 def log_transport(
     preset: Preset, partition: str | None = None, environ: dict[str, str] | None = None
 ) -> dict:
-    """The supervisor's TCP listener for ranks on compute nodes: all interfaces, a free port, a per-run
-    token; ranks are given ``launch.log_host``, else ``$CTC_TUI_LOG_HOST``, else this machine's address on
-    the route to the partition's nodes (loopback only when they are all this machine)."""
+    """The supervisor's TCP listener for ranks on compute nodes: the address they are given (or
+    ``launch.log_bind`` / ``$CTC_TUI_LOG_BIND``), a free port, a per-run token; ranks are given
+    ``launch.log_host``, else ``$CTC_TUI_LOG_HOST``, else this machine's address on the route
+    to the partition's nodes (loopback only when they are all this machine)."""
     import os
     import secrets
 
@@ -560,7 +561,8 @@ def log_transport(
         import socket
 
         host = route_address(compute_hosts(partition)) or socket.getfqdn()
-    return {"tcp_bind": "0.0.0.0", "tcp_port": 0, "tcp_advertise": host, "token": secrets.token_urlsafe(24)}
+    bind = bind_address(getattr(preset.launch, "log_bind", None), env, host)
+    return {"tcp_bind": bind, "tcp_port": 0, "tcp_advertise": host, "token": secrets.token_urlsafe(24)}
 
 
 def submit(job_id_file: Path, command: list[str]) -> int:

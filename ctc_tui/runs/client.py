@@ -26,6 +26,10 @@ class NotRunning(Exception):
     """The run has no live supervisor."""
 
 
+class NotResponding(RuntimeError):
+    """The supervisor is there but did not answer a request in time; the message says what to look at."""
+
+
 class StartFailed(RuntimeError):
     """The detached supervisor did not come up; the message ends with its log's tail."""
 
@@ -73,11 +77,21 @@ async def request(run_dir: Path, op: str, timeout: float = 10.0) -> dict[str, An
         reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
     except (FileNotFoundError, ConnectionRefusedError, asyncio.TimeoutError):
         raise NotRunning(str(run_dir)) from None
-    writer.write(json.dumps({"op": op}).encode() + b"\n")
-    await writer.drain()
-    line = await asyncio.wait_for(reader.readline(), timeout)
-    writer.close()
-    return json.loads(line) if line else {}
+    try:
+        writer.write(json.dumps({"op": op}).encode() + b"\n")
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), timeout)
+    except (asyncio.TimeoutError, ConnectionError) as exc:
+        raise NotResponding(
+            f"the supervisor of {run_dir} took the request {op!r} but did not answer within {timeout:.0f} s "
+            "(overloaded?): see its log in logs/supervisor.log, and ctc-tui runs for the run's state"
+        ) from exc
+    finally:
+        writer.close()
+    try:
+        return json.loads(line) if line else {}
+    except ValueError:
+        return {}
 
 
 async def follow(run_dir: Path) -> AsyncIterator[dict[str, Any]]:

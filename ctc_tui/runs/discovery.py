@@ -38,7 +38,10 @@ class RunSummary:
 
     @property
     def started_text(self) -> str:
-        return time.strftime("%Y-%m-%d %H:%M", time.localtime(self.started)) if self.started else "-"
+        try:
+            return time.strftime("%Y-%m-%d %H:%M", time.localtime(self.started)) if self.started else "-"
+        except (OverflowError, OSError, ValueError):  # a time beyond what this platform's clock holds
+            return "-"
 
 
 def summarise(run_dir: Path, live: Callable[[Path], bool] = is_live) -> RunSummary:

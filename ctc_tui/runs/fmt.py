@@ -1,8 +1,11 @@
-"""Number formats shared by the headless view, ``ctc-tui runs`` and the TUI: durations, floats, sparklines."""
+"""Formats shared by the headless view, ``ctc-tui runs`` and the TUI: durations, floats, sparklines, and
+``printable``, the one escape of every text that came from a run before it reaches a terminal."""
 
 from __future__ import annotations
 
 import math
+import re
+from typing import Any
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -17,9 +20,28 @@ def sparkline(values: list[float], width: int = 16) -> str:
     return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) / span * (len(SPARK) - 1)))] for v in data)
 
 
+#: What must not reach a terminal raw: C0 controls (ESC starts every escape sequence), DEL, C1 controls
+#: (CSI, OSC ... as single characters), bidirectional overrides, and lone surrogates (not encodable).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def printable(value: Any, limit: int | None = None) -> str:
+    """``value`` as text that is safe on a terminal: control characters and the like shown as ``\\x1b``,
+    ``\\u202e``; cut to ``limit`` characters (with an ellipsis) when given."""
+    text = value if isinstance(value, str) else str(value)
+    if limit is not None and len(text) > limit:
+        text = text[: max(0, limit - 1)] + "…"
+    return _UNSAFE.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def fmt_duration(seconds: float | None) -> str:
     """``MM:SS`` under an hour, ``H:MM:SS`` from then on; ``--:--`` when unknown."""
-    if seconds is None or math.isnan(seconds):
+    if seconds is None or not math.isfinite(seconds):
         return "--:--"
     seconds = int(seconds)
     h, rem = divmod(seconds, 3600)
@@ -31,6 +53,8 @@ def fmt_float(value: float | None, digits: int = 4) -> str:
     """``value`` with ``digits`` decimals; ``-`` when unknown, ``NaN`` for NaN."""
     if value is None:
         return "-"
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return printable(value, 16)
     if math.isnan(value):
         return "NaN"
     return f"{value:.{digits}f}"

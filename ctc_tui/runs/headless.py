@@ -1,4 +1,7 @@
-"""The headless view of a run: a live rich table on a terminal, plain progress lines elsewhere."""
+"""The headless view of a run: a live rich table on a terminal, plain progress lines elsewhere.
+
+Every text that came from the run (hosts, messages, transcripts, last lines) goes through
+``fmt.printable``: an event cannot move the cursor, retitle or clear the terminal, or write the clipboard."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ctc_tui.core import checkpoints
-from ctc_tui.runs.fmt import fmt_duration, fmt_float, sparkline
+from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable, sparkline
 from ctc_tui.runs.state import RunState, known_states
 
 #: The states this view treats specially, checked against ctc_tui.core.events.STATES.
@@ -21,7 +24,7 @@ SAVING, TRAINING, DONE, STOPPED, FAILED = known_states("saving", "training", "do
 
 def render(state: RunState, title: str = "") -> Group:
     """The live view of ``state``: the per-rank table, the progress bar and the latest eval and messages."""
-    table = Table(title=title or None, expand=False, title_justify="left")
+    table = Table(title=printable(title) or None, expand=False, title_justify="left")
     for name, justify in (
         ("rank", "right"),
         ("host", "left"),
@@ -39,8 +42,8 @@ def render(state: RunState, title: str = "") -> Group:
         style = "red" if row.state == FAILED or math.isnan(row.loss) and row.step else ""
         table.add_row(
             str(rank),
-            row.host,
-            row.state,
+            printable(row.host, 64),
+            printable(row.state),
             str(row.step),
             fmt_float(row.loss),
             sparkline(list(row.losses)),
@@ -68,10 +71,11 @@ def render(state: RunState, title: str = "") -> Group:
         )
     if state.last_samples:
         sample = state.last_samples[0]
-        parts.append(Text(f"  ref: {sample.get('ref', '')}\n  hyp: {sample.get('hyp', '')}", style="dim"))
+        ref, hyp = printable(sample.get("ref", "")), printable(sample.get("hyp", ""))
+        parts.append(Text(f"  ref: {ref}\n  hyp: {hyp}", style="dim"))
     for _, rank, level, message in list(state.messages)[-3:]:
         who = "ctc-tui" if rank < 0 else f"rank {rank}"
-        parts.append(Text(f"[{who}] {message}", style="yellow" if level != "info" else "dim"))
+        parts.append(Text(f"[{who}] {printable(message)}", style="yellow" if level != "info" else "dim"))
     return Group(*parts)
 
 
@@ -84,6 +88,7 @@ class PlainPrinter:
         self._trained: set[int] = set()
 
     def __call__(self, event: dict[str, Any], state: RunState) -> None:
+        """Print what ``event`` (as ``state.feed`` returned it: normalised) changed."""
         kind, rank = event["type"], event["rank"]
         who = f"[rank {rank}]" if rank >= 0 else "[ctc-tui]"
         if kind == "state" and self._states.get(rank) != event.get("state"):
@@ -92,12 +97,12 @@ class PlainPrinter:
                 event.get("state") == TRAINING and rank in self._trained
             ):
                 self._trained.add(rank) if event.get("state") == TRAINING else None
-                self.console.print(f"{who} {event.get('state')}", highlight=False, markup=False)
+                self.console.print(f"{who} {printable(event.get('state'))}", highlight=False, markup=False)
         elif kind == "log":
-            self.console.print(f"{who} {event.get('message')}", highlight=False, markup=False)
+            self.console.print(f"{who} {printable(event.get('message'))}", highlight=False, markup=False)
         elif kind == "eval":
             self.console.print(
-                f"eval step {event.get('step')}: WER {fmt_float(event.get('wer'))} "
+                f"eval step {event.get('step', '?')}: WER {fmt_float(event.get('wer'))} "
                 f"CER {fmt_float(event.get('cer'))}",
                 highlight=False,
             )
@@ -130,9 +135,9 @@ async def follow_run(run_dir, plain: bool, own_run: bool = False) -> int:
 
     async def consume() -> None:
         async for event in client.follow(run_dir):
-            state.feed(event)
-            if printer is not None:
-                printer(event, state)
+            clean = state.feed(event)
+            if printer is not None and clean is not None:
+                printer(clean, state)
 
     def on_sigint() -> None:
         nonlocal interrupts, detached
@@ -176,7 +181,7 @@ async def _safe_request(run_dir, op: str) -> None:
 
     try:
         await client.request(run_dir, op)
-    except (client.NotRunning, OSError, ValueError):
+    except (client.NotRunning, client.NotResponding, OSError, ValueError):
         pass
 
 
@@ -212,7 +217,7 @@ def print_outcome(console: Console, state: RunState, run_dir) -> int:
         )
         for _, _, level, message in list(state.messages)[-5:]:
             if level == "error":
-                console.print(f"  {message}", highlight=False, markup=False)
+                console.print(f"  {printable(message)}", highlight=False, markup=False)
         for line in state.last_lines[-10:]:
-            console.print(f"  | {line}", highlight=False, markup=False)
+            console.print(f"  | {printable(line)}", highlight=False, markup=False)
     return int(state.exit_code)

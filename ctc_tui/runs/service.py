@@ -335,6 +335,8 @@ def stop(run_dir: str | Path, kill: bool = False) -> StopResult:
         reply = client.stop(path, kill=kill)
     except client.NotRunning:
         raise RunError(f"{path} has no live supervisor: the run has already ended") from None
+    except client.NotResponding as exc:
+        raise RunError(str(exc)) from None
     return StopResult(run_dir=path, kill=kill, reply=reply or {})
 
 

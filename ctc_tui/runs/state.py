@@ -3,6 +3,12 @@
 Fed event by event (history from ``events.jsonl``, then live), it keeps per-rank rows, the aggregate
 throughput, progress and ETA, the eval history and the latest transcripts. Memory is bounded: loss
 histories are fixed-length rings whatever the length of the run.
+
+The fold survives ANY event, also from an ``events.jsonl`` that no supervisor validated (an old or a
+hand-edited one): ``normalise`` first reduces an event to its known fields with sound types (a field that
+is not is left out; an event without a usable type, rank or time is ignored and counted), and the fold
+only ever sees that. Liveness and ETA use the supervisor's receive time ``rt`` where an event has one,
+so a rank whose clock is skewed is not taken for silent.
 """
 
 from __future__ import annotations
@@ -13,9 +19,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ctc_tui.core.events import STATES, as_float
+from ctc_tui.core.events import EVENT_TYPES, MAX_WORLD, STATES, as_float, is_finite
 
 HISTORY = 240
+MAX_COUNT = 2**53  # steps, bytes and exit codes beyond this are not believed
+MAX_TEXT = 4096  # characters of a message kept for display
+MAX_LINES = 50  # last_lines and samples kept
+MAX_TIME = 1e11  # unix seconds (the year 5138): a later time is not believed
 
 
 def known_states(*names: str) -> tuple[str, ...]:
@@ -80,26 +90,39 @@ class RunState:
     first_step: int | None = None
     #: (step, loss) of the lowest reporting rank, for the loss plot; bounded like everything else.
     loss_curve: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=2000))
+    #: Events left out: not an object, or without a usable type, rank or time.
+    ignored: int = 0
 
     def row(self, rank: int) -> RankRow:
         if rank not in self.ranks:
             self.ranks[rank] = RankRow(rank)
         return self.ranks[rank]
 
-    def feed(self, event: dict[str, Any]) -> None:
+    def feed(self, event: Any) -> dict[str, Any] | None:
+        """Fold one event (anything at all); returns it as folded (``normalise``), None if ignored."""
+        clean = normalise(event)
+        if clean is None:
+            self.ignored += 1
+            return None
+        self._fold(clean)
+        return clean
+
+    def _fold(self, event: dict[str, Any]) -> None:
         self.event_count += 1
-        kind, rank, t = event["type"], event["rank"], float(event["t"])
+        kind, rank, t = event["type"], event["rank"], event["t"]
         if self.started is None:
             self.started = t
         if rank >= 0:
-            self.row(rank).last_seen = t
+            self.row(rank).last_seen = event["seen"]
         if kind == "hello":
             row = self.row(rank)
-            row.host = str(event.get("host", ""))
-            if isinstance(event.get("world_size"), int):
+            row.host = event.get("host", "")
+            if event.get("world_size") is not None:
                 self.world_size = event["world_size"]
         elif kind == "state":
-            state = str(event.get("state"))
+            state = event.get("state")
+            if state is None:
+                return
             if rank >= 0:
                 self.row(rank).state = state
                 self.state = self._overall()
@@ -107,38 +130,35 @@ class RunState:
                 if state == FAILED:
                     self.state = FAILED
                     self.failed_rank = event.get("failed_rank")
-                    self.last_lines = list(event.get("last_lines") or [])
+                    self.last_lines = event.get("last_lines") or []
                 elif self.state == INITIAL:
                     self.state = state
         elif kind == "step":
             row = self.row(rank)
-            row.step = int(event.get("step") or 0)
+            row.step = event.get("step") or 0
             row.loss = as_float(event.get("loss"))
             row.losses.append(row.loss)
             sps = event.get("samples_per_second")
             row.samples_per_second = as_float(sps) if sps is not None else None
-            if isinstance(event.get("max_steps"), int) and event["max_steps"] > 0:
+            if event.get("max_steps"):
                 self.max_steps = event["max_steps"]
             if self.first_step_time is None:
-                self.first_step_time, self.first_step = t, row.step
+                self.first_step_time, self.first_step = event["seen"], row.step
             if rank == min(r for r in self.ranks if r >= 0):
                 self.loss_curve.append((row.step, row.loss))
         elif kind == "resource":
             row = self.row(rank)
-            if isinstance(event.get("memory_used"), int):
-                row.memory_used = event["memory_used"]
-            if isinstance(event.get("memory_total"), int):
-                row.memory_total = event["memory_total"]
-            if isinstance(event.get("utilisation"), (int, float)):
-                row.utilisation = float(event["utilisation"])
+            for name in ("memory_used", "memory_total", "utilisation"):
+                if event.get(name) is not None:
+                    setattr(row, name, event[name])
         elif kind == "eval":
             record = {k: event.get(k) for k in ("step", "wer", "cer", "loss", "blank_fraction")}
             record["t"] = t
             self.evals.append(record)
             if event.get("samples"):
-                self.last_samples = list(event["samples"])
+                self.last_samples = event["samples"]
         elif kind == "log":
-            self.messages.append((t, rank, str(event.get("level", "info")), str(event.get("message", ""))))
+            self.messages.append((t, rank, event.get("level", "info"), event.get("message", "")))
         elif kind == "exit":
             if rank >= 0:
                 self.row(rank).exit_code = event.get("code")
@@ -146,7 +166,7 @@ class RunState:
                 self.exit_code = event.get("code")
                 self.finished = t
                 if event.get("state"):
-                    self.state = str(event["state"])
+                    self.state = event["state"]
                 if event.get("failed_rank") is not None:
                     self.failed_rank = event["failed_rank"]
 
@@ -181,6 +201,7 @@ class RunState:
         return None
 
     def eta_seconds(self, now: float | None = None) -> float | None:
+        """Seconds left at the rate since the first step, on the receiving clock (``rt``) where known."""
         if not self.max_steps or self.first_step_time is None or self.first_step is None:
             return None
         now = now if now is not None else time.time()
@@ -195,3 +216,106 @@ class RunState:
             return 0.0
         end = self.finished if self.finished is not None else (now if now is not None else time.time())
         return max(0.0, end - self.started)
+
+
+# -- normalising: any object to an event the fold can trust ----------------------------------------
+def normalise(event: Any) -> dict[str, Any] | None:
+    """``event`` reduced to its known fields with sound types, None when it has no usable type, rank
+    (-1..MAX_WORLD) or time (0..MAX_TIME). ``seen`` is when it was received (``rt``), else ``t``."""
+    if not isinstance(event, dict):
+        return None
+    kind, rank, t = event.get("type"), _int(event.get("rank"), -1, MAX_WORLD), _time(event.get("t"))
+    if not isinstance(kind, str) or kind not in EVENT_TYPES or rank is None or t is None:
+        return None
+    rt = _time(event.get("rt"))
+    clean: dict[str, Any] = {"type": kind, "rank": rank, "t": t, "seen": rt if rt is not None else t}
+    for name, coerce in _FIELDS.get(kind, ()):
+        value = coerce(event.get(name))
+        if value is not None:
+            clean[name] = value
+    return clean
+
+
+def _int(value: Any, lo: int = 0, hi: int = MAX_COUNT) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi:
+        return value
+    return None
+
+
+def _time(value: Any) -> float | None:
+    return float(value) if is_finite(value) and 0 <= value <= MAX_TIME else None
+
+
+def _count(value: Any) -> int | None:
+    return _int(value)
+
+
+def _code(value: Any) -> int | None:
+    return _int(value, -MAX_COUNT)
+
+
+def _rank(value: Any) -> int | None:
+    return _int(value, -1, MAX_WORLD)
+
+
+def _world(value: Any) -> int | None:
+    return _int(value, 1, MAX_WORLD)
+
+
+def _positive(value: Any) -> int | None:
+    return _int(value, 1)
+
+
+def _number(value: Any) -> float | None:
+    """A float (NaN for a word that is not a number) or None when absent; never raises."""
+    return None if value is None or isinstance(value, (dict, list, bool)) else as_float(value)
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if is_finite(value) else None
+
+
+def _text(value: Any) -> str | None:
+    return value[:MAX_TEXT] if isinstance(value, str) else None
+
+
+def _state(value: Any) -> str | None:
+    return value if value in STATES else None
+
+
+def _lines(value: Any) -> list[str] | None:
+    if not isinstance(value, list):
+        return None
+    return [line[:MAX_TEXT] if isinstance(line, str) else str(line)[:MAX_TEXT] for line in value[-MAX_LINES:]]
+
+
+def _samples(value: Any) -> list[dict[str, str]] | None:
+    if not isinstance(value, list):
+        return None
+    pairs = [pair for pair in value[:MAX_LINES] if isinstance(pair, dict)]
+    return [{k: _text(pair.get(k)) or "" for k in ("hyp", "ref")} for pair in pairs] or None
+
+
+_FIELDS: dict[str, tuple[tuple[str, Any], ...]] = {
+    "hello": (("host", _text), ("world_size", _world), ("pid", _count), ("device", _text)),
+    "state": (("state", _state), ("failed_rank", _rank), ("last_lines", _lines), ("reason", _text)),
+    "step": (
+        ("step", _count),
+        ("loss", _number),
+        ("samples_per_second", _number),
+        ("max_steps", _positive),
+        ("epoch", _number),
+        ("lr", _number),
+    ),
+    "eval": (
+        ("step", _count),
+        ("wer", _number),
+        ("cer", _number),
+        ("loss", _number),
+        ("blank_fraction", _number),
+        ("samples", _samples),
+    ),
+    "log": (("level", _text), ("message", _text)),
+    "resource": (("memory_used", _count), ("memory_total", _count), ("utilisation", _finite)),
+    "exit": (("code", _code), ("state", _state), ("failed_rank", _rank), ("reason", _text)),
+}

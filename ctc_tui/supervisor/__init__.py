@@ -15,12 +15,15 @@ that started it. It
   the job's queue state, cancels a job still queued on a graceful stop, and ``scancel``s the job on any
   teardown, ending only once ``squeue`` no longer lists it.
 
-Malformed, oversized or unauthenticated input is dropped and counted, never fatal.
+Malformed, oversized, invalid (``events.validate``) or unauthenticated input is dropped and counted, never
+fatal; a flood of connections is capped (``ingest``), and the supervisor's own log of loop errors is
+rate-limited (``limits``).
 
 The parts, one job each: ``eventlog`` (events.jsonl, subscribers, ``read_events``), ``ingest`` (the ranks'
 connections), ``control`` (the control socket protocol), ``processes`` (the launcher's tree, the ranks,
-the failed rank), ``slurm_job`` (the run's Slurm job), ``deepspeed_env`` (DeepSpeed's env file) and
-``core`` (the ``Supervisor`` composing them, ``Spec``, ``Outcome``, ``serve``).
+the failed rank), ``slurm_job`` (the run's Slurm job), ``deepspeed_env`` (DeepSpeed's env file),
+``limits`` (open-file limit, rate-limited loop errors) and ``core`` (the ``Supervisor`` composing them,
+``Spec``, ``Outcome``, ``serve``).
 """
 
 from ctc_tui.supervisor.core import (

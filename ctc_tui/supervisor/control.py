@@ -32,14 +32,12 @@ def parse_request(line: bytes) -> str | None:
     return request.get("op") if isinstance(request, dict) else None
 
 
-def status_reply(op: str, states: dict[int, str], event_count: int) -> bytes:
-    """The one-line answer to ``stop``, ``kill`` and ``status``."""
-    return (
-        json.dumps(
-            {"ok": True, "op": op, "pid": os.getpid(), "states": states, "events": event_count}
-        ).encode()
-        + b"\n"
-    )
+def status_reply(op: str, states: dict[int, str], event_count: int, dropped: dict | None = None) -> bytes:
+    """The one-line answer to ``stop``, ``kill`` and ``status`` (with what ingest dropped, if given)."""
+    reply = {"ok": True, "op": op, "pid": os.getpid(), "states": states, "events": event_count}
+    if dropped is not None:
+        reply["dropped"] = dropped
+    return json.dumps(reply).encode() + b"\n"
 
 
 class ControlServer:
@@ -50,7 +48,7 @@ class ControlServer:
         subscribe: Callable[[asyncio.StreamWriter], Awaitable[None]],
         stop: Callable[[], None],
         kill: Callable[[], Awaitable[None]],
-        status: Callable[[], tuple[dict[int, str], int]],
+        status: Callable[[], tuple],  # (states, event count[, dropped counts])
     ):
         self.subscribe = subscribe
         self.stop = stop
@@ -91,8 +89,7 @@ class ControlServer:
                 self.stop()
             elif op == "kill":
                 asyncio.ensure_future(self.kill())
-            states, event_count = self.status()
-            writer.write(status_reply(op, states, event_count))
+            writer.write(status_reply(op, *self.status()))
         else:
             writer.write(UNKNOWN_OP)
         await writer.drain()

@@ -29,7 +29,8 @@ from ctc_tui.core import events, private, rundir
 from ctc_tui.supervisor.control import ControlServer
 from ctc_tui.supervisor.deepspeed_env import write_deepspeed_env
 from ctc_tui.supervisor.eventlog import Counters, EventLog
-from ctc_tui.supervisor.ingest import RankIngest
+from ctc_tui.supervisor.ingest import TOKEN_LINE, RankIngest
+from ctc_tui.supervisor.limits import AcceptErrorLog, raise_open_files
 from ctc_tui.supervisor.processes import ProcessTree, RankBook
 from ctc_tui.supervisor.slurm_job import SlurmJob
 
@@ -123,9 +124,9 @@ class Supervisor:
     def emit(self, type_: str, **fields: Any) -> None:
         self.record(events.make(type_, SUPERVISOR_RANK, **fields))
 
-    def status(self) -> tuple[dict[int, str], int]:
-        """The ranks' last states and how many events were recorded, for the control socket."""
-        return self.ranks.states, self.counters.events
+    def status(self) -> tuple[dict[int, str], int, dict[str, int]]:
+        """The ranks' last states, how many events were recorded and what was dropped (control socket)."""
+        return self.ranks.states, self.counters.events, self.counters.dropped()
 
     # -- process control --------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -221,8 +222,9 @@ class Supervisor:
         return env
 
     async def _listen_tcp(self) -> dict[str, str]:
+        # limit: the token line's, until a sender is authenticated (then the ingest raises it to MAX_LINE)
         server = await asyncio.start_server(
-            self.ingest.handle_tcp_rank, self.spec.tcp_bind, self.spec.tcp_port, limit=events.MAX_LINE
+            self.ingest.handle_tcp_rank, self.spec.tcp_bind, self.spec.tcp_port, limit=TOKEN_LINE
         )
         self._servers.append(server)
         port = server.sockets[0].getsockname()[1]
@@ -241,6 +243,8 @@ class Supervisor:
         return env
 
     async def run(self) -> Outcome:
+        raise_open_files()
+        AcceptErrorLog(self.counters).install(asyncio.get_running_loop())
         self.run_dir.mkdir(parents=True, exist_ok=True)
         rundir.logs_dir(self.run_dir).mkdir(exist_ok=True)
         self.log.open()
@@ -327,11 +331,7 @@ class Supervisor:
             state=state,
             failed_rank=failed_rank,
             duration=round(time.time() - started, 2),
-            dropped={
-                "malformed": self.counters.malformed,
-                "oversized": self.counters.oversized,
-                "unauthenticated": self.counters.unauthenticated,
-            },
+            dropped=self.counters.dropped(),
         )
         await self._close()
         return Outcome(code, state, failed_rank, self.counters)

@@ -3,14 +3,17 @@
 ``EventLog`` appends encoded events to the file (buffered for throughput, flushed every 0.5 s) and fans
 each one out to the live subscribers' queues; a subscriber that cannot keep up is cut off (it may
 re-attach). ``stream_to`` gives one client the history up to now, then every new event, with nothing lost
-in between. ``close`` completes the file on disk before any subscriber hears the end. ``read_events``
-replays a run's history from the file, for runs whose supervisor has gone.
+in between. ``open`` repairs a torn last line (a supervisor killed mid-write) by cutting it off, so that
+the next event starts on a line of its own; ``close`` completes the file on disk (fsync'd) before any
+subscriber hears the end. ``read_events`` replays a run's history from the file, for runs whose
+supervisor has gone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -19,6 +22,10 @@ from ctc_tui.core import events, rundir
 
 SUBSCRIBER_QUEUE = 50_000
 FLUSH_EVERY = 0.5  # seconds: how soon readers outside (ctc-tui runs) see new events
+
+
+#: The reasons something was dropped or refused, as the run's exit event names them.
+DROPPED = ("malformed", "oversized", "invalid", "unauthenticated", "refused", "accept_errors", "torn_lines")
 
 
 @dataclass
@@ -30,6 +37,14 @@ class Counters:
     oversized: int = 0
     unauthenticated: int = 0
     slow_subscribers: int = 0
+    invalid: int = 0  # decoded, but broke a rule of its type (events.validate)
+    refused: int = 0  # TCP connections closed at once: too many were waiting to authenticate
+    accept_errors: int = 0  # failed accepts (out of descriptors), logged at most once a minute
+    torn_lines: int = 0  # a torn last line of events.jsonl cut off when the file was reopened
+
+    def dropped(self) -> dict[str, int]:
+        """What was dropped or refused, by reason (for the run's exit event and the status reply)."""
+        return {name: getattr(self, name) for name in DROPPED}
 
 
 class EventLog:
@@ -43,6 +58,8 @@ class EventLog:
         self._file: BinaryIO | None = None
 
     def open(self) -> None:
+        if cut_torn_line(self.path):
+            self.counters.torn_lines += 1
         self._file = open(self.path, "ab", buffering=1 << 16)
 
     def append(self, data: bytes) -> None:
@@ -105,10 +122,50 @@ class EventLog:
 
     def close(self) -> None:
         """Complete the file on disk, then tell every subscriber the history has ended."""
-        self._file.close()  # type: ignore[union-attr]  # complete on disk before any client hears the end
+        handle = self._file
+        assert handle is not None
+        handle.flush()  # complete on disk before any client hears the end
+        with contextlib.suppress(OSError):  # a file system without fsync still has the data written
+            os.fsync(handle.fileno())
+        handle.close()
         for queue in list(self.subscribers):
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)
+
+
+def cut_torn_line(path: Path, window: int = 1 << 16) -> bool:
+    """Cut a torn last line (no newline: its writer died mid-write) off ``path``, back to the last
+    newline; True if there was one. A missing or empty file, or one ending in a newline, is left as is."""
+    try:
+        handle = open(path, "r+b")
+    except FileNotFoundError:
+        return False
+    with handle:
+        end = handle.seek(0, os.SEEK_END)
+        if end == 0:
+            return False
+        handle.seek(end - 1)
+        if handle.read(1) == b"\n":
+            return False
+        keep = _after_last_newline(handle, end, window)
+        handle.truncate(keep)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return True
+
+
+def _after_last_newline(handle: BinaryIO, end: int, window: int) -> int:
+    """The offset just after the last newline before ``end`` (0 if there is none), read backwards."""
+    pos = end
+    while pos > 0:
+        start = max(0, pos - window)
+        handle.seek(start)
+        chunk = handle.read(pos - start)
+        found = chunk.rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        pos = start
+    return 0
 
 
 def read_events(run_dir: Path) -> list[dict[str, Any]]:

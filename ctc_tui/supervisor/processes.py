@@ -3,7 +3,8 @@
 ``ProcessTree`` is everything the launcher started (its descendants, plus anything left in its process
 group): ``ranks()`` picks this node's ranks (``python -m ctc_tui.runner``) but not the processes a rank
 forks, and ``stop()`` ends the whole tree, SIGINT (if graceful), then SIGTERM, then SIGKILL, until no
-process of the run is left. The ranks' contract (ctc_tui.runner.train): SIGINT = save a checkpoint, then
+process of the run is left (out of descriptors, when psutil cannot read /proc, it signals the launcher's
+process group instead). The ranks' contract (ctc_tui.runner.train): SIGINT = save a checkpoint, then
 exit 0; SIGTERM = stop at once, never starting a save. So a kill (``graceful=False``) never begins a
 checkpoint, and a graceful teardown's SIGTERM, after GRACE_STOP, only cuts short a save that overran it.
 ``RankBook`` follows the ranks through their events (hello, state, exit) and
@@ -77,14 +78,19 @@ def alive(proc: psutil.Process) -> bool:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+    except OSError:  # out of descriptors (EMFILE): cannot tell, so assume it lives
+        return True
 
 
 def pid_gone(pid: int) -> bool:
-    """Whether a process has ended (or is a zombie nobody has reaped yet)."""
+    """Whether a process has ended (or is a zombie nobody has reaped yet); False when it cannot be told
+    (out of descriptors)."""
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+    except (psutil.Error, OSError):
+        return False
 
 
 class ProcessTree:
@@ -118,8 +124,13 @@ class ProcessTree:
         return top_ranks(self.members())
 
     def interrupt_ranks(self) -> None:
-        """SIGINT to every rank of this node: save a checkpoint, then exit 0."""
-        for proc in self.ranks():
+        """SIGINT to every rank of this node: save a checkpoint, then exit 0 (out of descriptors, the
+        ranks have only the stop message on their sockets)."""
+        try:
+            ranks = self.ranks()
+        except OSError:
+            return
+        for proc in ranks:
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(signal.SIGINT)
 
@@ -128,13 +139,32 @@ class ProcessTree:
         steps = [(signal.SIGINT, GRACE_STOP)] if graceful else []
         steps += [(signal.SIGTERM, GRACE_TERM), (signal.SIGKILL, GRACE_KILL)]
         for sig, grace in steps:
-            living = [p for p in self.members() if alive(p)]
+            try:
+                living = [p for p in self.members() if alive(p)]
+            except OSError:  # out of descriptors: psutil cannot read /proc, a group signal needs none
+                if not self.signal_group(sig):
+                    break
+                await asyncio.sleep(grace)
+                continue
             if not living:
                 break
             for proc in living:
-                with contextlib.suppress(psutil.Error):
+                with contextlib.suppress(psutil.Error, OSError):
                     proc.send_signal(sig)
-            await asyncio.to_thread(psutil.wait_procs, living, grace)
+            try:
+                await asyncio.to_thread(psutil.wait_procs, living, grace)
+            except OSError:
+                await asyncio.sleep(grace)
+
+    def signal_group(self, sig: int) -> bool:
+        """``sig`` to the launcher's process group (its own session); False when none is left."""
+        if self.process is None:
+            return False
+        try:
+            os.killpg(self.process.pid, sig)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
 
 
 class RankBook:

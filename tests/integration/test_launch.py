@@ -35,7 +35,8 @@ def test_log_transport_advertises_the_address_the_hosts_can_reach(tmp_path, monk
     hostfile.write_text("no-such-host.invalid slots=1\nlocalhost slots=1\n")
     assert advertise_address(hostfile) == "127.0.0.1"  # every host is this machine: loopback is right
     transport = log_transport(preset(f"launch.hostfile={hostfile}"))
-    assert transport["tcp_bind"] == "0.0.0.0" and transport["tcp_advertise"] == "127.0.0.1"
+    # issue 11: the supervisor listens on the address ranks are given, not on every interface
+    assert transport["tcp_bind"] == "127.0.0.1" and transport["tcp_advertise"] == "127.0.0.1"
     assert len(transport["token"]) >= 24 and "deepspeed_env" not in transport
     from_env = log_transport(preset(f"launch.hostfile={hostfile}"), {"CTC_TUI_LOG_HOST": "login-1"})
     assert from_env["tcp_advertise"] == "login-1"

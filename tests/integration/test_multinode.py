@@ -317,7 +317,7 @@ def check_run(
     assert not [e for e in evs if e["rank"] == 9]
     last = evs[-1]
     assert last["type"] == "exit" and last["code"] == 0 and last["state"] == "done"
-    assert last["dropped"] == {"malformed": 0, "oversized": 0, "unauthenticated": 2}, last
+    assert {k: v for k, v in last["dropped"].items() if v} == {"unauthenticated": 2}, last  # of any reason
     return evs
 
 

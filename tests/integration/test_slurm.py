@@ -421,7 +421,7 @@ def test_run_slurm_two_ranks_report_stop_gracefully_and_resume_to_the_end(slurm_
     # the ranks reported over TCP with the run's token (as they would from other nodes), nothing was refused
     address = evs[0]["log_address"]
     assert evs[0]["state"] == "starting" and ":" in address and "/" not in address
-    assert stopped["dropped"] == {"malformed": 0, "oversized": 0, "unauthenticated": 0}
+    assert set(stopped["dropped"].values()) == {0}  # nothing dropped, by any reason (issue 11 added some)
     hellos = {e["rank"]: e for e in evs if e["type"] == "hello"}
     assert set(hellos) == {0, 1} and {h["world_size"] for h in hellos.values()} == {2}
     assert {h["local_rank"] for h in hellos.values()} == {0, 1}

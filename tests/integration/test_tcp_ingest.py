@@ -130,7 +130,8 @@ def test_tcp_senders_need_the_token_and_garbage_is_dropped_and_counted(tmp_path)
         sock.sendall(json.dumps({"token": TOKEN}).encode() + b"\n")
         sock.sendall(b"not json\n" + b"[1,2]\n" + b'{"type":"step","t":1}\n' + b"\xff\xfe\n")
         sock.sendall(b"y" * (events.MAX_LINE * 3) + b"\n")
-        sock.sendall(events.encode(events.make("log", 7, level="info", message="after the garbage")))
+        # rank 0: since issue 11 a rank outside the world (1, from the hello) is rejected as invalid
+        sock.sendall(events.encode(events.make("log", 0, level="info", message="after the garbage")))
         wait_for(
             lambda: any(e.get("message") == "after the garbage" for e in read_events(run_dir)),
             what="the event sent after the garbage",
@@ -145,7 +146,13 @@ def test_tcp_senders_need_the_token_and_garbage_is_dropped_and_counted(tmp_path)
     assert any(e["type"] == "hello" and e["host"] == "other-node" for e in recorded)
     last = recorded[-1]
     assert last["type"] == "exit" and last["rank"] == -1 and last["code"] == 0 and last["state"] == "done"
-    assert last["dropped"] == {"malformed": 4, "oversized": 1, "unauthenticated": len(rejected)}
+    # issue 11 added invalid, refused, accept_errors and torn_lines to the counts; none happened here
+    assert last["dropped"] == {"malformed": 4, "oversized": 1, "unauthenticated": len(rejected)} | {
+        "invalid": 0,
+        "refused": 0,
+        "accept_errors": 0,
+        "torn_lines": 0,
+    }
     log = (run_dir / "logs" / "supervisor.log").read_text()
     assert "Traceback" not in log and "Unhandled exception" not in log, log[-2000:]
 
@@ -176,7 +183,7 @@ def test_demo_run_with_a_hostfile_reports_over_tcp(tmp_path, demo_data):
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     spec = json.loads((run_dir / "supervisor.json").read_text())
-    assert spec["tcp_bind"] == "0.0.0.0" and len(spec["token"]) >= 24
+    assert spec["tcp_bind"] == spec["tcp_advertise"] and len(spec["token"]) >= 24  # issue 11: not 0.0.0.0
     recorded = read_events(run_dir)
     starting = recorded[0]
     assert starting["type"] == "state" and starting["state"] == "starting"
@@ -186,7 +193,7 @@ def test_demo_run_with_a_hostfile_reports_over_tcp(tmp_path, demo_data):
     assert any(e["type"] == "hello" and e["rank"] == 0 for e in recorded)
     last = recorded[-1]
     assert last["type"] == "exit" and last["code"] == 0 and last["state"] == "done"
-    assert last["dropped"] == {"malformed": 0, "oversized": 0, "unauthenticated": 0}
+    assert set(last["dropped"].values()) == {0}  # nothing dropped, by any reason
     # the rank's own copy agrees: every step it reported reached the supervisor
     own = [json.loads(line) for line in (run_dir / "logs" / "events-rank-0.jsonl").read_text().splitlines()]
     assert [e["step"] for e in own if e["type"] == "step"] == [1, 2, 3]

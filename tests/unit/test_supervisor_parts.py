@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -169,7 +170,12 @@ def test_ingest_records_each_event_with_its_line(tmp_path):
     rank, got = make_ingest()
     writer = FakeWriter()
     feed(rank.handle_rank, line(step=1) + line(step=2), writer)
-    assert [(e["step"], raw) for e, raw in got] == [(1, line(step=1)), (2, line(step=2))]
+    # each line as it came, with the supervisor's receive time rt spliced in (issue 11: liveness uses rt)
+    assert [(e["step"], raw[: raw.rindex(b',"rt":')]) for e, raw in got] == [
+        (1, line(step=1)[:-2]),
+        (2, line(step=2)[:-2]),
+    ]
+    assert all(json.loads(raw) == e and abs(e["rt"] - time.time()) < 60 for e, raw in got)
     assert writer.closed and not rank.writers
 
 
@@ -524,7 +530,9 @@ def test_supervisor_records_counts_and_reports_its_status(tmp_path):
     sup.record(events.decode(line("state", 0, state="training")), line("state", 0, state="training"))
     sup.emit("log", level="info", message="hello")
     sup.log.close()
-    assert sup.status() == ({0: "training"}, 2) and [e["rank"] for e in seen] == [0, -1]
+    # the status also tells what ingest dropped, by reason (issue 11: rejects are counted in the status)
+    assert sup.status()[:2] == ({0: "training"}, 2) and [e["rank"] for e in seen] == [0, -1]
+    assert set(sup.status()[2]) >= {"malformed", "invalid", "refused", "torn_lines"}
     assert [e["type"] for e in read_events(tmp_path)] == ["state", "log"]
     sup.request_stop()  # no launcher: nothing to stop
     assert not sup.ingest.stopping

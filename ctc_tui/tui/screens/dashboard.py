@@ -24,7 +24,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from ctc_tui.core import rundir
 from ctc_tui.runs import client
 from ctc_tui.runs.alerts import alerts
-from ctc_tui.runs.fmt import fmt_duration, fmt_float, sparkline
+from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable, sparkline
 from ctc_tui.runs.state import RunState
 from ctc_tui.tui.messages import ShowRuns
 from ctc_tui.tui.widgets.dialogs import ChoiceScreen, HelpScreen, confirm
@@ -191,8 +191,8 @@ class DashboardScreen(Screen[str]):
             bad_loss = row.step and not math.isfinite(row.loss)
             cells = (
                 str(rank),
-                row.host,
-                Text(row.state, style=STATE_STYLE.get(row.state, "")),
+                printable(row.host, 64),
+                Text(printable(row.state), style=STATE_STYLE.get(row.state, "")),
                 str(row.step),
                 Text(fmt_float(row.loss), style="bold red" if bad_loss else ""),
                 Text(sparkline(list(row.losses), 20), style="cyan"),
@@ -214,7 +214,7 @@ class DashboardScreen(Screen[str]):
         text = Text()
         for alert in found[:6]:
             text.append(
-                ("✗ " if alert.level == "error" else "! ") + alert.message + "\n",
+                ("✗ " if alert.level == "error" else "! ") + printable(alert.message) + "\n",
                 style="bold red" if alert.level == "error" else "yellow",
             )
         return text
@@ -234,7 +234,7 @@ class DashboardScreen(Screen[str]):
         )
         table.add_column(overflow="fold")
         for pair in samples[:4]:
-            hyp, ref = str(pair.get("hyp", "")), str(pair.get("ref", ""))
+            hyp, ref = printable(pair.get("hyp", "")), printable(pair.get("ref", ""))
             table.add_row(
                 Text.assemble(("hyp ", "dim"), (hyp or "(blank)", "green" if hyp == ref else "yellow"))
             )
@@ -252,7 +252,8 @@ class DashboardScreen(Screen[str]):
         name, path = self._log_name()
         text = Text(f"log of {name} (l: next)\n", style="bold")
         lines = tail_lines(path, count=max(4, self.size.height // 3))
-        text.append("\n".join(line[-200:] for line in lines) or "(empty)", style="" if lines else "dim")
+        shown = "\n".join(printable(line[-200:]) for line in lines)
+        text.append(shown or "(empty)", style="" if lines else "dim")
         return text
 
     # -- actions -----------------------------------------------------------------------------------
@@ -286,6 +287,9 @@ class DashboardScreen(Screen[str]):
             await client.request(self.run_dir, op)
         except client.NotRunning:
             self.notify("the run has already ended", severity="warning")
+            return
+        except client.NotResponding as exc:
+            self.notify(str(exc), severity="error")
             return
         self.notify("stopping: every rank saves a checkpoint first" if op == "stop" else "killing the run")
 

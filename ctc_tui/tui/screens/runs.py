@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from ctc_tui.runs.discovery import RunSummary, find_runs
-from ctc_tui.runs.fmt import fmt_duration, fmt_float
+from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable
 from ctc_tui.tui.messages import OpenRun
 from ctc_tui.tui.widgets.plot import LinePlot, Series
 
@@ -65,8 +65,8 @@ class RunsScreen(Screen[None]):
             )
             table.add_row(
                 "●" if str(run.path) in self.marked else " ",
-                run.name,
-                Text(run.state, style=style),
+                printable(run.name),
+                Text(printable(run.state), style=style),
                 str(run.world_size or "-"),
                 str(run.step),
                 fmt_float(run.best_wer),
