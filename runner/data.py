@@ -12,6 +12,8 @@ so the next run of the same data reuses it.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import logging
 import math
@@ -34,6 +36,44 @@ from ctc_tui.sources import source
 
 log = logging.getLogger("ctc_tui.runner.data")
 
+# -- memory -------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def bounded_memory() -> Iterator[None]:
+    """Arrow buffers from the system allocator, and glibc's large blocks handed back when freed, while a
+    split is converted or preprocessed. Arrow's default pool (mimalloc) keeps freed batches, and glibc
+    raises its mmap threshold after each large free so that later batches come from a heap that only
+    grows: either way a rank's peak memory would grow with the corpus (bench/preprocess.py measures it).
+    The fixed threshold (glibc's own default, 128 KiB, no longer raised) stays for the process's life."""
+    import pyarrow as pa  # deferred: heavy; the runner's --help and error paths stay fast
+
+    _fix_mmap_threshold()
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+        _glibc("malloc_trim", 0)
+
+
+#: glibc's mallopt parameter number for the mmap threshold, and the value (its default) fixed here.
+M_MMAP_THRESHOLD, MMAP_THRESHOLD = -3, 128 * 1024
+
+
+def _fix_mmap_threshold() -> None:
+    _glibc("mallopt", M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
+def _glibc(function: str, *args: int) -> None:
+    """Call a glibc allocator function; nothing where the C library is not glibc (macOS, musl)."""
+    try:
+        getattr(ctypes.CDLL("libc.so.6"), function)(*args)
+    except (OSError, AttributeError):
+        pass
+
+
 # -- hub ----------------------------------------------------------------------------------------------
 
 
@@ -50,7 +90,8 @@ def read_hub(cfg: DataSection, split: str, token: str | None) -> tuple[Any, str]
     if token:
         kwargs["token"] = token
     try:
-        ds = datasets.load_dataset(cfg.dataset_name, **kwargs)
+        with bounded_memory():
+            ds = datasets.load_dataset(cfg.dataset_name, **kwargs)
     except Exception as exc:  # datasets raises many types; all mean "cannot get this split"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(
@@ -398,22 +439,23 @@ def _shard(start: int, stop: int, path: str) -> _Stats:
     assert job is not None
     stats, writer, sink = _Stats(), None, None
     offset = start
-    try:
-        for values in _audio_batches(job.raw.audio, start, stop):
-            texts = job.raw.text[offset : offset + len(values)]
-            offset += len(values)
-            table = _prepare_batch(job, values, texts, stats)
-            if table is None:
-                continue
-            if writer is None:
-                sink = pa.OSFile(path, "wb")
-                writer = pa.ipc.new_stream(sink, table.schema)
-            writer.write_table(table)
-    finally:
-        if writer is not None:
-            writer.close()
-        if sink is not None:
-            sink.close()
+    with bounded_memory():
+        try:
+            for values in _audio_batches(job.raw.audio, start, stop):
+                texts = job.raw.text[offset : offset + len(values)]
+                offset += len(values)
+                table = _prepare_batch(job, values, texts, stats)
+                if table is not None:
+                    if writer is None:
+                        sink = pa.OSFile(path, "wb")
+                        writer = pa.ipc.new_stream(sink, table.schema)
+                    writer.write_table(table)
+                del table, values
+        finally:
+            if writer is not None:
+                writer.close()
+            if sink is not None:
+                sink.close()
     return stats
 
 
