@@ -198,10 +198,11 @@ def child_ours(args: argparse.Namespace) -> dict[str, Any]:
     loaded = time.perf_counter()
     tokenizer, fe = processor(Path(args.scratch))
     normalise = make_normaliser(cfg.chars_to_ignore, True)
-    begun = time.perf_counter()
+    begun, cpu = time.perf_counter(), time.process_time()
     prepared = data_mod.preprocess(raw, "train", normalise, tokenizer, fe, cfg, "bench")
     took = time.perf_counter() - begun
     result = {
+        "cpu_s": time.process_time() - cpu,
         "clips": len(raw.text),
         "rows": len(prepared.dataset),
         "from_cache": prepared.from_cache,
@@ -213,9 +214,10 @@ def child_ours(args: argparse.Namespace) -> dict[str, Any]:
         result["start_s"] = loaded - started + took + result["plan_s"]  # the processor's build excluded
     again = cfg.model_copy(update={"overwrite_cache": True})
     for _ in range(args.repeat - 1):  # best of: the machine is shared
-        begun = time.perf_counter()
+        begun, cpu = time.perf_counter(), time.process_time()
         data_mod.preprocess(raw, "train", normalise, tokenizer, fe, again, "bench")
         result["preprocess_s"] = min(result["preprocess_s"], time.perf_counter() - begun)
+        result["cpu_s"] = min(result["cpu_s"], time.process_time() - cpu)
     return result
 
 
@@ -255,12 +257,28 @@ def child_reference(args: argparse.Namespace) -> dict[str, Any]:
         batch["labels"] = tokenizer(normalise(batch["text"])).input_ids
         return batch
 
-    begun = time.perf_counter()
     workers = args.workers if args.workers > 1 else None
-    mapped = raw.map(prepare_dataset, remove_columns=raw.column_names, num_proc=workers)
-    kept = mapped.filter(lambda n: min_len < n < max_len, num_proc=workers, input_columns=["input_length"])
-    done = time.perf_counter()
-    return {"clips": len(raw), "rows": len(kept), "load_s": loaded - started, "preprocess_s": done - begun}
+    best = best_cpu = float("inf")
+    for _ in range(args.repeat):  # best of: the machine is shared
+        begun, cpu = time.perf_counter(), time.process_time()
+        mapped = raw.map(
+            prepare_dataset, remove_columns=raw.column_names, num_proc=workers, load_from_cache_file=False
+        )
+        kept = mapped.filter(
+            lambda n: min_len < n < max_len,
+            num_proc=workers,
+            input_columns=["input_length"],
+            load_from_cache_file=False,
+        )
+        best = min(best, time.perf_counter() - begun)
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+    return {
+        "clips": len(raw),
+        "rows": len(kept),
+        "load_s": loaded - started,
+        "preprocess_s": best,
+        "cpu_s": best_cpu,
+    }
 
 
 def run_child(kind: str, scratch: Path, caches: Path, **options: Any) -> dict[str, Any]:
@@ -366,8 +384,9 @@ def memory(root: Path, count: int, small: bool) -> dict[str, float]:
         f"  goal: ours 3N/N <= 1.10: {goal(figures['ours'] <= 1.10)}; "
         f"non-main 3N/N <= 1.10: {goal(figures['nonmain'] <= 1.10)}"
     )
-    figures["ours_w1_s"] = runs["ours", "3n"]["preprocess_s"]
-    figures["reference_w1_s"] = runs["reference", "3n"]["preprocess_s"]
+    for who in ("ours", "reference"):
+        figures[f"{who}_w1_s"] = runs[who, "3n"]["preprocess_s"]
+        figures[f"{who}_cpu_s"] = runs[who, "3n"]["cpu_s"]
     return figures
 
 
@@ -398,12 +417,20 @@ def throughput(root: Path, count: int, figures: dict[str, float], small: bool) -
         if (who, 1) in seconds:
             print(f"  {label:<30}" + "".join(f"{clips_3n / seconds[who, w]:>13.1f}" for w in counts))
     speedups = {w: ratio(seconds["reference", w], seconds["ours", w]) for w in counts}
+    cpu = {who: figures[f"{who}_cpu_s"] * 1000 / clips_3n for who in ("ours", "reference")}
+    print(
+        f"  CPU time a clip, 1 worker (best of 2; insensitive to the machine's other load): "
+        f"ours {cpu['ours']:.2f} ms, reference {cpu['reference']:.2f} ms: "
+        f"{cpu['reference'] / cpu['ours']:.2f}x"
+    )
     print(
         "  ours / reference: "
         + ", ".join(f"{v:.2f}x ({w} worker(s))" for w, v in speedups.items())
         + f"; goal >= 1.5x: {goal(min(speedups.values()) >= 1.5)}"
     )
-    return {f"speedup_w{w}": v for w, v in speedups.items()}
+    return {f"speedup_w{w}": v for w, v in speedups.items()} | {
+        "cpu_speedup_w1": cpu["reference"] / cpu["ours"]
+    }
 
 
 def warm_start(root: Path, count: int) -> float:

@@ -40,7 +40,7 @@ log = logging.getLogger("ctc_tui.runner.data")
 
 
 @contextlib.contextmanager
-def bounded_memory() -> Iterator[None]:
+def bounded_memory(threshold: int = 128 * 1024) -> Iterator[None]:
     """Arrow buffers from the system allocator, and glibc's large blocks handed back when freed, while a
     split is converted or preprocessed. Arrow's default pool (mimalloc) keeps freed batches, and glibc
     raises its mmap threshold after each large free so that later batches come from a heap that only
@@ -48,22 +48,20 @@ def bounded_memory() -> Iterator[None]:
     The fixed threshold (glibc's own default, 128 KiB, no longer raised) stays for the process's life."""
     import pyarrow as pa  # deferred: heavy; the runner's --help and error paths stay fast
 
-    _fix_mmap_threshold()
+    _glibc("mallopt", M_MMAP_THRESHOLD, threshold)
     previous = pa.default_memory_pool()
     pa.set_memory_pool(pa.system_memory_pool())
     try:
         yield
     finally:
         pa.set_memory_pool(previous)
+        _glibc("mallopt", M_MMAP_THRESHOLD, MAX_MMAP_THRESHOLD)
         _glibc("malloc_trim", 0)
 
 
-#: glibc's mallopt parameter number for the mmap threshold, and the value (its default) fixed here.
-M_MMAP_THRESHOLD, MMAP_THRESHOLD = -3, 128 * 1024
-
-
-def _fix_mmap_threshold() -> None:
-    _glibc("mallopt", M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+#: glibc's mallopt parameter number for the mmap threshold, and the highest value its dynamic threshold
+#: takes (on 64-bit): set after a conversion, the heap serves what the dynamic threshold would let it.
+M_MMAP_THRESHOLD, MAX_MMAP_THRESHOLD = -3, 32 * 1024 * 1024
 
 
 def _glibc(function: str, *args: int) -> None:
@@ -364,8 +362,8 @@ def preprocess(
 # -- preprocessing, batch by batch --------------------------------------------------------------------
 
 #: Clips decoded, featurised and written per arrow record batch: the memory a worker holds at once
-#: (32 clips of 35 s as float32 features: 72 MB), whatever the corpus size.
-BATCH_CLIPS = 32
+#: (16 clips of 35 s as float32 features: 36 MB, twice while a batch is written), whatever the corpus size.
+BATCH_CLIPS = 16
 
 
 @dataclass
@@ -465,7 +463,7 @@ def _shard(start: int, stop: int, path: str) -> _Stats:
     assert job is not None
     stats, writer, sink = _Stats(), None, None
     offset = start
-    with bounded_memory():
+    with bounded_memory(MAX_MMAP_THRESHOLD):
         try:
             for values in _audio_batches(job.raw.audio, start, stop):
                 texts = job.raw.text[offset : offset + len(values)]
