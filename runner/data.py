@@ -55,20 +55,27 @@ def bounded_memory(threshold: int = 128 * 1024) -> Iterator[None]:
     Afterwards the threshold stays at that maximum (glibc cannot go back to its dynamic threshold)."""
     import pyarrow as pa  # deferred: heavy; the runner's --help and error paths stay fast
 
-    _glibc("mallopt", M_MMAP_THRESHOLD, threshold)
+    _glibc_thresholds(threshold)
     previous = pa.default_memory_pool()
     pa.set_memory_pool(pa.system_memory_pool())
     try:
         yield
     finally:
         pa.set_memory_pool(previous)
-        _glibc("mallopt", M_MMAP_THRESHOLD, MAX_MMAP_THRESHOLD)
+        _glibc_thresholds(MAX_MMAP_THRESHOLD)
         _glibc("malloc_trim", 0)
 
 
-#: glibc's mallopt parameter number for the mmap threshold, and the highest value its dynamic threshold
-#: takes (on 64-bit): set after a conversion, the heap serves what the dynamic threshold would let it.
-M_MMAP_THRESHOLD, MAX_MMAP_THRESHOLD = -3, 32 * 1024 * 1024
+#: glibc's mallopt parameter numbers, and the highest mmap threshold its dynamic adjustment reaches (on
+#: 64-bit): set after a conversion, the heap serves what the dynamic threshold would let it.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, MAX_MMAP_THRESHOLD = -1, -3, 32 * 1024 * 1024
+
+
+def _glibc_thresholds(mmap_threshold: int) -> None:
+    """Blocks from ``mmap_threshold`` up get their own mapping; the heap's top is given back above twice
+    that (glibc's dynamic rule: a lower trim threshold hands back, then faults in again, every batch)."""
+    _glibc("mallopt", M_MMAP_THRESHOLD, mmap_threshold)
+    _glibc("mallopt", M_TRIM_THRESHOLD, 2 * mmap_threshold)
 
 
 def _glibc(function: str, *args: int) -> None:
