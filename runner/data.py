@@ -1,25 +1,33 @@
 """Data sources and preprocessing.
 
-Every source ends as a ``datasets.Dataset`` with two columns, ``audio`` (a file path, or a
-``{"path", "bytes"}`` dict from the hub) and ``text``. Local sources are read by their own modules
-(``ctc_tui.sources``; no datasets ``audiofolder`` builder, no pandas: both break on current releases,
-PLATFORM.md); hub splits are loaded here with the datasets library (``RUNNER_READERS``).
+Every source ends as a RawSplit: transcripts in a list, audio as a sequence of file paths (local sources,
+read by their own modules in ``ctc_tui.sources``; no datasets ``audiofolder`` builder, no pandas: both
+break on current releases, PLATFORM.md) or, for hub splits loaded here with the datasets library
+(``RUNNER_READERS``), a ``HubAudio``: the audio column left in the library's arrow files, never held
+in memory as a whole (a 960 h split is ~60 GB of FLAC).
 
-Preprocessing decodes with soundfile, resamples with soxr, runs the model's feature extractor and
-tokenises the normalised text. Its result is cached under a key made from the inputs and settings,
-so the next run of the same data reuses it.
+Preprocessing streams the clips in batches (``BATCH_CLIPS``) through ``preprocessing_num_workers``
+forked workers, each writing its contiguous share to its own arrow file: decode with soundfile, resample
+with soxr, drop what is too long, too short or without text, run the model's feature extractor and
+tokenise the normalised text. A rank's memory is a batch per worker whatever the corpus size
+(bench/preprocess.py measures it). The result is cached under a key made from the inputs and settings,
+so the next run of the same data, and the other ranks of a node, reuse it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import logging
+import math
+import multiprocessing
 import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +39,52 @@ from ctc_tui.runner import audio as audio_io
 from ctc_tui.sources import source
 
 log = logging.getLogger("ctc_tui.runner.data")
+
+# -- memory -------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def bounded_memory(threshold: int = 128 * 1024) -> Iterator[None]:
+    """Arrow buffers from the system allocator, and glibc's large blocks handed back when freed, while a
+    split is converted or preprocessed. Arrow's default pool (mimalloc) keeps freed batches, and glibc
+    raises its mmap threshold after each large free so that later batches come from a heap that only
+    grows: either way a rank's peak memory would grow with the corpus (bench/preprocess.py measures it).
+    ``threshold``: 128 KiB (glibc's default, every large block its own mapping) around the datasets
+    library's conversion, whose allocations we cannot shape; preprocessing passes the dynamic maximum
+    (its batches reuse the heap: no page faults, ~1 ms a clip) and keeps its peak down with small batches.
+    Afterwards the threshold stays at that maximum (glibc cannot go back to its dynamic threshold)."""
+    import pyarrow as pa  # deferred: heavy; the runner's --help and error paths stay fast
+
+    _glibc_thresholds(threshold)
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+        _glibc_thresholds(MAX_MMAP_THRESHOLD)
+        _glibc("malloc_trim", 0)
+
+
+#: glibc's mallopt parameter numbers, and the highest mmap threshold its dynamic adjustment reaches (on
+#: 64-bit): set after a conversion, the heap serves what the dynamic threshold would let it.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, MAX_MMAP_THRESHOLD = -1, -3, 32 * 1024 * 1024
+
+
+def _glibc_thresholds(mmap_threshold: int) -> None:
+    """Blocks from ``mmap_threshold`` up get their own mapping; the heap's top is given back above twice
+    that (glibc's dynamic rule: a lower trim threshold hands back, then faults in again, every batch)."""
+    _glibc("mallopt", M_MMAP_THRESHOLD, mmap_threshold)
+    _glibc("mallopt", M_TRIM_THRESHOLD, 2 * mmap_threshold)
+
+
+def _glibc(function: str, *args: int) -> None:
+    """Call a glibc allocator function; nothing where the C library is not glibc (macOS, musl)."""
+    try:
+        getattr(ctypes.CDLL("libc.so.6"), function)(*args)
+    except (OSError, AttributeError):
+        pass
+
 
 # -- hub ----------------------------------------------------------------------------------------------
 
@@ -48,7 +102,8 @@ def read_hub(cfg: DataSection, split: str, token: str | None) -> tuple[Any, str]
     if token:
         kwargs["token"] = token
     try:
-        ds = datasets.load_dataset(cfg.dataset_name, **kwargs)
+        with bounded_memory():
+            ds = datasets.load_dataset(cfg.dataset_name, **kwargs)
     except Exception as exc:  # datasets raises many types; all mean "cannot get this split"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(
@@ -72,11 +127,99 @@ def read_hub(cfg: DataSection, split: str, token: str | None) -> tuple[Any, str]
 
 
 def read_hub_split(cfg: DataSection, split: str, token: str | None) -> RawSplit:
-    """A hub split as a RawSplit: audio as the datasets library stores it (path and/or bytes)."""
+    """A hub split as a RawSplit: the transcripts read as a column, the audio left in the datasets
+    library's memory-mapped arrow files (a ``HubAudio`` that preprocessing streams in batches)."""
     ds, ds_fingerprint = read_hub(cfg, split, token)
-    audio = ds[cfg.audio_column_name]
     texts = ["" if t is None else str(t) for t in ds[cfg.text_column_name]]
-    return RawSplit(audio=list(audio), text=texts, fingerprint=ds_fingerprint)
+    return RawSplit(
+        audio=HubAudio([(ds, cfg.audio_column_name, len(ds))]), text=texts, fingerprint=ds_fingerprint
+    )
+
+
+class HubAudio(Sequence):
+    """The audio column of one or more hub splits (each a datasets ``Dataset``, its audio column and the
+    number of its leading rows used), never copied into Python memory as a whole.
+
+    Indexing reads one row (a ``{"path", "bytes"}`` dict); ``[:n]`` keeps the first n rows; ``batches``
+    streams rows for preprocessing. RawSplit.audio is a sequence so that core.sources stays stdlib-only:
+    local sources fill it with a list of paths, the runner with this lazy column.
+    """
+
+    def __init__(self, parts: list[tuple[Any, str, int]]) -> None:
+        self.parts = [(ds, column, rows) for ds, column, rows in parts if rows > 0]
+
+    def __len__(self) -> int:
+        return sum(rows for _, _, rows in self.parts)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if start == 0 and step == 1:
+                return self.head(stop)
+            return [self[i] for i in range(start, stop, step)]
+        if index < 0:
+            index += len(self)
+        for ds, column, rows in self.parts:
+            if 0 <= index < rows:
+                return ds[index][column]
+            index -= rows
+        raise IndexError("hub audio index out of range")
+
+    def head(self, count: int) -> HubAudio:
+        """The first ``count`` rows."""
+        parts, left = [], count
+        for ds, column, rows in self.parts:
+            parts.append((ds, column, min(rows, left)))
+            left -= parts[-1][2]
+        return HubAudio(parts)
+
+    @staticmethod
+    def join(pieces: list[HubAudio]) -> HubAudio:
+        return HubAudio([part for piece in pieces for part in piece.parts])
+
+    def batches(self, start: int, stop: int, size: int) -> Iterator[list[Any]]:
+        """Rows ``start`` to ``stop`` in lists of at most ``size`` audio values, in order."""
+        base = 0
+        for ds, column, rows in self.parts:
+            lo, hi = max(start - base, 0), min(stop - base, rows)
+            if lo < hi:
+                yield from _dataset_batches(ds, column, lo, hi, size)
+            base += rows
+
+
+def _record_batches(ds: Any) -> Iterator[Any]:
+    """The dataset's rows as pyarrow record batches. Read from its arrow files with plain reads, a
+    record batch (<= 100 rows for audio datasets) at a time, rather than through the memory map whose
+    touched pages would stay in this process's resident memory; through the datasets library when the
+    dataset is not simply its files (an in-memory table, an indices mapping)."""
+    import pyarrow as pa  # deferred: only preprocessing of hub data needs it
+
+    files = [f["filename"] for f in ds.cache_files]
+    if ds._indices is not None or not files or sum(_arrow_rows(f) for f in files) != len(ds):
+        yield from ds.with_format("arrow").iter(batch_size=100)
+        return
+    for path in files:
+        with pa.OSFile(path) as source:
+            yield from pa.ipc.open_stream(source)
+
+
+def _arrow_rows(path: str) -> int:
+    import pyarrow as pa  # deferred: only preprocessing of hub data needs it
+
+    with pa.memory_map(path) as source:  # counts rows only: no audio page is touched
+        return sum(b.num_rows for b in pa.ipc.open_stream(source))
+
+
+def _dataset_batches(ds: Any, column: str, start: int, stop: int, size: int) -> Iterator[list[Any]]:
+    offset = 0
+    for batch in _record_batches(ds):
+        rows = batch.num_rows
+        lo, hi = max(start - offset, 0), min(stop - offset, rows)
+        for at in range(lo, hi, size):
+            yield batch.column(column).slice(at, min(size, hi - at)).to_pylist()
+        offset += rows
+        if offset >= stop:
+            return
 
 
 #: Sources whose splits the runner loads itself (with the datasets library), by their name in
@@ -102,8 +245,9 @@ def load_raw_split(cfg: DataSection, split_spec: str, token: str | None = None) 
     pieces = [read_split(cfg, p.strip(), token) for p in split_spec.split("+")]
     if len(pieces) == 1:
         return pieces[0]
+    lazy = [p.audio for p in pieces if isinstance(p.audio, HubAudio)]
     return RawSplit(
-        audio=[a for p in pieces for a in p.audio],
+        audio=HubAudio.join(lazy) if len(lazy) == len(pieces) else [a for p in pieces for a in p.audio],
         text=[t for p in pieces for t in p.text],
         fingerprint=fingerprint([p.fingerprint for p in pieces]),
     )
@@ -194,99 +338,234 @@ def preprocess(
     )
     marker = folder / "done.json"
 
-    table = datasets.Dataset.from_dict({"audio": raw.audio, "raw_text": raw.text})
     max_len = int(cfg.max_duration_in_seconds * rate)
     min_len = int(cfg.min_duration_in_seconds * rate)
-
-    def prepare(example: dict[str, Any]) -> dict[str, Any]:
-        text = normalise(example["raw_text"])
-        try:
-            samples, original = audio_io.load(example["audio"], rate)
-        except audio_io.AudioError as exc:
-            return {
-                input_name: np.zeros(0, dtype=np.float32),
-                "input_length": -1,
-                "labels": [],
-                "text": text,
-                "source_rate": 0,
-                "error": str(exc),
-            }
-        features = np.asarray(
-            getattr(feature_extractor(samples, sampling_rate=rate), input_name)[0], dtype=np.float32
-        )
-        return {
-            input_name: features,
-            "input_length": int(samples.shape[0]),
-            "labels": tokenizer(text).input_ids if text else [],
-            "text": text,
-            "source_rate": original,
-            "error": "",
-        }
-
-    workers = (
-        cfg.preprocessing_num_workers
-        if cfg.preprocessing_num_workers and cfg.preprocessing_num_workers > 1
-        else None
-    )
-    mapped = table.map(
-        prepare,
-        remove_columns=["audio", "raw_text"],
-        num_proc=workers,
-        cache_file_name=str(folder / f"{name}-mapped.arrow"),
-        desc=f"preprocess {name}",
-    )
-    lengths = mapped["input_length"]
-    texts = mapped["text"]
-    broken = [i for i, n in enumerate(lengths) if n < 0]
-    if broken:
-        errors = mapped.select(broken[:3])["error"]
+    job = _Job(raw, name, normalise, tokenizer, feature_extractor, input_name, rate, min_len, max_len)
+    workers = max(1, min(cfg.preprocessing_num_workers or 1, len(raw.text)))
+    try:
+        files, stats = _run_shards(job, workers, folder)
+        _check_usable(name, stats, cfg.max_duration_in_seconds)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    if stats.broken:
         log.warning(
             "%s: %d clip(s) could not be decoded and are skipped, e.g. %s",
             name,
-            len(broken),
-            "; ".join(errors),
+            stats.broken,
+            "; ".join(stats.errors[:3]),
         )
-    keep, long_, short, empty = [], 0, 0, 0
-    for i, (n, text) in enumerate(zip(lengths, texts)):
-        if n < 0:
-            continue
-        if n > max_len:
-            long_ += 1
-        elif n < min_len or n == 0:
-            short += 1
-        elif not text:
-            empty += 1
-        else:
-            keep.append(i)
-    if not keep:
-        raise DataError(
-            f"{name}: no usable clips left ({len(broken)} undecodable, {long_} longer than "
-            f"max_duration_in_seconds={cfg.max_duration_in_seconds}, "
-            f"{short} too short, {empty} with empty text)"
-        )
-    final = (
-        mapped.select(keep)
-        .remove_columns(["error"])
-        .flatten_indices(cache_file_name=str(folder / f"{name}.arrow"))
-    )
-    rates = sorted({r for r in mapped["source_rate"] if r and r != rate})
-    files = [Path(f["filename"]).name for f in final.cache_files]
-    for stale in folder.glob(f"{name}-mapped*.arrow"):
-        stale.unlink(missing_ok=True)
     meta = {
         "files": files,
-        "dropped_long": long_,
-        "dropped_short": short,
-        "dropped_broken": len(broken),
-        "dropped_empty": empty,
-        "resampled_from": rates,
-        "rows": len(final),
+        "dropped_long": stats.long,
+        "dropped_short": stats.short,
+        "dropped_broken": stats.broken,
+        "dropped_empty": stats.empty,
+        "resampled_from": sorted(stats.rates),
+        "rows": stats.kept,
     }
     marker.write_text(json.dumps(meta))
-    del final, mapped
     try:
         os.rename(folder, final_folder)
     except OSError:  # another process finished first: use its copy
         shutil.rmtree(folder, ignore_errors=True)
     folder, marker = final_folder, final_folder / "done.json"
     return load(False)
+
+
+# -- preprocessing, batch by batch --------------------------------------------------------------------
+
+#: Clips decoded, featurised and written per arrow record batch: the memory a worker holds at once
+#: (16 clips of 35 s as float32 features: 36 MB, twice while a batch is written), whatever the corpus size.
+BATCH_CLIPS = 16
+
+
+@dataclass
+class _Job:
+    """What every preprocessing worker needs (inherited by fork: the tokenizer and feature extractor
+    are not pickled)."""
+
+    raw: RawSplit
+    name: str
+    normalise: Callable[[str], str]
+    tokenizer: Any
+    feature_extractor: Any
+    input_name: str
+    rate: int
+    min_len: int
+    max_len: int
+
+    def __post_init__(self) -> None:
+        self.featurise = featuriser(self.feature_extractor, self.input_name, self.rate)
+
+
+def featuriser(feature_extractor: Any, input_name: str, rate: int) -> Callable[[np.ndarray], np.ndarray]:
+    """One mono clip's features as a float32 array. Wav2Vec2FeatureExtractor (wav2vec2, HuBERT, XLS-R:
+    raw samples, optionally normalised) is computed here with the very numpy operations it uses, without
+    its per-call padding, attention mask and conversions (half a clip's preprocessing time; the result is
+    the same bit for bit, tests/unit/test_data.py); any other extractor is called."""
+    kind = type(feature_extractor)
+    if (
+        kind.__name__ == "Wav2Vec2FeatureExtractor"
+        and kind.__module__.startswith("transformers.")
+        and getattr(feature_extractor, "feature_size", None) == 1
+        and input_name == "input_values"
+    ):
+        if feature_extractor.do_normalize:
+            return lambda x: np.asarray((x - x.mean()) / np.sqrt(x.var() + 1e-7), dtype=np.float32)
+        return lambda x: np.asarray(x, dtype=np.float32)
+
+    def call(samples: np.ndarray) -> np.ndarray:
+        out = feature_extractor(samples, sampling_rate=rate)
+        return np.asarray(getattr(out, input_name)[0], dtype=np.float32)
+
+    return call
+
+
+@dataclass
+class _Stats:
+    """What one worker kept and dropped."""
+
+    kept: int = 0
+    long: int = 0
+    short: int = 0
+    broken: int = 0
+    empty: int = 0
+    rates: set[int] = field(default_factory=set)
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: _Stats) -> None:
+        for name in ("kept", "long", "short", "broken", "empty"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.rates |= other.rates
+        self.errors += other.errors[: max(0, 3 - len(self.errors))]
+
+
+_JOB: _Job | None = None  # the job of the preprocessing in progress, for forked workers
+
+
+def _run_shards(job: _Job, workers: int, folder: Path) -> tuple[list[str], _Stats]:
+    """Preprocess the split in ``workers`` contiguous shards (forked processes when more than one), each
+    written to its own arrow file in ``folder``; returns the files holding rows, in order, and the stats."""
+    global _JOB
+    total = len(job.raw.text)
+    bounds = [total * k // workers for k in range(workers + 1)]
+    tasks = [(bounds[k], bounds[k + 1], str(folder / f"{job.name}-{k:05d}.arrow")) for k in range(workers)]
+    _JOB = job
+    try:
+        if workers == 1:
+            results = [_shard(*tasks[0])]
+        else:
+            # fork: the workers inherit the job (tokenizer, feature extractor, the split) unpickled
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                results = pool.starmap(_shard, tasks)
+    finally:
+        _JOB = None
+    stats = _Stats()
+    for result in results:
+        stats.add(result)
+    files = [Path(path).name for (_, _, path), result in zip(tasks, results) if result.kept]
+    return files, stats
+
+
+def _shard(start: int, stop: int, path: str) -> _Stats:
+    """Rows ``start`` to ``stop`` of the job's split into the arrow file ``path`` (none when no row is
+    kept): decoded, filtered, featurised and tokenised batch by batch."""
+    import pyarrow as pa  # deferred: heavy; the runner's --help and error paths stay fast
+
+    job = _JOB
+    assert job is not None
+    stats, writer, sink = _Stats(), None, None
+    offset = start
+    with bounded_memory(MAX_MMAP_THRESHOLD):
+        try:
+            for values in _audio_batches(job.raw.audio, start, stop):
+                texts = job.raw.text[offset : offset + len(values)]
+                offset += len(values)
+                table = _prepare_batch(job, values, texts, stats)
+                if table is not None:
+                    if writer is None:
+                        sink = pa.OSFile(path, "wb")
+                        writer = pa.ipc.new_stream(sink, table.schema)
+                    writer.write_table(table)
+                del table, values
+        finally:
+            if writer is not None:
+                writer.close()
+            if sink is not None:
+                sink.close()
+    return stats
+
+
+def _audio_batches(audio: Sequence[Any], start: int, stop: int) -> Iterator[Sequence[Any]]:
+    if isinstance(audio, HubAudio):
+        yield from audio.batches(start, stop, BATCH_CLIPS)
+        return
+    for at in range(start, stop, BATCH_CLIPS):
+        yield audio[at : min(at + BATCH_CLIPS, stop)]
+
+
+def _prepare_batch(job: _Job, values: Sequence[Any], raw_texts: Sequence[str], stats: _Stats) -> Any:
+    """One batch of clips as an arrow table of the kept ones (None if none is kept); drops are counted."""
+    import pyarrow as pa  # deferred: heavy; the runner's --help and error paths stay fast
+
+    features, lengths, labels, texts, rates = [], [], [], [], []
+    for value, raw_text in zip(values, raw_texts):
+        text = job.normalise(raw_text)
+        try:
+            samples, original = audio_io.load(value, job.rate)
+        except audio_io.AudioError as exc:
+            stats.broken += 1
+            if len(stats.errors) < 3:
+                stats.errors.append(str(exc))
+            continue
+        if original != job.rate:
+            stats.rates.add(original)
+        count = int(samples.shape[0])
+        if count > job.max_len:
+            stats.long += 1
+        elif count < job.min_len or count == 0:
+            stats.short += 1
+        elif not text:
+            stats.empty += 1
+        else:
+            features.append(job.featurise(samples))
+            lengths.append(count)
+            labels.append(np.asarray(job.tokenizer(text).input_ids, dtype=np.int64))
+            texts.append(text)
+            rates.append(original)
+    if not features:
+        return None
+    stats.kept += len(features)
+    return pa.table(
+        {
+            job.input_name: _list_array(features),
+            "input_length": pa.array(lengths, type=pa.int64()),
+            "labels": _list_array(labels),
+            "text": pa.array(texts, type=pa.string()),
+            "source_rate": pa.array(rates, type=pa.int64()),
+        }
+    )
+
+
+def _list_array(arrays: list[np.ndarray]) -> Any:
+    """Equally ranked numpy arrays as one arrow (nested) list array, without Python objects per value:
+    1-D arrays give list<item>, 2-D ones (frames x features) list<list<item>>, as the datasets library
+    stores them."""
+    import pyarrow as pa  # deferred: heavy; the runner's --help and error paths stay fast
+
+    values: Any = pa.array(np.concatenate([a.reshape(-1) for a in arrays]))
+    for level in reversed(range(arrays[0].ndim)):
+        counts = np.concatenate([np.full(math.prod(a.shape[:level]), a.shape[level]) for a in arrays])
+        offsets = np.zeros(len(counts) + 1, dtype=np.int32)  # a batch holds far fewer than 2**31 values
+        np.cumsum(counts, out=offsets[1:])
+        values = pa.ListArray.from_arrays(pa.array(offsets), values)
+    return values
+
+
+def _check_usable(name: str, stats: _Stats, max_duration: float) -> None:
+    if not stats.kept:
+        raise DataError(
+            f"{name}: no usable clips left ({stats.broken} undecodable, {stats.long} longer than "
+            f"max_duration_in_seconds={max_duration}, {stats.short} too short, {stats.empty} with empty text)"
+        )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +28,12 @@ class DataError(Exception):
 
 @dataclass
 class RawSplit:
-    """Audio references and transcripts of one split, plus a fingerprint of exactly what they are."""
+    """Audio references and transcripts of one split, plus a fingerprint of exactly what they are.
 
-    audio: list[Any]
+    ``audio`` is a list of file paths for local sources; the runner fills it with a lazy sequence for
+    hub splits (``ctc_tui.runner.data.HubAudio``: the audio stays in the datasets library's files)."""
+
+    audio: Sequence[Any]
     text: list[str]
     fingerprint: str
 

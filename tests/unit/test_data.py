@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -226,3 +227,127 @@ def test_preprocessing_at_once_into_one_shared_cache(tmp_path):
     assert len({r.cache_dir for r in results}) == 1
     assert all(r.dataset["text"] == results[0].dataset["text"] for r in results)
     assert [p.name for p in (cache_root() / "preprocessed").iterdir()] == [results[0].cache_dir.name]
+
+
+# -- hub data stays in the arrow files (issue 12) ---------------------------------------------------------
+
+
+def _hub_repo(tmp_path: Path, count: int = 5) -> Path:
+    clips = [
+        (write_audio(tmp_path / "src" / f"{i}.flac", 0.3 + 0.1 * i, 22050, freq=300 + 40 * i), f"Word, {i}")
+        for i in range(count)
+    ]
+    repo = tmp_path / "my_dataset"
+    _hub_style_parquet(repo / "data", "train", clips)
+    _hub_style_parquet(repo / "data", "validation", clips[:2])
+    return repo
+
+
+def test_hub_split_is_a_lazy_column_over_the_arrow_files(tmp_path):
+    from ctc_tui.runner.data import HubAudio
+
+    c = cfg(source="hub", dataset_name=str(_hub_repo(tmp_path)))
+    raw = load_raw_split(c, "train")
+    assert isinstance(raw.audio, HubAudio) and len(raw.audio) == 5
+    assert isinstance(raw.text, list) and raw.text[4] == "Word, 4"
+    assert raw.audio[-1]["path"] == "4.flac" and raw.audio[0]["bytes"]
+    first = limit(raw, 2)
+    assert isinstance(first.audio, HubAudio) and len(first.audio) == 2 and first.text == raw.text[:2]
+    both = load_raw_split(c, "train+validation")
+    assert isinstance(both.audio, HubAudio) and len(both.audio) == 7
+    assert both.audio[5]["path"] == "0.flac"  # the validation split's first clip
+    rows = [v["path"] for batch in both.audio.batches(3, 7, 2) for v in batch]
+    assert rows == ["3.flac", "4.flac", "0.flac", "1.flac"]
+    with pytest.raises(IndexError):
+        raw.audio[5]
+
+
+def test_hub_split_preprocesses_from_the_files_and_caches(tmp_path, monkeypatch):
+    """Preprocessing streams record batches (never the row-by-row lazy column); the second call (a
+    non-main rank after the main one) opens the cache without decoding anything."""
+    from ctc_tui.runner import data as data_mod
+
+    c = cfg(source="hub", dataset_name=str(_hub_repo(tmp_path)), chars_to_ignore=",")
+    raw = load_raw_split(c, "train+validation")
+    normalise = make_normaliser(c.chars_to_ignore)
+
+    def no_row_reads(self, index):
+        raise AssertionError("preprocessing read the audio row by row")
+
+    monkeypatch.setattr(data_mod.HubAudio, "__getitem__", no_row_reads)
+    monkeypatch.setattr(data_mod, "BATCH_CLIPS", 2)  # several batches and record batches
+    first = preprocess(raw, "train", normalise, _Tok(), _FE(), c, "settings")
+    assert not first.from_cache and len(first.dataset) == 7 and first.resampled_from == [22050]
+    assert first.dataset["text"][:3] == ["word 0", "word 1", "word 2"]
+    lengths = first.dataset["input_length"]
+    assert all(abs(n - round(s * 16000)) <= 2 for n, s in zip(lengths, [0.3, 0.4, 0.5, 0.6, 0.7, 0.3, 0.4]))
+    assert abs(float(np.mean(first.dataset[3]["input_values"]))) < 1e-3
+
+    class _NoDecoding(_FE):
+        def __call__(self, samples, sampling_rate):
+            raise AssertionError("a non-main rank decoded audio")
+
+    monkeypatch.setattr(
+        data_mod.audio_io, "load", lambda *a: (_ for _ in ()).throw(AssertionError("decoded"))
+    )
+    again = preprocess(raw, "train", normalise, _Tok(), _NoDecoding(), c, "settings")
+    assert again.from_cache and again.dataset["text"] == first.dataset["text"]
+
+
+def test_hub_cache_key_is_unchanged(tmp_path, monkeypatch):
+    """A hub split's key is the datasets fingerprint of the loaded split as before issue 12 (this value was
+    computed with the code before it); fixed paths, as the fingerprint hashes the arrow files' paths."""
+    import shutil
+
+    import datasets
+
+    from ctc_tui.runner.data import cache_key
+
+    base = Path("/tmp/ctc-tui-hub-pin")
+    shutil.rmtree(base, ignore_errors=True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", base / "hf")
+    try:
+        clips = [(write_audio(base / "src" / f"{i}.flac", 0.4, 22050), f"WORD {i}") for i in range(3)]
+        _hub_style_parquet(base / "my_dataset" / "data", "train", clips)
+        for f in (base / "my_dataset" / "data").iterdir():
+            os.utime(f, ns=(1_700_000_000_000_000_000,) * 2)
+        raw = load_raw_split(cfg(source="hub", dataset_name=str(base / "my_dataset")), "train")
+        assert (raw.fingerprint, cache_key(raw, "s", 16000, "train")) == (
+            "63c71a89f0d8a2e0",
+            "c6cf41c92378c6b19ac2",
+        )
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_wav2vec2_features_are_the_extractors_own_bit_for_bit():
+    from transformers import Wav2Vec2FeatureExtractor
+
+    from ctc_tui.runner.data import featuriser
+
+    samples = (np.random.default_rng(0).standard_normal(40_000) * 0.1 + 0.02).astype(np.float32)
+    for normalise in (True, False):
+        fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, do_normalize=normalise)
+        expected = np.asarray(fe(samples, sampling_rate=16000).input_values[0], dtype=np.float32)
+        ours = featuriser(fe, "input_values", 16000)(samples)
+        assert ours.dtype == np.float32 and np.array_equal(ours, expected)
+    assert np.array_equal(
+        featuriser(_FE(), "input_values", 16000)(samples), _FE()(samples, 16000).input_values[0]
+    )
+
+
+def test_two_dimensional_features_keep_their_shape(tmp_path):
+    """Extractors of frames x features (w2v-BERT's input_features) are stored as nested lists."""
+    make_librispeech(tmp_path, "train", rate=16000, speakers=1, per_chapter=3)
+    c = cfg(source="librispeech", dataset_dir=str(tmp_path))
+
+    class _Frames(_FE):
+        model_input_names = ["input_features"]
+
+        def __call__(self, samples, sampling_rate):
+            frames = samples[: len(samples) // 160 * 160].reshape(-1, 160)[:, :4]
+            return type("Out", (), {"input_features": [frames]})()
+
+    out = preprocess(load_raw_split(c, "train"), "train", make_normaliser(None), _Tok(), _Frames(), c, "2d")
+    first = np.asarray(out.dataset.with_format("numpy")[0]["input_features"])
+    assert first.shape == (50, 4)  # 0.5 s at 16 kHz in frames of 160
