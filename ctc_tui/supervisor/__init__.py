@@ -19,10 +19,12 @@ Malformed, oversized or unauthenticated input is dropped and counted, never fata
 
 The parts, one job each: ``eventlog`` (events.jsonl, subscribers, ``read_events``), ``ingest`` (the ranks'
 connections), ``control`` (the control socket protocol), ``processes`` (the launcher's tree, the ranks,
-the failed rank), ``slurm_job`` (the run's Slurm job), ``deepspeed_env`` (DeepSpeed's env file) and
+the failed rank), ``slurm_job`` (the run's Slurm job), ``deepspeed_env`` (DeepSpeed's env file),
+``runrecord`` (processes.json, how a run outlives its supervisor; the one-supervisor lock) and
 ``core`` (the ``Supervisor`` composing them, ``Spec``, ``Outcome``, ``serve``).
 """
 
+from ctc_tui.supervisor import runrecord
 from ctc_tui.supervisor.core import (
     CONTROL_SOCKET,
     LOG_SOCKET,
@@ -54,5 +56,6 @@ __all__ = [
     "Supervisor",
     "main",
     "read_events",
+    "runrecord",
     "serve",
 ]

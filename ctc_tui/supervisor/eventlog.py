@@ -5,12 +5,16 @@ each one out to the live subscribers' queues; a subscriber that cannot keep up i
 re-attach). ``stream_to`` gives one client the history up to now, then every new event, with nothing lost
 in between. ``close`` completes the file on disk before any subscriber hears the end. ``read_events``
 replays a run's history from the file, for runs whose supervisor has gone.
+
+A write that fails (a full disk, a quota) is counted and never fatal: the event still reaches the live
+subscribers, and so does an error ``log`` event saying so (the first failure, then at most every 10 s).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -19,6 +23,7 @@ from ctc_tui.core import events, rundir
 
 SUBSCRIBER_QUEUE = 50_000
 FLUSH_EVERY = 0.5  # seconds: how soon readers outside (ctc-tui runs) see new events
+WRITE_ERROR_NOTICE = 10.0  # seconds between the log events that tell subscribers writes are failing
 
 
 @dataclass
@@ -30,6 +35,7 @@ class Counters:
     oversized: int = 0
     unauthenticated: int = 0
     slow_subscribers: int = 0
+    write_errors: int = 0  # writes to events.jsonl that failed (disk full ...)
 
 
 class EventLog:
@@ -41,15 +47,36 @@ class EventLog:
         self.queue_size = queue_size
         self.subscribers: set[asyncio.Queue[bytes | None]] = set()
         self._file: BinaryIO | None = None
+        self._last_notice: float | None = None
 
     def open(self) -> None:
         self._file = open(self.path, "ab", buffering=1 << 16)
 
     def append(self, data: bytes) -> None:
         """Write one encoded event (with its newline) and hand it to every subscriber."""
-        self._file.write(data)  # type: ignore[union-attr]
+        try:
+            self._file.write(data)  # type: ignore[union-attr]
+        except OSError as exc:
+            self._write_failed(exc)
         if self.subscribers:
             self._fan_out(data)
+
+    def _write_failed(self, exc: OSError) -> None:
+        """Count a failed write; tell the subscribers (not the file: it cannot be written)."""
+        self.counters.write_errors += 1
+        now = time.monotonic()
+        if self._last_notice is not None and now - self._last_notice < WRITE_ERROR_NOTICE:
+            return
+        self._last_notice = now
+        notice = events.make(
+            "log",
+            -1,
+            level="error",
+            message=f"cannot write {self.path.name} ({exc.strerror or exc}): {self.counters.write_errors} "
+            "write(s) failed so far; stop and kill still work; free space in the run dir's filesystem",
+            write_errors=self.counters.write_errors,
+        )
+        self._fan_out(events.encode(notice))
 
     def _fan_out(self, data: bytes) -> None:
         for queue in list(self.subscribers):
@@ -62,7 +89,10 @@ class EventLog:
                     queue.put_nowait(None)
 
     def flush(self) -> None:
-        self._file.flush()  # type: ignore[union-attr]
+        try:
+            self._file.flush()  # type: ignore[union-attr]
+        except OSError as exc:
+            self._write_failed(exc)
 
     async def flush_periodically(self) -> None:
         """events.jsonl is buffered for throughput; readers outside (ctc-tui runs) see it within 0.5 s."""
@@ -105,7 +135,10 @@ class EventLog:
 
     def close(self) -> None:
         """Complete the file on disk, then tell every subscriber the history has ended."""
-        self._file.close()  # type: ignore[union-attr]  # complete on disk before any client hears the end
+        try:
+            self._file.close()  # type: ignore[union-attr]  # complete on disk before any client hears the end
+        except OSError as exc:
+            self._write_failed(exc)
         for queue in list(self.subscribers):
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)

@@ -256,17 +256,22 @@ class FakeRun:
         self.calls.append("subscribe")
         writer.write(line(step=1))
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
         self.calls.append("stop")
+        return True
 
-    async def kill(self) -> None:
+    def kill(self) -> bool:
         self.calls.append("kill")
+        return True
 
     def status(self):
         return {0: "training"}, 42
 
+    def details(self):
+        return {"write_errors": 3}
+
     def server(self) -> control.ControlServer:
-        return control.ControlServer(self.subscribe, self.stop, self.kill, self.status)
+        return control.ControlServer(self.subscribe, self.stop, self.kill, self.status, self.details)
 
 
 def ask(request: bytes) -> tuple[FakeRun, FakeWriter]:
@@ -284,7 +289,16 @@ def ask(request: bytes) -> tuple[FakeRun, FakeWriter]:
 def test_control_acts_and_answers_with_the_status(op):
     fake, writer = ask(json.dumps({"op": op}).encode() + b"\n")
     (reply,) = writer.lines()
-    assert reply == {"ok": True, "op": op, "pid": os.getpid(), "states": {"0": "training"}, "events": 42}
+    # issue 11: the reply says whether the stop/kill acted, and how many writes of events.jsonl failed
+    assert reply == {
+        "ok": True,
+        "op": op,
+        "pid": os.getpid(),
+        "states": {"0": "training"},
+        "events": 42,
+        "acted": op != "status",
+        "write_errors": 3,
+    }
     assert fake.calls == ([] if op == "status" else [op]) and writer.closed
 
 
