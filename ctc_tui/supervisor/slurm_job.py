@@ -118,23 +118,19 @@ class SlurmJob:
         self.emit("log", level="info", message=f"Slurm job {job}: {state}", slurm_job=job)
         return False
 
-    async def cancel_if_pending(self, ranks_connected: Callable[[], bool]) -> None:
-        """A graceful stop of a job that is still queued: nothing to checkpoint, so cancel it."""
+    async def stop_unconnected(self, ranks_connected: Callable[[], bool]) -> None:
+        """A graceful stop while no rank is connected: a queued job is cancelled (nothing to checkpoint),
+        a running one's ranks get SIGINT from Slurm (checkpoint, then exit 0)."""
         job = self.job_id()
         if job is None:
             return
         state = await self.squeue_state(job)
-        if state is not None and state.startswith("PENDING") and not ranks_connected():
+        if state is None or ranks_connected():  # gone from the queue, or a rank can be told itself
+            return
+        if state.startswith("PENDING"):
             self.cancelled_pending = True
             self.emit("log", level="warning", message=f"Slurm job {job} had not started: cancelled")
             await self.cancel(job)
-
-    async def stop_unconnected(self, ranks_connected: Callable[[], bool]) -> None:
-        """A graceful stop while no rank is connected: a queued job is cancelled (nothing to checkpoint),
-        a running one's ranks get SIGINT from Slurm (checkpoint, then exit 0)."""
-        await self.cancel_if_pending(ranks_connected)
-        job = self.job_id()
-        if job is None or self.cancelled_pending or ranks_connected():
             return
         self.emit(
             "log",

@@ -477,29 +477,31 @@ def test_slurm_watch_reports_each_queue_state_until_the_job_leaves(tmp_path, mon
 
 
 @pytest.mark.parametrize(
-    "answer, connected, cancels",
+    "answer, connected, cancels, interrupts",
     [
-        ("PENDING|Resources|", False, True),
-        ("RUNNING|None|n1", False, False),
-        ("PENDING|Resources|", True, False),
-        ("", False, False),
+        ("PENDING|Resources|", False, True, False),
+        ("RUNNING|None|n1", False, False, True),  # issue 11: no rank to tell, so Slurm sends the SIGINT
+        ("PENDING|Resources|", True, False, False),
+        ("RUNNING|None|n1", True, False, False),
+        ("", False, False, False),
     ],
 )
-def test_a_graceful_stop_cancels_only_a_job_still_queued(tmp_path, answer, connected, cancels):
+def test_a_graceful_stop_without_connected_ranks(tmp_path, answer, connected, cancels, interrupts):
+    """A queued job is cancelled (nothing to checkpoint); a running one's ranks get scancel --signal=INT."""
     slurm = FakeSlurm(answer)
     job, emitted = slurm_run(tmp_path, slurm)
-    run(job.cancel_if_pending(lambda: connected))
+    run(job.stop_unconnected(lambda: connected))
     assert (["scancel", "--quiet", "77"] in slurm.commands) is cancels
-    assert (
-        job.cancelled_pending is cancels
-        and (emitted == ["Slurm job 77 had not started: cancelled"]) is cancels
-    )
+    assert (["scancel", "--quiet", "--signal=INT", "77"] in slurm.commands) is interrupts
+    assert job.cancelled_pending is cancels
+    assert (emitted == ["Slurm job 77 had not started: cancelled"]) is cancels
+    assert any("scancel --signal=INT" in m for m in emitted) is interrupts
 
 
-def test_cancel_if_pending_without_a_job_id_asks_nothing(tmp_path):
+def test_a_graceful_stop_without_a_job_id_asks_nothing(tmp_path):
     slurm = FakeSlurm("PENDING|Resources|")
     job, _ = slurm_run(tmp_path, slurm, job=None)
-    run(job.cancel_if_pending(lambda: False))
+    run(job.stop_unconnected(lambda: False))
     assert slurm.commands == [] and job.enabled
 
 
