@@ -26,7 +26,7 @@ from ctc_tui.core import events, rundir
 
 QUEUE_SIZE = 10_000
 RECONNECT_FIRST = 0.25  # seconds before the first reconnection attempt
-RECONNECT_MAX = 5.0  # the longest wait between attempts (bounded: a re-adopted run is found soon)
+RECONNECT_MAX = 2.0  # the longest wait between attempts (bounded: a re-adopted run is found soon)
 IDLE_CHECK = 1.0  # seconds the sender waits for an event before it looks at its connection again
 REPLAYED = ("hello", "state")  # what a rank says again after reconnecting
 

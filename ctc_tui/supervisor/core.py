@@ -113,6 +113,7 @@ class Supervisor:
         self.slurm = SlurmJob(self.spec.slurm_job_file, self.emit)
         self.processes = ProcessRecord(supervisor_pid=os.getpid(), slurm_job_file=self.spec.slurm_job_file)
         self.adopted = False
+        self._last_seen: dict[int, float] = {}  # each rank's latest event time recorded
         self._stop_requested = False
         self._killed = False
         self._servers: list[asyncio.base_events.Server] = []
@@ -129,6 +130,7 @@ class Supervisor:
     # -- events -----------------------------------------------------------------------------------
     def record(self, event: dict[str, Any], line: bytes | None = None) -> None:
         self.counters.events += 1
+        self._last_seen[event["rank"]] = event["t"]
         self.log.append(line if line is not None and line.endswith(b"\n") else events.encode(event))
         self.ranks.observe(event)
         if event["type"] == "hello" and event["rank"] >= 0 and self.processes.launcher_pid is not None:
@@ -204,10 +206,21 @@ class Supervisor:
 
     # -- failures ---------------------------------------------------------------------------------
     def _decide_failure(self) -> None:
+        self._recover_gone_ranks()
         self._report_dead(self.ranks.decide_failure())
 
     def _find_dead_rank(self) -> None:
+        self._recover_gone_ranks()
         self._report_dead(self.ranks.find_dead_rank())
+
+    def _recover_gone_ranks(self) -> None:
+        """A local rank gone without an exit event here may have ended while it was not connected (its
+        supervisor was being replaced): what it wrote to its own events file after the last event
+        recorded here is recorded now, so that an exit it reported there counts."""
+        for rank, pid in sorted(self.ranks.pids.items()):
+            if rank not in self.ranks.exited and self.ranks.gone(pid):
+                for event in rank_events_after(self.run_dir, rank, self._last_seen.get(rank, 0.0)):
+                    self.record(event)
 
     def _report_dead(self, dead: tuple[int, int] | None) -> None:
         if dead is not None:
@@ -334,6 +347,7 @@ class Supervisor:
         history = read_events(self.run_dir)
         for event in history:
             self.ranks.observe(event)
+            self._last_seen[event["rank"]] = event["t"]
         self.processes = record
         self.processes.supervisor_pid = os.getpid()
         if record.tcp_port:
@@ -353,6 +367,7 @@ class Supervisor:
         await self._wait_launcher()
         await self.teardown()
         await asyncio.sleep(0.2)
+        self._recover_gone_ranks()
         return await self._finish(self._adopted_code(), started)
 
     def _adopted_code(self) -> int:
@@ -434,6 +449,20 @@ class Supervisor:
         for path in (self.socket_path, self.control_path, self.run_dir / rundir.SUPERVISOR_PID):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+
+def rank_events_after(run_dir: Path, rank: int, after: float) -> list[dict[str, Any]]:
+    """The events of a rank's own file (logs/events-rank-N.jsonl) later than ``after``, skipping damaged
+    lines; [] when it cannot be read."""
+    out = []
+    path = rundir.logs_dir(run_dir) / rundir.rank_events_name(rank)
+    with contextlib.suppress(OSError), open(path, "rb") as handle:
+        for line in handle:
+            with contextlib.suppress(events.BadEvent):
+                event = events.decode(line)
+                if event["t"] > after and event["rank"] == rank:
+                    out.append(event)
+    return out
 
 
 def _tail(path: Path, lines: int = 20) -> list[str]:

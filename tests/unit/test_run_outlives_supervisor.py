@@ -24,7 +24,7 @@ from ctc_tui.core import events, rundir
 from ctc_tui.runner import report
 from ctc_tui.runs import client, discovery, service
 from ctc_tui.supervisor import Supervisor, runrecord
-from ctc_tui.supervisor.eventlog import Counters, EventLog
+from ctc_tui.supervisor.eventlog import Counters, EventLog, read_events
 from ctc_tui.supervisor.runrecord import AdoptedLauncher, ProcessRecord, RunLocked
 
 HOST = socket.gethostname()
@@ -242,7 +242,7 @@ def test_a_rank_without_its_supervisor_keeps_training_and_its_file(tmp_path):
     reporter.close()
     assert time.monotonic() - started < 2.0
     assert reporter.unsent == 2000 and not reporter.connected
-    assert delays[:7] == [0.25, 0.5, 1.0, 2.0, 4.0, 5.0, 5.0]  # bounded
+    assert delays[:7] == [0.25, 0.5, 1.0, 2.0, 4.0, 5.0, 5.0]  # bounded (here: cap 5 s)
     lines = (rundir.logs_dir(tmp_path) / rundir.rank_events_name(1)).read_bytes().splitlines()
     assert len(lines) == 2000
 
@@ -443,3 +443,26 @@ def test_attach_adopts_an_orphaned_run_first(tmp_path, monkeypatch, capsys):
         followed == [tmp_path.resolve()]
         and "supervisor 4321 adopted the running run" in capsys.readouterr().err
     )
+
+
+def test_a_rank_that_ended_while_disconnected_is_known_by_its_own_file(tmp_path):
+    """Its exit went to logs/events-rank-N.jsonl only (no supervisor listened): that exit counts, it did
+    not die without reporting."""
+    sup = Supervisor(tmp_path, ["true"], env={})
+    sup.log.open()
+    sup.ranks.gone = lambda pid: True
+    hello = {"type": "hello", "t": 1.0, "rank": 0, "pid": 7, "host": HOST}
+    sup.record(hello, events.encode(hello))
+    rundir.logs_dir(tmp_path).mkdir()
+    own = [
+        {"type": "hello", "t": 1.0, "rank": 0, "pid": 7, "host": HOST},
+        {"type": "state", "t": 2.0, "rank": 0, "state": "stopped"},
+        {"type": "exit", "t": 3.0, "rank": 0, "code": 0},
+    ]
+    path = rundir.logs_dir(tmp_path) / rundir.rank_events_name(0)
+    path.write_bytes(b"".join(events.encode(e) for e in own) + b"{damaged\n")
+    sup._find_dead_rank()
+    sup.log.close()
+    assert sup.ranks.failed_rank is None and sup.ranks.exited == {0} and sup._adopted_code() == 0
+    recorded = [(e["type"], e["t"]) for e in read_events(tmp_path)]
+    assert recorded == [("hello", 1.0), ("state", 2.0), ("exit", 3.0)]  # each once

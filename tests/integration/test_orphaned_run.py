@@ -1,0 +1,121 @@
+"""Issue 11: a run outlives its supervisor, and a full disk never disables control. Real 2-rank CPU
+runs of the demo preset under mpirun: the supervisor is killed -9 mid-training, then ``ctc-tui stop``
+adopts the orphaned run and stops it with a checkpoint, or ``ctc-tui attach --plain`` adopts it and
+follows it to its end; a second supervisor of a live run dir is refused; and a run dir on a small tmpfs
+is filled up, then stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import REPO, events_of, has, run_cli, wait_for
+from tests.integration.test_multirank import SMALL, leftovers
+
+pytestmark = pytest.mark.slow
+
+
+def start(run_dir: Path, max_steps: int = 5000) -> None:
+    assert has("mpirun"), "apt-get install openmpi-bin"
+    out = run_cli(
+        "run",
+        "demo-cpu",
+        "launch.launcher=mpi",
+        f"training.max_steps={max_steps}",
+        "training.save_steps=10000",
+        *SMALL,
+        "--output-dir",
+        str(run_dir),
+        "--detach",
+        timeout=90,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def rank_steps(run_dir: Path, rank: int) -> int:
+    """Steps a rank wrote to its own events file (it keeps it whether or not a supervisor listens)."""
+    path = run_dir / "logs" / f"events-rank-{rank}.jsonl"
+    with contextlib.suppress(OSError):
+        return path.read_bytes().count(b'"type":"step"') + path.read_bytes().count(b'"type": "step"')
+    return 0
+
+
+def wait_training(run_dir: Path, steps: int = 2) -> None:
+    wait_for(
+        lambda: all(rank_steps(run_dir, r) >= steps for r in (0, 1)), timeout=300, what="both ranks training"
+    )
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def kill_supervisor(run_dir: Path) -> int:
+    """kill -9 the run's supervisor (an OOM killer, a session reaper); its pid."""
+    pid = int((run_dir / "supervisor.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: gone(pid), timeout=10, what="the supervisor's death")
+    return pid
+
+
+def test_stop_adopts_a_run_whose_supervisor_was_killed_and_checkpoints_it(tmp_path, demo_data):
+    run_dir = tmp_path / "run"
+    start(run_dir)
+    wait_training(run_dir)
+    hellos = {e["rank"]: e["pid"] for e in events_of(run_dir) if e["type"] == "hello"}
+
+    # one supervisor per run dir: a resume or a second supervisor is refused, the sockets stay
+    log_socket = os.stat(run_dir / "log.sock").st_ino
+    resume = run_cli("run", "--resume", str(run_dir), "--no-check", timeout=60)
+    assert resume.returncode == 2 and "is still running: follow it with ctc-tui attach" in resume.stderr
+    second = subprocess.run(
+        [sys.executable, "-m", "ctc_tui.supervisor", str(run_dir)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode == 3 and "already has a live supervisor" in second.stderr, second.stderr
+    assert os.stat(run_dir / "log.sock").st_ino == log_socket and (run_dir / "supervisor.sock").exists()
+
+    # the record of the run's processes
+    record = json.loads((run_dir / "processes.json").read_text())
+    assert (os.stat(run_dir / "processes.json").st_mode & 0o777) == 0o600
+    assert {int(r): e["pid"] for r, e in record["ranks"].items()} == hellos
+    assert psutil.Process(record["launcher_pid"]).name().startswith(("mpirun", "prterun"))
+
+    killed = kill_supervisor(run_dir)
+    before = rank_steps(run_dir, 0)
+    wait_for(lambda: rank_steps(run_dir, 0) > before, timeout=60, what="training going on without it")
+    runs = run_cli("runs", str(tmp_path))
+    assert runs.returncode == 0 and "orphaned" in runs.stdout, runs.stdout
+    assert run_cli("run", "--resume", str(run_dir), "--no-check", timeout=60).returncode == 2
+
+    stop = run_cli("stop", str(run_dir), timeout=90)
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    assert "a new one adopted it" in stop.stdout
+    follow = run_cli("attach", str(run_dir), "--plain", timeout=240)
+    assert follow.returncode == 0, follow.stdout[-3000:] + follow.stderr[-2000:]
+    assert "stopped at step" in follow.stdout
+
+    evs = events_of(run_dir)
+    assert evs[0]["type"] == "state" and evs[0]["state"] == "starting"  # the history is kept
+    adopted = next(
+        i for i, e in enumerate(evs) if e["type"] == "log" and "adopted it" in str(e.get("message"))
+    )
+    assert f"supervisor {killed}" not in evs[adopted]["message"]
+    assert {e["rank"] for e in evs[adopted:] if e["type"] == "hello"} == {0, 1}  # reconnected, said hello
+    assert evs[-1]["type"] == "exit" and evs[-1]["state"] == "stopped" and evs[-1]["code"] == 0
+    assert list(run_dir.glob("checkpoint-*")), "the stop saved no checkpoint"
+    assert not leftovers(run_dir, grace=5)
