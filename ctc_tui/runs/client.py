@@ -79,7 +79,11 @@ def is_live(run_dir: Path) -> bool:
         pid = int(pid_file.read_text())
     except (OSError, ValueError):
         return False
-    return psutil.pid_exists(pid) and (Path(run_dir) / CONTROL_SOCKET).exists()
+    try:  # a supervisor killed -9 may stay a zombie for a while (nobody reaped it): not live
+        running = psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+    return running and (Path(run_dir) / CONTROL_SOCKET).exists()
 
 
 async def request(run_dir: Path, op: str, timeout: float = 10.0) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -115,7 +116,80 @@ def test_stop_adopts_a_run_whose_supervisor_was_killed_and_checkpoints_it(tmp_pa
         i for i, e in enumerate(evs) if e["type"] == "log" and "adopted it" in str(e.get("message"))
     )
     assert f"supervisor {killed}" not in evs[adopted]["message"]
-    assert {e["rank"] for e in evs[adopted:] if e["type"] == "hello"} == {0, 1}  # reconnected, said hello
+    # each rank's stop reached the new supervisor (live, or from the rank's own file if it ended first)
+    assert {e["rank"] for e in evs[adopted:] if e["type"] == "exit" and e["code"] == 0} == {0, 1}
     assert evs[-1]["type"] == "exit" and evs[-1]["state"] == "stopped" and evs[-1]["code"] == 0
     assert list(run_dir.glob("checkpoint-*")), "the stop saved no checkpoint"
     assert not leftovers(run_dir, grace=5)
+
+
+def test_attach_adopts_an_orphaned_run_and_follows_it_to_its_end(tmp_path, demo_data):
+    run_dir = tmp_path / "run"
+    start(run_dir, max_steps=40)
+    wait_training(run_dir)
+    kill_supervisor(run_dir)
+    follow = run_cli("attach", str(run_dir), "--plain", timeout=300)
+    assert follow.returncode == 0, follow.stdout[-3000:] + follow.stderr[-2000:]
+    assert "adopted the running run" in follow.stderr and "done in" in follow.stdout
+    evs = events_of(run_dir)
+    adopted = next(
+        i for i, e in enumerate(evs) if e["type"] == "log" and "adopted it" in str(e.get("message"))
+    )
+    after = evs[adopted:]
+    assert {e["rank"] for e in after if e["type"] == "hello"} == {0, 1}  # reconnected, said hello again
+    assert {e["rank"] for e in after if e["type"] == "step"} == {0, 1}  # and went on reporting live
+    assert max(e["step"] for e in evs if e["type"] == "step") == 40
+    assert evs[-1]["type"] == "exit" and evs[-1]["state"] == "done" and evs[-1]["code"] == 0
+    assert not leftovers(run_dir, grace=5)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 MiB tmpfs, mounted for this test only (root, as in CI)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path) -> None:
+    """Write until the filesystem is full (big blocks, then small ones)."""
+    with open(disk / "filler", "wb", buffering=0) as handle:
+        for block in (1 << 20, 4096, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    handle.write(b"\0" * block)
+
+
+def test_a_full_disk_never_disables_control(tmp_path, small_disk, demo_data):
+    run_dir = small_disk / "run"
+    start(run_dir)
+    wait_training(run_dir)
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "ctc_tui", "attach", str(run_dir), "--plain"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        fill(small_disk)
+        time.sleep(3)  # steps go on; events.jsonl's flushes fail
+        stop = run_cli("stop", str(run_dir), timeout=60)
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        assert "stopping (checkpoint first)" in stop.stdout
+        assert "write(s) of events.jsonl failed (disk full?)" in stop.stderr, stop.stderr
+        out, _ = follower.communicate(timeout=120)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+    assert "cannot write events.jsonl (No space left on device)" in out, out[-3000:]
+    assert "stop requested: ranks save a checkpoint, then exit" in out
+    assert "stopped at step" in out or "failed (" in out  # the run's end reached its follower
+    assert not leftovers(run_dir, grace=10)  # the ranks were told, and the supervisor ended the run
+    assert "Traceback" not in (run_dir / "logs" / "supervisor.log").read_text(errors="replace")
+    again = run_cli("stop", str(run_dir), timeout=60)
+    assert again.returncode == 2 and "has no live supervisor: the run has already ended" in again.stderr
