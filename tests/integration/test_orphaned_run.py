@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import psutil
@@ -50,9 +50,12 @@ def rank_steps(run_dir: Path, rank: int) -> int:
 
 
 def wait_training(run_dir: Path, steps: int = 2) -> None:
-    wait_for(
-        lambda: all(rank_steps(run_dir, r) >= steps for r in (0, 1)), timeout=300, what="both ranks training"
-    )
+    try:
+        wait_for(lambda: all(rank_steps(run_dir, r) >= steps for r in (0, 1)), timeout=300, what="training")
+    except AssertionError:
+        logs = sorted((run_dir / "logs").glob("*.log"))
+        tails = "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in logs)
+        raise AssertionError(f"both ranks never trained; the run's logs:\n{tails}") from None
 
 
 def gone(pid: int) -> bool:
@@ -175,20 +178,28 @@ def test_a_full_disk_never_disables_control(tmp_path, small_disk, demo_data):
         stderr=subprocess.STDOUT,
         text=True,
     )
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(follower.stdout), daemon=True)  # type: ignore[arg-type]
+    reader.start()
     try:
         fill(small_disk)
-        time.sleep(3)  # steps go on; events.jsonl's flushes fail
+        wait_for(  # steps go on; events.jsonl's writes fail, and its followers are told
+            lambda: any("cannot write events.jsonl (No space left on device)" in line for line in seen),
+            timeout=90,
+            what="the supervisor to report failed writes",
+        )
         stop = run_cli("stop", str(run_dir), timeout=60)
         assert stop.returncode == 0, stop.stdout + stop.stderr
         assert "stopping (checkpoint first)" in stop.stdout
         assert "write(s) of events.jsonl failed (disk full?)" in stop.stderr, stop.stderr
-        out, _ = follower.communicate(timeout=120)
+        follower.wait(timeout=120)
+        reader.join(10)
     finally:
         if follower.poll() is None:
             follower.kill()
-    assert "cannot write events.jsonl (No space left on device)" in out, out[-3000:]
+    out = "".join(seen)
     assert "stop requested: ranks save a checkpoint, then exit" in out
-    assert "stopped at step" in out or "failed (" in out  # the run's end reached its follower
+    assert "stopped at step" in out or "failed (" in out, out[-3000:]  # the run's end reached its follower
     assert not leftovers(run_dir, grace=10)  # the ranks were told, and the supervisor ended the run
     assert "Traceback" not in (run_dir / "logs" / "supervisor.log").read_text(errors="replace")
     again = run_cli("stop", str(run_dir), timeout=60)
