@@ -76,6 +76,8 @@ class RunState:
     messages: deque[tuple[float, int, str, str]] = field(default_factory=lambda: deque(maxlen=200))
     last_lines: list[str] = field(default_factory=list)
     event_count: int = 0
+    #: Failed writes of events.jsonl the supervisor reported (disk full): live events the file lacks.
+    write_errors: int = 0
     first_step_time: float | None = None
     first_step: int | None = None
     #: (step, loss) of the lowest reporting rank, for the loss plot; bounded like everything else.
@@ -138,6 +140,8 @@ class RunState:
             if event.get("samples"):
                 self.last_samples = list(event["samples"])
         elif kind == "log":
+            if isinstance(event.get("write_errors"), int):
+                self.write_errors = max(self.write_errors, event["write_errors"])
             self.messages.append((t, rank, str(event.get("level", "info")), str(event.get("message", ""))))
         elif kind == "exit":
             if rank >= 0:
