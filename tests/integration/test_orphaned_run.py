@@ -12,12 +12,15 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 from pathlib import Path
 
 import psutil
 import pytest
 
+from ctc_tui.runs import client
+from ctc_tui.supervisor import Spec
 from tests.conftest import REPO, events_of, has, run_cli, wait_for
 from tests.integration.test_multirank import SMALL, leftovers
 
@@ -204,3 +207,57 @@ def test_a_full_disk_never_disables_control(tmp_path, small_disk, demo_data):
     assert "Traceback" not in (run_dir / "logs" / "supervisor.log").read_text(errors="replace")
     again = run_cli("stop", str(run_dir), timeout=60)
     assert again.returncode == 2 and "has no live supervisor: the run has already ended" in again.stderr
+
+
+TCP_RANK = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    sys.path.insert(0, {repo!r})
+    from ctc_tui.runner.report import Reporter
+
+    reporter = Reporter.from_env(0, None)
+    assert reporter.connected
+    reporter.emit("hello", world_size=1, host="other-node", pid=os.getpid(), device="cpu")
+    reporter.emit("state", state="training")
+    for i in range(1, 6):
+        reporter.emit("step", step=i, loss=1.0 / i, max_steps=10)
+    go = Path(sys.argv[1])
+    deadline = time.monotonic() + 60
+    while not go.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for i in range(6, 11):
+        reporter.emit("step", step=i, loss=1.0 / i, max_steps=10)
+    reporter.emit("state", state="done")
+    reporter.emit("exit", code=0)
+    reporter.close()
+""")
+
+
+def test_a_tcp_rank_reconnects_to_the_adopting_supervisor_on_the_same_port(tmp_path):
+    """A rank on another host (TCP, with the run's token) outlives the supervisor's kill -9 and reports to
+    the supervisor that adopts the run, on the same address."""
+    run_dir, go, rank_py = tmp_path / "run", tmp_path / "go", tmp_path / "rank.py"
+    rank_py.write_text(TCP_RANK.format(repo=str(REPO)))
+    spec = Spec(
+        command=[sys.executable, str(rank_py), str(go)],
+        tcp_bind="127.0.0.1",
+        tcp_port=0,
+        tcp_advertise="127.0.0.1",
+        token="adopt-secret-7Qx",
+    )
+    client.start_detached(run_dir, spec)
+    wait_for(lambda: sum(e["type"] == "step" for e in events_of(run_dir)) == 5, what="the first 5 steps")
+    address = json.loads((run_dir / "processes.json").read_text())["tcp_address"]
+    kill_supervisor(run_dir)
+    assert client.orphaned(run_dir)
+    adopter = client.adopt(run_dir)
+    wait_for(
+        lambda: sum(e["type"] == "hello" for e in events_of(run_dir)) == 2, timeout=30, what="a new hello"
+    )
+    assert json.loads((run_dir / "processes.json").read_text())["tcp_address"] == address
+    go.touch()
+    wait_for(lambda: gone(adopter), timeout=60, what="the adopting supervisor to end the run")
+    evs = events_of(run_dir)
+    assert [e["step"] for e in evs if e["type"] == "step"] == list(range(1, 11))
+    assert evs[-1]["type"] == "exit" and evs[-1]["state"] == "done" and evs[-1]["code"] == 0
+    assert not client.orphaned(run_dir) and not client.is_live(run_dir)
