@@ -3,6 +3,12 @@
 Sending happens on a background thread through a bounded queue, so a slow, missing or dead socket
 never blocks or breaks training: events that do not fit are dropped and counted, and the per-rank
 ``logs/events-rank-N.jsonl`` file still gets every one.
+
+A supervisor may die and be replaced (``ctc-tui attach`` adopts the run on the same socket path / TCP
+port): when the connection breaks, the same thread reconnects with a bounded exponential backoff
+(``Backoff``), and on reconnecting says ``hello`` again and repeats the rank's last state, so that the
+new supervisor knows the rank, then sends what was queued before the break. Events emitted while
+disconnected go to the file only.
 """
 
 from __future__ import annotations
@@ -12,20 +18,56 @@ import os
 import queue
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ctc_tui.core import events, private, rundir
 
 QUEUE_SIZE = 10_000
+RECONNECT_FIRST = 0.25  # seconds before the first reconnection attempt
+RECONNECT_MAX = 2.0  # the longest wait between attempts (bounded: a re-adopted run is found soon)
+IDLE_CHECK = 1.0  # seconds the sender waits for an event before it looks at its connection again
+REPLAYED = ("hello", "state")  # what a rank says again after reconnecting
+
+
+class Backoff:
+    """Waits between reconnection attempts: ``first``, doubling up to ``cap``; ``reset`` after a success."""
+
+    def __init__(self, first: float = RECONNECT_FIRST, cap: float = RECONNECT_MAX):
+        self.first, self.cap = first, cap
+        self._next = first
+
+    def next(self) -> float:
+        delay = self._next
+        self._next = min(self.cap, self._next * 2)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self.first
 
 
 class Reporter:
     """Writes events for one rank. Thread-safe; ``close()`` flushes."""
 
-    def __init__(self, rank: int, run_dir: Path | None, address: str | None = None, token: str | None = None):
+    def __init__(
+        self,
+        rank: int,
+        run_dir: Path | None,
+        address: str | None = None,
+        token: str | None = None,
+        connect: Callable[[str, str | None], socket.socket | None] | None = None,
+        backoff: Backoff | None = None,
+    ):
         self.rank = rank
         self.dropped = 0
+        self.unsent = 0  # emitted while disconnected: in the file only
+        self.reconnections = 0
+        self._address, self._token = address, token
+        self._connect = connect or _connect
+        self._backoff = backoff or Backoff()
+        self._closing = threading.Event()
+        self._replay: dict[str, dict[str, Any]] = {}
         self._file = None
         if run_dir is not None:
             logs = rundir.logs_dir(run_dir)
@@ -38,13 +80,11 @@ class Reporter:
         #: Set when the supervisor asks this rank to stop (a graceful stop that also reaches other hosts).
         self.remote_stop = threading.Event()
         if address:
-            self._sock = _connect(address, token)
-            if self._sock is not None:
-                self._thread = threading.Thread(target=self._pump, name="ctc-tui-reporter", daemon=True)
-                self._thread.start()
-                threading.Thread(
-                    target=self._listen, args=(self._sock,), name="ctc-tui-control", daemon=True
-                ).start()
+            sock = self._connect(address, token)
+            if sock is not None:
+                self._attach(sock)
+            self._thread = threading.Thread(target=self._pump, name="ctc-tui-reporter", daemon=True)
+            self._thread.start()
 
     @classmethod
     def from_env(cls, rank: int, run_dir: Path | None) -> "Reporter":
@@ -56,6 +96,8 @@ class Reporter:
 
     def emit(self, type_: str, **fields: Any) -> None:
         line = events.encode(events.make(type_, self.rank, **fields))
+        if type_ in REPLAYED:
+            self._replay[type_] = fields
         if self._file is not None:
             with self._lock:
                 try:
@@ -67,12 +109,65 @@ class Reporter:
                 self._queue.put_nowait(line)
             except queue.Full:
                 self.dropped += 1
+        elif self._address:
+            self.unsent += 1
+
+    # -- the connection (on the sender thread) ------------------------------------------------------
+    def _attach(self, sock: socket.socket) -> None:
+        """Use ``sock`` from now on, and read what the supervisor sends back on it."""
+        self._sock = sock
+        threading.Thread(target=self._listen, args=(sock,), name="ctc-tui-control", daemon=True).start()
+
+    def _detach(self, sock: socket.socket) -> None:
+        """The connection ``sock`` is broken: stop using it (events go to the file only until reconnected)."""
+        with self._lock:
+            if self._sock is sock:
+                self._sock = None
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # wakes the listener blocked in recv
+        except OSError:
+            pass
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+    def _reconnect(self) -> bool:
+        """One attempt after the next backoff wait; True once connected and re-introduced (hello, state);
+        False when closing."""
+        if self._closing.wait(self._backoff.next()):
+            return False
+        sock = self._connect(self._address, self._token)  # type: ignore[arg-type]
+        if sock is None:
+            return False
+        replay = [
+            events.encode(events.make(kind, self.rank, **self._replay[kind]))
+            for kind in REPLAYED
+            if kind in self._replay
+        ]
+        try:
+            sock.sendall(b"".join(replay))
+        except OSError:
+            self._detach(sock)
+            return False
+        self._backoff.reset()
+        self.reconnections += 1
+        self._attach(sock)
+        return True
 
     def _pump(self) -> None:
-        sock = self._sock
-        assert sock is not None
+        """Send queued events in batches; reconnect whenever the connection is broken; end on close."""
         while True:
-            item = self._queue.get()
+            sock = self._sock
+            if sock is None:
+                if self._closing.is_set():
+                    break
+                self._reconnect()
+                continue
+            try:
+                item = self._queue.get(timeout=IDLE_CHECK)
+            except queue.Empty:
+                continue
             if item is None:
                 break
             batch = [item]
@@ -88,12 +183,7 @@ class Reporter:
             try:
                 sock.sendall(b"".join(batch))
             except OSError:
-                self._sock = None  # supervisor gone: keep training, keep the file
-                try:
-                    sock.close()
-                except OSError:
-                    pass
-                return
+                self._detach(sock)  # supervisor gone: keep training, keep the file, reconnect
 
     def _listen(self, sock: socket.socket) -> None:
         """Read what the supervisor sends back: ``{"op": "stop"}`` lines."""
@@ -104,8 +194,10 @@ class Reporter:
             except socket.timeout:
                 continue
             except OSError:
+                self._detach(sock)
                 return
             if not chunk:
+                self._detach(sock)  # the supervisor hung up (died?): the sender reconnects
                 return
             buffer += chunk
             while b"\n" in buffer:
@@ -120,6 +212,7 @@ class Reporter:
 
     def close(self, timeout: float = 5.0) -> None:
         if self._thread is not None:
+            self._closing.set()  # no more reconnecting; what is queued on a live connection is still sent
             try:
                 self._queue.put(None, timeout=timeout)
             except queue.Full:

@@ -161,10 +161,13 @@ def attach(run_dir: Path, plain: bool, own_run: bool = False) -> int:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from ctc_tui.runs.service import resolve_run_dir  # as in _usage_errors
+    from ctc_tui.runs.service import adopt_if_orphaned, resolve_run_dir  # as in _usage_errors
 
     with _usage_errors():
         run_dir = resolve_run_dir(args.run_dir)
+        adopted = adopt_if_orphaned(run_dir)
+    if adopted is not None:
+        print_err(f"the run's supervisor was gone: supervisor {adopted} adopted the running run")
     if args.headless or args.plain or not interactive():
         return attach(run_dir, plain=args.plain or not sys.stdout.isatty())
     return open_app(run_dir=run_dir)
@@ -182,7 +185,21 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
     with _usage_errors():
         result = service.stop(args.run_dir, kill=args.kill)
-    print(("killing " if result.kill else "stopping (checkpoint first) ") + str(result.run_dir))
+    if not result.acted:
+        print_err(
+            f"{result.run_dir}: the {'kill' if result.kill else 'stop'} was not confirmed: nothing of the "
+            f"run was running to signal; see ctc-tui runs {result.run_dir.parent}"
+        )
+        return 1
+    how = {"adopted": " (its supervisor was gone: a new one adopted it)", "direct": " (signalled directly)"}
+    print(
+        ("killing " if result.kill else "stopping (checkpoint first) ")
+        + str(result.run_dir)
+        + how.get(result.how, "")
+    )
+    errors = result.reply.get("write_errors")
+    if errors:
+        print_err(f"warning: {errors} write(s) of events.jsonl failed (disk full?); control still works")
     return 0
 
 

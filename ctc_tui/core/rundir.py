@@ -24,6 +24,9 @@ SUPERVISOR_LOG = "supervisor.log"
 SUPERVISOR_SPEC = "supervisor.json"  # what the detached supervisor runs
 SUPERVISOR_SPEC_TMP = "supervisor.tmp"
 SUPERVISOR_PID = "supervisor.pid"
+SUPERVISOR_LOCK = "supervisor.lock"  # flock'd by the run's one supervisor for its whole life
+PROCESSES = "processes.json"  # how to find and signal the run's processes when its supervisor is gone
+PROCESSES_TMP = "processes.tmp"
 CONTROL_SOCKET = "supervisor.sock"  # subscribe / stop / kill
 LOG_SOCKET = "log.sock"  # ranks on this node send their events here
 DEEPSPEED_ENV = ".deepspeed_env"  # what the DeepSpeed launcher forwards to other nodes
@@ -48,6 +51,9 @@ OWN_FILES = frozenset(
         SUPERVISOR_SPEC,
         SUPERVISOR_SPEC_TMP,
         SUPERVISOR_PID,
+        SUPERVISOR_LOCK,
+        PROCESSES,
+        PROCESSES_TMP,
         CONTROL_SOCKET,
         LOG_SOCKET,
         DEEPSPEED_ENV,

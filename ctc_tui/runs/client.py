@@ -1,7 +1,8 @@
 """Talking to a run's supervisor: start it detached, subscribe to its events, ask it to stop.
 
 A run dir whose supervisor has gone (the run is over, or the machine rebooted) is still readable:
-``follow`` then replays ``events.jsonl`` and returns.
+``follow`` then replays ``events.jsonl`` and returns. A run whose supervisor died while its processes
+live on is ``orphaned``; ``adopt`` starts a fresh supervisor that takes it over.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import psutil
 
 from ctc_tui.core import events, rundir
-from ctc_tui.supervisor import CONTROL_SOCKET, Spec, read_events
+from ctc_tui.supervisor import CONTROL_SOCKET, Spec, read_events, runrecord
 
 
 class NotRunning(Exception):
@@ -34,15 +35,18 @@ class StartFailed(RuntimeError):
     """The detached supervisor did not come up; the message ends with its log's tail."""
 
 
-def start_detached(run_dir: Path, spec: Spec, wait: float = 10.0) -> int:
-    """Start ``python -m ctc_tui.supervisor RUN_DIR`` in its own session; return its pid once it
-    listens on its control socket."""
+def start_detached(run_dir: Path, spec: Spec | None, wait: float = 10.0) -> int:
+    """Start ``python -m ctc_tui.supervisor RUN_DIR`` in its own session (with ``spec`` None: ``--adopt``
+    the orphaned run, its spec unchanged); return its pid once it listens on its control socket."""
     run_dir = Path(run_dir)
     rundir.logs_dir(run_dir).mkdir(parents=True, exist_ok=True)
-    spec.save(run_dir)
+    if spec is not None:
+        spec.save(run_dir)
+    adopt = [] if spec is not None else ["--adopt"]
     with open(rundir.logs_dir(run_dir) / rundir.SUPERVISOR_LOG, "ab") as log:
+        start = log.tell()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ctc_tui.supervisor", str(run_dir)],
+            [sys.executable, "-m", "ctc_tui.supervisor", *adopt, str(run_dir)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -51,13 +55,25 @@ def start_detached(run_dir: Path, spec: Spec, wait: float = 10.0) -> int:
         )
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        if (run_dir / CONTROL_SOCKET).exists():
+        if supervisor_pid(run_dir) == proc.pid and (run_dir / CONTROL_SOCKET).exists():
             return proc.pid
         if proc.poll() is not None:
             break
         time.sleep(0.02)
-    tail = (rundir.logs_dir(run_dir) / rundir.SUPERVISOR_LOG).read_text(errors="replace")[-2000:]
+    with open(rundir.logs_dir(run_dir) / rundir.SUPERVISOR_LOG, "rb") as log:
+        log.seek(start)
+        tail = log.read().decode(errors="replace")[-2000:]
     raise StartFailed(f"the supervisor did not start:\n{tail}")
+
+
+def adopt(run_dir: Path) -> int:
+    """Start a fresh supervisor that adopts the orphaned run in ``run_dir``; its pid."""
+    return start_detached(run_dir, None)
+
+
+def orphaned(run_dir: Path) -> bool:
+    """Whether the run's supervisor is gone while its processes (launcher, local ranks) live on."""
+    return not is_live(run_dir) and runrecord.orphaned(Path(run_dir))
 
 
 def is_live(run_dir: Path) -> bool:
@@ -67,7 +83,11 @@ def is_live(run_dir: Path) -> bool:
         pid = int(pid_file.read_text())
     except (OSError, ValueError):
         return False
-    return psutil.pid_exists(pid) and (Path(run_dir) / CONTROL_SOCKET).exists()
+    try:  # a supervisor killed -9 may stay a zombie for a while (nobody reaped it): not live
+        running = psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+    return running and (Path(run_dir) / CONTROL_SOCKET).exists()
 
 
 async def request(run_dir: Path, op: str, timeout: float = 10.0) -> dict[str, Any]:

@@ -10,10 +10,12 @@ from pathlib import Path
 from ctc_tui.core import checkpoints, rundir
 from ctc_tui.runs.client import is_live
 from ctc_tui.runs.state import RunState
-from ctc_tui.supervisor import read_events
+from ctc_tui.supervisor import read_events, runrecord
 
-#: Labels of a run whose supervisor is gone without a final event: with events (lost), or none (empty).
+#: Labels of a run whose supervisor is gone without a final event: its processes still running (orphaned:
+#: ctc-tui attach/stop adopt it), or not, with events (lost) or none (empty).
 #: Every other label is a state of ctc_tui.core.events.STATES.
+ORPHANED = "orphaned"
 LOST = "lost"
 EMPTY = "empty"
 
@@ -44,14 +46,21 @@ class RunSummary:
             return "-"
 
 
-def summarise(run_dir: Path, live: Callable[[Path], bool] = is_live) -> RunSummary:
-    """Fold ``run_dir``'s events; ``live`` tells whether its supervisor is still there."""
+def summarise(
+    run_dir: Path,
+    live: Callable[[Path], bool] = is_live,
+    orphaned: Callable[[Path], bool] = runrecord.orphaned,
+) -> RunSummary:
+    """Fold ``run_dir``'s events; ``live`` tells whether its supervisor is still there, ``orphaned``
+    whether (without it) the run's processes still run."""
     state = RunState()
     for event in read_events(run_dir):
         state.feed(event)
     label = state.state
     if state.exit_code is None and not live(run_dir):
         label = LOST if state.event_count else EMPTY  # supervisor gone without a final event
+        if orphaned(run_dir):
+            label = ORPHANED
     world = state.world_size or (len([r for r in state.ranks if r >= 0]) or None)
     curve = [
         (int(e["step"] or 0), float(e["wer"])) for e in state.evals if isinstance(e.get("wer"), (int, float))
@@ -70,7 +79,9 @@ def summarise(run_dir: Path, live: Callable[[Path], bool] = is_live) -> RunSumma
     )
 
 
-def find_runs(root: Path, live: Callable[[Path], bool] = is_live) -> list[RunSummary]:
+def find_runs(
+    root: Path, live: Callable[[Path], bool] = is_live, orphaned: Callable[[Path], bool] = runrecord.orphaned
+) -> list[RunSummary]:
     """Run dirs directly under ``root`` (or ``root`` itself), newest first."""
     root = Path(root)
     candidates = (
@@ -82,4 +93,4 @@ def find_runs(root: Path, live: Callable[[Path], bool] = is_live) -> list[RunSum
             reverse=True,
         )
     )
-    return [summarise(p, live) for p in candidates]
+    return [summarise(p, live, orphaned) for p in candidates]

@@ -60,6 +60,9 @@ def render(state: RunState, title: str = "") -> Group:
         f"elapsed {fmt_duration(state.elapsed())}  ETA {fmt_duration(state.eta_seconds())}",
     )
     parts: list[Any] = [table, bar, line]
+    if state.write_errors:
+        failed = f"events.jsonl: {state.write_errors} write(s) failed (disk full?)"
+        parts.append(Text(failed, style="bold red"))
     if wer is not None:
         best = state.best_wer
         parts.append(

@@ -24,7 +24,7 @@ from ctc_tui.core.problems import PresetError
 from ctc_tui.core.shipped import find_preset
 from ctc_tui.launchers import slurm
 from ctc_tui.runs import client
-from ctc_tui.supervisor import Spec
+from ctc_tui.supervisor import Spec, runrecord
 
 if TYPE_CHECKING:
     from ctc_tui.core.preset import Preset
@@ -97,11 +97,20 @@ class StartedRun:
 
 @dataclass(frozen=True)
 class StopResult:
-    """What ``stop`` asked of the run's supervisor (``kill`` or a graceful stop) and its reply."""
+    """What ``stop`` asked of the run's supervisor (``kill`` or a graceful stop) and its reply.
+
+    ``how``: ``supervisor`` (the live one), ``adopted`` (a fresh supervisor adopted the orphaned run
+    first) or ``direct`` (no supervisor could: the recorded processes were signalled)."""
 
     run_dir: Path
     kill: bool
     reply: Mapping[str, Any] = field(default_factory=dict)
+    how: str = "supervisor"
+
+    @property
+    def acted(self) -> bool:
+        """Whether the stop or kill was confirmed to have reached the run's processes."""
+        return bool(self.reply.get("ok")) and bool(self.reply.get("acted"))
 
 
 # -- run dirs -------------------------------------------------------------------------------------
@@ -164,6 +173,7 @@ def _resumed_preset(request: ResumeRequest, warn: Warn) -> tuple[Preset, Path, d
     run_dir = Path(request.run_dir).expanduser().resolve()
     if run_dir.is_dir():
         _private(private.check_run_dir, run_dir)
+    refuse_live(run_dir)
     saved = run_dir / PRESET_FILENAME
     if not saved.is_file():
         raise RunError(
@@ -327,17 +337,51 @@ def start(request: Request, warn: Warn | None = None) -> StartedRun:
     return StartedRun(run=run, pid=client.start_detached(run.run_dir, supervisor_spec(run)))
 
 
+def refuse_live(run_dir: Path) -> None:
+    """RunError when ``run_dir`` is running (its supervisor, or its processes without one): a second
+    supervisor would share its sockets and events.jsonl."""
+    if client.is_live(run_dir) or runrecord.is_locked(run_dir) or client.orphaned(run_dir):
+        raise RunError(
+            f"{run_dir} is still running: follow it with ctc-tui attach {run_dir}, "
+            f"or stop it with ctc-tui stop {run_dir} first"
+        )
+
+
+def adopt_if_orphaned(run_dir: Path) -> int | None:
+    """When the run's supervisor is gone but its processes live: start a fresh supervisor that adopts
+    it; its pid (None when there was nothing to adopt). RunError when it cannot start."""
+    if not client.orphaned(run_dir):
+        return None
+    try:
+        return client.adopt(run_dir)
+    except client.StartFailed as exc:
+        if client.is_live(run_dir):  # another attach adopted it first
+            return None
+        raise RunError(
+            f"{run_dir}: its processes run on without a supervisor, and none could adopt it: {exc}"
+        ) from None
+
+
 def stop(run_dir: str | Path, kill: bool = False) -> StopResult:
     """Ask the run's supervisor to stop it (a checkpoint first) or, with ``kill``, to end every process
-    now."""
+    now. An orphaned run (supervisor gone, processes alive) is adopted first; when that fails its
+    recorded processes are signalled directly (SIGINT to the ranks, or SIGKILL to the process group)."""
     path = resolve_run_dir(run_dir)
+    how = "supervisor"
     try:
-        reply = client.stop(path, kill=kill)
+        return StopResult(run_dir=path, kill=kill, reply=client.stop(path, kill=kill) or {}, how=how)
     except client.NotRunning:
-        raise RunError(f"{path} has no live supervisor: the run has already ended") from None
+        if not client.orphaned(path):
+            raise RunError(f"{path} has no live supervisor: the run has already ended") from None
     except client.NotResponding as exc:
         raise RunError(str(exc)) from None
-    return StopResult(run_dir=path, kill=kill, reply=reply or {})
+    try:
+        adopt_if_orphaned(path)
+        return StopResult(run_dir=path, kill=kill, reply=client.stop(path, kill=kill) or {}, how="adopted")
+    except (RunError, client.NotRunning, OSError, ValueError):
+        signalled = runrecord.signal_directly(path, kill)
+        reply = {"ok": True, "op": "kill" if kill else "stop", "acted": signalled > 0, "signalled": signalled}
+        return StopResult(run_dir=path, kill=kill, reply=reply, how="direct")
 
 
 __all__ = [
@@ -349,6 +393,8 @@ __all__ = [
     "StartRequest",
     "StartedRun",
     "StopResult",
+    "adopt_if_orphaned",
+    "refuse_live",
     "preflight",
     "prepare",
     "resolve_run_dir",

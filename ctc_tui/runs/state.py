@@ -86,6 +86,8 @@ class RunState:
     messages: deque[tuple[float, int, str, str]] = field(default_factory=lambda: deque(maxlen=200))
     last_lines: list[str] = field(default_factory=list)
     event_count: int = 0
+    #: Failed writes of events.jsonl the supervisor reported (disk full): live events the file lacks.
+    write_errors: int = 0
     first_step_time: float | None = None
     first_step: int | None = None
     #: (step, loss) of the lowest reporting rank, for the loss plot; bounded like everything else.
@@ -144,7 +146,7 @@ class RunState:
                 self.max_steps = event["max_steps"]
             if self.first_step_time is None:
                 self.first_step_time, self.first_step = event["seen"], row.step
-            if rank == min(r for r in self.ranks if r >= 0):
+            if rank >= 0 and rank == min(r for r in self.ranks if r >= 0):  # not a supervisor's line
                 self.loss_curve.append((row.step, row.loss))
         elif kind == "resource":
             row = self.row(rank)
@@ -158,6 +160,8 @@ class RunState:
             if event.get("samples"):
                 self.last_samples = event["samples"]
         elif kind == "log":
+            if "write_errors" in event:
+                self.write_errors = max(self.write_errors, event["write_errors"])
             self.messages.append((t, rank, event.get("level", "info"), event.get("message", "")))
         elif kind == "exit":
             if rank >= 0:
@@ -315,7 +319,7 @@ _FIELDS: dict[str, tuple[tuple[str, Any], ...]] = {
         ("blank_fraction", _number),
         ("samples", _samples),
     ),
-    "log": (("level", _text), ("message", _text)),
+    "log": (("level", _text), ("message", _text), ("write_errors", _count)),
     "resource": (("memory_used", _count), ("memory_total", _count), ("utilisation", _finite)),
     "exit": (("code", _code), ("state", _state), ("failed_rank", _rank), ("reason", _text)),
 }

@@ -22,10 +22,12 @@ rate-limited (``limits``).
 The parts, one job each: ``eventlog`` (events.jsonl, subscribers, ``read_events``), ``ingest`` (the ranks'
 connections), ``control`` (the control socket protocol), ``processes`` (the launcher's tree, the ranks,
 the failed rank), ``slurm_job`` (the run's Slurm job), ``deepspeed_env`` (DeepSpeed's env file),
-``limits`` (open-file limit, rate-limited loop errors) and ``core`` (the ``Supervisor`` composing them,
+``limits`` (open-file limit, rate-limited loop errors), ``runrecord`` (processes.json, how a run
+outlives its supervisor; the one-supervisor lock) and ``core`` (the ``Supervisor`` composing them,
 ``Spec``, ``Outcome``, ``serve``).
 """
 
+from ctc_tui.supervisor import runrecord
 from ctc_tui.supervisor.core import (
     CONTROL_SOCKET,
     LOG_SOCKET,
@@ -57,5 +59,6 @@ __all__ = [
     "Supervisor",
     "main",
     "read_events",
+    "runrecord",
     "serve",
 ]

@@ -5,7 +5,9 @@ A client sends one JSON line ``{"op": OP}``:
 
 - ``subscribe``: the run's history, then every live event, until the run ends;
 - ``stop``: graceful (ranks save a checkpoint and exit 0), ``kill``: at once, ``status``: nothing;
-  these three are answered with one line ``{"ok": true, "op", "pid", "states", "events"}``;
+  these three are answered with one line ``{"ok": true, "op", "pid", "states", "events", "acted"}`` and
+  the supervisor's details (``write_errors``: failed writes of events.jsonl, ...); ``acted`` says whether
+  the stop or kill reached a running launcher (false: nothing was running, nothing was signalled);
 - anything else is answered ``{"ok": false, "error": "unknown op"}``.
 
 A request that is not one JSON line within 10 s is hung up on without an answer.
@@ -32,11 +34,12 @@ def parse_request(line: bytes) -> str | None:
     return request.get("op") if isinstance(request, dict) else None
 
 
-def status_reply(op: str, states: dict[int, str], event_count: int, dropped: dict | None = None) -> bytes:
-    """The one-line answer to ``stop``, ``kill`` and ``status`` (with what ingest dropped, if given)."""
+def status_reply(
+    op: str, states: dict[int, str], event_count: int, acted: bool = False, **details: Any
+) -> bytes:
+    """The one-line answer to ``stop``, ``kill`` and ``status``."""
     reply = {"ok": True, "op": op, "pid": os.getpid(), "states": states, "events": event_count}
-    if dropped is not None:
-        reply["dropped"] = dropped
+    reply.update(details, acted=acted)
     return json.dumps(reply).encode() + b"\n"
 
 
@@ -46,14 +49,18 @@ class ControlServer:
     def __init__(
         self,
         subscribe: Callable[[asyncio.StreamWriter], Awaitable[None]],
-        stop: Callable[[], None],
-        kill: Callable[[], Awaitable[None]],
-        status: Callable[[], tuple],  # (states, event count[, dropped counts])
+        stop: Callable[[], bool],
+        kill: Callable[[], bool],
+        status: Callable[[], tuple[dict[int, str], int]],
+        details: Callable[[], dict[str, Any]] | None = None,
     ):
+        """``stop`` and ``kill`` signal the run before they return (a kill's teardown goes on after) and
+        say whether they acted; ``details`` adds fields to every status line."""
         self.subscribe = subscribe
         self.stop = stop
         self.kill = kill
         self.status = status
+        self.details = details
 
     async def handle_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One client connection: read its request, act, answer, hang up."""
@@ -85,11 +92,14 @@ class ControlServer:
             await self.subscribe(writer)
             return
         if op in COMMANDS:
+            acted = False
             if op == "stop":
-                self.stop()
+                acted = bool(self.stop())
             elif op == "kill":
-                asyncio.ensure_future(self.kill())
-            writer.write(status_reply(op, *self.status()))
+                acted = bool(self.kill())
+            states, event_count = self.status()
+            details = self.details() if self.details is not None else {}
+            writer.write(status_reply(op, states, event_count, acted, **details))
         else:
             writer.write(UNKNOWN_OP)
         await writer.drain()

@@ -4,11 +4,16 @@ tree and the Slurm job, and decides how the run ended.
 ``Supervisor.run`` opens ``events.jsonl``, listens (``log.sock``, ``supervisor.sock``, TCP if the spec asks
 for it), starts the launcher in a session of its own, tears the whole tree down when the launcher exits
 or any rank fails, and records the run's last ``state``/``exit`` events. ``serve`` is the detached
-process (``python -m ctc_tui.supervisor RUN_DIR``) that runs ``RUN_DIR/supervisor.json``.
+process (``python -m ctc_tui.supervisor [--adopt] RUN_DIR``) that runs ``RUN_DIR/supervisor.json``, or
+with ``--adopt`` takes over a run whose supervisor died (``Supervisor.adopt``: no new launch; the history
+is kept, new events are appended, the ranks reconnect to the same socket path and TCP port). Either way
+it first takes the run dir's lock (one supervisor per run dir) and records the run's processes in
+``RUN_DIR/processes.json`` (see ``runrecord``).
 
 Ordering that clients rely on: ``events.jsonl`` is complete on disk before any subscriber hears the end;
 a graceful stop reaches the ranks over their socket and (locally) by SIGINT to the ranks only, and
-cancels a Slurm job still queued.
+cancels a Slurm job still queued; a stop or kill signals the ranks before it is recorded (recording may
+fail on a full disk, signalling must not).
 """
 
 from __future__ import annotations
@@ -25,13 +30,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from ctc_tui.core import events, private, rundir
 from ctc_tui.supervisor.control import ControlServer
 from ctc_tui.supervisor.deepspeed_env import write_deepspeed_env
-from ctc_tui.supervisor.eventlog import Counters, EventLog
+from ctc_tui.supervisor.eventlog import Counters, EventLog, read_events
 from ctc_tui.supervisor.ingest import TOKEN_LINE, RankIngest
 from ctc_tui.supervisor.limits import AcceptErrorLog, raise_open_files
 from ctc_tui.supervisor.processes import ProcessTree, RankBook
+from ctc_tui.supervisor.runrecord import AdoptedLauncher, ProcessRecord, RunLocked, acquire_lock
 from ctc_tui.supervisor.slurm_job import SlurmJob
 
 SUPERVISOR_RANK = -1
@@ -96,10 +104,15 @@ class Supervisor:
         self.tcp_address: str | None = None
         self.log = EventLog(self.run_dir / rundir.EVENTS, self.counters)
         self.ingest = RankIngest(self.record, self.counters, self.spec.token)
-        self.control = ControlServer(self.log.stream_to, self.request_stop, self.kill, self.status)
+        self.control = ControlServer(
+            self.log.stream_to, self.request_stop, self.request_kill, self.status, self.details
+        )
         self.tree = ProcessTree()
         self.ranks = RankBook()
         self.slurm = SlurmJob(self.spec.slurm_job_file, self.emit)
+        self.processes = ProcessRecord(supervisor_pid=os.getpid(), slurm_job_file=self.spec.slurm_job_file)
+        self.adopted = False
+        self._last_seen: dict[int, float] = {}  # each rank's latest event time recorded
         self._stop_requested = False
         self._killed = False
         self._servers: list[asyncio.base_events.Server] = []
@@ -116,30 +129,63 @@ class Supervisor:
     # -- events -----------------------------------------------------------------------------------
     def record(self, event: dict[str, Any], line: bytes | None = None) -> None:
         self.counters.events += 1
+        self._last_seen[event["rank"]] = event["t"]
         self.log.append(line if line is not None and line.endswith(b"\n") else events.encode(event))
         self.ranks.observe(event)
+        if event["type"] == "hello" and event["rank"] >= 0 and self.processes.launcher_pid is not None:
+            if self.processes.note_rank(event["rank"], event.get("pid"), event.get("host")):
+                self.save_processes()
         if self.on_event is not None:
             self.on_event(event)
 
     def emit(self, type_: str, **fields: Any) -> None:
         self.record(events.make(type_, SUPERVISOR_RANK, **fields))
 
-    def status(self) -> tuple[dict[int, str], int, dict[str, int]]:
-        """The ranks' last states, how many events were recorded and what was dropped (control socket)."""
-        return self.ranks.states, self.counters.events, self.counters.dropped()
+    def status(self) -> tuple[dict[int, str], int]:
+        """The ranks' last states and how many events were recorded (control socket)."""
+        return self.ranks.states, self.counters.events
+
+    def details(self) -> dict[str, Any]:
+        """What the status line adds: what ingest dropped, failed writes of events.jsonl, whether the run
+        was adopted."""
+        return {
+            "dropped": self.counters.dropped(),
+            "write_errors": self.counters.write_errors,
+            "adopted": self.adopted,
+        }
+
+    def save_processes(self) -> None:
+        """Rewrite RUN_DIR/processes.json; a failure (full disk) is counted, never fatal."""
+        try:
+            self.processes.save(self.run_dir)
+        except OSError:
+            self.counters.write_errors += 1
 
     # -- process control --------------------------------------------------------------------------
-    def request_stop(self) -> None:
+    def request_stop(self) -> bool:
         """Graceful stop: every rank is told (over its socket and, locally, by SIGINT) to save a
-        checkpoint and exit 0."""
-        if not self.tree.running or self._stop_requested:
-            return
+        checkpoint and exit 0; recorded only once they have been told. Whether the run was running."""
+        if not self.tree.running:
+            return False
+        if self._stop_requested:
+            return True
         self._stop_requested = True
-        self.emit("log", level="warning", message="stop requested: ranks save a checkpoint, then exit")
         self.ingest.stop_all()
-        if self.slurm.enabled and not self.ingest.connected:
-            asyncio.ensure_future(self.slurm.cancel_if_pending(lambda: self.ingest.connected))
         self.tree.interrupt_ranks()
+        if self.slurm.enabled and not self.ingest.connected:
+            asyncio.ensure_future(self.slurm.stop_unconnected(lambda: self.ingest.connected))
+        self.emit("log", level="warning", message="stop requested: ranks save a checkpoint, then exit")
+        return True
+
+    def request_kill(self) -> bool:
+        """Kill (no save): SIGTERM to every process of the run now, recorded after, then the teardown
+        (SIGKILL, scancel) goes on. Whether the run was running."""
+        if not self.tree.running:
+            return False
+        self._killed = True
+        self.tree.signal_all(signal.SIGTERM)
+        asyncio.ensure_future(self.kill())
+        return True
 
     async def kill(self) -> None:
         self._killed = True
@@ -164,10 +210,21 @@ class Supervisor:
 
     # -- failures ---------------------------------------------------------------------------------
     def _decide_failure(self) -> None:
+        self._recover_gone_ranks()
         self._report_dead(self.ranks.decide_failure())
 
     def _find_dead_rank(self) -> None:
+        self._recover_gone_ranks()
         self._report_dead(self.ranks.find_dead_rank())
+
+    def _recover_gone_ranks(self) -> None:
+        """A local rank gone without an exit event here may have ended while it was not connected (its
+        supervisor was being replaced): what it wrote to its own events file after the last event
+        recorded here is recorded now, so that an exit it reported there counts."""
+        for rank, pid in sorted(self.ranks.pids.items()):
+            if rank not in self.ranks.exited and self.ranks.gone(pid):
+                for event in rank_events_after(self.run_dir, rank, self._last_seen.get(rank, 0.0)):
+                    self.record(event)
 
     def _report_dead(self, dead: tuple[int, int] | None) -> None:
         if dead is not None:
@@ -195,7 +252,8 @@ class Supervisor:
 
     # -- main -------------------------------------------------------------------------------------
     async def _listen(self) -> dict[str, str]:
-        """Start the log, control and (if asked) TCP servers; the environment that leads ranks here."""
+        """Start the log, control and (if asked) TCP servers; the environment that leads ranks here.
+        The sockets of a run dir are this supervisor's: it holds the run dir's lock (see ``serve``)."""
         env: dict[str, str] = {}
         for path in (self.socket_path, self.control_path):
             with contextlib.suppress(FileNotFoundError):
@@ -217,8 +275,10 @@ class Supervisor:
         os.chmod(self.socket_path, 0o600)
         os.chmod(self.control_path, 0o600)
         env[events.ENV_SOCKET] = str(self.socket_path)
+        self.processes.log_socket = str(self.socket_path)
         if self.spec.tcp_bind is not None:
             env.update(await self._listen_tcp())
+        (self.run_dir / rundir.SUPERVISOR_PID).write_text(str(os.getpid()))  # listening: clients may come
         return env
 
     async def _listen_tcp(self) -> dict[str, str]:
@@ -230,6 +290,7 @@ class Supervisor:
         port = server.sockets[0].getsockname()[1]
         host = self.spec.tcp_advertise or self.spec.tcp_bind
         self.tcp_address = f"{host}:{port}"
+        self.processes.tcp_address, self.processes.tcp_port = self.tcp_address, port
         # The token reaches ranks as a 0600 file in the (shared) run dir, never in their environment.
         private.write_secret(self.run_dir / rundir.RUN_TOKEN, self.spec.token)
         return {events.ENV_SOCKET: self.tcp_address}
@@ -271,11 +332,60 @@ class Supervisor:
             outcome = await self._unstartable(exc)
             launcher_log.close()
             return outcome
+        self._note_launcher()
         code = await self._wait_launcher()
         await self.teardown()  # nothing of the run may outlive it
         await asyncio.sleep(0.2)  # the last lines of ranks that just exited
         launcher_log.close()
         return await self._finish(code, started)
+
+    def _note_launcher(self) -> None:
+        """Record the launcher (its own session: its pid is its process group) in processes.json."""
+        self.tree.pgid = self.process.pid
+        self.processes.launcher_pid = self.process.pid
+        self.processes.process_group = self.process.pid
+        with contextlib.suppress(psutil.Error):
+            self.processes.launcher_started = psutil.Process(self.process.pid).create_time()
+        self.save_processes()
+
+    async def adopt(self, record: ProcessRecord) -> Outcome:
+        """Take over a run whose supervisor died: no new launch. The history is kept and new events are
+        appended; the ranks reconnect to the same socket path and TCP port; the recorded launcher is
+        watched until it ends, and the run is ended as ``run`` would."""
+        self.adopted = True
+        history = read_events(self.run_dir)
+        for event in history:
+            self.ranks.observe(event)
+            self._last_seen[event["rank"]] = event["t"]
+        self.processes = record
+        self.processes.supervisor_pid = os.getpid()
+        if record.tcp_port:
+            self.spec.tcp_port = record.tcp_port
+        self.log.open()
+        await self._listen()
+        self.process = AdoptedLauncher(record)
+        self.tree.pgid = record.process_group
+        self.save_processes()
+        self.emit(
+            "log",
+            level="warning",
+            message=f"the run's supervisor was gone: supervisor {os.getpid()} adopted it "
+            f"(launcher pid {record.launcher_pid}); ranks reconnect",
+        )
+        started = float(history[0]["t"]) if history else time.time()
+        await self._wait_launcher()
+        await self.teardown()
+        await asyncio.sleep(0.2)
+        self._recover_gone_ranks()
+        return await self._finish(self._adopted_code(), started)
+
+    def _adopted_code(self) -> int:
+        """An adopted launcher's exit status is unknown: 0 when every rank that said hello reported
+        exit 0, else 1."""
+        ranks = {rank for rank in self.ranks.states if rank >= 0} | set(self.ranks.pids)
+        if self.ranks.failure_reports or self.ranks.failed_rank is not None:
+            return 1
+        return 0 if ranks and ranks <= self.ranks.exited else 1
 
     async def _unstartable(self, exc: OSError) -> Outcome:
         self.emit("log", level="error", message=f"cannot start {self.command[0]}: {exc.strerror}")
@@ -341,9 +451,23 @@ class Supervisor:
         await asyncio.sleep(0.05)
         for server in self._servers:
             server.close()
-        for path in (self.socket_path, self.control_path):
+        for path in (self.socket_path, self.control_path, self.run_dir / rundir.SUPERVISOR_PID):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+
+def rank_events_after(run_dir: Path, rank: int, after: float) -> list[dict[str, Any]]:
+    """The events of a rank's own file (logs/events-rank-N.jsonl) later than ``after``, skipping damaged
+    lines; [] when it cannot be read."""
+    out = []
+    path = rundir.logs_dir(run_dir) / rundir.rank_events_name(rank)
+    with contextlib.suppress(OSError), open(path, "rb") as handle:
+        for line in handle:
+            with contextlib.suppress(events.BadEvent):
+                event = events.decode(line)
+                if event["t"] > after and event["rank"] == rank:
+                    out.append(event)
+    return out
 
 
 def _tail(path: Path, lines: int = 20) -> list[str]:
@@ -357,8 +481,24 @@ def _tail(path: Path, lines: int = 20) -> list[str]:
     return text.splitlines()[-lines:]
 
 
-async def serve(run_dir: Path) -> int:
-    """The detached supervisor process: run the spec in RUN_DIR/supervisor.json."""
+NOT_SERVED = 3  # the exit status of a supervisor that refused: the run dir is locked, or nothing to adopt
+
+
+async def serve(run_dir: Path, adopt: bool = False) -> int:
+    """The detached supervisor process: run the spec in RUN_DIR/supervisor.json, or (``adopt``) take over
+    the run recorded in RUN_DIR/processes.json. Refuses (status 3) when another supervisor holds the run
+    dir, or when there is nothing alive to adopt."""
+    try:
+        lock = acquire_lock(run_dir)  # held until this process ends, however it ends
+    except RunLocked as exc:
+        print(f"ctc-tui supervisor: {exc}", file=sys.stderr)
+        return NOT_SERVED
+    record = ProcessRecord.load(run_dir) if adopt else None
+    if adopt and (record is None or not record.any_alive()):
+        message = f"{run_dir}: no process of the run is alive, nothing to adopt"
+        print(f"ctc-tui supervisor: {message}", file=sys.stderr)
+        os.close(lock)
+        return NOT_SERVED
     spec = Spec.load(run_dir)
     env = dict(os.environ)
     env.update(spec.env)
@@ -368,18 +508,18 @@ async def serve(run_dir: Path) -> int:
     loop.add_signal_handler(signal.SIGINT, sup.request_stop)
     with contextlib.suppress(ValueError, OSError):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a lost SSH session never stops training
-    (Path(run_dir) / rundir.SUPERVISOR_PID).write_text(str(os.getpid()))
     try:
-        outcome = await sup.run()
+        outcome = await (sup.adopt(record) if record is not None else sup.run())
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            (Path(run_dir) / rundir.SUPERVISOR_PID).unlink()
+        os.close(lock)
     return outcome.code
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    adopt = bool(args) and args[0] == "--adopt"
+    args = args[1:] if adopt else args
     if len(args) != 1:
-        print("usage: python -m ctc_tui.supervisor RUN_DIR", file=sys.stderr)
+        print("usage: python -m ctc_tui.supervisor [--adopt] RUN_DIR", file=sys.stderr)
         return 2
-    return asyncio.run(serve(Path(args[0]).resolve()))
+    return asyncio.run(serve(Path(args[0]).resolve(), adopt))

@@ -7,6 +7,9 @@ in between. ``open`` repairs a torn last line (a supervisor killed mid-write) by
 the next event starts on a line of its own; ``close`` completes the file on disk (fsync'd) before any
 subscriber hears the end. ``read_events`` replays a run's history from the file, for runs whose
 supervisor has gone.
+
+A write that fails (a full disk, a quota) is counted and never fatal: the event still reaches the live
+subscribers, and so does an error ``log`` event saying so (the first failure, then at most every 10 s).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -22,6 +26,7 @@ from ctc_tui.core import events, rundir
 
 SUBSCRIBER_QUEUE = 50_000
 FLUSH_EVERY = 0.5  # seconds: how soon readers outside (ctc-tui runs) see new events
+WRITE_ERROR_NOTICE = 10.0  # seconds between the log events that tell subscribers writes are failing
 
 
 #: The reasons something was dropped or refused, as the run's exit event names them.
@@ -41,6 +46,7 @@ class Counters:
     refused: int = 0  # TCP connections closed at once: too many were waiting to authenticate
     accept_errors: int = 0  # failed accepts (out of descriptors), logged at most once a minute
     torn_lines: int = 0  # a torn last line of events.jsonl cut off when the file was reopened
+    write_errors: int = 0  # writes to events.jsonl that failed (disk full ...)
 
     def dropped(self) -> dict[str, int]:
         """What was dropped or refused, by reason (for the run's exit event and the status reply)."""
@@ -56,6 +62,7 @@ class EventLog:
         self.queue_size = queue_size
         self.subscribers: set[asyncio.Queue[bytes | None]] = set()
         self._file: BinaryIO | None = None
+        self._last_notice: float | None = None
 
     def open(self) -> None:
         if cut_torn_line(self.path):
@@ -64,9 +71,29 @@ class EventLog:
 
     def append(self, data: bytes) -> None:
         """Write one encoded event (with its newline) and hand it to every subscriber."""
-        self._file.write(data)  # type: ignore[union-attr]
+        try:
+            self._file.write(data)  # type: ignore[union-attr]
+        except OSError as exc:
+            self._write_failed(exc)
         if self.subscribers:
             self._fan_out(data)
+
+    def _write_failed(self, exc: OSError) -> None:
+        """Count a failed write; tell the subscribers (not the file: it cannot be written)."""
+        self.counters.write_errors += 1
+        now = time.monotonic()
+        if self._last_notice is not None and now - self._last_notice < WRITE_ERROR_NOTICE:
+            return
+        self._last_notice = now
+        notice = events.make(
+            "log",
+            -1,
+            level="error",
+            message=f"cannot write {self.path.name} ({exc.strerror or exc}): {self.counters.write_errors} "
+            "write(s) failed so far; stop and kill still work; free space in the run dir's filesystem",
+            write_errors=self.counters.write_errors,
+        )
+        self._fan_out(events.encode(notice))
 
     def _fan_out(self, data: bytes) -> None:
         for queue in list(self.subscribers):
@@ -79,7 +106,10 @@ class EventLog:
                     queue.put_nowait(None)
 
     def flush(self) -> None:
-        self._file.flush()  # type: ignore[union-attr]
+        try:
+            self._file.flush()  # type: ignore[union-attr]
+        except OSError as exc:
+            self._write_failed(exc)
 
     async def flush_periodically(self) -> None:
         """events.jsonl is buffered for throughput; readers outside (ctc-tui runs) see it within 0.5 s."""
@@ -124,10 +154,13 @@ class EventLog:
         """Complete the file on disk, then tell every subscriber the history has ended."""
         handle = self._file
         assert handle is not None
-        handle.flush()  # complete on disk before any client hears the end
-        with contextlib.suppress(OSError):  # a file system without fsync still has the data written
-            os.fsync(handle.fileno())
-        handle.close()
+        try:
+            handle.flush()  # complete on disk before any client hears the end
+            with contextlib.suppress(OSError):  # a file system without fsync still has the data written
+                os.fsync(handle.fileno())
+            handle.close()
+        except OSError as exc:
+            self._write_failed(exc)
         for queue in list(self.subscribers):
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)

@@ -98,6 +98,7 @@ class ProcessTree:
 
     def __init__(self) -> None:
         self.process: Any = None  # an asyncio.subprocess.Process (anything with pid and returncode)
+        self.pgid: int | None = None  # the launcher's process group, once known (outlives the launcher)
 
     @property
     def running(self) -> bool:
@@ -108,13 +109,13 @@ class ProcessTree:
         """The launcher, its descendants, and whatever else is in its process group."""
         if self.process is None:
             return []
-        try:
-            root = psutil.Process(self.process.pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            procs = []
+        procs: list[psutil.Process] = []
+        if self.process.returncode is None:  # an ended launcher's pid may be another process's by now
+            with contextlib.suppress(psutil.NoSuchProcess):
+                root = psutil.Process(self.process.pid)
+                procs = [root, *root.children(recursive=True)]
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            pgid = os.getpgid(self.process.pid)
+            pgid = self.pgid if self.pgid is not None else os.getpgid(self.process.pid)
             known = {p.pid for p in procs}
             procs += [p for p in psutil.process_iter() if p.pid not in known and process_group(p.pid) == pgid]
         return procs
@@ -133,6 +134,16 @@ class ProcessTree:
         for proc in ranks:
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(signal.SIGINT)
+
+    def signal_all(self, sig: int) -> int:
+        """``sig`` to every living process of the run at once; how many were signalled."""
+        count = 0
+        for proc in self.members():
+            if alive(proc):
+                with contextlib.suppress(psutil.Error):
+                    proc.send_signal(sig)
+                    count += 1
+        return count
 
     async def stop(self, graceful: bool = True) -> None:
         """Until no process of the run is left: SIGINT (if graceful), SIGTERM, SIGKILL."""

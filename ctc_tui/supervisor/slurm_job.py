@@ -2,8 +2,11 @@
 
 The launcher (``sbatch --wait``) records the job id in a file; ``SlurmJob`` reads it, reports the job's
 queue state as log events (submitted, PENDING and why, RUNNING and where), cancels a job that is still
-queued when a graceful stop comes (nothing to checkpoint yet), and on teardown ``scancel``s the job and
-waits until ``squeue`` no longer lists it. ``squeue``/``scancel`` run through ``run_quiet`` (or a fake).
+queued when a graceful stop comes (nothing to checkpoint yet), sends a running job's ranks SIGINT with
+``scancel --signal=INT`` when a graceful stop finds none of them connected (they checkpoint and exit
+0; the supervisor may have just been restarted and they not yet reconnected), and on teardown
+``scancel``s the job and waits until ``squeue`` no longer lists it. ``squeue``/``scancel`` run through
+``run_quiet`` (or a fake).
 """
 
 from __future__ import annotations
@@ -115,16 +118,26 @@ class SlurmJob:
         self.emit("log", level="info", message=f"Slurm job {job}: {state}", slurm_job=job)
         return False
 
-    async def cancel_if_pending(self, ranks_connected: Callable[[], bool]) -> None:
-        """A graceful stop of a job that is still queued: nothing to checkpoint, so cancel it."""
+    async def stop_unconnected(self, ranks_connected: Callable[[], bool]) -> None:
+        """A graceful stop while no rank is connected: a queued job is cancelled (nothing to checkpoint),
+        a running one's ranks get SIGINT from Slurm (checkpoint, then exit 0)."""
         job = self.job_id()
         if job is None:
             return
         state = await self.squeue_state(job)
-        if state is not None and state.startswith("PENDING") and not ranks_connected():
+        if state is None or ranks_connected():  # gone from the queue, or a rank can be told itself
+            return
+        if state.startswith("PENDING"):
             self.cancelled_pending = True
             self.emit("log", level="warning", message=f"Slurm job {job} had not started: cancelled")
             await self.cancel(job)
+            return
+        self.emit(
+            "log",
+            level="warning",
+            message=f"no rank is connected: asking Slurm to interrupt job {job} (scancel --signal=INT)",
+        )
+        await self.run(["scancel", "--quiet", "--signal=INT", job])
 
     async def wait_gone(self, job: str, timeout: float = SLURM_GONE) -> None:
         """Until squeue no longer lists the job; after ``timeout`` seconds an error event names it."""

@@ -490,6 +490,32 @@ def test_stop_kill_scancels_the_running_job(slurm_cluster, tmp_path, demo_data):
 
 
 @pytest.mark.slow
+def test_a_stop_after_the_supervisor_died_reaches_the_jobs_ranks(slurm_cluster, tmp_path, demo_data):
+    """Issue 11: the supervisor is killed -9; ``ctc-tui stop`` adopts the run and the job's ranks stop with a
+    checkpoint (told over their reconnected socket, or by ``scancel --signal=INT`` while none is)."""
+    run_dir = tmp_path / "run"
+    job = start_long_run(slurm_cluster, run_dir)
+    supervisor = int((run_dir / "supervisor.pid").read_text())
+    os.kill(supervisor, signal.SIGKILL)
+    wait_for(
+        lambda: (
+            not psutil.pid_exists(supervisor) or psutil.Process(supervisor).status() == psutil.STATUS_ZOMBIE
+        ),
+        10,
+        "the supervisor's death",
+    )
+    stop = run_cli("stop", str(run_dir), env=slurm_cluster.env, timeout=90)
+    assert stop.returncode == 0 and "a new one adopted it" in stop.stdout, stop.stdout + stop.stderr
+    last = wait_for(lambda: finished(run_dir), 120, "the stopped run's end")
+    assert last["state"] == "stopped" and last["code"] == 0, last
+    evs = events_of(run_dir)
+    assert {e["rank"] for e in evs if e["type"] == "exit" and e["rank"] >= 0 and e["code"] == 0} == {0, 1}
+    assert list(run_dir.glob("checkpoint-*")), "the stop saved no checkpoint"
+    assert not [line for line in slurm_cluster.queue() if line.split()[0] == job]
+    wait_for(lambda: not run_processes(run_dir), 10, "no process of the run left")
+
+
+@pytest.mark.slow
 def test_a_killed_rank_fails_the_run_and_ends_the_job(slurm_cluster, tmp_path, demo_data):
     run_dir = tmp_path / "run"
     job = start_long_run(slurm_cluster, run_dir)

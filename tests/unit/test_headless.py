@@ -89,6 +89,18 @@ def test_render_shows_ranks_progress_eval_and_messages():
     assert "[ctc-tui] disk is filling up" in text
 
 
+def test_render_shows_failed_writes_of_events_jsonl():
+    """Issue 11: the supervisor's notice of a full disk (a log event with its count) stays in view."""
+    state = fed(
+        ev("log", -1, t=1, level="error", message="cannot write events.jsonl", write_errors=3),
+        ev("log", -1, t=2, level="info", message="later news"),
+    )
+    out = console()
+    out.print(render(state))
+    assert state.write_errors == 3
+    assert "events.jsonl: 3 write(s) failed (disk full?)" in out.export_text()
+
+
 def test_render_of_an_empty_state():
     out = console()
     out.print(render(RunState()))

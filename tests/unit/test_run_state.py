@@ -162,3 +162,10 @@ def test_the_dashboard_styles_only_known_states():
     from ctc_tui.tui.screens.dashboard import STATE_STYLE
 
     assert set(STATE_STYLE) <= set(STATES)
+
+
+def test_a_step_line_from_the_supervisors_rank_is_folded_without_error():
+    """Found by the fuzz test: a step event with rank -1 (no rank of the run) before any rank's."""
+    state = RunState()
+    state.feed({"type": "step", "t": 1.0, "rank": -1, "step": 3, "loss": 1.0})
+    assert state.event_count == 1 and not state.loss_curve

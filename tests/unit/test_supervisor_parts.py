@@ -262,17 +262,22 @@ class FakeRun:
         self.calls.append("subscribe")
         writer.write(line(step=1))
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
         self.calls.append("stop")
+        return True
 
-    async def kill(self) -> None:
+    def kill(self) -> bool:
         self.calls.append("kill")
+        return True
 
     def status(self):
         return {0: "training"}, 42
 
+    def details(self):
+        return {"write_errors": 3}
+
     def server(self) -> control.ControlServer:
-        return control.ControlServer(self.subscribe, self.stop, self.kill, self.status)
+        return control.ControlServer(self.subscribe, self.stop, self.kill, self.status, self.details)
 
 
 def ask(request: bytes) -> tuple[FakeRun, FakeWriter]:
@@ -290,7 +295,16 @@ def ask(request: bytes) -> tuple[FakeRun, FakeWriter]:
 def test_control_acts_and_answers_with_the_status(op):
     fake, writer = ask(json.dumps({"op": op}).encode() + b"\n")
     (reply,) = writer.lines()
-    assert reply == {"ok": True, "op": op, "pid": os.getpid(), "states": {"0": "training"}, "events": 42}
+    # issue 11: the reply says whether the stop/kill acted, and how many writes of events.jsonl failed
+    assert reply == {
+        "ok": True,
+        "op": op,
+        "pid": os.getpid(),
+        "states": {"0": "training"},
+        "events": 42,
+        "acted": op != "status",
+        "write_errors": 3,
+    }
     assert fake.calls == ([] if op == "status" else [op]) and writer.closed
 
 
@@ -469,29 +483,31 @@ def test_slurm_watch_reports_each_queue_state_until_the_job_leaves(tmp_path, mon
 
 
 @pytest.mark.parametrize(
-    "answer, connected, cancels",
+    "answer, connected, cancels, interrupts",
     [
-        ("PENDING|Resources|", False, True),
-        ("RUNNING|None|n1", False, False),
-        ("PENDING|Resources|", True, False),
-        ("", False, False),
+        ("PENDING|Resources|", False, True, False),
+        ("RUNNING|None|n1", False, False, True),  # issue 11: no rank to tell, so Slurm sends the SIGINT
+        ("PENDING|Resources|", True, False, False),
+        ("RUNNING|None|n1", True, False, False),
+        ("", False, False, False),
     ],
 )
-def test_a_graceful_stop_cancels_only_a_job_still_queued(tmp_path, answer, connected, cancels):
+def test_a_graceful_stop_without_connected_ranks(tmp_path, answer, connected, cancels, interrupts):
+    """A queued job is cancelled (nothing to checkpoint); a running one's ranks get scancel --signal=INT."""
     slurm = FakeSlurm(answer)
     job, emitted = slurm_run(tmp_path, slurm)
-    run(job.cancel_if_pending(lambda: connected))
+    run(job.stop_unconnected(lambda: connected))
     assert (["scancel", "--quiet", "77"] in slurm.commands) is cancels
-    assert (
-        job.cancelled_pending is cancels
-        and (emitted == ["Slurm job 77 had not started: cancelled"]) is cancels
-    )
+    assert (["scancel", "--quiet", "--signal=INT", "77"] in slurm.commands) is interrupts
+    assert job.cancelled_pending is cancels
+    assert (emitted == ["Slurm job 77 had not started: cancelled"]) is cancels
+    assert any("scancel --signal=INT" in m for m in emitted) is interrupts
 
 
-def test_cancel_if_pending_without_a_job_id_asks_nothing(tmp_path):
+def test_a_graceful_stop_without_a_job_id_asks_nothing(tmp_path):
     slurm = FakeSlurm("PENDING|Resources|")
     job, _ = slurm_run(tmp_path, slurm, job=None)
-    run(job.cancel_if_pending(lambda: False))
+    run(job.stop_unconnected(lambda: False))
     assert slurm.commands == [] and job.enabled
 
 
@@ -531,8 +547,8 @@ def test_supervisor_records_counts_and_reports_its_status(tmp_path):
     sup.emit("log", level="info", message="hello")
     sup.log.close()
     # the status also tells what ingest dropped, by reason (issue 11: rejects are counted in the status)
-    assert sup.status()[:2] == ({0: "training"}, 2) and [e["rank"] for e in seen] == [0, -1]
-    assert set(sup.status()[2]) >= {"malformed", "invalid", "refused", "torn_lines"}
+    assert sup.status() == ({0: "training"}, 2) and [e["rank"] for e in seen] == [0, -1]
+    assert set(sup.details()["dropped"]) >= {"malformed", "invalid", "refused", "torn_lines"}
     assert [e["type"] for e in read_events(tmp_path)] == ["state", "log"]
     sup.request_stop()  # no launcher: nothing to stop
     assert not sup.ingest.stopping

@@ -172,6 +172,8 @@ class DashboardScreen(Screen[str]):
             ("   world ", "dim"),
             str(s.world_size or len(s.ranks) or "-"),
         )
+        if s.write_errors:
+            figures.append(f"   events.jsonl: {s.write_errors} write(s) failed", style="bold red")
         if s.exit_code is not None:
             figures.append(f"   exit {s.exit_code}", style="bold red" if s.exit_code else "bold green")
             if s.failed_rank is not None:

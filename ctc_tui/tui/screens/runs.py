@@ -60,9 +60,13 @@ class RunsScreen(Screen[None]):
         table = self.query_one("#runs-table", DataTable)
         table.clear()
         for run in runs:
-            style = {"failed": "red", "done": "green", "training": "cyan", "lost": "yellow"}.get(
-                run.state, ""
-            )
+            style = {
+                "failed": "red",
+                "done": "green",
+                "training": "cyan",
+                "lost": "yellow",
+                "orphaned": "magenta",
+            }.get(run.state, "")
             table.add_row(
                 "●" if str(run.path) in self.marked else " ",
                 printable(run.name),
