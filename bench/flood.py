@@ -4,7 +4,8 @@ unauthenticated connections are held open against the supervisor's port (issue 1
 A real supervisor is started detached, as ``ctc-tui run`` starts it, but under ``ulimit -n LIMIT`` (soft
 and hard: it cannot raise its way out), listening on TCP on 127.0.0.1 with a per-run token. Its
 "launcher" waits for a go file, then starts 2 ranks that find it only through their environment
-(``CTC_TUI_LOG_SOCKET=host:port``, ``CTC_TUI_TOKEN``) and report with the runner's own ``Reporter``:
+(``CTC_TUI_LOG_SOCKET=host:port``; the token from the run dir's 0600 ``run-token``) and report with
+the runner's own ``Reporter``:
 hello, training, a step every 0.1 s until the supervisor tells them to stop. Then:
 
 1. this process opens ``--connections`` TCP connections to the port and holds them, sending nothing;
@@ -56,8 +57,11 @@ RANK = textwrap.dedent("""
     sys.path.insert(0, {repo!r})
     from ctc_tui.runner.report import Reporter
 
+    from pathlib import Path
+
     rank = int(sys.argv[1])
-    reporter = Reporter.from_env(rank, None)
+    # the run dir (set by the supervisor) holds the run token, a 0600 file, as for every real rank
+    reporter = Reporter.from_env(rank, Path(os.environ["CTC_TUI_RUN_DIR"]))
     if not reporter.connected:
         print(f"rank {{rank}}: could not reach the supervisor", flush=True)
         sys.exit(3)
