@@ -129,7 +129,7 @@ async def follow_run(run_dir, plain: bool, own_run: bool = False) -> int:
 
     from ctc_tui.runs import client  # psutil and the supervisor protocol: only when following a run
 
-    console = Console()
+    console = Console(soft_wrap=plain)  # plain lines are for logs and pipes: never cut in two
     state = RunState()
     printer = PlainPrinter(console) if plain else None
     interrupts = 0

@@ -105,7 +105,13 @@ class EventLog:
                 with contextlib.suppress(asyncio.QueueFull):
                     queue.put_nowait(None)
 
+    @property
+    def closed(self) -> bool:
+        return self._file is None or self._file.closed
+
     def flush(self) -> None:
+        if self.closed:
+            return
         try:
             self._file.flush()  # type: ignore[union-attr]
         except OSError as exc:
@@ -118,10 +124,18 @@ class EventLog:
             self.flush()
 
     def subscribe(self) -> tuple[asyncio.Queue[bytes | None], int]:
-        """A new subscriber's queue and how many bytes of history precede its first queued event."""
+        """A new subscriber's queue and how many bytes of history precede its first queued event. One
+        that comes after the log was closed (a client attaching as the run ends) gets the whole file, then
+        the end."""
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(self.queue_size)
+        if self.closed:
+            queue.put_nowait(None)
+            try:
+                return queue, self.path.stat().st_size
+            except OSError:
+                return queue, 0
         self.flush()
         upto = self._file.tell()  # type: ignore[union-attr]
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue(self.queue_size)
         self.subscribers.add(queue)
         return queue, upto
 

@@ -217,7 +217,8 @@ TCP_RANK = textwrap.dedent("""
     sys.path.insert(0, {repo!r})
     from ctc_tui.runner.report import Reporter
 
-    reporter = Reporter.from_env(0, None)
+    # the token is the run dir's 0600 run-token file (the supervisor sets CTC_TUI_RUN_DIR), as for a real rank
+    reporter = Reporter.from_env(0, Path(os.environ["CTC_TUI_RUN_DIR"]))
     assert reporter.connected
     reporter.emit("hello", world_size=1, host="other-node", pid=os.getpid(), device="cpu")
     reporter.emit("state", state="training")

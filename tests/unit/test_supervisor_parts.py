@@ -552,3 +552,16 @@ def test_supervisor_records_counts_and_reports_its_status(tmp_path):
     assert [e["type"] for e in read_events(tmp_path)] == ["state", "log"]
     sup.request_stop()  # no launcher: nothing to stop
     assert not sup.ingest.stopping
+
+
+async def test_a_subscriber_after_the_log_closed_gets_the_whole_history_then_the_end(tmp_path):
+    """A client attaching as the run ends (after close) must not meet a closed file: it gets everything."""
+    from ctc_tui.supervisor.eventlog import Counters, EventLog
+
+    log = EventLog(tmp_path / "events.jsonl", Counters())
+    log.open()
+    log.append(b'{"type": "log", "t": 1.0, "rank": -1}\n')
+    log.close()
+    queue, upto = log.subscribe()
+    assert upto == (tmp_path / "events.jsonl").stat().st_size > 0
+    assert queue.get_nowait() is None
