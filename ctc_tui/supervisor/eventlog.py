@@ -62,6 +62,7 @@ class EventLog:
         self.queue_size = queue_size
         self.subscribers: set[asyncio.Queue[bytes | None]] = set()
         self._file: BinaryIO | None = None
+        self._closed = False
         self._last_notice: float | None = None
 
     def open(self) -> None:
@@ -107,7 +108,8 @@ class EventLog:
 
     @property
     def closed(self) -> bool:
-        return self._file is None or self._file.closed
+        """Not open yet, or closed: the run has ended."""
+        return self._file is None or self._closed
 
     def flush(self) -> None:
         if self.closed:
@@ -168,6 +170,7 @@ class EventLog:
         """Complete the file on disk, then tell every subscriber the history has ended."""
         handle = self._file
         assert handle is not None
+        self._closed = True
         try:
             handle.flush()  # complete on disk before any client hears the end
             with contextlib.suppress(OSError):  # a file system without fsync still has the data written
