@@ -93,24 +93,6 @@ def test_single_is_the_runner_itself():
     assert build_command(cpu(), "/r p.yaml", resume=True, python="py")[-2:] == ["/r p.yaml", "--resume"]
 
 
-def test_torchrun_one_node():
-    cmd = build_command(hpu("launch.launcher=torchrun", "launch.world_size=4"), "/r/p.yaml", python="py")
-    assert cmd == [
-        "py",
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "4",
-        "--master_addr",
-        "localhost",
-        "--master_port",
-        "29500",
-        "-m",
-        "ctc_tui.runner",
-        "/r/p.yaml",
-    ]
-
-
 def test_torchrun_with_a_hostfile_pins_todays_node_count_and_rank_0(hostfile):
     preset = hpu("launch.launcher=torchrun", f"launch.hostfile={hostfile}")
     cmd = build_command(preset, "/r/p.yaml", python="py")
