@@ -156,7 +156,8 @@ def acquire_lock(run_dir: Path) -> int:
 
 
 def is_locked(run_dir: Path) -> bool:
-    """Whether a supervisor holds the run dir now."""
+    """Whether a supervisor holds the run dir now. One killed a moment ago may still hold the lock while
+    its threads are torn down (its main thread already a zombie): that one no longer counts."""
     try:
         fd = os.open(Path(run_dir) / rundir.SUPERVISOR_LOCK, os.O_RDONLY)
     except OSError:
@@ -165,9 +166,19 @@ def is_locked(run_dir: Path) -> bool:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return False
     except BlockingIOError:
-        return True
+        return _holder_alive(os.pread(fd, 32, 0))
     finally:
         os.close(fd)
+
+
+def _holder_alive(content: bytes) -> bool:
+    """Whether the pid the lock holder wrote is a live process (unknown holders count as alive)."""
+    try:
+        return psutil.Process(int(content.decode().strip())).status() != psutil.STATUS_ZOMBIE
+    except ValueError:
+        return True
+    except psutil.Error:
+        return False
 
 
 class AdoptedLauncher:

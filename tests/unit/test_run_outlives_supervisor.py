@@ -467,3 +467,16 @@ def test_a_rank_that_ended_while_disconnected_is_known_by_its_own_file(tmp_path)
     assert sup.ranks.failed_rank is None and sup.ranks.exited == {0} and sup._adopted_code() == 0
     recorded = [(e["type"], e["t"]) for e in read_events(tmp_path)]
     assert recorded == [("hello", 1.0), ("state", 2.0), ("exit", 3.0)]  # each once
+
+
+def test_a_lock_whose_holder_is_gone_no_longer_counts(tmp_path):
+    """A supervisor killed a moment ago can hold its flock while its threads are torn down: the pid it
+    wrote in the lock file decides (seen as a flaky 'not orphaned' right after a kill -9)."""
+    fd = runrecord.acquire_lock(tmp_path)
+    try:
+        assert runrecord.is_locked(tmp_path)  # held by this live process
+        os.pwrite(fd, b"4194300\n", 0)  # a pid that is not running
+        assert not runrecord.is_locked(tmp_path)
+    finally:
+        os.close(fd)
+    assert not runrecord.is_locked(tmp_path)
