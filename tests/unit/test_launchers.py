@@ -141,23 +141,6 @@ def test_mpi_oversubscribes_rather_than_binding_zero_cores():
     assert cmd[3:8] == ["--bind-to", "none", "--map-by", "slot", "--oversubscribe"]
 
 
-def test_deepspeed_one_node():
-    cmd = build_command(hpu("launch.launcher=deepspeed", "launch.world_size=8"), "/r/p.yaml", python="py")
-    assert cmd == [
-        "deepspeed",
-        "--num_nodes",
-        "1",
-        "--num_gpus",
-        "8",
-        "--no_local_rank",
-        "--master_port",
-        "29500",
-        "--module",
-        "ctc_tui.runner",
-        "/r/p.yaml",
-    ]
-
-
 def test_deepspeed_with_a_hostfile_starts_at_the_first_host(hostfile):
     preset = hpu("launch.launcher=deepspeed", f"launch.hostfile={hostfile}")
     cmd = build_command(preset, "/r/p.yaml", resume=True)
