@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ctc_tui.sources.hfcache import hub_cache
+
 
 @dataclass(frozen=True)
 class ModelChoice:
@@ -34,19 +36,9 @@ KNOWN_MODELS: tuple[ModelChoice, ...] = (
 )
 
 
-def hub_cache_dir() -> Path:
-    """Where huggingface_hub keeps models (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "huggingface" / "hub"
-
-
 def cached_snapshot(repo_id: str, cache_dir: str | None = None) -> Path | None:
     """The newest cached snapshot of ``repo_id`` that has a config.json, or None."""
-    root = Path(cache_dir).expanduser() if cache_dir else hub_cache_dir()
+    root = Path(cache_dir).expanduser() if cache_dir else hub_cache(os.environ)
     folder = root / ("models--" + repo_id.replace("/", "--")) / "snapshots"
     try:
         snapshots = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
