@@ -5,7 +5,6 @@ Every text that came from the run (hosts, messages, transcripts, last lines) goe
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -15,42 +14,21 @@ from rich.table import Table
 from rich.text import Text
 
 from ctc_tui.core import checkpoints
+from ctc_tui.runs import hosts
 from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable, sparkline
 from ctc_tui.runs.state import RunState, known_states
 
 #: The states this view treats specially, checked against ctc_tui.core.events.STATES.
 SAVING, TRAINING, DONE, STOPPED, FAILED = known_states("saving", "training", "done", "stopped", "failed")
+#: Terminal lines the live view needs besides the rank rows: the table's title, header, borders and
+#: caption, the progress bar and the lines under it.
+TABLE_MARGIN = 16
 
 
-def render(state: RunState, title: str = "") -> Group:
-    """The live view of ``state``: the per-rank table, the progress bar and the latest eval and messages."""
-    table = Table(title=printable(title) or None, expand=False, title_justify="left")
-    for name, justify in (
-        ("rank", "right"),
-        ("host", "left"),
-        ("state", "left"),
-        ("step", "right"),
-        ("loss", "right"),
-        ("", "left"),
-        ("samples/s", "right"),
-        ("memory", "right"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for rank in sorted(state.ranks):
-        row = state.ranks[rank]
-        memory = f"{row.memory_used / 2**30:.1f} GiB" if row.memory_used else "-"
-        style = "red" if row.state == FAILED or math.isnan(row.loss) and row.step else ""
-        table.add_row(
-            str(rank),
-            printable(row.host, 64),
-            printable(row.state),
-            str(row.step),
-            fmt_float(row.loss),
-            sparkline(list(row.losses)),
-            fmt_float(row.samples_per_second, 1),
-            memory,
-            style=style,
-        )
+def render(state: RunState, title: str = "", rows: int | None = None) -> Group:
+    """The live view of ``state``: the per-rank table (folded to ``rows`` lines when given), the
+    progress bar and the latest eval and messages."""
+    table = rank_table(state, title, rows)
     total = state.max_steps or 0
     bar = ProgressBar(total=total or 1, completed=min(state.step, total) if total else 0, width=40)
     wer = state.last_wer
@@ -80,6 +58,73 @@ def render(state: RunState, title: str = "") -> Group:
         who = "ctc-tui" if rank < 0 else f"rank {rank}"
         parts.append(Text(f"[{who}] {printable(message)}", style="yellow" if level != "info" else "dim"))
     return Group(*parts)
+
+
+def rank_table(state: RunState, title: str = "", rows: int | None = None) -> Table:
+    """Ranks in rank order; on several hosts under a summary line per host (ranks, state, steps,
+    samples/s min/median/max, slowest rank). When more than ``rows`` lines would be needed, each host is
+    folded to its summary line, its slowest rank and the ranks that failed or have a NaN loss, and the
+    caption says how many rows were folded."""
+    groups = hosts.group_by_host(state)
+    lines, folded = hosts.fit(groups, rows)
+    caption = None
+    if folded:
+        caption = (
+            f"{folded} of {sum(len(g.rows) for g in groups)} ranks folded into their host's line to fit "
+            "the terminal; host lines: samples/s min/median/max"
+        )
+    elif hosts.grouped(groups):
+        caption = "host lines: samples/s min/median/max"
+    table = Table(
+        title=printable(title) or None,
+        caption=caption,
+        expand=False,
+        title_justify="left",
+        caption_justify="left",
+    )
+    for name, justify in (
+        ("rank", "right"),
+        ("host", "left"),
+        ("state", "left"),
+        ("step", "right"),
+        ("loss", "right"),
+        ("", "left"),
+        ("samples/s", "right"),
+        ("memory", "right"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for line in lines:
+        group, row = line.group, line.row
+        if row is None:
+            count = len(group.rows)
+            table.add_row(
+                "",
+                f"{printable(group.name, 48)} · {count} rank{'s' if count != 1 else ''}",
+                printable(group.state),
+                group.steps,
+                "",
+                Text(f"slowest {group.slowest}", style="yellow") if group.slowest is not None else "",
+                group.rates,
+                "",
+                style="bold red" if group.state == FAILED else "bold",
+            )
+            continue
+        memory = f"{row.memory_used / 2**30:.1f} GiB" if row.memory_used else "-"
+        slow = row.rank == group.slowest
+        table.add_row(
+            Text(str(row.rank), style="yellow") if slow else str(row.rank),
+            printable(row.host, 64),
+            printable(row.state),
+            str(row.step),
+            fmt_float(row.loss),
+            sparkline(list(row.losses)),
+            Text(f"{fmt_float(row.samples_per_second, 1)} slowest", style="yellow")
+            if slow
+            else fmt_float(row.samples_per_second, 1),
+            memory,
+            style="red" if hosts.needs_attention(row) else "",
+        )
+    return table
 
 
 class PlainPrinter:
@@ -167,11 +212,15 @@ async def follow_run(run_dir, plain: bool, own_run: bool = False) -> int:
         if plain:
             await asyncio.gather(stream_task, return_exceptions=True)
         else:
-            with Live(render(state, title=str(run_dir)), console=console, refresh_per_second=4) as live:
+
+            def view() -> Group:  # the rank table folded to what the terminal leaves it
+                return render(state, title=str(run_dir), rows=max(4, console.size.height - TABLE_MARGIN))
+
+            with Live(view(), console=console, refresh_per_second=4) as live:
                 while not stream_task.done():
-                    live.update(render(state, title=str(run_dir)))
+                    live.update(view())
                     await asyncio.sleep(0.25)
-                live.update(render(state, title=str(run_dir)))
+                live.update(view())
     finally:
         loop.remove_signal_handler(signal.SIGINT)
     if detached:

@@ -18,11 +18,12 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.scalar import Unit
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from ctc_tui.core import rundir
-from ctc_tui.runs import client
+from ctc_tui.runs import client, hosts
 from ctc_tui.runs.alerts import alerts
 from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable, sparkline
 from ctc_tui.runs.state import RunState
@@ -50,6 +51,18 @@ HELP = """[b]Dashboard keys[/b]
   r   runs: past and live runs, compare WER curves
   q   quit: asks whether to detach or stop a live run
   ?   this help
+
+[b]The rank table[/b]
+
+  Ranks are in rank order. On more than one node each host has a line above its ranks: how many,
+  their state, steps (lowest-highest), samples/s min/median/max and the slowest rank, which is
+  also yellow in its own row. A run whose ranks would not all fit starts with every host folded
+  (64 cards on 8 nodes: the 8 host lines at a glance); a folded host still shows its failed ranks
+  and those with a NaN loss. Your folds are kept while the run goes on.
+
+  enter  on a host line: fold or unfold that host; on a rank: show its log
+  c      fold or unfold the host under the cursor
+  C      fold or unfold every host
 """
 
 
@@ -58,6 +71,13 @@ def _short(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
+
+
+def _differs(old: str | Text, new: str | Text) -> bool:
+    """Whether a cell must be redrawn: its text or its style changed."""
+    if isinstance(old, Text) and isinstance(new, Text):
+        return old.plain != new.plain or old.style != new.style
+    return type(old) is not type(new) or old != new
 
 
 def tail_lines(path: Path, count: int = 12, max_bytes: int = 16384) -> list[str]:
@@ -79,6 +99,8 @@ class DashboardScreen(Screen[str]):
         Binding("k", "kill", "Kill"),
         Binding("d", "detach", "Detach"),
         Binding("l", "logs", "Logs"),
+        Binding("c", "fold", "Fold host", show=False),
+        Binding("C", "fold_all", "Fold all", show=False),
         Binding("r", "runs", "Runs"),
         Binding("q", "quit_run", "Quit"),
         Binding("question_mark", "help", "Help"),
@@ -93,6 +115,11 @@ class DashboardScreen(Screen[str]):
         self.following = True
         self.log_rank = 0
         self.redraws = 0
+        self.folds = hosts.Folds()  # which hosts the rank table shows folded
+        self._auto_fold = False  # the folds' default: True when every rank would not fit
+        self._shown: list[str] = []  # the rank table's row keys, in order
+        self._cells: dict[str, tuple[str | Text, ...]] = {}  # what each row shows
+        self._hosts_by_key: dict[str, str] = {}  # row key -> its host
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -181,33 +208,87 @@ class DashboardScreen(Screen[str]):
         return Group(Text.assemble(head), bar, figures)
 
     def _draw_table(self) -> None:
+        """The rank table: ranks in rank order, under a summary line per host when there are several.
+        Rows are rebuilt only when the lines shown change (a new rank, a fold); otherwise only the
+        cells whose text or style changed are updated."""
         table = self.query_one("#ranks", DataTable)
-        wanted = sorted(r for r in self.state.ranks if r >= 0)
-        for rank in wanted:
-            row = self.state.ranks[rank]
-            mem = (
-                f"{row.memory_used / 2**30:.1f}/{row.memory_total / 2**30:.0f} GiB"
-                if row.memory_used and row.memory_total
-                else (f"{row.memory_used / 2**30:.1f} GiB" if row.memory_used else "-")
+        groups = hosts.group_by_host(self.state)
+        summaries = hosts.grouped(groups)
+        auto = summaries and len(hosts.layout(groups, True)) > self._table_capacity(table)
+        lines = hosts.layout(groups, summaries, lambda group: self.folds.collapsed(group.host, auto))
+        self._auto_fold = auto
+        cells = {line.key: self._line_cells(line) for line in lines}
+        keys = list(cells)
+        before, self._hosts_by_key = self._hosts_by_key, {line.key: line.group.host for line in lines}
+        if keys != self._shown:
+            cursor = self._cursor_key(table)
+            table.clear()
+            for key in keys:
+                table.add_row(*cells[key], key=key)
+            self._shown = keys
+            if cursor is not None:
+                self._restore_cursor(table, cursor, before.get(cursor))
+        else:
+            for key in keys:
+                for column, old, value in zip(COLUMNS, self._cells[key], cells[key]):
+                    if _differs(old, value):
+                        table.update_cell(key, column, value, update_width=len(value) > len(old))
+        self._cells = cells
+
+    def _line_cells(self, line: hosts.Line) -> tuple[str | Text, ...]:
+        group, row = line.group, line.row
+        if row is None:
+            count = len(group.rows)
+            return (
+                Text("▸" if self.folds.collapsed(group.host, self._auto_fold) else "▾", style="bold"),
+                Text(f"{printable(group.name, 48)} · {count} rank{'s' if count != 1 else ''}", style="bold"),
+                Text(printable(group.state), style=STATE_STYLE.get(group.state, "")),
+                group.steps,
+                "",
+                Text(f"slowest {group.slowest}", style="bold yellow") if group.slowest is not None else "",
+                Text(group.rates, style="bold"),
+                "",
+                "",
             )
-            bad_loss = row.step and not math.isfinite(row.loss)
-            cells = (
-                str(rank),
-                printable(row.host, 64),
-                Text(printable(row.state), style=STATE_STYLE.get(row.state, "")),
-                str(row.step),
-                Text(fmt_float(row.loss), style="bold red" if bad_loss else ""),
-                Text(sparkline(list(row.losses), 20), style="cyan"),
-                fmt_float(row.samples_per_second, 1),
-                mem,
-                f"{row.utilisation:.0f}%" if row.utilisation is not None else "-",
-            )
-            key = str(rank)
-            if key in table.rows:
-                for column, value in zip(COLUMNS, cells):
-                    table.update_cell(key, column, value)
-            else:
-                table.add_row(*cells, key=key)
+        mem = (
+            f"{row.memory_used / 2**30:.1f}/{row.memory_total / 2**30:.0f} GiB"
+            if row.memory_used and row.memory_total
+            else (f"{row.memory_used / 2**30:.1f} GiB" if row.memory_used else "-")
+        )
+        bad_loss = row.step and not math.isfinite(row.loss)
+        slow = row.rank == group.slowest
+        rate = fmt_float(row.samples_per_second, 1)
+        return (
+            Text(str(row.rank), style="bold yellow") if slow else str(row.rank),
+            printable(row.host, 64),
+            Text(printable(row.state), style=STATE_STYLE.get(row.state, "")),
+            str(row.step),
+            Text(fmt_float(row.loss), style="bold red" if bad_loss else ""),
+            Text(sparkline(list(row.losses), 20), style="cyan"),
+            Text(f"{rate} slowest", style="bold yellow") if slow else rate,
+            mem,
+            f"{row.utilisation:.0f}%" if row.utilisation is not None else "-",
+        )
+
+    @staticmethod
+    def _table_capacity(table: DataTable) -> int:
+        """Rank rows the table shows without scrolling: its max-height (app.tcss) less the header."""
+        limit = table.styles.max_height
+        lines = int(limit.value) if limit is not None and limit.unit == Unit.CELLS else 12
+        return max(1, lines - 1)
+
+    @staticmethod
+    def _cursor_key(table: DataTable) -> str | None:
+        if not table.row_count:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    def _restore_cursor(self, table: DataTable, key: str, host: str | None) -> None:
+        """The cursor back on the row it was on, or on its host's line when that row was folded."""
+        if key not in self._shown and host is not None:
+            key = hosts.HostGroup.key_of(host)
+        if key in self._shown:
+            table.move_cursor(row=self._shown.index(key), animate=False)
 
     def _alerts(self, now: float) -> Text:
         found = alerts(self.state, now)
@@ -263,6 +344,32 @@ class DashboardScreen(Screen[str]):
         count = len([r for r in self.state.ranks if r >= 0]) or 1
         self.log_rank = (self.log_rank + 1) % (count + 1)
         self.redraw()
+
+    def action_fold(self) -> None:
+        """Fold or unfold the host of the row under the cursor (no-op with one host)."""
+        key = self._cursor_key(self.query_one("#ranks", DataTable))
+        if key is not None and key in self._hosts_by_key and hosts.grouped(hosts.group_by_host(self.state)):
+            self.folds.toggle(self._hosts_by_key[key], self._auto_fold)
+            self.redraw()
+
+    def action_fold_all(self) -> None:
+        groups = hosts.group_by_host(self.state)
+        if hosts.grouped(groups):
+            self.folds.toggle_all([group.host for group in groups], self._auto_fold)
+            self.redraw()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a host line folds or unfolds it; on a rank, shows that rank's log."""
+        if event.data_table.id != "ranks" or event.row_key.value is None:
+            return
+        key = event.row_key.value
+        if key.startswith("host:"):
+            self.action_fold()
+            return
+        ranks = sorted(r for r in self.state.ranks if r >= 0)
+        if key.isdigit() and int(key) in ranks:
+            self.log_rank = ranks.index(int(key))
+            self.redraw()
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(HELP))
