@@ -23,6 +23,8 @@ SAVING, TRAINING, DONE, STOPPED, FAILED = known_states("saving", "training", "do
 #: Terminal lines the live view needs besides the rank rows: the table's title, header, borders and
 #: caption, the progress bar and the lines under it.
 TABLE_MARGIN = 16
+#: A host's slowest rank: yellow; reversed when it lags well behind its host (hosts.LAGGING).
+SLOW = {False: "yellow", True: "bold reverse yellow"}
 
 
 def render(state: RunState, title: str = "", rows: int | None = None) -> Group:
@@ -103,7 +105,9 @@ def rank_table(state: RunState, title: str = "", rows: int | None = None) -> Tab
                 printable(group.state),
                 group.steps,
                 "",
-                Text(f"slowest {group.slowest}", style="yellow") if group.slowest is not None else "",
+                Text(f"slowest {group.slowest}", style=SLOW[group.lagging])
+                if group.slowest is not None
+                else "",
                 group.rates,
                 "",
                 style="bold red" if group.state == FAILED else "bold",
@@ -112,13 +116,13 @@ def rank_table(state: RunState, title: str = "", rows: int | None = None) -> Tab
         memory = f"{row.memory_used / 2**30:.1f} GiB" if row.memory_used else "-"
         slow = row.rank == group.slowest
         table.add_row(
-            Text(str(row.rank), style="yellow") if slow else str(row.rank),
+            Text(str(row.rank), style=SLOW[group.lagging]) if slow else str(row.rank),
             printable(row.host, 64),
             printable(row.state),
             str(row.step),
             fmt_float(row.loss),
             sparkline(list(row.losses)),
-            Text(f"{fmt_float(row.samples_per_second, 1)} slowest", style="yellow")
+            Text(f"{fmt_float(row.samples_per_second, 1)} slowest", style=SLOW[group.lagging])
             if slow
             else fmt_float(row.samples_per_second, 1),
             memory,

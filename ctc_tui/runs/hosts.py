@@ -20,6 +20,8 @@ from ctc_tui.runs.state import FAILED, INITIAL, PRECEDENCE, RankRow, RunState
 
 #: How a group of ranks without a host (no hello yet) is named.
 NO_HOST = "(no host yet)"
+#: A host's slowest rank is lagging (drawn louder) under this fraction of the host's median samples/s.
+LAGGING = 0.9
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,16 @@ class HostGroup:
     @staticmethod
     def key_of(host: str) -> str:
         return "host:" + host
+
+    @property
+    def lagging(self) -> bool:
+        """Whether the slowest rank is well behind its host (under ``LAGGING`` of the median samples/s)."""
+        return (
+            self.slowest is not None
+            and self.rate_min is not None
+            and self.rate_median is not None
+            and (self.rate_min < LAGGING * self.rate_median)
+        )
 
     @property
     def steps(self) -> str:

@@ -124,7 +124,8 @@ async def test_64_ranks_on_8_hosts_start_folded_in_host_and_rank_order(tmp_path,
         assert keys(table) == expected
         assert str(table.get_cell("host:node1", "rank")) == "▾"
         slowest = table.get_cell("13", "samples/s")
-        assert str(slowest) == "12.5 slowest" and "yellow" in str(slowest.style)
+        assert str(slowest) == "12.5 slowest" and str(slowest.style) == "bold reverse yellow"  # lagging
+        assert str(table.get_cell("16", "samples/s").style) == "yellow"  # node2's slowest, 20.0: not lagging
         assert str(table.get_cell("12", "samples/s")) == "20.4"
 
         await pilot.press("C")  # all unfolded: fold them all again

@@ -89,6 +89,12 @@ def test_the_slowest_rank_is_named_only_when_it_visibly_differs():
     assert tie[0].slowest == 1  # a tie goes to the lower rank
 
 
+def test_a_slowest_rank_lags_under_90_percent_of_its_hosts_median():
+    groups = hosts.group_by_host(fed(cluster(nodes=2, cards=3, rates={0: 17.9, 1: 20.0, 2: 20.0, 3: 18.1})))
+    assert [(g.slowest, g.lagging) for g in groups] == [(0, True), (3, False)]
+    assert not hosts.group_by_host(fed(cluster(nodes=1, cards=1)))[0].lagging  # nobody is slowest
+
+
 def test_the_slowest_rank_ignores_ranks_without_a_rate():
     state = fed(cluster(nodes=1, cards=3))
     state.ranks[0].samples_per_second = None  # before throughput_warmup_steps: no rate yet

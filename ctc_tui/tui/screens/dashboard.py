@@ -54,11 +54,11 @@ HELP = """[b]Dashboard keys[/b]
 
 [b]The rank table[/b]
 
-  Ranks are in rank order. On more than one node each host has a line above its ranks: how many,
-  their state, steps (lowest-highest), samples/s min/median/max and the slowest rank, which is
-  also yellow in its own row. A run whose ranks would not all fit starts with every host folded
-  (64 cards on 8 nodes: the 8 host lines at a glance); a folded host still shows its failed ranks
-  and those with a NaN loss. Your folds are kept while the run goes on.
+Ranks are in rank order. On more than one node each host has a line above its ranks: how many, \
+their state, steps (lowest-highest), samples/s min/median/max and the slowest rank, which is also \
+yellow in its own row (reversed when under 90 % of its host's median). A run whose ranks would not \
+all fit starts with every host folded (64 cards on 8 nodes: the 8 host lines at a glance); a folded \
+host still shows its failed ranks and those with a NaN loss. Your folds are kept while the run goes on.
 
   enter  on a host line: fold or unfold that host; on a rank: show its log
   c      fold or unfold the host under the cursor
@@ -71,6 +71,11 @@ def _short(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
+
+
+def _slow_style(group: hosts.HostGroup) -> str:
+    """A host's slowest rank: yellow; reversed when it lags well behind its host (hosts.LAGGING)."""
+    return "bold reverse yellow" if group.lagging else "yellow"
 
 
 def _differs(old: str | Text, new: str | Text) -> bool:
@@ -245,7 +250,9 @@ class DashboardScreen(Screen[str]):
                 Text(printable(group.state), style=STATE_STYLE.get(group.state, "")),
                 group.steps,
                 "",
-                Text(f"slowest {group.slowest}", style="bold yellow") if group.slowest is not None else "",
+                Text(f"slowest {group.slowest}", style=_slow_style(group))
+                if group.slowest is not None
+                else "",
                 Text(group.rates, style="bold"),
                 "",
                 "",
@@ -259,13 +266,13 @@ class DashboardScreen(Screen[str]):
         slow = row.rank == group.slowest
         rate = fmt_float(row.samples_per_second, 1)
         return (
-            Text(str(row.rank), style="bold yellow") if slow else str(row.rank),
+            Text(str(row.rank), style=_slow_style(group)) if slow else str(row.rank),
             printable(row.host, 64),
             Text(printable(row.state), style=STATE_STYLE.get(row.state, "")),
             str(row.step),
             Text(fmt_float(row.loss), style="bold red" if bad_loss else ""),
             Text(sparkline(list(row.losses), 20), style="cyan"),
-            Text(f"{rate} slowest", style="bold yellow") if slow else rate,
+            Text(f"{rate} slowest", style=_slow_style(group)) if slow else rate,
             mem,
             f"{row.utilisation:.0f}%" if row.utilisation is not None else "-",
         )
