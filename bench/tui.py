@@ -126,8 +126,8 @@ async def dashboard_lag(
                 lags.append(max(0.0, time.time() - newest_shown))
 
     class Bench(CtcTuiApp):
-        def on_mount(self) -> None:
-            self.push_screen(LagScreen(run_dir))
+        def show_dashboard(self, run_dir: Path):  # CtcTuiApp's own on_mount calls this, once
+            return self.push_screen(LagScreen(run_dir))
 
     app = Bench(mode="dashboard", run_dir=run_dir)
     async with app.run_test(size=(120, 40)) as pilot:

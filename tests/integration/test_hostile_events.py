@@ -54,8 +54,8 @@ class HostileDashboard(CtcTuiApp):
     def __init__(self, run_dir):
         super().__init__(mode="dashboard", run_dir=run_dir)
 
-    def on_mount(self) -> None:
-        self.push_screen(DashboardScreen(self.run_dir, clock=lambda: 200.0))
+    def show_dashboard(self, run_dir):  # CtcTuiApp's own on_mount calls this, once
+        return self.push_screen(DashboardScreen(run_dir, clock=lambda: 200.0))
 
 
 async def test_the_dashboard_follows_a_hostile_events_file_to_its_end(tmp_path):

@@ -213,8 +213,8 @@ class DashboardApp(CtcTuiApp):
         super().__init__(mode="dashboard", run_dir=run_dir)
         self.now = now
 
-    def on_mount(self) -> None:
-        self.push_screen(DashboardScreen(self.run_dir, clock=lambda: self.now))
+    def show_dashboard(self, run_dir: Path):  # CtcTuiApp's own on_mount calls this, once
+        return self.push_screen(DashboardScreen(run_dir, clock=lambda: self.now))
 
 
 async def test_dashboard_replays_a_run_with_rows_plots_alerts_and_transcripts(tmp_path):
@@ -223,6 +223,7 @@ async def test_dashboard_replays_a_run_with_rows_plots_alerts_and_transcripts(tm
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
         await settle(pilot)
+        assert sum(isinstance(s, DashboardScreen) for s in app.screen_stack) == 1  # one follower
         screen.redraw()
         table = screen.query_one("#ranks", DataTable)
         assert table.row_count == 2
