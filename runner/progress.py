@@ -3,17 +3,21 @@
 ``Progress.update`` may be called for every batch: between events it costs a clock read. It sends a
 ``progress`` event (what, done, total, rate) for the first update at once, then at most one every
 ``EVERY`` seconds, and always the one where done reaches total; ``finish`` closes a phase whose total was
-only an estimate. Standard library only: the preprocessing workers and the tests use it without torch.
+only an estimate. The rate is over the last ``WINDOW`` seconds (an ETA that follows a change of pace, or
+a pause), the last event's over the whole phase. Standard library only (no torch).
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 #: Seconds between two progress events of one phase (the first and the last are never held back).
 EVERY = 1.0
+#: Seconds of recent events the rate is measured over.
+WINDOW = 10.0
 
 #: The phases a rank reports (``what``); the views show whatever they are sent.
 PREPROCESS = "preprocess-{split}"
@@ -38,6 +42,7 @@ class Progress:
         self.started: float | None = None  # the first update: the rate counts from there
         self.sent: float | None = None  # when the last event was sent
         self.finished = False
+        self._recent: deque[tuple[float, int]] = deque()  # (time, done) of the events of the last WINDOW
 
     def update(self, done: int, total: int | None = None) -> None:
         """``done`` items so far (of ``total``, when it is known now); an event when one is due."""
@@ -61,7 +66,11 @@ class Progress:
             self.update(self.done, self.done)
 
     def _send(self, now: float, complete: bool) -> None:
-        elapsed = now - (self.started if self.started is not None else now)
-        rate = self.done / elapsed if elapsed > 0 else 0.0
+        while len(self._recent) > 1 and now - self._recent[1][0] >= WINDOW:
+            self._recent.popleft()  # keep one event at least WINDOW old to measure from
+        since, done_then = self._recent[0] if self._recent and not complete else (self.started, 0)
+        elapsed = now - (since if since is not None else now)
+        rate = (self.done - done_then) / elapsed if elapsed > 0 else 0.0
+        self._recent.append((now, self.done))
         self.sent, self.finished = now, complete
         self.emit("progress", what=self.what, done=self.done, total=self.total, rate=round(rate, 3))

@@ -75,6 +75,20 @@ def test_the_rate_counts_from_the_first_update_not_from_construction():
     assert sent[-1]["rate"] == 2.0
 
 
+def test_the_rate_follows_the_last_ten_seconds_and_the_last_event_gives_the_phases_average():
+    clock, sent = Clock(), Sent()
+    progress = Progress(sent, "preprocess-train", 10_000, clock=clock)
+    done = 0
+    progress.update(done)
+    for second in range(1, 36):  # 10 items/s for 20 s, then 50/s (a pause ending, a faster part)
+        clock.now += 1.0
+        done += 10 if second <= 20 else 50
+        progress.update(done)
+    assert sent[19]["rate"] == 10.0 and sent[-1]["rate"] == 50.0
+    progress.finish()
+    assert sent[-1]["done"] == sent[-1]["total"] == done and sent[-1]["rate"] == round(done / 35, 3)
+
+
 def test_an_estimated_total_is_raised_when_passed_and_corrected_at_the_end():
     clock, sent = Clock(), Sent()
     progress = Progress(sent, "eval", 8, clock=clock)
