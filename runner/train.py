@@ -302,12 +302,15 @@ class ReportingMixin:
         return output
 
     def _ctc_eval_clips(self, dataloader) -> int | None:
-        """This rank's eval clips: all of them on one rank; on several, at most its batches' worth (an
-        estimate, corrected when the evaluation ends)."""
+        """The clips this rank evaluates: all of them on one rank; on several, its batches' worth
+        (accelerate fills every rank's last batch with repeated clips; the last event says what was
+        done, should that differ)."""
+        args = self.args  # type: ignore[attr-defined]
         try:
-            return min(self.num_examples(dataloader), len(dataloader) * self.args.eval_batch_size)  # type: ignore[attr-defined]
+            clips, batches = self.num_examples(dataloader), len(dataloader)  # type: ignore[attr-defined]
         except TypeError:  # a dataloader without a length
             return None
+        return clips if args.world_size <= 1 else batches * args.eval_batch_size
 
     def _save_checkpoint(self, *args, **kwargs):  # type: ignore[override]
         previous = self.ctc_state

@@ -322,7 +322,11 @@ def test_preprocessing_reports_the_start_each_batch_and_the_end_and_nothing_from
     assert calls == []  # a cache hit has nothing to report
 
 
-def test_the_eval_loop_sends_its_start_batches_and_end():
+@pytest.mark.parametrize(
+    "world, estimate",
+    [(1, 10), (2, 12)],  # one rank: its clips; several: its batches' worth, the last event says what was done
+)
+def test_the_eval_loop_sends_its_start_batches_and_end(world, estimate):
     import torch
 
     from ctc_tui.runner.train import ReportingMixin
@@ -335,7 +339,7 @@ def test_the_eval_loop_sends_its_start_batches_and_end():
             self.sent(kind, **fields)
 
     class FakeTrainer:  # the part of Trainer's evaluation the mixin wraps
-        args = type("Args", (), {"eval_batch_size": 4})()
+        args = type("Args", (), {"eval_batch_size": 4, "world_size": world})()
 
         def num_examples(self, dataloader):
             return 10
@@ -353,5 +357,5 @@ def test_the_eval_loop_sends_its_start_batches_and_end():
     batches = [{"labels": torch.zeros(n, 3)} for n in (4, 4, 2)]
     assert trainer.evaluation_loop(batches, "Evaluation") == "output"
     sent = trainer.ctc_reporter.sent
-    assert sent[0] == {"what": "eval", "done": 0, "total": 10, "rate": 0.0}
+    assert sent[0] == {"what": "eval", "done": 0, "total": estimate, "rate": 0.0}
     assert sent[-1]["done"] == sent[-1]["total"] == 10 and trainer.ctc_progress is None
