@@ -343,7 +343,7 @@ def preprocess(
     job = _Job(raw, name, normalise, tokenizer, feature_extractor, input_name, rate, min_len, max_len)
     workers = max(1, min(cfg.preprocessing_num_workers or 1, len(raw.text)))
     try:
-        files, stats = _run_shards(job, workers, folder)
+        files, stats = _run_shards(job, workers, folder, on_progress)
         _check_usable(name, stats, cfg.max_duration_in_seconds)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
@@ -394,6 +394,10 @@ class _Job:
     rate: int
     min_len: int
     max_len: int
+    #: Clips read so far by every worker: shared memory that forked workers add to, a batch at a time.
+    read: Any = None
+    #: Called after each batch when the shards run in this process (one worker).
+    on_batch: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         self.featurise = featuriser(self.feature_extractor, self.input_name, self.rate)
@@ -444,23 +448,40 @@ class _Stats:
 _JOB: _Job | None = None  # the job of the preprocessing in progress, for forked workers
 
 
-def _run_shards(job: _Job, workers: int, folder: Path) -> tuple[list[str], _Stats]:
+#: Seconds between two looks at the workers' shared count while they preprocess.
+PROGRESS_POLL = 0.25
+
+
+def _run_shards(
+    job: _Job, workers: int, folder: Path, on_progress: Callable[[int, int], None] | None = None
+) -> tuple[list[str], _Stats]:
     """Preprocess the split in ``workers`` contiguous shards (forked processes when more than one), each
-    written to its own arrow file in ``folder``; returns the files holding rows, in order, and the stats."""
+    written to its own arrow file in ``folder``; returns the files holding rows, in order, and the stats.
+    ``on_progress(done, total)``, in this process: at the start, as the clips are read (by any worker; as
+    often as every batch: throttling is the callee's) and at the end."""
     global _JOB
     total = len(job.raw.text)
     bounds = [total * k // workers for k in range(workers + 1)]
     tasks = [(bounds[k], bounds[k + 1], str(folder / f"{job.name}-{k:05d}.arrow")) for k in range(workers)]
+    report = on_progress or (lambda done, total: None)
+    job.read = multiprocessing.get_context("fork").Value("q", 0)
     _JOB = job
+    report(0, total)
     try:
         if workers == 1:
+            job.on_batch = lambda: report(job.read.value, total)
             results = [_shard(*tasks[0])]
         else:
             # fork: the workers inherit the job (tokenizer, feature extractor, the split) unpickled
             with multiprocessing.get_context("fork").Pool(workers) as pool:
-                results = pool.starmap(_shard, tasks)
+                pending = pool.starmap_async(_shard, tasks)
+                while not pending.ready():
+                    pending.wait(PROGRESS_POLL)
+                    report(job.read.value, total)
+                results = pending.get()
     finally:
-        _JOB = None
+        _JOB, job.read, job.on_batch = None, None, None
+    report(total, total)
     stats = _Stats()
     for result in results:
         stats.add(result)
@@ -483,6 +504,10 @@ def _shard(start: int, stop: int, path: str) -> _Stats:
                 texts = job.raw.text[offset : offset + len(values)]
                 offset += len(values)
                 table = _prepare_batch(job, values, texts, stats)
+                with job.read.get_lock():
+                    job.read.value += len(values)
+                if job.on_batch is not None:
+                    job.on_batch()
                 if table is not None:
                     if writer is None:
                         sink = pa.OSFile(path, "wb")

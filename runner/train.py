@@ -36,7 +36,7 @@ from transformers import TrainerCallback
 
 from ctc_tui.core import checkpoints, rundir
 from ctc_tui.core.preset import Preset
-from ctc_tui.runner import backends, batching
+from ctc_tui.runner import backends, batching, progress
 from ctc_tui.runner import data as data_mod
 from ctc_tui.runner import model as model_mod
 from ctc_tui.runner import text as text_mod
@@ -222,6 +222,7 @@ class ReportingMixin:
     ctc_lengths: list[int] | None = None
     ctc_buckets: list[int] | None = None  # bucket lengths: batches drawn within buckets
     ctc_state: str = ""
+    ctc_progress: progress.Progress | None = None  # the evaluation under way
 
     def ctc_set_state(self, state: str) -> None:
         if state != self.ctc_state:
@@ -254,6 +255,8 @@ class ReportingMixin:
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):  # type: ignore[override]
         loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)  # type: ignore[misc]
+        if self.ctc_progress is not None:
+            self.ctc_progress.update(self.ctc_progress.done + _batch_size(inputs))
         mask = inputs.get("attention_mask")
         if isinstance(logits, torch.Tensor) and logits.dim() == 3 and mask is not None:
             logits = mask_padded_frames(self.accelerator.unwrap_model(model), logits, mask)  # type: ignore[attr-defined]
@@ -287,6 +290,28 @@ class ReportingMixin:
             if previous == "training":
                 self.ctc_set_state("training")
 
+    def evaluation_loop(self, dataloader, *args, **kwargs):  # type: ignore[override]
+        tracker = progress.Progress(self.ctc_reporter.emit, progress.EVAL, self._ctc_eval_clips(dataloader))
+        tracker.update(0)
+        self.ctc_progress = tracker
+        try:
+            output = super().evaluation_loop(dataloader, *args, **kwargs)  # type: ignore[misc]
+        finally:
+            self.ctc_progress = None
+        tracker.finish()
+        return output
+
+    def _ctc_eval_clips(self, dataloader) -> int | None:
+        """The clips this rank evaluates: all of them on one rank; on several, its batches' worth
+        (accelerate fills every rank's last batch with repeated clips; the last event says what was
+        done, should that differ)."""
+        args = self.args  # type: ignore[attr-defined]
+        try:
+            clips, batches = self.num_examples(dataloader), len(dataloader)  # type: ignore[attr-defined]
+        except TypeError:  # a dataloader without a length
+            return None
+        return clips if args.world_size <= 1 else batches * args.eval_batch_size
+
     def _save_checkpoint(self, *args, **kwargs):  # type: ignore[override]
         previous = self.ctc_state
         self.ctc_set_state("saving")
@@ -295,6 +320,12 @@ class ReportingMixin:
         finally:
             if previous == "training":
                 self.ctc_set_state("training")
+
+
+def _batch_size(inputs: dict[str, Any]) -> int:
+    labels = inputs.get("labels")
+    first = labels if labels is not None else next(iter(inputs.values()), None)
+    return int(first.shape[0]) if hasattr(first, "shape") else 0
 
 
 def mask_padded_frames(model: Any, logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -584,12 +615,22 @@ def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resum
         default=str,
     )
     prepared: dict[str, data_mod.Prepared] = {}
+    splits = [(name, raw) for name, raw in (("train", train_raw), ("eval", eval_raw)) if raw is not None]
+    # Every rank but the node's main one waits for the main one to fill the cache (main_process_first).
+    waiting = None
+    if args.world_size > 1 and args.local_process_index != 0:
+        waiting = progress.Progress(reporter.emit, progress.WAIT_CACHE, len(splits))
+        waiting.update(0)
     with args.main_process_first(desc="preprocessing"):
-        for name, raw in (("train", train_raw), ("eval", eval_raw)):
-            if raw is not None:
-                prepared[name] = data_mod.preprocess(raw, name, normalise, tokenizer, fe, cfg, settings)
-                if dist.rank == 0:
-                    _emit_data_summary(reporter, name, prepared[name])
+        for name, raw in splits:
+            tracker = progress.Progress(reporter.emit, progress.PREPROCESS.format(split=name))
+            prepared[name] = data_mod.preprocess(
+                raw, name, normalise, tokenizer, fe, cfg, settings, on_progress=tracker.update
+            )
+            if waiting is not None:
+                waiting.update(len(prepared))
+            if dist.rank == 0:
+                _emit_data_summary(reporter, name, prepared[name])
     if cfg.preprocessing_only:
         reporter.emit(
             "log", level="info", message="preprocessing_only: done, cache ready for the training run"

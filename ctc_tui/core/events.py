@@ -10,6 +10,8 @@ step       step, epoch, loss (this rank's own, not all-reduced), samples_per_sec
 eval       step, wer, cer, loss, samples (a few {"hyp", "ref"} pairs)
 log        level, message
 resource   memory_used, memory_total (bytes), utilisation (0-100) where known
+progress   what (preprocess-train | preprocess-eval | eval | wait-cache), done, total (items; total
+           null when unknown), rate (items/s): about one a second while a rank preprocesses or evaluates
 exit       code (and for failures: reason, last_lines)
 =========  ===========================================================================================
 
@@ -129,7 +131,19 @@ def validate(event: dict[str, Any], world: int | None = None) -> dict[str, Any]:
         raise BadEvent(f"hello.world_size: must be an integer in 1..{MAX_WORLD}")
     if event["type"] == "hello" and rank >= event["world_size"]:
         raise BadEvent(f"rank {rank} outside its own world of {event['world_size']}")
+    if event["type"] == "progress":
+        _check_progress(event)
     return event
+
+
+def _check_progress(event: dict[str, Any]) -> None:
+    """A progress event names its phase and what is done; done never exceeds a known total."""
+    for name in ("what", "done"):
+        if event.get(name) is None:
+            raise BadEvent(f"progress.{name}: required")
+    total = event.get("total")
+    if total is not None and event["done"] > total:
+        raise BadEvent(f"progress.done: {event['done']} exceeds total {total}")
 
 
 def stamp(event: dict[str, Any], line: bytes, received: float) -> bytes:
@@ -244,6 +258,18 @@ def _is_rank(value: Any) -> bool:
     return _is_int(value) and value >= -1
 
 
+#: The longest ``what`` of a progress event (a phase's name, shown beside its bar).
+MAX_WHAT = 64
+
+
+def _is_what(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_WHAT
+
+
+def _is_rate(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+
+
 _RULE_TEXT = {
     _is_int: "must be an integer",
     _is_count: "must be a non-negative integer",
@@ -254,6 +280,8 @@ _RULE_TEXT = {
     _is_lines: "must be a list of strings",
     _is_samples: 'must be a list of {"hyp": ..., "ref": ...} strings',
     _is_rank: "must be a rank (an integer from -1)",
+    _is_what: f"must be a string of 1 to {MAX_WHAT} characters",
+    _is_rate: "must be a finite number >= 0",
 }
 #: Per type: the known fields and their rules (a field may also be absent or null).
 _RULES: dict[str, tuple[tuple[str, Any], ...]] = {
@@ -293,7 +321,7 @@ _RULES: dict[str, tuple[tuple[str, Any], ...]] = {
         ("failed_rank", _is_rank),
         ("duration", _is_number),
     ),
-    "progress": (),
+    "progress": (("what", _is_what), ("done", _is_count), ("total", _is_count), ("rate", _is_rate)),
 }
 
 

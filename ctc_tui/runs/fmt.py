@@ -58,3 +58,15 @@ def fmt_float(value: float | None, digits: int = 4) -> str:
     if math.isnan(value):
         return "NaN"
     return f"{value:.{digits}f}"
+
+
+def progress_text(group: Any) -> str:
+    """The figures beside a phase's bar (a ``runs.state.ProgressGroup``): ``1,234/28,539  4%  52.3/s  ETA
+    08:45``, and with several ranks how many are still at it."""
+    parts = [f"{group.done:,}/{'?' if group.total is None else f'{group.total:,}'}"]
+    if group.fraction is not None:
+        parts.append(f"{math.floor(100 * group.fraction)}%")  # 100% only when all is done
+    parts += [f"{group.rate:.1f}/s", f"ETA {fmt_duration(group.eta)}"]
+    if group.ranks > 1:
+        parts.append(f"{group.ranks - group.finished} of {group.ranks} ranks at it")
+    return "  ".join(parts)

@@ -15,8 +15,8 @@ from rich.text import Text
 
 from ctc_tui.core import checkpoints
 from ctc_tui.runs import hosts
-from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable, sparkline
-from ctc_tui.runs.state import RunState, known_states
+from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable, progress_text, sparkline
+from ctc_tui.runs.state import ProgressGroup, RunState, known_states
 
 #: The states this view treats specially, checked against ctc_tui.core.events.STATES.
 SAVING, TRAINING, DONE, STOPPED, FAILED = known_states("saving", "training", "done", "stopped", "failed")
@@ -40,6 +40,9 @@ def render(state: RunState, title: str = "", rows: int | None = None) -> Group:
         f"elapsed {fmt_duration(state.elapsed())}  ETA {fmt_duration(state.eta_seconds())}",
     )
     parts: list[Any] = [table, bar, line]
+    groups = state.progress_groups()
+    if groups:
+        parts.append(progress_bars(groups))
     if state.write_errors:
         failed = f"events.jsonl: {state.write_errors} write(s) failed (disk full?)"
         parts.append(Text(failed, style="bold red"))
@@ -131,13 +134,25 @@ def rank_table(state: RunState, title: str = "", rows: int | None = None) -> Tab
     return table
 
 
+def progress_bars(groups: list[ProgressGroup]) -> Table:
+    """One bar per phase in progress (summed over its ranks), with its count, rate and ETA."""
+    grid = Table.grid(padding=(0, 2))
+    for group in groups:
+        fraction = group.fraction  # None: the total is unknown, the bar pulses
+        bar = ProgressBar(None if fraction is None else 1000, round(1000 * (fraction or 0)), width=30)
+        grid.add_row(Text(printable(group.what), style="magenta"), bar, progress_text(group))
+    return grid
+
+
 class PlainPrinter:
-    """For logs and CI: one line per state change, eval and (at most every few seconds) step."""
+    """For logs and CI: one line per state change and eval, and at most every few seconds a step and a
+    phase's progress (timed by the events' own clock, so a replayed history reads like the live run)."""
 
     def __init__(self, console: Console, every: float = 5.0):
         self.console, self.every, self._last = console, every, 0.0
         self._states: dict[int, str] = {}
         self._trained: set[int] = set()
+        self._progress_at: dict[str, float] = {}  # per phase: when its last line was printed
 
     def __call__(self, event: dict[str, Any], state: RunState) -> None:
         """Print what ``event`` (as ``state.feed`` returned it: normalised) changed."""
@@ -158,6 +173,8 @@ class PlainPrinter:
                 f"CER {fmt_float(event.get('cer'))}",
                 highlight=False,
             )
+        elif kind == "progress" and "what" in event:
+            self._progress(event, state)
         elif kind == "step" and time.monotonic() - self._last >= self.every:
             self._last = time.monotonic()
             self.console.print(
@@ -165,6 +182,19 @@ class PlainPrinter:
                 f"{fmt_float(state.samples_per_second, 1)} samples/s ETA {fmt_duration(state.eta_seconds())}",
                 highlight=False,
             )
+
+    def _progress(self, event: dict[str, Any], state: RunState) -> None:
+        """A line for the event's phase (all its ranks): its first, then one every ``every`` seconds of
+        event time, and the one that completes it."""
+        what = event["what"]
+        group = next((g for g in state.progress_groups() if g.what == what), None)
+        if group is None:
+            return
+        last = self._progress_at.get(what)
+        completes = group.finished == group.ranks and event.get("done") == event.get("total")
+        if last is None or event["seen"] - last >= self.every or completes:
+            self._progress_at[what] = event["seen"]
+            self.console.print(f"{printable(what)}: {progress_text(group)}", highlight=False, markup=False)
 
 
 async def follow_run(run_dir, plain: bool, own_run: bool = False) -> int:

@@ -19,13 +19,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ctc_tui.core.events import EVENT_TYPES, MAX_WORLD, STATES, as_float, is_finite
+from ctc_tui.core.events import EVENT_TYPES, MAX_WHAT, MAX_WORLD, STATES, as_float, is_finite
 
 HISTORY = 240
 MAX_COUNT = 2**53  # steps, bytes and exit codes beyond this are not believed
 MAX_TEXT = 4096  # characters of a message kept for display
 MAX_LINES = 50  # last_lines and samples kept
 MAX_TIME = 1e11  # unix seconds (the year 5138): a later time is not believed
+MAX_PHASES = 8  # progress records kept per rank (the oldest goes first)
 
 
 def known_states(*names: str) -> tuple[str, ...]:
@@ -56,6 +57,48 @@ if set(PRECEDENCE) != set(STATES) - {INITIAL} or len(PRECEDENCE) != len(STATES) 
 
 
 @dataclass
+class ProgressRecord:
+    """A rank's last ``progress`` event of one phase (``what``): items done of ``total`` (None: unknown),
+    at ``rate`` items/s, received at ``seen``."""
+
+    what: str
+    done: int
+    total: int | None
+    rate: float | None
+    seen: float
+
+    @property
+    def finished(self) -> bool:
+        return self.total is not None and self.done >= self.total
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at this rank's rate; 0 when finished, None when unknown."""
+        if self.finished:
+            return 0.0
+        if self.total is None or not self.rate:
+            return None
+        return (self.total - self.done) / self.rate
+
+
+@dataclass
+class ProgressGroup:
+    """One phase summed over the ranks that report it: one bar for 1 rank or 64."""
+
+    what: str
+    done: int
+    total: int | None  # None when a rank's total is unknown
+    rate: float  # items/s of the ranks still at it (once all are through: of all of them)
+    eta: float | None  # seconds until the slowest rank is through; None when unknown
+    ranks: int
+    finished: int  # ranks through with it
+
+    @property
+    def fraction(self) -> float | None:
+        return min(1.0, self.done / self.total) if self.total else (1.0 if self.total == 0 else None)
+
+
+@dataclass
 class RankRow:
     rank: int
     state: str = INITIAL
@@ -69,6 +112,9 @@ class RankRow:
     last_seen: float = 0.0
     losses: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY))
     exit_code: int | None = None
+    #: The phases of the rank's current state with progress (preprocess-train, eval, ...), by ``what``;
+    #: cleared when its state changes.
+    progress: dict[str, ProgressRecord] = field(default_factory=dict)
 
 
 @dataclass
@@ -126,7 +172,10 @@ class RunState:
             if state is None:
                 return
             if rank >= 0:
-                self.row(rank).state = state
+                row = self.row(rank)
+                if state != row.state:
+                    row.progress.clear()  # a phase's progress ends with the phase
+                row.state = state
                 self.state = self._overall()
             else:
                 if state == FAILED:
@@ -163,6 +212,9 @@ class RunState:
             if "write_errors" in event:
                 self.write_errors = max(self.write_errors, event["write_errors"])
             self.messages.append((t, rank, event.get("level", "info"), event.get("message", "")))
+        elif kind == "progress":
+            if rank >= 0 and "what" in event and "done" in event:
+                _fold_progress(self.row(rank), event)
         elif kind == "exit":
             if rank >= 0:
                 self.row(rank).exit_code = event.get("code")
@@ -204,6 +256,17 @@ class RunState:
                 return as_float(record["wer"])
         return None
 
+    def progress_groups(self) -> list[ProgressGroup]:
+        """The phases in progress, each summed over its ranks (done and total added, the rates of the
+        ranks still at it added, the ETA of the slowest); none once the run is over."""
+        if self.finished is not None:
+            return []
+        phases: dict[str, list[ProgressRecord]] = {}
+        for rank in sorted(self.ranks):
+            for record in self.ranks[rank].progress.values():
+                phases.setdefault(record.what, []).append(record)
+        return [_group(what, records) for what, records in phases.items()]
+
     def eta_seconds(self, now: float | None = None) -> float | None:
         """Seconds left at the rate since the first step, on the receiving clock (``rt``) where known."""
         if not self.max_steps or self.first_step_time is None or self.first_step is None:
@@ -220,6 +283,30 @@ class RunState:
             return 0.0
         end = self.finished if self.finished is not None else (now if now is not None else time.time())
         return max(0.0, end - self.started)
+
+
+def _group(what: str, records: list[ProgressRecord]) -> ProgressGroup:
+    active = [r for r in records if not r.finished]
+    etas = [r.eta for r in active]
+    totals = [r.total for r in records]
+    return ProgressGroup(
+        what=what,
+        done=sum(r.done for r in records),
+        total=None if None in totals else sum(t for t in totals if t is not None),
+        rate=sum(r.rate or 0.0 for r in (active or records)),  # once all are through: their average
+        eta=None if None in etas else max((e for e in etas if e is not None), default=0.0),
+        ranks=len(records),
+        finished=len(records) - len(active),
+    )
+
+
+def _fold_progress(row: RankRow, event: dict[str, Any]) -> None:
+    what, done, total = event["what"], event["done"], event.get("total")
+    if total is not None and done > total:  # an unvalidated line: never more than all done
+        done = total
+    if what not in row.progress and len(row.progress) >= MAX_PHASES:
+        del row.progress[next(iter(row.progress))]
+    row.progress[what] = ProgressRecord(what, done, total, event.get("rate"), event["seen"])
 
 
 # -- normalising: any object to an event the fold can trust ----------------------------------------
@@ -279,6 +366,14 @@ def _finite(value: Any) -> float | None:
     return float(value) if is_finite(value) else None
 
 
+def _what(value: Any) -> str | None:
+    return value[:MAX_WHAT] if isinstance(value, str) and value else None
+
+
+def _rate(value: Any) -> float | None:
+    return float(value) if is_finite(value) and value >= 0 else None
+
+
 def _text(value: Any) -> str | None:
     return value[:MAX_TEXT] if isinstance(value, str) else None
 
@@ -322,4 +417,5 @@ _FIELDS: dict[str, tuple[tuple[str, Any], ...]] = {
     "log": (("level", _text), ("message", _text), ("write_errors", _count)),
     "resource": (("memory_used", _count), ("memory_total", _count), ("utilisation", _finite)),
     "exit": (("code", _code), ("state", _state), ("failed_rank", _rank), ("reason", _text)),
+    "progress": (("what", _what), ("done", _count), ("total", _count), ("rate", _rate)),
 }

@@ -72,6 +72,13 @@ def test_two_ranks_under_each_launcher(tmp_path, demo_data, launcher):
     assert (run_dir / "logs" / "rank-0.log").exists() and (run_dir / "logs" / "rank-1.log").exists()
     assert json.loads((run_dir / "all_results.json").read_text())["eval_wer"] >= 0
     assert not leftovers(run_dir, grace=5)  # the supervisor exits right after its last event
+    # rank 1 waits for rank 0 to fill the cache, then both evaluate their shares (issue 12, item 4)
+    last = {(e["rank"], e["what"]): e for e in evs if e["type"] == "progress"}
+    assert (last[(1, "wait-cache")]["done"], last[(1, "wait-cache")]["total"]) == (2, 2)
+    assert (0, "wait-cache") not in last and last[(0, "preprocess-train")]["done"] > 0
+    assert all(last[(r, "eval")]["done"] == last[(r, "eval")]["total"] > 0 for r in (0, 1))
+    first = {(e["rank"], e["what"]): e for e in reversed(evs) if e["type"] == "progress"}
+    assert all(first[(r, "eval")]["total"] == last[(r, "eval")]["total"] for r in (0, 1))  # known at once
 
 
 def test_a_killed_rank_fails_the_run_and_leaves_no_process(tmp_path, demo_data):

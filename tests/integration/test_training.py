@@ -51,6 +51,12 @@ def test_headless_run_trains_and_writes_results(tmp_path, demo_data):
     assert any(e["type"] == "eval" and e["wer"] is not None and e["samples"] for e in evs)
     assert evs[-1] == {**evs[-1], "type": "exit", "rank": -1, "code": 0, "state": "done"}
     assert "eval WER" in out.stdout
+    # progress of the long phases: from 0 to all, the last one done == total (issue 12, item 4)
+    progress = [e for e in evs if e["type"] == "progress"]
+    for what, total in (("preprocess-train", 96), ("preprocess-eval", 16), ("eval", 16)):
+        phase = [(e["done"], e["total"]) for e in progress if e["what"] == what]
+        assert phase[0] == (0, total) and phase[-1] == (total, total), (what, phase)
+        assert [done for done, _ in phase] == sorted(done for done, _ in phase)
     vocab = json.loads((run_dir / "vocab.json").read_text())
     assert "'" in vocab and "-" in vocab and "," not in vocab  # apostrophes and hyphens kept
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -238,6 +239,36 @@ async def test_dashboard_replays_a_run_with_rows_plots_alerts_and_transcripts(tm
         await pilot.press("q")  # the run is over: q just leaves
         await pilot.pause()
     assert app.return_value == f"run dir: {run}"
+
+
+async def test_the_dashboard_shows_a_bar_per_phase_in_progress_and_none_after(tmp_path):
+    """Issue 12, item 4: progress events draw one bar per phase (summed over its ranks) with the count,
+    rate and ETA; a run without any phase in progress has no bar panel."""
+    run_dir = tmp_path / "run"
+    (run_dir / "logs").mkdir(parents=True)
+    t0 = 1.7e9
+    events = [{"type": "hello", "t": t0, "rank": r, "world_size": 2, "host": "n"} for r in (0, 1)]
+    events += [{"type": "state", "t": t0, "rank": r, "state": "preprocessing"} for r in (0, 1)]
+    progress = {"type": "progress", "t": t0 + 9}
+    events.append(
+        {**progress, "rank": 0, "what": "preprocess-train", "done": 1234, "total": 28539, "rate": 52.3}
+    )
+    events.append({**progress, "rank": 1, "what": "wait-cache", "done": 0, "total": 2})
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    app = DashboardApp(run_dir, now=t0 + 10)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.screen.redraw()
+        await pilot.pause()
+        assert app.screen.query_one("#progress").display
+        lines = plain(pilot, "#progress").splitlines()
+        assert re.search(r"^preprocess-train +█+░+ +1,234/28,539  4%  52\.3/s  ETA 08:42", lines[0]), lines
+        assert re.search(r"^wait-cache +░{36} +0/2  0%  0\.0/s  ETA --:--", lines[1]), lines
+    app = DashboardApp(write_run(tmp_path / "done"), now=t0 + 200)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.screen.redraw()
+        assert not app.screen.query_one("#progress").display
 
 
 async def test_runs_screen_overlays_the_wer_curves_of_two_marked_runs(tmp_path):

@@ -49,6 +49,7 @@ FIELDS = sorted(
     {"step", "loss", "max_steps", "world_size", "host", "state", "message", "level", "samples", "wer", "cer"}
     | {"code", "failed_rank", "last_lines", "memory_used", "memory_total", "utilisation", "rt", "pid"}
     | {"samples_per_second", "blank_fraction", "reason"}
+    | {"what", "done", "total", "rate"}
 )
 event_like = st.builds(
     lambda head, fields: {**fields, **head},

@@ -25,8 +25,8 @@ from textual.widgets import DataTable, Footer, Header, Static
 from ctc_tui.core import rundir
 from ctc_tui.runs import client, hosts
 from ctc_tui.runs.alerts import alerts
-from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable, sparkline
-from ctc_tui.runs.state import RunState
+from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable, progress_text, sparkline
+from ctc_tui.runs.state import ProgressGroup, RunState
 from ctc_tui.tui.messages import ShowRuns
 from ctc_tui.tui.widgets.dialogs import ChoiceScreen, HelpScreen, confirm
 from ctc_tui.tui.widgets.plot import LinePlot, Series
@@ -129,6 +129,7 @@ class DashboardScreen(Screen[str]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="summary")
+        yield Static("", id="progress")
         yield DataTable(id="ranks", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="plots"):
             yield LinePlot("loss", id="loss-plot")
@@ -163,6 +164,7 @@ class DashboardScreen(Screen[str]):
         now = self.clock()
         state = self.state
         self.query_one("#summary", Static).update(self._summary(now))
+        self._draw_progress(state.progress_groups())
         self._draw_table()
         self.query_one("#loss-plot", LinePlot).series = [Series("", tuple(state.loss_curve), "cyan")]
         wer = tuple(
@@ -211,6 +213,19 @@ class DashboardScreen(Screen[str]):
             if s.failed_rank is not None:
                 figures.append(f" (rank {s.failed_rank} failed)", style="red")
         return Group(Text.assemble(head), bar, figures)
+
+    def _draw_progress(self, groups: list[ProgressGroup]) -> None:
+        """A bar per phase in progress (preprocessing, eval), summed over its ranks; hidden when none."""
+        panel = self.query_one("#progress", Static)
+        panel.display = bool(groups)
+        if not groups:
+            return
+        grid = Table.grid(padding=(0, 2))
+        for group in groups:
+            filled = round(36 * group.fraction) if group.fraction is not None else 0
+            bar = Text.assemble(("█" * filled, "magenta"), ("░" * (36 - filled), "dim"))
+            grid.add_row(Text(printable(group.what), style="bold"), bar, progress_text(group))
+        panel.update(grid)
 
     def _draw_table(self) -> None:
         """The rank table: ranks in rank order, under a summary line per host when there are several.
