@@ -6,7 +6,9 @@ Habana's torch build).
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,14 @@ class AudioError(Exception):
 
 def decode(source: Any) -> tuple[np.ndarray, int]:
     """Decode a path, raw bytes, or a datasets ``Audio(decode=False)`` dict into (samples, rate)."""
+    with _opened(source) as audio:
+        return audio.read(dtype="float32", always_2d=True), int(audio.samplerate)
+
+
+@contextlib.contextmanager
+def _opened(source: Any) -> Iterator[Any]:
+    """``source`` open as a soundfile.SoundFile (its header read); soundfile's errors, there or while
+    decoding in the ``with`` block, become AudioError."""
     import soundfile as sf
 
     if isinstance(source, dict):
@@ -31,13 +41,13 @@ def decode(source: Any) -> tuple[np.ndarray, int]:
     elif isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     try:
-        samples, rate = sf.read(source, dtype="float32", always_2d=True)
+        with sf.SoundFile(source) as audio:
+            yield audio
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         name = source if isinstance(source, str) else "<bytes>"
         raise AudioError(f"cannot decode {name}: {exc}") from None
     except FileNotFoundError:
         raise AudioError(f"missing audio file {source}") from None
-    return samples, int(rate)
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:
@@ -60,6 +70,24 @@ def load(source: Any, target_rate: int) -> tuple[np.ndarray, int]:
     """Decode, down-mix to mono and resample to ``target_rate``; also returns the original rate."""
     samples, rate = decode(source)
     return resample(to_mono(samples), rate, target_rate), rate
+
+
+def load_into(source: Any, target_rate: int, reserve: Callable[[int], np.ndarray]) -> tuple[np.ndarray, int]:
+    """``load``, the samples landing in the caller's memory: ``reserve(n)`` returns a float32 array of at
+    least n samples. A mono file at the target rate (LibriSpeech, most corpora) is decoded straight into
+    it, as soundfile's own read decodes into the array it makes (the header's frame count, fewer if the
+    file ends early); any other file is decoded, down-mixed and resampled as ``load`` does, then copied in.
+    Returns the samples (a view of the reserved array) and the file's own rate."""
+    with _opened(source) as audio:
+        rate = int(audio.samplerate)
+        if audio.channels == 1 and rate == target_rate:
+            frames = max(audio.frames, 0)
+            return audio.read(out=reserve(frames)[:frames]), rate
+        samples = audio.read(dtype="float32", always_2d=True)
+    samples = resample(to_mono(samples), rate, target_rate)
+    out = reserve(samples.shape[0])[: samples.shape[0]]
+    out[:] = samples
+    return out, rate
 
 
 def info(path: str) -> tuple[float, int, int]:

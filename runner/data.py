@@ -36,6 +36,7 @@ import numpy as np
 from ctc_tui.core.preset import DataSection
 from ctc_tui.core.sources import DataError, RawSplit, fingerprint
 from ctc_tui.runner import audio as audio_io
+from ctc_tui.runner.features import featuriser, in_place_featuriser, labeller
 from ctc_tui.sources import source
 
 log = logging.getLogger("ctc_tui.runner.data")
@@ -398,32 +399,13 @@ class _Job:
     read: Any = None
     #: Called after each batch when the shards run in this process (one worker).
     on_batch: Callable[[], None] | None = None
+    #: the largest batch buffer so far (samples): the next batch's starts that large (``_Samples``)
+    batch_capacity: int = 0
 
     def __post_init__(self) -> None:
         self.featurise = featuriser(self.feature_extractor, self.input_name, self.rate)
-
-
-def featuriser(feature_extractor: Any, input_name: str, rate: int) -> Callable[[np.ndarray], np.ndarray]:
-    """One mono clip's features as a float32 array. Wav2Vec2FeatureExtractor (wav2vec2, HuBERT, XLS-R:
-    raw samples, optionally normalised) is computed here with the very numpy operations it uses, without
-    its per-call padding, attention mask and conversions (half a clip's preprocessing time; the result is
-    the same bit for bit, tests/unit/test_data.py); any other extractor is called."""
-    kind = type(feature_extractor)
-    if (
-        kind.__name__ == "Wav2Vec2FeatureExtractor"
-        and kind.__module__.startswith("transformers.")
-        and getattr(feature_extractor, "feature_size", None) == 1
-        and input_name == "input_values"
-    ):
-        if feature_extractor.do_normalize:
-            return lambda x: np.asarray((x - x.mean()) / np.sqrt(x.var() + 1e-7), dtype=np.float32)
-        return lambda x: np.asarray(x, dtype=np.float32)
-
-    def call(samples: np.ndarray) -> np.ndarray:
-        out = feature_extractor(samples, sampling_rate=rate)
-        return np.asarray(getattr(out, input_name)[0], dtype=np.float32)
-
-    return call
+        self.featurise_in_place = in_place_featuriser(self.feature_extractor, self.input_name)
+        self.label = labeller(self.tokenizer)
 
 
 @dataclass
@@ -531,14 +513,20 @@ def _audio_batches(audio: Sequence[Any], start: int, stop: int) -> Iterator[Sequ
 
 
 def _prepare_batch(job: _Job, values: Sequence[Any], raw_texts: Sequence[str], stats: _Stats) -> Any:
-    """One batch of clips as an arrow table of the kept ones (None if none is kept); drops are counted."""
+    """One batch of clips as an arrow table of the kept ones (None if none is kept); drops are counted.
+    With a wav2vec2-style extractor every clip is decoded straight into one buffer of the batch and
+    featurised there (``_Samples``), which becomes the table's feature column without a copy."""
     import pyarrow as pa  # deferred: heavy; the runner's --help and error paths stay fast
 
+    buffer = _Samples(job.batch_capacity) if job.featurise_in_place is not None else None
     features, lengths, labels, texts, rates = [], [], [], [], []
     for value, raw_text in zip(values, raw_texts):
         text = job.normalise(raw_text)
         try:
-            samples, original = audio_io.load(value, job.rate)
+            if buffer is not None:
+                samples, original = audio_io.load_into(value, job.rate, buffer.reserve)
+            else:
+                samples, original = audio_io.load(value, job.rate)
         except audio_io.AudioError as exc:
             stats.broken += 1
             if len(stats.errors) < 3:
@@ -554,23 +542,61 @@ def _prepare_batch(job: _Job, values: Sequence[Any], raw_texts: Sequence[str], s
         elif not text:
             stats.empty += 1
         else:
-            features.append(job.featurise(samples))
+            if buffer is not None:
+                job.featurise_in_place(samples)
+                buffer.keep(count)
+            else:
+                features.append(job.featurise(samples))
             lengths.append(count)
-            labels.append(np.asarray(job.tokenizer(text).input_ids, dtype=np.int64))
+            labels.append(job.label(text))
             texts.append(text)
             rates.append(original)
-    if not features:
+    if not lengths:
         return None
-    stats.kept += len(features)
+    stats.kept += len(lengths)
+    if buffer is not None:
+        job.batch_capacity = max(job.batch_capacity, buffer.data.shape[0])
+        column = buffer.list_array(lengths)
+    else:
+        column = _list_array(features)
     return pa.table(
         {
-            job.input_name: _list_array(features),
+            job.input_name: column,
             "input_length": pa.array(lengths, type=pa.int64()),
             "labels": _list_array(labels),
             "text": pa.array(texts, type=pa.string()),
             "source_rate": pa.array(rates, type=pa.int64()),
         }
     )
+
+
+class _Samples:
+    """A batch's kept clips end to end in one float32 array, filled clip by clip: ``reserve(n)`` is room
+    for the next clip's samples at the end, ``keep(n)`` keeps the first n of them (a dropped clip is
+    not kept: the next one overwrites it). It doubles when a clip does not fit, so that over a split it
+    grows a few times at most (each batch starts as large as the largest before it)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.data = np.empty(capacity, dtype=np.float32)
+        self.used = 0
+
+    def reserve(self, count: int) -> np.ndarray:
+        if self.used + count > self.data.shape[0]:
+            grown = np.empty(max(self.used + count, 2 * self.data.shape[0]), dtype=np.float32)
+            grown[: self.used] = self.data[: self.used]
+            self.data = grown
+        return self.data[self.used : self.used + count]
+
+    def keep(self, count: int) -> None:
+        self.used += count
+
+    def list_array(self, lengths: list[int]) -> Any:
+        """The kept clips as an arrow list array over this buffer (no copy)."""
+        import pyarrow as pa  # deferred: heavy; the runner's --help and error paths stay fast
+
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int32)  # a batch holds far fewer than 2**31 values
+        np.cumsum(lengths, out=offsets[1:])
+        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(self.data[: self.used]))
 
 
 def _list_array(arrays: list[np.ndarray]) -> Any:

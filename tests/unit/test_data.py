@@ -320,22 +320,6 @@ def test_hub_cache_key_is_unchanged(tmp_path, monkeypatch):
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_wav2vec2_features_are_the_extractors_own_bit_for_bit():
-    from transformers import Wav2Vec2FeatureExtractor
-
-    from ctc_tui.runner.data import featuriser
-
-    samples = (np.random.default_rng(0).standard_normal(40_000) * 0.1 + 0.02).astype(np.float32)
-    for normalise in (True, False):
-        fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, do_normalize=normalise)
-        expected = np.asarray(fe(samples, sampling_rate=16000).input_values[0], dtype=np.float32)
-        ours = featuriser(fe, "input_values", 16000)(samples)
-        assert ours.dtype == np.float32 and np.array_equal(ours, expected)
-    assert np.array_equal(
-        featuriser(_FE(), "input_values", 16000)(samples), _FE()(samples, 16000).input_values[0]
-    )
-
-
 def test_two_dimensional_features_keep_their_shape(tmp_path):
     """Extractors of frames x features (w2v-BERT's input_features) are stored as nested lists."""
     make_librispeech(tmp_path, "train", rate=16000, speakers=1, per_chapter=3)
