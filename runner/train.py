@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import TrainerCallback
+from transformers import TrainerCallback, set_seed
 
 from ctc_tui.core import checkpoints, rundir
 from ctc_tui.core.preset import Preset
@@ -526,10 +526,67 @@ def _emit_data_summary(reporter: Reporter, name: str, prepared: data_mod.Prepare
     reporter.emit("log", level="info", message=message)
 
 
+@dataclass
+class Setup:
+    """What ``build_trainer`` made: the Trainer, ready to train, and the data it was given."""
+
+    trainer: Any
+    train_ds: Any
+    eval_ds: Any
+    resume_from: str | None
+
+
 def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resume: bool = False) -> int:
     """Train and/or evaluate as the preset says. Returns the exit code."""
     stop = StopRequest()
     install_stop_handlers(stop, reporter)
+    setup = build_trainer(preset, run_dir, dist, reporter, stop, resume)
+    if setup is None:  # data.preprocessing_only
+        return 0
+    trainer, train_ds, eval_ds, resume_from = setup.trainer, setup.train_ds, setup.eval_ds, setup.resume_from
+
+    # 5. Train (resuming when the run dir has a checkpoint), then evaluate.
+    if stop.requested or reporter.remote_stop.is_set():
+        reporter.emit("log", level="info", message="stopped before training started")
+        reporter.emit("state", state="stopped")
+        return 0
+    if train_ds is not None:
+        if resume_from:
+            reporter.emit("log", level="info", message=f"resuming from {Path(resume_from).name}")
+        result = trainer.train(resume_from_checkpoint=resume_from)
+        if stop.requested:
+            saved = checkpoints.latest_complete(run_dir)
+            reporter.emit(
+                "log",
+                level="info",
+                message=f"stopped at step {trainer.state.global_step}; "
+                + (f"{saved.name} saved; " if saved else "no complete checkpoint; ")
+                + f"resume with ctc-tui run --resume {run_dir}",
+            )
+            reporter.emit("state", state="stopped")
+            return 0
+        trainer.ctc_set_state("saving")
+        trainer.save_model()
+        metrics = dict(result.metrics)
+        metrics["train_samples"] = len(train_ds)
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+    if eval_ds is not None and not stop.requested:
+        metrics = trainer.evaluate()
+        metrics["eval_samples"] = len(eval_ds)
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+    trainer.ctc_set_state("done")
+    return 0
+
+
+def build_trainer(
+    preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, stop: StopRequest, resume: bool = False
+) -> Setup | None:
+    """Steps 1 to 4 of ``run``: data, vocabulary, model, preprocessing and the Trainer with ctc-tui's
+    sampler, collator and reporting. None when ``data.preprocessing_only`` ends the run here.
+    bench/limit.py takes the runner's own batches from the Trainer this returns."""
     backend = backends.backend_name(preset)
     reporter.emit("state", state="preprocessing")
     resume_from = take_resume_point(check_output_dir(run_dir, preset, resume), dist, reporter)
@@ -566,6 +623,9 @@ def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resum
                 level="warning",
                 message=f"eval text has characters absent from training text: {chars!r}",
             )
+    # The seed also decides the weights a model built from a config starts from (and any head added to
+    # a pretrained one): the same preset and seed train the same model.
+    set_seed(preset.training.seed)
     built = model_mod.build(preset, tokenizer, vocab)
     fe = built.feature_extractor
     input_name = fe.model_input_names[0]
@@ -595,7 +655,7 @@ def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resum
             "log", level="info", message="preprocessing_only: done, cache ready for the training run"
         )
         reporter.emit("state", state="done")
-        return 0
+        return None
 
     if dist.rank == 0:
         model_mod.save_processor(built, run_dir)
@@ -644,41 +704,7 @@ def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resum
     callback = EventCallback(trainer, reporter, stop, preset.training.throughput_warmup_steps, backend)
     callback_box.append(callback)
     trainer.add_callback(callback)
-
-    # 5. Train (resuming when the run dir has a checkpoint), then evaluate.
-    if stop.requested or reporter.remote_stop.is_set():
-        reporter.emit("log", level="info", message="stopped before training started")
-        reporter.emit("state", state="stopped")
-        return 0
-    if train_ds is not None:
-        if resume_from:
-            reporter.emit("log", level="info", message=f"resuming from {Path(resume_from).name}")
-        result = trainer.train(resume_from_checkpoint=resume_from)
-        if stop.requested:
-            saved = checkpoints.latest_complete(run_dir)
-            reporter.emit(
-                "log",
-                level="info",
-                message=f"stopped at step {trainer.state.global_step}; "
-                + (f"{saved.name} saved; " if saved else "no complete checkpoint; ")
-                + f"resume with ctc-tui run --resume {run_dir}",
-            )
-            reporter.emit("state", state="stopped")
-            return 0
-        trainer.ctc_set_state("saving")
-        trainer.save_model()
-        metrics = dict(result.metrics)
-        metrics["train_samples"] = len(train_ds)
-        trainer.log_metrics("train", metrics)
-        trainer.save_metrics("train", metrics)
-        trainer.save_state()
-    if eval_ds is not None and not stop.requested:
-        metrics = trainer.evaluate()
-        metrics["eval_samples"] = len(eval_ds)
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
-    trainer.ctc_set_state("done")
-    return 0
+    return Setup(trainer, train_ds, eval_ds, resume_from)
 
 
 def padding_mode(preset: Preset, backend: str) -> str:
