@@ -168,7 +168,13 @@ class BucketSampler(torch.utils.data.Sampler):
 
 @dataclass
 class CtcCollator:
-    """Pads a list of preprocessed examples into model inputs and -100-padded labels."""
+    """Pads a list of preprocessed examples into model inputs and -100-padded labels.
+
+    Audio that is one float32 array per clip (every wav2vec2-style feature extractor's input) is padded
+    here with numpy: the same tensors as ``feature_extractor.pad`` (right padding with its
+    ``padding_value``, an attention mask when it returns one), without its per-clip copies or a separate
+    int32-to-int64 pass over the mask. Anything else goes through ``feature_extractor.pad``.
+    """
 
     feature_extractor: Any
     input_name: str = "input_values"
@@ -176,28 +182,56 @@ class CtcCollator:
     label_multiple: int | None = None
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        inputs = [{self.input_name: f[self.input_name]} for f in features]
-        longest = max(len(f[self.input_name]) for f in features)
+        values = [f[self.input_name] for f in features]
+        width = max(len(v) for v in values)
         if self.pad_to_lengths:
             # The smallest fixed length that holds the batch; a clip longer than all of them (never in
             # training: the lengths cover the data) is padded to its own length.
-            target = batching.bucket_length(longest, self.pad_to_lengths) or longest
-            batch = self.feature_extractor.pad(
-                inputs, padding="max_length", max_length=target, return_tensors="pt"
-            )
+            width = batching.bucket_length(width, self.pad_to_lengths) or width
+        if _plain_audio(self.feature_extractor, values):
+            batch = _pad_audio(self.feature_extractor, self.input_name, values, width)
         else:
-            batch = self.feature_extractor.pad(inputs, padding="longest", return_tensors="pt")
+            inputs = [{self.input_name: v} for v in values]
+            batch = self.feature_extractor.pad(
+                inputs, padding="max_length", max_length=width, return_tensors="pt"
+            )
         labels = [np.asarray(f["labels"], dtype=np.int64) for f in features]
-        width = max(len(x) for x in labels)
+        label_width = max(len(x) for x in labels)
         if self.label_multiple:
-            width = int(math.ceil(width / self.label_multiple) * self.label_multiple)
-        padded = np.full((len(labels), width), -100, dtype=np.int64)
+            label_width = int(math.ceil(label_width / self.label_multiple) * self.label_multiple)
+        padded = np.full((len(labels), label_width), -100, dtype=np.int64)
         for row, seq in enumerate(labels):
             padded[row, : len(seq)] = seq
         batch["labels"] = torch.from_numpy(padded)
-        if "attention_mask" in batch:
+        if "attention_mask" in batch and batch["attention_mask"].dtype != torch.long:
             batch["attention_mask"] = batch["attention_mask"].to(torch.long)
         return batch
+
+
+def _plain_audio(feature_extractor: Any, values: list[Any]) -> bool:
+    """One float32 array per clip, for a feature extractor that pads single samples on the right."""
+    return (
+        getattr(feature_extractor, "feature_size", None) == 1
+        and getattr(feature_extractor, "padding_side", "right") == "right"
+        and all(isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype == np.float32 for v in values)
+    )
+
+
+def _pad_audio(feature_extractor: Any, input_name: str, values: list[np.ndarray], width: int) -> Any:
+    """What ``feature_extractor.pad(..., return_tensors="pt")`` returns for ``values`` padded to ``width``,
+    with the attention mask already int64."""
+    from transformers import BatchFeature
+
+    audio = np.full((len(values), width), feature_extractor.padding_value, dtype=np.float32)
+    mask = np.zeros((len(values), width), dtype=np.int64) if feature_extractor.return_attention_mask else None
+    for row, v in enumerate(values):
+        audio[row, : len(v)] = v
+        if mask is not None:
+            mask[row, : len(v)] = 1
+    data = {input_name: torch.from_numpy(audio)}
+    if mask is not None:
+        data["attention_mask"] = torch.from_numpy(mask)
+    return BatchFeature(data)
 
 
 # -- reporting ----------------------------------------------------------------------------------------
