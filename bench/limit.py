@@ -1,12 +1,16 @@
 """The limit: the runner's training throughput against a bare PyTorch loop on the same batches.
 
 One run of this bench trains the CPU demo's model (``presets/demo-cpu.yaml``: ``wav2vec2-tiny`` built from
-a config, fp32, batch 16, length-grouped batches) for the same steps in two ways:
+a config, fp32, batch 16, length-grouped batches) for the same steps in two ways (and a third):
 
 - bare: a plain loop in this process, ``forward + CTC loss, backward, optimizer.step(), zero_grad``
   and nothing else, on batches collated before the clock starts;
 - runner: ``ctc-tui run demo-cpu --plain`` as a user starts it (supervisor, ``python -m ctc_tui.runner``,
-  events over the log socket), timed from its own step events.
+  events over the log socket; ``--no-check``: the pre-flight check is over before training anyway),
+  timed from its own step events;
+- and, to tell the rank's own cost from the rest of ``ctc-tui run``'s, the rank alone: ``python -m
+  ctc_tui.runner`` with the same preset (no supervisor, no CLI, events to its file only; ``--no-direct``
+  skips it).
 
 Same work on both sides, and checked: the bare loop's batches are the runner's own, taken in order from
 the DataLoader of the Trainer that ``ctc_tui.runner.train.build_trainer`` makes for the same preset (its
@@ -20,15 +24,19 @@ the bare loop's): equal losses mean both trained the same model on the same batc
 
 Timing: the first ``--warmup`` steps are excluded on both sides: the bare clock runs from the end of
 step W to the end of step N, the runner's from its step event at W to the one at N (both span N - W
-full steps; the runner's includes its data loading, hooks, logging and reporting). Bare and runner runs
-alternate, ``--repeats`` times each; the figures are medians.
+full steps; the runner's includes its data loading, hooks, logging and reporting). The sides take
+turns, ``--repeats`` runs each, each side first in turn; the figures are medians. On a machine shared
+with other work (2 cores here: intra-op threads that wait for a busy core make a step several times
+slower) the bench also gives the median of each repeat's runner / bare ratio (neighbouring runs share
+the load) and the ratio of samples/s from each logging window's fastest run (other load only ever adds
+time).
 
 Then a breakdown of where the runner's extra time goes: the same Trainer trained once more in this
 process, its parts timed (exclusive times: a part's time without the timed parts it calls), next to the
 bare loop's forward, backward and optimizer times. ``--profile FILE`` also writes a cProfile of that run.
 
-Usage: python bench/limit.py [--steps 60] [--warmup 10] [--repeats 3] [--batch-size 16] [--clip]
-Last line: ``limit bare_sps=... runner_sps=... ratio=...``
+Usage: python bench/limit.py [--steps 60] [--warmup 10] [--repeats 3] [--batch-size 16] [--clip] [--profile F]
+Last line: ``limit bare_sps=... runner_sps=... ratio=... paired_ratio=... best_window_ratio=...``
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import json
 import os
 import statistics
@@ -144,10 +153,12 @@ def loss_mismatch(bare: list[float], runner: list[float]) -> float:
     return max(abs(a - b) / max(abs(a), abs(b), 1e-12) for a, b in zip(bare, runner))
 
 
-def summary_line(bare_sps: float, runner_sps: float, best_ratio: float) -> str:
+def summary_line(bare_sps: float, runner_sps: float, paired_ratio: float, best_ratio: float) -> str:
+    """``ratio``: of the two medians; ``paired_ratio``: the median of each repeat's runner / bare (runs
+    next to each other share the machine's load); ``best_window_ratio``: see ``best_windows_sps``."""
     return (
         f"limit bare_sps={bare_sps:.1f} runner_sps={runner_sps:.1f} ratio={runner_sps / bare_sps:.3f} "
-        f"best_window_ratio={best_ratio:.3f}"
+        f"paired_ratio={paired_ratio:.3f} best_window_ratio={best_ratio:.3f}"
     )
 
 
@@ -209,15 +220,15 @@ class Clock:
 
 @dataclass
 class Bench:
-    """The runner's own Trainer (never trained by ``bare``), its batches and its model's first weights."""
+    """The runner's own Trainer (never trained by the bare loop), its batches, its model's first weights,
+    and what the bare loop needs besides, also saved to ``bare_file`` for a bare run in a fresh process."""
 
     plan: Plan
     setup: Any
     batches: list[dict[str, Any]]
     init_state: dict[str, Any]
-    optimizer_cls: Any
-    optimizer_kwargs: dict[str, Any]
-    param_groups: list[dict[str, Any]] = field(default_factory=list)
+    spec: dict[str, Any]  # optimizer class and settings, its parameter groups, bf16, clipping
+    bare_file: Path
 
 
 def prepare(plan: Plan, work: Path) -> Bench:
@@ -268,36 +279,44 @@ def prepare(plan: Plan, work: Path) -> Bench:
     cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(trainer.args, model)
     decay = set(trainer.get_decay_parameter_names(model))
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [
-        {"names": [n for n, _ in named if n in decay], "weight_decay": trainer.args.weight_decay},
-        {"names": [n for n, _ in named if n not in decay], "weight_decay": 0.0},
-    ]
-    return Bench(plan, setup, batches, init_state, cls, kwargs, groups)
+    spec = {
+        "optimizer_cls": cls,
+        "optimizer_kwargs": kwargs,
+        "param_groups": [
+            {"names": [n for n, _ in named if n in decay], "weight_decay": trainer.args.weight_decay},
+            {"names": [n for n, _ in named if n not in decay], "weight_decay": 0.0},
+        ],
+        "bf16": bool(trainer.args.bf16),
+        "clip": trainer.args.max_grad_norm
+        if trainer.args.max_grad_norm and trainer.args.max_grad_norm > 0
+        else None,
+    }
+    bare_file = work / "bare.pt"
+    saved = {"plan": dataclasses.asdict(plan), "batches": batches, "spec": spec, "init_state": init_state}
+    saved.update(model_class=type(model), config=model.config)  # the model itself does not pickle
+    torch.save(saved, bare_file)
+    return Bench(plan, setup, batches, init_state, spec, bare_file)
 
 
-def bare(bench: Bench) -> Side:
+def bare_loop(model: Any, batches: list[dict[str, Any]], spec: dict[str, Any], plan: Plan) -> Side:
     """forward + CTC loss, backward, optimizer step, zero_grad: nothing else, on the prepared batches."""
     import torch
 
-    plan = bench.plan
-    model = bench.setup.trainer.model
-    model.load_state_dict(bench.init_state)
     model.train()
     params = dict(model.named_parameters())
     groups = [
         {"params": [params[n] for n in g["names"]], "weight_decay": g["weight_decay"]}
-        for g in bench.param_groups
+        for g in spec["param_groups"]
         if g["names"]
     ]
-    optimizer = bench.optimizer_cls(groups, **bench.optimizer_kwargs)
-    args = bench.setup.trainer.args
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(args.bf16))
-    clip = args.max_grad_norm if args.max_grad_norm and args.max_grad_norm > 0 else None
+    optimizer = spec["optimizer_cls"](groups, **spec["optimizer_kwargs"])
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec["bf16"])
+    clip = spec["clip"]
     losses: list[Any] = []
     ends: dict[int, float] = {}
     phases: dict[str, list[float]] = defaultdict(list)
     now = time.perf_counter
-    for step, batch in enumerate(bench.batches, 1):
+    for step, batch in enumerate(batches, 1):
         t0 = now()
         with autocast:
             loss = model(**batch).loss
@@ -329,6 +348,35 @@ def bare(bench: Bench) -> Side:
     )
 
 
+def bare_in_process(bench: Bench) -> Side:
+    """The bare loop in this process, on the Trainer's own model object (its first weights restored)."""
+    model = bench.setup.trainer.model
+    model.load_state_dict(bench.init_state)
+    return bare_loop(model, bench.batches, bench.spec, bench.plan)
+
+
+def bare(bench: Bench) -> Side:
+    """The bare loop in a fresh process, as each runner run is one: nothing (allocator, oneDNN's kernels
+    for each batch shape) is warm from an earlier run."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--bare-worker", str(bench.bare_file)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"the bare loop failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return Side(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def bare_worker(path: Path) -> int:
+    """``--bare-worker FILE``: one bare run from what ``prepare`` saved; its Side as JSON, last line."""
+    import torch
+
+    saved = torch.load(path, weights_only=False)
+    model = saved["model_class"](saved["config"])
+    model.load_state_dict(saved["init_state"])
+    side = bare_loop(model, saved["batches"], saved["spec"], Plan(**saved["plan"]))
+    print(json.dumps(dataclasses.asdict(side)))
+    return 0
+
+
 def window_losses(losses: list[Any], logging_steps: int) -> list[float]:
     """Mean loss of every logging window, summed as the runner sums them (one tensor, in step order)."""
     out = []
@@ -340,15 +388,21 @@ def window_losses(losses: list[Any], logging_steps: int) -> list[float]:
     return out
 
 
-def runner(plan: Plan, work: Path, run: int) -> Side:
-    """``ctc-tui run demo-cpu`` with the plan's overrides, as a user runs it; its rank's step events."""
-    out = work / f"runner-{run}"
-    cmd = [sys.executable, "-m", "ctc_tui", "run", "demo-cpu", *plan.overrides()]
-    cmd += ["--output-dir", str(out), "--plain", "--no-check"]
+def runner(plan: Plan, work: Path, run: int, direct: bool = False) -> Side:
+    """``ctc-tui run demo-cpu`` with the plan's overrides, as a user runs it; its rank's step events.
+    ``direct``: the rank alone, ``python -m ctc_tui.runner`` (no supervisor, no CLI following the run,
+    events to the rank's file only), to tell the rank's cost from the rest of ``ctc-tui run``'s."""
+    out = work / f"{'direct' if direct else 'runner'}-{run}"
+    if direct:
+        cmd = [sys.executable, "-m", "ctc_tui.runner", str(PRESET), *plan.overrides()]
+        cmd.append(f"training.output_dir={out}")
+    else:
+        cmd = [sys.executable, "-m", "ctc_tui", "run", "demo-cpu", *plan.overrides()]
+        cmd += ["--output-dir", str(out), "--plain", "--no-check"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
         raise RuntimeError(
-            f"ctc-tui run failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+            f"{' '.join(cmd[2:4])} failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
         )
     events = [json.loads(x) for x in (out / "logs" / "events-rank-0.jsonl").read_text().splitlines() if x]
     return runner_side(events, plan)
@@ -484,8 +538,14 @@ def main() -> int:
     )
     parser.add_argument("--max-train-samples", type=int, default=None, help="fewer training clips (tests)")
     parser.add_argument("--no-breakdown", action="store_true", help="skip the timed in-process runner")
+    parser.add_argument(
+        "--no-direct", action="store_true", help="skip the rank run alone (python -m ctc_tui.runner)"
+    )
     parser.add_argument("--profile", type=Path, default=None, help="cProfile of the in-process runner run")
+    parser.add_argument("--bare-worker", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.bare_worker:
+        return bare_worker(args.bare_worker)
     plan = Plan(
         args.steps, args.warmup, args.logging_steps, args.batch_size, args.clip, args.max_train_samples
     )
@@ -507,30 +567,34 @@ def main() -> int:
         print(
             f"model {sum(p.numel() for p in bench.setup.trainer.model.parameters()):,} parameters, fp32; "
             f"{plan.steps} steps of batch {plan.batch_size} ({min(widths)}..{max(widths)} samples a clip, "
-            f"padded), first {plan.warmup} not timed; optimizer {bench.optimizer_cls.__name__}"
-            f"{' (fused)' if bench.optimizer_kwargs.get('fused') else ''}; gradient clipping "
+            f"padded), first {plan.warmup} not timed; optimizer {bench.spec['optimizer_cls'].__name__}"
+            f"{' (fused)' if bench.spec['optimizer_kwargs'].get('fused') else ''}; gradient clipping "
             f"{'on' if plan.clip else 'off'}, both sides; torch threads {torch.get_num_threads()}, "
             f"cores {os.cpu_count()}"
         )
-        bares: list[Side] = []
-        runs: list[Side] = []
+        sides = ["bare", "runner"] + ([] if args.no_direct else ["direct"])
+        done: dict[str, list[Side]] = {side: [] for side in sides}
         loads = [os.getloadavg()[0]]
         for repeat in range(args.repeats):
-            order = ("bare", "runner") if repeat % 2 == 0 else ("runner", "bare")
+            order = sides[repeat % len(sides) :] + sides[: repeat % len(sides)]  # each side first in turn
             for side in order:
                 if side == "bare":
-                    bares.append(bare(bench))
+                    done[side].append(bare(bench))
                 else:
-                    runs.append(runner(plan, work, repeat))
-                done = bares[-1] if side == "bare" else runs[-1]
+                    done[side].append(runner(plan, work, repeat, direct=side == "direct"))
                 loads.append(os.getloadavg()[0])
-                print(f"  repeat {repeat + 1}: {side:6s} {done.sps(plan):7.1f} samples/s", flush=True)
+                print(
+                    f"  repeat {repeat + 1}: {side:6s} {done[side][-1].sps(plan):7.1f} samples/s", flush=True
+                )
+        bares, runs = done["bare"], done["runner"]
         bare_sps = statistics.median(b.sps(plan) for b in bares)
         runner_sps = statistics.median(r.sps(plan) for r in runs)
-        mismatch = max(loss_mismatch(b.losses, r.losses) for b, r in zip(bares, runs))
+        mismatch = max(
+            loss_mismatch(b.losses, r.losses) for side in sides[1:] for b, r in zip(bares, done[side])
+        )
         same = mismatch <= 1e-5
         print(
-            f"losses of the {len(bares[0].losses)} logging windows, bare vs runner: "
+            f"losses of the {len(bares[0].losses)} logging windows, bare vs {' and '.join(sides[1:])}: "
             + (
                 f"the same (largest relative difference {mismatch:.1e})"
                 if same
@@ -543,15 +607,28 @@ def main() -> int:
         best_bare, best_runner = best_windows_sps(bares, plan), best_windows_sps(runs, plan)
         print(
             f"samples/s, median of {args.repeats} runs each: bare {bare_sps:.1f}, runner {runner_sps:.1f} "
-            f"(runner / bare in each repeat: {', '.join(f'{x:.3f}' for x in ratios)}); "
+            f"(runner / bare in each repeat: {', '.join(f'{x:.3f}' for x in ratios)}, median "
+            f"{statistics.median(ratios):.3f}); "
             f"load average {min(loads):.1f} to {max(loads):.1f} on {os.cpu_count()} cores"
         )
         print(
             f"samples/s from each {plan.logging_steps}-step window's fastest run: bare {best_bare:.1f}, "
             f"runner {best_runner:.1f}, ratio {best_runner / best_bare:.3f}"
         )
+        if "direct" in done:
+            direct = done["direct"]
+            direct_sps = statistics.median(d.sps(plan) for d in direct)
+            print(
+                f"the rank alone (python -m ctc_tui.runner: no supervisor, no CLI, events to its file): "
+                f"median {direct_sps:.1f} samples/s = {direct_sps / bare_sps:.3f} x bare; "
+                f"ctc-tui run / rank alone: median {runner_sps / direct_sps:.3f}, fastest windows "
+                f"{best_runner / best_windows_sps(direct, plan):.3f}"
+            )
         if not args.no_breakdown:
-            bare_after = bare(bench)  # the in-process runner is compared with a bare run next to it
+            # In this process: the in-process runner next to a bare run, both after a bare run that warms
+            # the process (oneDNN's kernels for these batch shapes, the allocator) for both alike.
+            bare_in_process(bench)
+            bare_after = bare_in_process(bench)
             step, parts, in_process_sps = breakdown(bench, args.profile)
             print(
                 f"in-process runner, parts timed: {in_process_sps:.1f} samples/s; "
@@ -564,7 +641,7 @@ def main() -> int:
             print(
                 "warning: the two sides did not compute the same losses; the comparison is not like for like"
             )
-        print(summary_line(bare_sps, runner_sps, best_runner / best_bare))
+        print(summary_line(bare_sps, runner_sps, statistics.median(ratios), best_runner / best_bare))
     return 0
 
 

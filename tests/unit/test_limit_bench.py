@@ -79,8 +79,8 @@ def test_loss_mismatch(limit):
 
 
 def test_summary_line(limit):
-    assert limit.summary_line(100.0, 93.0, 0.95) == (
-        "limit bare_sps=100.0 runner_sps=93.0 ratio=0.930 best_window_ratio=0.950"
+    assert limit.summary_line(100.0, 93.0, 0.94, 0.95) == (
+        "limit bare_sps=100.0 runner_sps=93.0 ratio=0.930 paired_ratio=0.940 best_window_ratio=0.950"
     )
 
 
