@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import TrainerCallback
+from transformers import TrainerCallback, set_seed
 
 from ctc_tui.core import checkpoints, rundir
 from ctc_tui.core.preset import Preset
@@ -168,7 +168,13 @@ class BucketSampler(torch.utils.data.Sampler):
 
 @dataclass
 class CtcCollator:
-    """Pads a list of preprocessed examples into model inputs and -100-padded labels."""
+    """Pads a list of preprocessed examples into model inputs and -100-padded labels.
+
+    Audio that is one float32 array per clip (every wav2vec2-style feature extractor's input) is padded
+    here with numpy: the same tensors as ``feature_extractor.pad`` (right padding with its
+    ``padding_value``, an attention mask when it returns one), without its per-clip copies or a separate
+    int32-to-int64 pass over the mask. Anything else goes through ``feature_extractor.pad``.
+    """
 
     feature_extractor: Any
     input_name: str = "input_values"
@@ -176,28 +182,56 @@ class CtcCollator:
     label_multiple: int | None = None
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        inputs = [{self.input_name: f[self.input_name]} for f in features]
-        longest = max(len(f[self.input_name]) for f in features)
+        values = [f[self.input_name] for f in features]
+        width = max(len(v) for v in values)
         if self.pad_to_lengths:
             # The smallest fixed length that holds the batch; a clip longer than all of them (never in
             # training: the lengths cover the data) is padded to its own length.
-            target = batching.bucket_length(longest, self.pad_to_lengths) or longest
-            batch = self.feature_extractor.pad(
-                inputs, padding="max_length", max_length=target, return_tensors="pt"
-            )
+            width = batching.bucket_length(width, self.pad_to_lengths) or width
+        if _plain_audio(self.feature_extractor, values):
+            batch = _pad_audio(self.feature_extractor, self.input_name, values, width)
         else:
-            batch = self.feature_extractor.pad(inputs, padding="longest", return_tensors="pt")
+            inputs = [{self.input_name: v} for v in values]
+            batch = self.feature_extractor.pad(
+                inputs, padding="max_length", max_length=width, return_tensors="pt"
+            )
         labels = [np.asarray(f["labels"], dtype=np.int64) for f in features]
-        width = max(len(x) for x in labels)
+        label_width = max(len(x) for x in labels)
         if self.label_multiple:
-            width = int(math.ceil(width / self.label_multiple) * self.label_multiple)
-        padded = np.full((len(labels), width), -100, dtype=np.int64)
+            label_width = int(math.ceil(label_width / self.label_multiple) * self.label_multiple)
+        padded = np.full((len(labels), label_width), -100, dtype=np.int64)
         for row, seq in enumerate(labels):
             padded[row, : len(seq)] = seq
         batch["labels"] = torch.from_numpy(padded)
-        if "attention_mask" in batch:
+        if "attention_mask" in batch and batch["attention_mask"].dtype != torch.long:
             batch["attention_mask"] = batch["attention_mask"].to(torch.long)
         return batch
+
+
+def _plain_audio(feature_extractor: Any, values: list[Any]) -> bool:
+    """One float32 array per clip, for a feature extractor that pads single samples on the right."""
+    return (
+        getattr(feature_extractor, "feature_size", None) == 1
+        and getattr(feature_extractor, "padding_side", "right") == "right"
+        and all(isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype == np.float32 for v in values)
+    )
+
+
+def _pad_audio(feature_extractor: Any, input_name: str, values: list[np.ndarray], width: int) -> Any:
+    """What ``feature_extractor.pad(..., return_tensors="pt")`` returns for ``values`` padded to ``width``,
+    with the attention mask already int64."""
+    from transformers import BatchFeature
+
+    audio = np.full((len(values), width), feature_extractor.padding_value, dtype=np.float32)
+    mask = np.zeros((len(values), width), dtype=np.int64) if feature_extractor.return_attention_mask else None
+    for row, v in enumerate(values):
+        audio[row, : len(v)] = v
+        if mask is not None:
+            mask[row, : len(v)] = 1
+    data = {input_name: torch.from_numpy(audio)}
+    if mask is not None:
+        data["attention_mask"] = torch.from_numpy(mask)
+    return BatchFeature(data)
 
 
 # -- reporting ----------------------------------------------------------------------------------------
@@ -557,10 +591,67 @@ def _emit_data_summary(reporter: Reporter, name: str, prepared: data_mod.Prepare
     reporter.emit("log", level="info", message=message)
 
 
+@dataclass
+class Setup:
+    """What ``build_trainer`` made: the Trainer, ready to train, and the data it was given."""
+
+    trainer: Any
+    train_ds: Any
+    eval_ds: Any
+    resume_from: str | None
+
+
 def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resume: bool = False) -> int:
     """Train and/or evaluate as the preset says. Returns the exit code."""
     stop = StopRequest()
     install_stop_handlers(stop, reporter)
+    setup = build_trainer(preset, run_dir, dist, reporter, stop, resume)
+    if setup is None:  # data.preprocessing_only
+        return 0
+    trainer, train_ds, eval_ds, resume_from = setup.trainer, setup.train_ds, setup.eval_ds, setup.resume_from
+
+    # 5. Train (resuming when the run dir has a checkpoint), then evaluate.
+    if stop.requested or reporter.remote_stop.is_set():
+        reporter.emit("log", level="info", message="stopped before training started")
+        reporter.emit("state", state="stopped")
+        return 0
+    if train_ds is not None:
+        if resume_from:
+            reporter.emit("log", level="info", message=f"resuming from {Path(resume_from).name}")
+        result = trainer.train(resume_from_checkpoint=resume_from)
+        if stop.requested:
+            saved = checkpoints.latest_complete(run_dir)
+            reporter.emit(
+                "log",
+                level="info",
+                message=f"stopped at step {trainer.state.global_step}; "
+                + (f"{saved.name} saved; " if saved else "no complete checkpoint; ")
+                + f"resume with ctc-tui run --resume {run_dir}",
+            )
+            reporter.emit("state", state="stopped")
+            return 0
+        trainer.ctc_set_state("saving")
+        trainer.save_model()
+        metrics = dict(result.metrics)
+        metrics["train_samples"] = len(train_ds)
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+    if eval_ds is not None and not stop.requested:
+        metrics = trainer.evaluate()
+        metrics["eval_samples"] = len(eval_ds)
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+    trainer.ctc_set_state("done")
+    return 0
+
+
+def build_trainer(
+    preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, stop: StopRequest, resume: bool = False
+) -> Setup | None:
+    """Steps 1 to 4 of ``run``: data, vocabulary, model, preprocessing and the Trainer with ctc-tui's
+    sampler, collator and reporting. None when ``data.preprocessing_only`` ends the run here.
+    bench/limit.py takes the runner's own batches from the Trainer this returns."""
     backend = backends.backend_name(preset)
     reporter.emit("state", state="preprocessing")
     resume_from = take_resume_point(check_output_dir(run_dir, preset, resume), dist, reporter)
@@ -597,6 +688,9 @@ def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resum
                 level="warning",
                 message=f"eval text has characters absent from training text: {chars!r}",
             )
+    # The seed also decides the weights a model built from a config starts from (and any head added to
+    # a pretrained one): the same preset and seed train the same model.
+    set_seed(preset.training.seed)
     built = model_mod.build(preset, tokenizer, vocab)
     fe = built.feature_extractor
     input_name = fe.model_input_names[0]
@@ -636,7 +730,7 @@ def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resum
             "log", level="info", message="preprocessing_only: done, cache ready for the training run"
         )
         reporter.emit("state", state="done")
-        return 0
+        return None
 
     if dist.rank == 0:
         model_mod.save_processor(built, run_dir)
@@ -685,41 +779,7 @@ def run(preset: Preset, run_dir: Path, dist: DistInfo, reporter: Reporter, resum
     callback = EventCallback(trainer, reporter, stop, preset.training.throughput_warmup_steps, backend)
     callback_box.append(callback)
     trainer.add_callback(callback)
-
-    # 5. Train (resuming when the run dir has a checkpoint), then evaluate.
-    if stop.requested or reporter.remote_stop.is_set():
-        reporter.emit("log", level="info", message="stopped before training started")
-        reporter.emit("state", state="stopped")
-        return 0
-    if train_ds is not None:
-        if resume_from:
-            reporter.emit("log", level="info", message=f"resuming from {Path(resume_from).name}")
-        result = trainer.train(resume_from_checkpoint=resume_from)
-        if stop.requested:
-            saved = checkpoints.latest_complete(run_dir)
-            reporter.emit(
-                "log",
-                level="info",
-                message=f"stopped at step {trainer.state.global_step}; "
-                + (f"{saved.name} saved; " if saved else "no complete checkpoint; ")
-                + f"resume with ctc-tui run --resume {run_dir}",
-            )
-            reporter.emit("state", state="stopped")
-            return 0
-        trainer.ctc_set_state("saving")
-        trainer.save_model()
-        metrics = dict(result.metrics)
-        metrics["train_samples"] = len(train_ds)
-        trainer.log_metrics("train", metrics)
-        trainer.save_metrics("train", metrics)
-        trainer.save_state()
-    if eval_ds is not None and not stop.requested:
-        metrics = trainer.evaluate()
-        metrics["eval_samples"] = len(eval_ds)
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
-    trainer.ctc_set_state("done")
-    return 0
+    return Setup(trainer, train_ds, eval_ds, resume_from)
 
 
 def padding_mode(preset: Preset, backend: str) -> str:

@@ -255,6 +255,51 @@ def test_collator_pads_only_to_bucket_lengths():
     assert widths <= set(bounds) and len(widths) > 1
 
 
+@pytest.mark.parametrize("mask", [True, False])
+@pytest.mark.parametrize("buckets", [False, True])
+def test_collator_pads_audio_as_the_feature_extractor_does(mask, buckets):
+    """The collator's own numpy padding gives exactly the tensors of ``feature_extractor.pad`` (what it
+    used before): the same keys, dtypes (the mask int64) and values, to the longest clip or to a bucket."""
+    import torch
+    from transformers import Wav2Vec2FeatureExtractor
+
+    from ctc_tui.runner.train import CtcCollator
+
+    rng = np.random.default_rng(1)
+    fe = Wav2Vec2FeatureExtractor(return_attention_mask=mask, padding_value=0.25)
+    lengths = rng.integers(400, 9000, 64).tolist()
+    bounds = batching.bucket_boundaries(lengths, 3) if buckets else None
+    collate = CtcCollator(fe, "input_values", pad_to_lengths=bounds)
+    clips = [rng.standard_normal(n).astype(np.float32) for n in lengths]
+    for start in range(0, 64, 16):
+        chunk = clips[start : start + 16]
+        out = collate([{"input_values": c, "labels": [1, 2, 3][: 1 + i % 3]} for i, c in enumerate(chunk)])
+        width = max(len(c) for c in chunk)
+        width = batching.bucket_length(width, bounds) if bounds else width
+        ref = fe.pad(
+            [{"input_values": c} for c in chunk], padding="max_length", max_length=width, return_tensors="pt"
+        )
+        assert sorted(out) == sorted([*ref, "labels"])
+        assert out["input_values"].dtype == ref["input_values"].dtype == torch.float32
+        assert torch.equal(out["input_values"], ref["input_values"])
+        if mask:
+            assert out["attention_mask"].dtype == torch.long
+            assert torch.equal(out["attention_mask"], ref["attention_mask"].to(torch.long))
+
+
+def test_collator_hands_other_inputs_to_the_feature_extractor():
+    """float64 clips (not what preprocessing stores) still pad, through ``feature_extractor.pad``."""
+    import torch
+    from transformers import Wav2Vec2FeatureExtractor
+
+    from ctc_tui.runner.train import CtcCollator
+
+    fe = Wav2Vec2FeatureExtractor(return_attention_mask=True)
+    out = CtcCollator(fe)([{"input_values": np.ones(n), "labels": [1]} for n in (3, 5)])
+    assert out["input_values"].dtype == torch.float32 and out["input_values"].shape == (2, 5)
+    assert out["attention_mask"].dtype == torch.long and out["attention_mask"].sum().item() == 8
+
+
 # -- preset keys and how the runner resolves them -----------------------------------------------------
 
 
