@@ -64,6 +64,7 @@ class EventLog:
         self._file: BinaryIO | None = None
         self._closed = False
         self._last_notice: float | None = None
+        self._last_error = ""  # why the last failed write failed, for the notices
 
     def open(self) -> None:
         if cut_torn_line(self.path):
@@ -86,15 +87,20 @@ class EventLog:
         if self._last_notice is not None and now - self._last_notice < WRITE_ERROR_NOTICE:
             return
         self._last_notice = now
+        self._last_error = str(exc.strerror or exc)
+        self._fan_out(self._write_notice())
+
+    def _write_notice(self) -> bytes:
+        """The log event that tells a client how many writes of events.jsonl failed, and why."""
         notice = events.make(
             "log",
             -1,
             level="error",
-            message=f"cannot write {self.path.name} ({exc.strerror or exc}): {self.counters.write_errors} "
+            message=f"cannot write {self.path.name} ({self._last_error}): {self.counters.write_errors} "
             "write(s) failed so far; stop and kill still work; free space in the run dir's filesystem",
             write_errors=self.counters.write_errors,
         )
-        self._fan_out(events.encode(notice))
+        return events.encode(notice)
 
     def _fan_out(self, data: bytes) -> None:
         for queue in list(self.subscribers):
@@ -138,6 +144,8 @@ class EventLog:
                 return queue, 0
         self.flush()
         upto = self._file.tell()  # type: ignore[union-attr]
+        if self.counters.write_errors:  # the file lacks the notices: a client that comes later hears it now
+            queue.put_nowait(self._write_notice())
         self.subscribers.add(queue)
         return queue, upto
 

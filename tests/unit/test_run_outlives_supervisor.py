@@ -285,6 +285,19 @@ def test_a_full_disk_is_counted_and_told_never_fatal(tmp_path):
     assert (step1["step"], step2["step"], end) == (1, 2, None)  # subscribers still get every event
 
 
+def test_a_client_that_subscribes_after_writes_failed_is_told_at_once(tmp_path):
+    """The notices never reach events.jsonl (it cannot be written) and repeat only every few seconds:
+    a client attaching later hears the count first thing, not at the next notice, if any comes."""
+    counters = Counters()
+    log = EventLog(tmp_path / rundir.EVENTS, counters)
+    log._file = FullDisk()  # type: ignore[assignment]
+    log.append(events.encode(events.make("step", 0, step=1)))
+    late, _ = log.subscribe()  # its own flush fails once more
+    notice = events.decode(late.get_nowait())
+    assert notice["type"] == "log" and notice["write_errors"] == counters.write_errors == 2
+    assert "No space left on device" in notice["message"] and late.empty()
+
+
 class FakeTree:
     def __init__(self, calls: list[str], running: bool = True):
         self.calls, self.running = calls, running
