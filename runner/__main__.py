@@ -53,6 +53,33 @@ def _redirect_output(run_dir: str, rank: int) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
+    sys.stdout, sys.stderr = LogStream(sys.stdout), LogStream(sys.stderr)
+
+
+class LogStream:
+    """A rank's stdout or stderr (its ``rank-N.log``) that cannot end the rank: a write or flush that
+    fails (the run dir's filesystem is full) drops the text instead of raising mid-step. The supervisor
+    still hears every event, and ``stop`` and the checkpoint still work once space is freed."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.dropped = 0  # characters that could not be written
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError:
+            self.dropped += len(text)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError:
+            pass
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 def _flags_mode(argv: list[str]) -> bool:

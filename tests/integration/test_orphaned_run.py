@@ -188,11 +188,18 @@ def test_a_full_disk_never_disables_control(tmp_path, small_disk, demo_data):
     reader.start()
     try:
         fill(small_disk)
-        wait_for(  # steps go on; events.jsonl's writes fail, and its followers are told
-            lambda: any("cannot write events.jsonl (No space left on device)" in line for line in seen),
-            timeout=90,
-            what="the supervisor to report failed writes",
-        )
+        try:
+            wait_for(  # steps go on; events.jsonl's writes fail, and its followers are told
+                lambda: any("cannot write events.jsonl (No space left on device)" in line for line in seen),
+                timeout=90,
+                what="the supervisor to report failed writes",
+            )
+        except AssertionError as exc:
+            log = "\n".join(
+                f"== {path.name}\n{path.read_text(errors='replace')[-2000:]}"
+                for path in sorted((run_dir / "logs").glob("*.log"))
+            )
+            raise AssertionError(f"{exc}; the follower saw:\n{''.join(seen)[-3000:]}\n{log}") from None
         stop = run_cli("stop", str(run_dir), timeout=60)
         assert stop.returncode == 0, stop.stdout + stop.stderr
         assert "stopping (checkpoint first)" in stop.stdout
