@@ -87,8 +87,8 @@ def progress_of(run_dir: Path, what: str) -> list[dict]:
     return [e for e in events_of(run_dir) if e["type"] == "progress" and e["what"] == what]
 
 
-@pytest.mark.skipif(not has("tmux"), reason="needs tmux")
 def test_attach_shows_the_bar_of_a_run_that_is_preprocessing(tmp_path):
+    assert has("tmux"), "apt-get install tmux (.ci/run installs it)"
     from tests.integration.test_tui_e2e import Tmux
 
     make_corpus(tmp_path / "libri", "train", CLIPS)
