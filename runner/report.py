@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ctc_tui.core import events, private, rundir
+from ctc_tui.core import events, private, rundir, trust
 
 QUEUE_SIZE = 10_000
 RECONNECT_FIRST = 0.25  # seconds before the first reconnection attempt
@@ -242,6 +242,9 @@ def _connect(address: str, token: str | None) -> socket.socket | None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(5)
             sock.connect(address)
+            if not trust.peer_is_me(sock):  # not this user's supervisor: never told a thing
+                sock.close()
+                return None
         else:
             host, _, port = address.rpartition(":")
             sock = socket.create_connection((host.strip("[]"), int(port)), timeout=5)
