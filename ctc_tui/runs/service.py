@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ctc_tui import launchers
 from ctc_tui.core import private, rundir, trust
-from ctc_tui.core.preset import load_preset, preset_stem, resolve_output_dir
+from ctc_tui.core.preset import fill_output_dir, load_preset, preset_stem, resolve_output_dir
 from ctc_tui.core.presetfile import PRESET_FILENAME
 from ctc_tui.core.problems import PresetError
 from ctc_tui.core.shipped import find_preset
@@ -250,17 +250,19 @@ def _new_preset(request: StartRequest, warn: Warn) -> tuple[Preset, Path, dict[s
     preset = load_preset(path, list(request.overrides))
     if request.output_dir:
         preset.training.output_dir = request.output_dir
+    preset = fill_output_dir(preset, preset_stem(path))
+    # As given, links and all, before the check: a refusal is one line, never skippable.
+    _private(trust.check_path, Path(preset.training.output_dir))
     preset = resolve_output_dir(preset, preset_stem(path))
     run_dir = Path(preset.training.output_dir)
-    _private(trust.check_path, run_dir)  # before the check: a refusal is one line, never skippable
+    if run_dir.exists():
+        _private(private.check_run_dir, run_dir)
+        refuse_live(run_dir)
     cards = (
         preflight(preset, resume=False, slurm_run=request.slurm is not None, warn=warn)
         if request.check
         else {}
     )
-    if run_dir.exists():
-        _private(private.check_run_dir, run_dir)
-        refuse_live(run_dir)
     if _existing_nonempty(run_dir) and not preset.training.overwrite_output_dir:
         raise RunError(
             f"output dir {run_dir} exists and is not empty. Resume it with: ctc-tui run --resume {run_dir}\n"
