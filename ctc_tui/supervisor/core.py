@@ -371,6 +371,7 @@ class Supervisor:
         self.tree.pgid = self.process.pid
         self.processes.launcher_pid = self.process.pid
         self.processes.process_group = self.process.pid
+        self.processes.launcher_command = list(self.command)
         with contextlib.suppress(psutil.Error):
             self.processes.launcher_started = psutil.Process(self.process.pid).create_time()
         self.save_processes()

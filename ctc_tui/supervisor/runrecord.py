@@ -9,8 +9,8 @@ attach``/``stop`` adopt it, and ``signal_directly`` stops or kills it without an
 
 The record is read only as a private file of this user (ctc_tui.core.trust), and a recorded process is
 signalled only while it is still the one recorded: the same pid and start time, this user's, and a
-command line of the run's kind (a rank, a launcher, the Slurm submitter): a forged or stale record never
-makes ctc-tui signal an unrelated process.
+command line of the run's kind (a rank, a launcher, the Slurm submitter, or the launcher's very argv as
+the supervisor started it): a forged or stale record never makes ctc-tui signal an unrelated process.
 
 ``RUN_DIR/supervisor.lock`` is ``flock``'d before anything is written into the run dir, by the ``ctc-tui
 run`` that prepares it, and then for its whole life by the run's one supervisor (which inherits it): a
@@ -67,6 +67,7 @@ class ProcessRecord:
     supervisor_pid: int = 0
     launcher_pid: int | None = None
     launcher_started: float | None = None  # psutil's create_time: tells the launcher from a reused pid
+    launcher_command: list[str] | None = None  # the argv it was started with (one of the run's commands)
     process_group: int | None = None
     #: "rank" -> {"pid": ..., "host": ..., "started": create_time of a rank on the supervisor's host}
     ranks: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -112,8 +113,14 @@ class ProcessRecord:
     # -- what is still alive --------------------------------------------------------------------------
     def launcher(self) -> psutil.Process | None:
         """The recorded launcher while it still runs as itself (trust.recorded_process: same pid and start
-        time, this user's, a run's command line); None otherwise (gone, or a reused pid)."""
-        return trust.recorded_process(self.launcher_pid, self.launcher_started, is_run_command)
+        time, this user's, a run's command line or the very argv it was started with); None otherwise
+        (gone, or a reused pid)."""
+        return trust.recorded_process(self.launcher_pid, self.launcher_started, self.is_launcher_command)
+
+    def is_launcher_command(self, cmd: list[str]) -> bool:
+        """Whether ``cmd`` is the launcher's: a run's command (``is_run_command``), or exactly the argv
+        the supervisor started it with."""
+        return is_run_command(cmd) or (bool(self.launcher_command) and cmd == self.launcher_command)
 
     def launcher_alive(self) -> bool:
         """Whether the recorded launcher still runs (the same process, not a reused pid)."""

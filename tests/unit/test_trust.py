@@ -228,6 +228,17 @@ def test_an_unrelated_process_named_in_a_record_is_never_signalled(tmp_path, mon
     assert not runrecord.orphaned(tmp_path)
 
 
+def test_the_launcher_is_known_by_the_argv_it_was_started_with_too():
+    """A launcher the supervisor started with any argv (a test's stand-in, a user's wrapper) is its own;
+    the same pid and start time with another argv is not."""
+    record = ProcessRecord(launcher_pid=os.getpid(), launcher_started=psutil.Process().create_time())
+    assert record.launcher() is None  # pytest's command line is no launcher's
+    record.launcher_command = psutil.Process().cmdline()
+    assert record.launcher().pid == os.getpid()
+    record.launcher_command = ["sleep", "300"]
+    assert record.launcher() is None
+
+
 # -- the commands ------------------------------------------------------------------------------------
 
 
