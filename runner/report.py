@@ -236,7 +236,8 @@ def _run_token(run_dir: Path | None) -> str | None:
 
 
 def _connect(address: str, token: str | None) -> socket.socket | None:
-    """Connect to ``/path/log.sock`` or ``host:port``; None (and training goes on) when impossible."""
+    """Connect to ``/path/log.sock`` or ``host:port``; None (and training goes on) when impossible, or when
+    the Unix socket is served by another user (SO_PEERCRED, ctc_tui.core.trust): nothing is sent to it."""
     try:
         if "/" in address or address.endswith(".sock"):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -232,6 +232,22 @@ def test_a_fake_supervisor_of_another_user_is_refused_by_stop_and_attach(tmp_pat
         end(pid)
 
 
+def test_a_rank_never_reports_to_another_users_log_socket(shared, stranger):
+    """A rank told a log socket that another user serves treats it as unreachable (its own events file
+    keeps everything) and sends it nothing, not even its hello."""
+    from ctc_tui.runner import report
+
+    heard = shared / "heard"
+    pid = fork_as(stranger, serve_like_a_supervisor(shared / "log.sock", heard))
+    try:
+        wait_for(lambda: (shared / "log.sock").exists(), timeout=10, what="the fake log socket")
+        assert report._connect(str(shared / "log.sock"), None) is None
+        time.sleep(0.5)
+        assert not heard.exists()
+    finally:
+        end(pid)
+
+
 def test_the_supervisor_serves_only_its_own_user(shared, stranger):
     """A real supervisor whose sockets were opened to everyone (chmod 666, a stand-in for any leak): the
     stranger's stop and forged event are hung up on and counted, the run goes on."""
