@@ -470,7 +470,8 @@ def check_output_dir(preset: Preset, resume: bool = False) -> list[Finding]:
         return [_error("training.output_dir", untrusted)]
     if out.exists() and not out.is_dir():
         return [_error("training.output_dir", f"{out} is a file: choose another --output-dir")]
-    if not resume and out.is_dir() and any(out.iterdir()) and not preset.training.overwrite_output_dir:
+    holds = out.is_dir() and any(p.name != rundir.SUPERVISOR_LOCK for p in out.iterdir())
+    if not resume and holds and not preset.training.overwrite_output_dir:
         return [
             _error(
                 "training.output_dir",

@@ -185,7 +185,9 @@ def saved_slurm_options(run_dir: str | Path) -> SlurmOptions | None:
 
 
 def _existing_nonempty(path: Path) -> bool:
-    return path.is_dir() and any(path.iterdir())
+    """Whether ``path`` is a folder holding anything but a run dir's lock (left by a start that stopped
+    before writing: nothing else of it is there)."""
+    return path.is_dir() and any(p.name != rundir.SUPERVISOR_LOCK for p in path.iterdir())
 
 
 # -- prepare --------------------------------------------------------------------------------------

@@ -332,6 +332,22 @@ def test_the_lock_is_taken_before_anything_is_written(tmp_path, monkeypatch):
     assert runrecord.locked_by(run.run_dir) is None  # let go on return
 
 
+def test_a_start_that_stopped_after_the_lock_leaves_a_dir_still_free(tmp_path, monkeypatch):
+    """Only the lock file was made (the start failed after it): the dir is still empty for the next run."""
+
+    def fail(*args):
+        raise RunError("boom")
+
+    write = service._write_run_dir
+    monkeypatch.setattr(service, "_write_run_dir", fail)
+    request = StartRequest(preset="demo-cpu", output_dir=str(tmp_path / "r"), check=False)
+    with pytest.raises(RunError, match="boom"):
+        service.prepare(request)
+    assert [p.name for p in (tmp_path / "r").iterdir()] == [rundir.SUPERVISOR_LOCK]
+    monkeypatch.setattr(service, "_write_run_dir", write)
+    assert service.prepare(request).run_dir == tmp_path / "r"
+
+
 def test_a_second_run_into_a_live_run_dir_is_refused_untouched(tmp_path, capsys):
     first = service.prepare(StartRequest(preset="demo-cpu", output_dir=str(tmp_path / "r"), check=False))
     before = {p.name: p.read_bytes() for p in first.run_dir.iterdir() if p.is_file()}
