@@ -49,14 +49,21 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
+#: From this magnitude on, a float is shown in exponent form (``1e+308``, not 309 digits).
+COMPACT_FROM = 1e6
+
+
 def fmt_float(value: float | None, digits: int = 4) -> str:
-    """``value`` with ``digits`` decimals; ``-`` when unknown, ``NaN`` for NaN."""
+    """``value`` with ``digits`` decimals, or from ``COMPACT_FROM`` on in ``digits`` significant figures
+    with an exponent (``1.798e+308``); ``-`` when unknown, ``NaN`` for NaN, ``inf``/``-inf``."""
     if value is None:
         return "-"
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return printable(value, 16)
     if math.isnan(value):
         return "NaN"
+    if abs(value) >= COMPACT_FROM:
+        return f"{value:.{max(1, digits)}g}"
     return f"{value:.{digits}f}"
 
 
@@ -66,7 +73,7 @@ def progress_text(group: Any) -> str:
     parts = [f"{group.done:,}/{'?' if group.total is None else f'{group.total:,}'}"]
     if group.fraction is not None:
         parts.append(f"{math.floor(100 * group.fraction)}%")  # 100% only when all is done
-    parts += [f"{group.rate:.1f}/s", f"ETA {fmt_duration(group.eta)}"]
+    parts += [f"{fmt_float(group.rate, 1)}/s", f"ETA {fmt_duration(group.eta)}"]
     if group.ranks > 1:
         parts.append(f"{group.ranks - group.finished} of {group.ranks} ranks at it")
     return "  ".join(parts)

@@ -9,6 +9,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from ctc_tui.runs.fmt import fmt_float
+
 DOT = "•"
 
 
@@ -71,7 +73,7 @@ def render_plot(series: list[Series], width: int, height: int, title: str = "") 
 
 def _num(value: float) -> str:
     if abs(value) >= 1000 or value == int(value):
-        return f"{value:.0f}"
+        return fmt_float(value, 0)  # 1e+308, not 309 digits
     return f"{value:.3g}"
 
 
