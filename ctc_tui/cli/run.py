@@ -206,6 +206,7 @@ def _attach_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop (or kill) the run and, unless --no-wait, follow its stop until the run is over: exit 0 then."""
     from ctc_tui.runs import service  # as in _usage_errors
 
     with _usage_errors():
@@ -220,17 +221,44 @@ def cmd_stop(args: argparse.Namespace) -> int:
     print(
         ("killing " if result.kill else "stopping (checkpoint first) ")
         + str(result.run_dir)
-        + how.get(result.how, "")
+        + how.get(result.how, ""),
+        flush=True,
     )
     errors = result.reply.get("write_errors")
     if errors:
         print_err(f"warning: {errors} write(s) of events.jsonl failed (disk full?); control still works")
+    if args.no_wait:
+        print(f"the run is still ending; see it with: ctc-tui runs {result.run_dir.parent}")
+        return 0
+    return _wait_ended(service, result)
+
+
+def _wait_ended(service, result) -> int:
+    """Follow the stop's stages until the run is over; 0 then, 1 when it could not be ended."""
+    try:
+        with _usage_errors():
+            state = service.wait_ended(result, say=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        print_err(
+            f"no longer waiting: the run is still ending; see it with ctc-tui runs {result.run_dir.parent}"
+        )
+        return 130
+    if state == "still running":
+        print_err(f"{result.run_dir}: processes of the run outlived SIGKILL; see ctc-tui runs")
+        return 1
+    print(f"the run is over: {state}")
     return 0
 
 
 def _stop_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir")
     p.add_argument("--kill", action="store_true", help="no checkpoint: end every process now")
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="return once the run was told (default: wait until it is over; past launch.stop_grace_seconds "
+        "the stop escalates to SIGTERM, then SIGKILL)",
+    )
     p.set_defaults(func=cmd_stop)
 
 
