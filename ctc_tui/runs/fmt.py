@@ -11,13 +11,15 @@ SPARK = "▁▂▃▄▅▆▇█"
 
 
 def sparkline(values: list[float], width: int = 16) -> str:
-    """The last ``width`` values as block characters, NaNs left out; empty when nothing is left."""
-    data = [v for v in values[-width:] if not math.isnan(v)]
+    """The last ``width`` values as block characters, NaNs and infinities left out; empty when nothing is
+    left. Halved before subtracting, so that values near the float limits (±1e308) cannot overflow."""
+    data = [v for v in values[-width:] if math.isfinite(v)]
     if not data:
         return ""
     lo, hi = min(data), max(data)
-    span = hi - lo or 1.0
-    return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) / span * (len(SPARK) - 1)))] for v in data)
+    span = hi / 2 - lo / 2 or 1.0
+    top = len(SPARK) - 1
+    return "".join(SPARK[min(top, int((v / 2 - lo / 2) / span * top))] for v in data)
 
 
 #: What must not reach a terminal raw: C0 controls (ESC starts every escape sequence), DEL, C1 controls
