@@ -454,8 +454,12 @@ def _escalate_directly(result: StopResult, say: Warn) -> str:
         say(line)
 
     walk = escalation.Escalation(runrecord.RecordedProcesses(record), stages, report, taken=1)
-    ended = asyncio.run(walk.run())
-    return ("killed" if result.kill else "stopped") if ended else "still running"
+    if not asyncio.run(walk.run()):
+        return "still running"
+    reached = walk.reached
+    if result.kill or reached is None or reached.name == escalation.INTERRUPT:
+        return "killed" if result.kill else "stopped"
+    return f"ended by {reached.signal_names}"
 
 
 def _stop_grace(run_dir: Path) -> float:

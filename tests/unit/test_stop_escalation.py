@@ -194,3 +194,50 @@ def test_the_supervisors_stop_escalates_and_its_reason_says_so(tmp_path):
     assert (
         reason == "the stop was not done within launch.stop_grace_seconds (0.3 s): ended by SIGCONT + SIGTERM"
     )
+
+
+def test_a_stop_without_any_supervisor_walks_the_same_escalation_on_the_recorded_processes(
+    tmp_path, monkeypatch
+):
+    """No supervisor could adopt the run: ``stop`` SIGINTs the recorded ranks, and its wait walks on from
+    there, SIGCONT + SIGTERM to the launcher's group and the ranks after the run's grace."""
+    from ctc_tui.runs import service
+    from ctc_tui.supervisor import Spec, runrecord
+
+    sent: list[tuple[str, int]] = []
+
+    class Rank:
+        def send_signal(self, sig: int) -> None:
+            sent.append(("rank", sig))
+
+    class Record:
+        process_group = 77
+        alive = True  # a SIGSTOPped rank: deaf to SIGINT, gone at SIGTERM once continued
+
+        def launcher_alive(self) -> bool:
+            return self.alive
+
+        def local_ranks(self) -> dict:
+            return {0: Rank()} if self.alive else {}
+
+        def any_alive(self) -> bool:
+            return self.alive
+
+    record = Record()
+
+    def killpg(group: int, sig: int) -> None:
+        sent.append(("group", sig))
+        record.alive = record.alive and sig != signal.SIGTERM
+
+    monkeypatch.setattr(runrecord.os, "killpg", killpg)
+    monkeypatch.setattr(runrecord.ProcessRecord, "load", classmethod(lambda cls, run_dir: record))
+    Spec(command=["true"], stop_grace=0.2).save(tmp_path)
+    assert runrecord.signal_directly(tmp_path, kill=False) == 1 and sent == [("rank", signal.SIGINT)]
+    lines: list[str] = []
+    result = service.StopResult(run_dir=tmp_path, kill=False, reply={"ok": True, "acted": True}, how="direct")
+    assert service.wait_ended(result, say=lines.append) == "ended by SIGCONT + SIGTERM"
+    assert sent[1:] == [("group", signal.SIGCONT), ("group", signal.SIGTERM)]
+    assert lines == [
+        "stop: the run did not end within 0.2 s of SIGINT: SIGCONT + SIGTERM to 1 process "
+        "(stop at once, no save); SIGKILL in 5 s if the run has not ended"
+    ]
