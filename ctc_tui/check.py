@@ -224,8 +224,10 @@ def _distribution(name: str) -> str | None:
 
 
 def check_launcher(preset: Preset, which: Callable[[str], str | None] = shutil.which) -> list[Finding]:
-    """The launcher's own checks (``ctc_tui.launchers``: mpirun's version, deepspeed on PATH, ...)."""
-    return launchers.get(preset.launch.launcher).checks(preset, which, run_bounded)
+    """The launcher's own checks (``ctc_tui.launchers``: mpirun's version, deepspeed on PATH, ...) and
+    what it refuses to start (a run dir a shell would expand, ...)."""
+    launcher = launchers.get(preset.launch.launcher)
+    return launcher.checks(preset, which, run_bounded) + launcher.refusals(preset)
 
 
 def check_software(preset: Preset) -> list[Finding]:

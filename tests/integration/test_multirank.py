@@ -148,8 +148,8 @@ def test_two_rank_stop_then_resume(tmp_path, demo_data):
         time.sleep(0.5)
         if sum(e["type"] == "step" for e in events_of(run_dir)) >= 4:
             break
-    stop = run_cli("stop", str(run_dir), timeout=30)
-    assert stop.returncode == 0
+    stop = run_cli("stop", str(run_dir), timeout=240)  # returns once the run is over (saved, exited)
+    assert stop.returncode == 0 and "the run is over: stopped" in stop.stdout, stop.stdout + stop.stderr
     follow = run_cli("attach", str(run_dir), "--plain", timeout=180)  # history, then live, until the end
     assert follow.returncode == 0, follow.stdout[-2000:]
     assert "stopped at step" in follow.stdout
