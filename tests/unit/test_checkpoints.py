@@ -191,8 +191,12 @@ def test_the_closing_line_names_only_a_complete_checkpoint(tmp_path):
         == f"no complete checkpoint: a resume starts over with: ctc-tui run --resume {tmp_path}"
     )
     make_checkpoint(tmp_path, 10)
-    make_checkpoint(tmp_path, 20, without=("trainer_state.json",))
     assert resume_hint(tmp_path) == f"resume from checkpoint-10 with: ctc-tui run --resume {tmp_path}"
+    make_checkpoint(tmp_path, 20, without=("trainer_state.json",))
+    assert resume_hint(tmp_path) == (
+        f"resume from checkpoint-10 with: ctc-tui run --resume {tmp_path} "
+        "(skips checkpoint-20: trainer_state.json missing or cut short)"
+    )
 
 
 def test_ctc_tui_runs_names_the_checkpoint_a_resume_takes(tmp_path):
@@ -202,7 +206,9 @@ def test_ctc_tui_runs_names_the_checkpoint_a_resume_takes(tmp_path):
     assert summarise(run, live=lambda _: False).checkpoint is None
     make_checkpoint(run, 10)
     make_checkpoint(run, 20, without=("optimizer.pt",))
-    assert summarise(run, live=lambda _: False).checkpoint == "checkpoint-10"
+    summary = summarise(run, live=lambda _: False)
+    assert summary.checkpoint == "checkpoint-10" and summary.skipped == ("checkpoint-20",)
+    assert summary.resumes_from == "checkpoint-10 (skips checkpoint-20)"
 
 
 # -- socket paths -------------------------------------------------------------------------------------
