@@ -112,7 +112,7 @@ def reported(what: str, path: Path, run_dir: Path) -> Iterator[None]:
     """A failed write of ``what`` (at ``path``, in ``run_dir``) raises SaveFailed: one line that says why."""
     try:
         yield
-    except (OSError, RuntimeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - safetensors' SafetensorError is neither OSError nor RuntimeError
         failure = failed_write(exc, what, path, run_dir)
         if failure is None:
             raise

@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from ctc_tui.core.commit_marker import MARKER
 from tests.conftest import REPO, events_of, has, run_cli
 
 pytestmark = pytest.mark.slow
@@ -156,6 +157,9 @@ def test_two_rank_stop_then_resume(tmp_path, demo_data):
     evs = events_of(run_dir)
     assert evs[-1]["state"] == "stopped"
     checkpoint = max(int(p.name.split("-")[1]) for p in run_dir.glob("checkpoint-*"))
+    # committed by rank 0 once both ranks' files were durable: rank 1's rng state is in its list
+    marker = json.loads((run_dir / f"checkpoint-{checkpoint}" / MARKER).read_text())
+    assert marker["world_size"] == 2 and {"rng_state_0.pth", "rng_state_1.pth"} <= set(marker["files"])
     resumed = run_cli(
         "run", "--resume", str(run_dir), f"training.max_steps={checkpoint + 4}", "--plain", timeout=300
     )
