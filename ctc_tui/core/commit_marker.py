@@ -114,12 +114,15 @@ def fsync_path(path: str | Path) -> None:
 
 
 def sync_tree(folder: str | Path) -> None:
-    """fsync every file and folder under ``folder``, then ``folder``'s own entry in its parent."""
+    """fsync every file and folder under ``folder``, then ``folder``'s own entry in its parent. Every rank
+    calls it once its own files are written, while others may still write theirs: a file that another
+    rank removes or renames meanwhile (a temporary file, an old shard) is passed over."""
     for root, _dirs, files in os.walk(folder):
         for name in files:
             path = os.path.join(root, name)
-            if os.path.isfile(path) and not os.path.islink(path):
-                fsync_path(path)
+            if not name.startswith(_TMP_PREFIX) and os.path.isfile(path) and not os.path.islink(path):
+                with contextlib.suppress(FileNotFoundError):
+                    fsync_path(path)
         fsync_path(root)
     fsync_path(Path(folder).parent)
 

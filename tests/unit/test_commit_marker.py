@@ -231,6 +231,20 @@ def test_sync_tree_fsyncs_every_file_and_folder_and_the_parent(tmp_path, monkeyp
     assert "checkpoint-10/global_step10/mp_rank_00_model_states.pt" in synced
 
 
+def test_sync_tree_passes_over_a_file_another_rank_removes_meanwhile(tmp_path, monkeypatch):
+    folder = committed_checkpoint(tmp_path, 10)
+    real = commit_marker.fsync_path
+
+    def racing(path):  # rank 0 removes an old shard between this rank's listing and its fsync
+        if str(path).endswith("scheduler.pt"):
+            os.unlink(path)
+        return real(path)
+
+    monkeypatch.setattr(commit_marker, "fsync_path", racing)
+    commit_marker.sync_tree(folder)
+    assert not (folder / "scheduler.pt").exists()
+
+
 def test_fsync_path_takes_a_folder_a_filesystem_cannot_fsync(tmp_path, monkeypatch):
     def refuse(fd):
         raise OSError(errno.EINVAL, "Invalid argument")
