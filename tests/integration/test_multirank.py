@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from ctc_tui.core import checkpoints
 from ctc_tui.core.commit_marker import MARKER
 from tests.conftest import REPO, events_of, has, run_cli
 
@@ -168,6 +169,10 @@ def test_two_rank_stop_then_resume(tmp_path, demo_data):
     steps = {(e["rank"], e["step"]) for e in after if e["type"] == "step"}
     assert steps and {r for r, _ in steps} == {0, 1}
     assert all(checkpoint < s <= checkpoint + 4 for _, s in steps)  # continued, not restarted
+    # save_total_limit=1: the Trainer's rotation deleted the old checkpoint only after the new one's marker
+    assert [(c.name, c.complete) for c in checkpoints.scan(run_dir)] == [
+        (f"checkpoint-{checkpoint + 4}", True)
+    ]
     assert not leftovers(run_dir, grace=5)  # the supervisor exits right after its last event
     runs = run_cli("runs", str(tmp_path))
     assert runs.returncode == 0 and "run" in runs.stdout and "done" in runs.stdout
