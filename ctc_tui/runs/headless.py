@@ -336,9 +336,11 @@ async def _safe_request(run_dir, op: str) -> None:
 
 def resume_hint(run_dir) -> str:
     """What a resume of ``run_dir`` continues from, named only when that checkpoint is complete."""
-    saved = checkpoints.latest_complete(run_dir)
+    point = checkpoints.resume_point(run_dir)
+    saved = point.checkpoint
     start = f"resume from {saved.name}" if saved else "no complete checkpoint: a resume starts over"
-    return f"{start} with: ctc-tui run --resume {run_dir}"
+    skips = "; ".join(f"{c.name}: {', '.join(c.problems)}" for c in point.skipped)
+    return f"{start} with: ctc-tui run --resume {run_dir}" + (f" (skips {skips})" if skips else "")
 
 
 def print_outcome(console: Console, state: RunState, run_dir) -> int:
