@@ -24,7 +24,6 @@ import contextlib
 import fcntl
 import json
 import os
-import signal
 import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ import psutil
 from ctc_tui import launchers
 from ctc_tui.core import rundir, trust
 from ctc_tui.launchers.base import RANK_MODULE
+from ctc_tui.supervisor.escalation import INTERRUPT, KILL, Stage
 
 SUPERVISOR_MODULE = "ctc_tui.supervisor"
 
@@ -151,23 +151,45 @@ def orphaned(run_dir: Path) -> bool:
     return record is not None and not is_locked(run_dir) and record.any_alive()
 
 
+class RecordedProcesses:
+    """The processes processes.json records, as an ``escalation.Target``: what a stop without any
+    supervisor acts on. ``interrupt`` reaches this host's ranks only (they checkpoint and exit 0); the
+    later stages reach the launcher's process group too."""
+
+    def __init__(self, record: ProcessRecord):
+        self.record = record
+
+    def signal(self, stage: Stage) -> int:
+        """``stage``'s signals to the recorded processes that are still themselves (the launcher's group
+        only while the launcher is the one recorded and still leads it); how many were signalled."""
+        signalled = 0
+        if stage.name != INTERRUPT and self._group_led_by_the_launcher():
+            for sig in stage.signals:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.record.process_group, sig)
+            signalled += 1
+        for proc in self.record.local_ranks().values():
+            with contextlib.suppress(psutil.Error):
+                for sig in stage.signals:
+                    proc.send_signal(sig)
+                signalled += 1
+        return signalled
+
+    def _group_led_by_the_launcher(self) -> bool:
+        launcher = self.record.launcher() if self.record.process_group else None
+        return launcher is not None and _group_of(launcher.pid) == self.record.process_group
+
+    def ended(self) -> bool:
+        return not self.record.any_alive()
+
+
 def signal_directly(run_dir: Path, kill: bool) -> int:
     """Without a supervisor: SIGINT to this host's ranks (stop: they checkpoint and exit 0), or SIGKILL
     to the launcher's process group and the ranks (kill: no save). How many processes were signalled."""
     record = ProcessRecord.load(run_dir)
     if record is None:
         return 0
-    signalled = 0
-    launcher = record.launcher() if kill and record.process_group else None
-    if launcher is not None and _group_of(launcher.pid) == record.process_group:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(record.process_group, signal.SIGKILL)
-            signalled += 1
-    for proc in record.local_ranks().values():
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(signal.SIGKILL if kill else signal.SIGINT)
-            signalled += 1
-    return signalled
+    return RecordedProcesses(record).signal(Stage(KILL if kill else INTERRUPT, 0.0))
 
 
 def _group_of(pid: int) -> int | None:
