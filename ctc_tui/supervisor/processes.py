@@ -4,7 +4,7 @@
 group): ``ranks()`` picks this node's ranks (``python -m ctc_tui.runner``) but not the processes a rank
 forks, and ``stop()`` ends the whole tree, SIGINT (if graceful), then SIGTERM, then SIGKILL, until no
 process of the run is left (out of descriptors, when psutil cannot read /proc, it signals the launcher's
-process group instead). The ranks' contract (ctc_tui.runner.train): SIGINT = save a checkpoint, then
+process group instead). The ranks' contract (ctc_tui.runner.stopping): SIGINT = save a checkpoint, then
 exit 0; SIGTERM = stop at once, never starting a save. So a kill (``graceful=False``) never begins a
 checkpoint, and a graceful teardown's SIGTERM, after GRACE_STOP, only cuts short a save that overran it.
 ``RankBook`` follows the ranks through their events (hello, state, exit) and
