@@ -6,17 +6,7 @@ from __future__ import annotations
 from ctc_tui.core.events import STATES
 from ctc_tui.runs.alerts import ACTIVE, alerts
 from ctc_tui.runs.state import RunState
-
-
-def ev(kind: str, rank: int = 0, t: float = 100.0, **fields) -> dict:
-    return {"type": kind, "rank": rank, "t": t, **fields}
-
-
-def fed(*events: dict) -> RunState:
-    state = RunState()
-    for event in events:
-        state.feed(event)
-    return state
+from tests.unit.helpers import ev, fed
 
 
 def kinds(state: RunState, now: float = 100.0) -> list[str]:

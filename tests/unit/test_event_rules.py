@@ -25,10 +25,7 @@ from ctc_tui.runs.state import RunState, normalise
 from ctc_tui.supervisor import ingest
 from ctc_tui.supervisor.eventlog import Counters, EventLog, cut_torn_line, read_events
 from ctc_tui.supervisor.limits import AcceptErrorLog, raise_open_files
-
-
-def ev(kind: str = "step", rank: int = 0, t: float = 100.0, **fields) -> dict:
-    return {"type": kind, "rank": rank, "t": t, **fields}
+from tests.unit.helpers import ev
 
 
 def rejected(event: dict, world: int | None = None) -> str:
