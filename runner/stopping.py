@@ -1,8 +1,8 @@
-"""How a rank stops: the signal contract the supervisor, the CLI and batch schedulers rely on.
+"""How a rank stops: the signal contract the supervisor, the CLI and the batch schedulers rely on.
 
 - SIGINT, or ``{"op":"stop"}`` on the rank's socket: graceful. The step ends, every rank saves a
-  checkpoint, the rank exits 0 ("stopped", resumable). ``ctc-tui stop``, Ctrl-C and a Slurm time limit
-  (``--signal=INT@lead``) send this. A second SIGINT: stop now, without the checkpoint.
+  checkpoint, the rank exits 0 ("stopped", resumable). ``ctc-tui stop``, Ctrl-C and a batch job's time
+  limit (``--signal=INT@lead``) send this. A second SIGINT: stop now, without the checkpoint.
 - SIGTERM: stop now, never starting a save (what ``ctc-tui stop --kill``, ``scancel`` and the
   supervisor's teardown send). A save already under way is cut short: resume skips that partial
   checkpoint (``ctc_tui.core.checkpoints``) and continues from the last complete one.
