@@ -3,9 +3,10 @@
 Also a drop-in for optimum-habana's run_speech_recognition_ctc.py:
 ``python -m ctc_tui.runner --flag value ...`` with that script's flags (see ``ctc-tui show-command``).
 
-Exit codes: 0 done (or stopped gracefully with a checkpoint), 2 bad preset, data or model (the message
-says what to fix), 1 an unexpected error (traceback in the rank's log), 130 a second SIGINT (stopped
-without a checkpoint), 143 SIGTERM (stopped at once, no save started; see ctc_tui.runner.stopping).
+Exit codes: 0 done (or stopped gracefully with a checkpoint), 2 bad preset, data or model, or a save
+that could not be written (a full disk; the message says what to fix), 1 an unexpected error (traceback
+in the rank's log), 130 a second SIGINT (stopped without a checkpoint), 143 SIGTERM (stopped at once, no
+save started; see ctc_tui.runner.stopping).
 """
 
 from __future__ import annotations
