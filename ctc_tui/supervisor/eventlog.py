@@ -3,14 +3,15 @@
 ``EventLog`` appends encoded events to the file (buffered for throughput, flushed every 0.5 s) and fans
 each one out to the live subscribers. Each subscriber holds at most ``Limits.subscriber_bytes`` of events
 not yet sent; one that falls further behind (a client stopped with Ctrl-Z) is dropped at once, its
-events let go, and when it reads again it gets a notice naming the byte of events.jsonl it had reached
-(``resume``), from which it may subscribe again (Redis' client-output-buffer-limit). ``stream_to`` gives
-one client the history from a byte of the file (whole lines, from the start by default) up to now, then
-every new event, with nothing lost in between. ``open`` repairs a torn last line (a supervisor killed
-mid-write) by cutting it off, so that the next event starts on a line of its own; ``close`` completes
-the file on disk (fsync'd) before any subscriber hears the end. ``read_events`` / ``iter_events``
-replay a run's history from the file, for runs whose supervisor has gone, reading lines of at most
-``limits.CLIENT_LINE`` bytes (a longer one is skipped, never loaded whole).
+events let go (the memory given back to the system at the next flush), and when it reads again it gets
+a notice naming the byte of events.jsonl it had reached (``resume``), from which it may subscribe again
+(Redis' client-output-buffer-limit). ``stream_to`` gives one client the history from a byte of the file
+(whole lines, from the start by default) up to now, then every new event, with nothing lost in between.
+``open`` repairs a torn last line (a supervisor killed mid-write) by cutting it off, so that the next
+event starts on a line of its own; ``close`` completes the file on disk (fsync'd) before any subscriber
+hears the end. ``read_events`` / ``iter_events`` replay a run's history from the file, for runs whose
+supervisor has gone, reading lines of at most ``limits.CLIENT_LINE`` bytes (a longer one is skipped,
+never loaded whole).
 
 A write that fails (a full disk, a quota) is counted and never fatal: the event still reaches the live
 subscribers, and so does an error ``log`` event saying so (the first failure, then at most every 10 s).
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ctc_tui.core import events, rundir
-from ctc_tui.supervisor.limits import CLIENT_LINE, HISTORY_CHUNK, NOTICE_EVERY, Limits
+from ctc_tui.supervisor.limits import CLIENT_LINE, HISTORY_CHUNK, NOTICE_EVERY, Limits, release_memory
 
 FLUSH_EVERY = 0.5  # seconds: how soon readers outside (ctc-tui runs) see new events
 WRITE_ERROR_NOTICE = NOTICE_EVERY  # seconds between the log events that tell subscribers writes are failing
@@ -152,6 +153,7 @@ class EventLog:
         self._closed = False
         self._last_notice: float | None = None
         self._last_error = ""  # why the last failed write failed, for the notices
+        self.release_due = False  # a subscriber dropped or gone: give freed memory back at the next flush
 
     def open(self) -> None:
         if cut_torn_line(self.path):
@@ -203,6 +205,7 @@ class EventLog:
         self.counters.slow_subscribers += 1
         self.subscribers.discard(subscriber)
         subscriber.drop()
+        self.release_due = True
 
     @property
     def closed(self) -> bool:
@@ -210,6 +213,9 @@ class EventLog:
         return self._file is None or self._closed
 
     def flush(self) -> None:
+        if self.release_due:
+            self.release_due = False
+            release_memory()
         if self.closed:
             return
         try:
@@ -261,6 +267,7 @@ class EventLog:
                 await writer.drain()
         finally:
             self.subscribers.discard(subscriber)
+            self.release_due = self.release_due or subscriber.dropped
 
     def _resume_notice(self, offset: int) -> bytes:
         """The last line a dropped subscriber gets: where in events.jsonl it may resume from."""

@@ -12,7 +12,8 @@ Two kinds:
   what hurts the login node. A run may override them (``Spec.limits``, e.g. a short idle timeout in a
   test).
 
-``raise_open_files`` lifts the soft ``RLIMIT_NOFILE`` to the hard limit at start. ``AcceptErrorLog`` is the
+``raise_open_files`` lifts the soft ``RLIMIT_NOFILE`` to the hard limit at start; ``release_memory`` gives
+freed memory back to the system (after a client was dropped). ``AcceptErrorLog`` is the
 event loop's exception handler: every error is counted; each kind (its message) is written to the log
 (stderr, i.e. ``logs/supervisor.log``) the first time, then at most once per ``EVERY`` seconds as one
 summary line with the count since, never with a traceback again.
@@ -21,6 +22,7 @@ summary line with the count since, never with a traceback again.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import dataclasses
 import resource
 import sys
@@ -113,6 +115,24 @@ class Limits:
 
 # -- the supervisor under resource pressure ------------------------------------------------------
 EVERY = 60.0  # seconds between two log lines about the same kind of error
+
+
+def release_memory() -> bool:
+    """Give the memory freed inside this process back to the system (glibc's ``malloc_trim``: a stalled
+    client's dropped events leave holes that glibc would otherwise keep); False where there is none."""
+    global _trim
+    if _trim is None:
+        try:
+            _trim = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to call
+            _trim = False
+    if _trim is False:
+        return False
+    _trim(0)
+    return True
+
+
+_trim: Any = None  # glibc's malloc_trim, once looked up (False: there is none)
 
 
 def raise_open_files() -> tuple[int, int]:
