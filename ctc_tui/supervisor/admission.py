@@ -29,6 +29,24 @@ INVALID = "invalid"
 RATE_LIMITED = "rate_limited"
 
 
+class Budget:
+    """One rank's token buckets, events and bytes: full at first (the bursts), refilled at their rates up
+    to the bursts. Refilled lazily, when an event does not fit: never more than a burst either way."""
+
+    __slots__ = ("events", "bytes", "last")
+
+    def __init__(self, limits: Limits, now: float):
+        self.events = float(limits.rank_events_burst)
+        self.bytes = float(limits.rank_bytes_burst)
+        self.last = now
+
+    def refill(self, limits: Limits, now: float) -> None:
+        elapsed = max(0.0, now - self.last)
+        self.last = now
+        self.events = min(float(limits.rank_events_burst), self.events + elapsed * limits.rank_events_per_s)
+        self.bytes = min(float(limits.rank_bytes_burst), self.bytes + elapsed * limits.rank_bytes_per_s)
+
+
 @dataclass
 class Peer:
     """One rank connection: whom it speaks for once its first hello was admitted, and when it last sent."""
@@ -36,6 +54,7 @@ class Peer:
     rank: int | None = None
     identity: tuple[Any, Any] = (None, None)  # (pid, host) of its hello
     seen: float = 0.0  # unix seconds of its last line
+    budget: Budget | None = None  # its rank's, once bound
 
 
 @dataclass
@@ -44,17 +63,6 @@ class Refusal:
 
     kind: str
     text: str
-
-
-class Budget:
-    """One rank's token buckets: events and bytes, refilled at their rates up to their bursts."""
-
-    __slots__ = ("events", "bytes", "last")
-
-    def __init__(self, limits: Limits, now: float):
-        self.events = float(limits.rank_events_burst)
-        self.bytes = float(limits.rank_bytes_burst)
-        self.last = now
 
 
 class Admission:
@@ -76,7 +84,18 @@ class Admission:
 
     def check(self, event: dict[str, Any], size: int, now: float, peer: Peer) -> Refusal | None:
         """None if ``event`` (``size`` bytes, received at ``now``) from ``peer`` may be recorded; else why
-        not. An admitted hello binds ``peer`` to its rank."""
+        not. An admitted hello binds ``peer`` to its rank. (On the ingest's hot path: a bound
+        connection's own event within its budget returns at once.)"""
+        budget = peer.budget
+        if event["rank"] == peer.rank and budget is not None and event["type"] != "hello":
+            if budget.events >= 1 and budget.bytes >= size:
+                budget.events -= 1
+                budget.bytes -= size
+                return None
+            return self._spend(budget, event, size, now)
+        return self._check(event, size, now, peer)
+
+    def _check(self, event: dict[str, Any], size: int, now: float, peer: Peer) -> Refusal | None:
         rank = event["rank"]
         if rank < 0:
             return Refusal(
@@ -89,9 +108,12 @@ class Admission:
             refusal = None if rank == peer.rank else self._other_rank(event, peer)
         else:
             refusal = self._unintroduced(event) if rank in self.claims else None
-        refusal = refusal or self._spend(rank, size, now, event["type"])
+        budget = self.budgets.get(rank)
+        if budget is None:
+            budget = self.budgets[rank] = Budget(self.limits, now)
+        refusal = refusal or self._spend(budget, event, size, now)
         if hello and refusal is None:
-            peer.rank, peer.identity = rank, (event.get("pid"), event.get("host"))
+            peer.rank, peer.identity, peer.budget = rank, (event.get("pid"), event.get("host")), budget
             self.claims[rank] = peer.identity
         return refusal
 
@@ -133,23 +155,19 @@ class Admission:
             "that rank's hello",
         )
 
-    def _spend(self, rank: int, size: int, now: float, kind: str) -> Refusal | None:
-        """Take one event of ``size`` bytes from ``rank``'s budget; a Refusal when it has not enough."""
-        budget = self.budgets.get(rank)
-        limits = self.limits
-        if budget is None:
-            budget = self.budgets[rank] = Budget(limits, now)
-        elapsed = now - budget.last
-        if elapsed > 0:
-            budget.last = now
-            budget.events = min(limits.rank_events_burst, budget.events + elapsed * limits.rank_events_per_s)
-            budget.bytes = min(limits.rank_bytes_burst, budget.bytes + elapsed * limits.rank_bytes_per_s)
+    def _spend(self, budget: Budget, event: dict[str, Any], size: int, now: float) -> Refusal | None:
+        """Take one event of ``size`` bytes from ``budget`` (refilled first if it has not enough); a
+        Refusal when it still has not."""
         if budget.events < 1 or budget.bytes < size:
-            return Refusal(
-                RATE_LIMITED,
-                f"dropped a {kind} event of rank {rank}: over its budget of {limits.rank_events_per_s:,.0f} "
-                f"events and {limits.rank_bytes_per_s / 2**20:,.1f} MiB a second",
-            )
+            budget.refill(self.limits, now)
+            if budget.events < 1 or budget.bytes < size:
+                limits = self.limits
+                return Refusal(
+                    RATE_LIMITED,
+                    f"dropped a {event['type']} event of rank {event['rank']}: over its budget of "
+                    f"{limits.rank_events_per_s:,.0f} events and {limits.rank_bytes_per_s / 2**20:,.1f} MiB "
+                    "a second",
+                )
         budget.events -= 1
         budget.bytes -= size
         return None
