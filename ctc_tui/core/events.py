@@ -18,6 +18,7 @@ exit       code (and for failures: reason, last_lines)
 The supervisor checks every event once, as it arrives (``validate``: per-type field rules, finite numbers,
 integer steps, ranks within the world, bounded strings and lists, no lone surrogates), and stamps it with
 its own receive time ``rt`` (``stamp``), the clock that liveness and ETA trust over a rank's ``t``.
+``read_lines`` reads a file's lines with a size cap: a longer line is skipped, never loaded whole.
 
 This module is imported by both halves (``runner`` and ``ctc_tui``); it depends on the standard
 library only.
