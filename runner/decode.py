@@ -75,6 +75,9 @@ class LmWeights:
 
     alpha: float = 0.5
     beta: float = 1.0
+    #: Added to the LM's natural-log probability of a word it has never seen (as pyctcdecode's
+    #: ``unk_score_offset``): a misspelling must cost more than a small vocabulary's <unk> probability.
+    unk_offset: float = -10.0
 
 
 class _WordScorer:
@@ -83,14 +86,17 @@ class _WordScorer:
     def __init__(self, lm: ArpaModel, weights: LmWeights) -> None:
         self.lm, self.weights = lm, weights
         self.keep = max(lm.order - 1, 0)
+        self.known = lm.words | {EOS}
         self.cache: dict[tuple[tuple[str, ...], str], float] = {}
 
     def __call__(self, history: tuple[str, ...], word: str) -> float:
         key = (history, word)
         found = self.cache.get(key)
         if found is None:
-            found = self.weights.alpha * self.lm.score(history, word) * LN10
-            found += 0.0 if word == EOS else self.weights.beta
+            logp = self.lm.score(history, word) * LN10
+            if word not in self.known:
+                logp += self.weights.unk_offset
+            found = self.weights.alpha * logp + (0.0 if word == EOS else self.weights.beta)
             self.cache[key] = found
         return found
 

@@ -55,7 +55,7 @@ def adjusted_counts(raw: list[Counter[Gram]]) -> list[Counter[Gram]]:
 
 def discounts(counts: Counter[Gram]) -> tuple[float, float, float]:
     """(D1, D2, D3+) from the count-of-counts n1..n4 (Chen & Goodman); the fallback where undefined."""
-    n = Counter(min(c, 4) for c in counts.values())
+    n = Counter(c for c in counts.values() if c <= 4)
     n1, n2, n3, n4 = (n[k] for k in (1, 2, 3, 4))
     if min(n1, n2, n3, n4) == 0:
         return FALLBACK_DISCOUNTS

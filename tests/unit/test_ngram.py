@@ -14,6 +14,8 @@ def test_discounts_follow_the_count_of_counts():
     counts = Counter({("a",): 1, ("b",): 1, ("c",): 1, ("d",): 1, ("e",): 2, ("f",): 2, ("g",): 3, ("h",): 4})
     # n1=4, n2=2, n3=1, n4=1: Y = 4/(4+4) = 0.5; D1 = 1-2Y*2/4, D2 = 2-3Y*1/2, D3 = 3-4Y*1/1
     assert ngram.discounts(counts) == pytest.approx((0.5, 1.25, 1.0))
+    # counts above 4 are not n4: with ("i",): 9 added the values stay the same
+    assert ngram.discounts(counts + Counter({("i",): 9})) == pytest.approx((0.5, 1.25, 1.0))
 
 
 def test_discounts_fall_back_when_a_count_of_counts_is_zero():
