@@ -23,18 +23,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctc_tui.core import ngram
+from ctc_tui.core import ngram, rundir
 from ctc_tui.core.preset import Preset, load_preset
 from ctc_tui.core.rundir import PRESET
 from ctc_tui.core.sources import DataError
 from ctc_tui.core.textnorm import make_normaliser
 from ctc_tui.sources import source
 
-LM_DIR = "lm"
-ARPA = "lm.arpa"
-UNIGRAMS = "unigrams.txt"
-INFO = "lm.json"
-WEIGHTS = "weights.json"  # alpha/beta tuned by eval (runner/evaluate.py) for this ARPA
+LM_DIR, ARPA, UNIGRAMS, INFO = rundir.LM_DIR, rundir.LM_ARPA, rundir.LM_UNIGRAMS, rundir.LM_INFO
 
 
 class LmBuildError(Exception):

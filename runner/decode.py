@@ -87,6 +87,7 @@ class _WordScorer:
         self.lm, self.weights = lm, weights
         self.keep = max(lm.order - 1, 0)
         self.known = lm.words | {EOS}
+        self.prefixes = {w[:i] for w in self.known for i in range(1, len(w) + 1)}
         self.cache: dict[tuple[tuple[str, ...], str], float] = {}
 
     def __call__(self, history: tuple[str, ...], word: str) -> float:
@@ -99,6 +100,10 @@ class _WordScorer:
             found = self.weights.alpha * logp + (0.0 if word == EOS else self.weights.beta)
             self.cache[key] = found
         return found
+
+    def partial(self, word: str) -> float:
+        """The unfinished word's score: the unknown-word offset as soon as no known word starts so."""
+        return 0.0 if not word or word in self.prefixes else self.weights.alpha * self.weights.unk_offset
 
     def advance(self, history: tuple[str, ...], word: str) -> tuple[str, ...]:
         return (*history, word)[-self.keep :] if self.keep else ()
@@ -113,9 +118,13 @@ class _Beam:
     lm: float  # accumulated LM score of its finished words
     history: tuple[str, ...]  # the LM context: last order-1 finished words (with <s>)
     word: str  # the unfinished word's text
+    partial: float = 0.0  # the unfinished word's score (_WordScorer.partial), for ranking only
 
     def ctc(self) -> float:
         return _lse(self.blank, self.token)
+
+    def rank(self) -> float:
+        return _lse(self.blank, self.token) + self.lm + self.partial
 
 
 def beam_search(
@@ -125,15 +134,21 @@ def beam_search(
     weights: LmWeights = LmWeights(),
     beam_width: int = 16,
     token_min_logp: float = -8.0,
+    beam_prune_logp: float = -10.0,
 ) -> str:
-    """The best transcript by CTC prefix beam search, scored with the LM when one is given."""
+    """The best transcript by CTC prefix beam search, scored with the LM when one is given. A frame's
+    tokens below ``token_min_logp`` are not tried; nor is a token that would put a prefix more than
+    ``-beam_prune_logp`` below the frame's best prefix."""
     logp = log_softmax(np.asarray(logits, dtype=np.float64))
     scorer = _WordScorer(lm, weights) if lm is not None else None
     start = (BOS,) if scorer else ()
     beams: dict[tuple[int, ...], _Beam] = {(): _Beam(0.0, NEG, 0.0, start, "")}
     for frame in logp:
-        candidates = [int(i) for i in np.flatnonzero(frame >= token_min_logp) if i != vocab.blank]
-        beams = _step(beams, frame, candidates, vocab, scorer)
+        found = [
+            (float(frame[i]), int(i)) for i in np.flatnonzero(frame >= token_min_logp) if i != vocab.blank
+        ]
+        candidates = [(token, p) for p, token in sorted(found, reverse=True)]
+        beams = _step(beams, frame, candidates, vocab, scorer, beam_prune_logp)
         beams = _prune(beams, beam_width)
     best = max(beams.items(), key=lambda item: _final_score(item[1], scorer))
     return " ".join(vocab.words(best[0]))
@@ -142,21 +157,27 @@ def beam_search(
 def _step(
     beams: dict[tuple[int, ...], _Beam],
     frame: np.ndarray,
-    candidates: list[int],
+    candidates: list[tuple[int, float]],
     vocab: Vocab,
     scorer: _WordScorer | None,
+    prune: float,
 ) -> dict[tuple[int, ...], _Beam]:
+    """One frame: every beam through a blank, its last token again, and each candidate token (tried
+    best first, until the extension would fall ``-prune`` below the best beam)."""
     blank_p = float(frame[vocab.blank])
     out: dict[tuple[int, ...], _Beam] = {}
+    floor = max(beam.rank() for beam in beams.values()) + prune
     for prefix, beam in beams.items():
         total = beam.ctc()
         stay = _get(out, prefix, beam)
         stay.blank = _lse(stay.blank, total + blank_p)
         last = prefix[-1] if prefix else None
-        if last is not None and last in candidates:  # the last token again, merged into the prefix
+        if last is not None:  # the last token again, merged into the prefix
             stay.token = _lse(stay.token, beam.token + float(frame[last]))
-        for token in candidates:
-            p = float(frame[token])
+        reach = floor - beam.rank()
+        for token, p in candidates:
+            if p < reach:
+                break
             if token == vocab.delimiter and (last is None or last == vocab.delimiter):
                 if last is None:  # a leading delimiter: no word yet, so no change
                     stay.blank = _lse(stay.blank, total + p)
@@ -181,16 +202,17 @@ def _get(
     beam = out.get(prefix)
     if beam is not None:
         return beam
-    lm, history, word = parent.lm, parent.history, parent.word
+    lm, history, word, partial = parent.lm, parent.history, parent.word, parent.partial
     if token is not None and vocab is not None:
         if token == vocab.delimiter:
             if scorer is not None and word:
                 lm += scorer(history, word)
                 history = scorer.advance(history, word)
-            word = ""
+            word, partial = "", 0.0
         else:
             word += vocab.tokens[token]
-    beam = out[prefix] = _Beam(NEG, NEG, lm, history, word)
+            partial = scorer.partial(word) if scorer is not None else 0.0
+    beam = out[prefix] = _Beam(NEG, NEG, lm, history, word, partial)
     return beam
 
 
@@ -208,5 +230,5 @@ def _final_score(beam: _Beam, scorer: _WordScorer | None) -> float:
 def _prune(beams: dict[tuple[int, ...], _Beam], width: int) -> dict[tuple[int, ...], _Beam]:
     if len(beams) <= width:
         return beams
-    ranked = sorted(beams.items(), key=lambda item: item[1].ctc() + item[1].lm, reverse=True)
+    ranked = sorted(beams.items(), key=lambda item: item[1].rank(), reverse=True)
     return dict(ranked[:width])

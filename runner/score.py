@@ -7,9 +7,9 @@ runner's own readers (``data.load_raw_split``); its clips are filtered as prepro
 normalised as the labels were. The model's log probabilities are computed once per clip and decoded
 greedily and, with ``--lm``, by ``decode.beam_search``. The LM's weights (alpha, beta) are tuned by a
 small grid search on the preset's eval split the first time and kept in ``RUN_DIR/lm/weights.json``
-with the ARPA's SHA-256 (a rebuilt LM is tuned again); they are never tuned on another split. Prints
-one JSON object per split on stdout and writes it to ``RUN_DIR/eval/<split>.json``; progress and
-errors go to stderr.
+with the ARPA's SHA-256 and the model's key (a rebuilt LM, or another checkpoint, is tuned again); they
+are never tuned on another split. Prints one JSON object per split on stdout and writes it to
+``RUN_DIR/eval/<split>.json``; progress and errors go to stderr.
 """
 
 from __future__ import annotations
@@ -31,17 +31,15 @@ import numpy as np
 from ctc_tui.core.ngram import ArpaError, ArpaModel, read_arpa
 from ctc_tui.core.preset import Preset, load_preset
 from ctc_tui.core.problems import PresetError
-from ctc_tui.core.rundir import PRESET
+from ctc_tui.core.rundir import EVAL_DIR, LM_ARPA, LM_DIR, LM_WEIGHTS, PRESET
 from ctc_tui.core.sources import DataError
 from ctc_tui.core.textnorm import make_normaliser
-from ctc_tui.lmbuild import ARPA, LM_DIR, WEIGHTS
 from ctc_tui.runner import audio as audio_io
 from ctc_tui.runner.decode import LmWeights, Vocab, beam_search, greedy, log_softmax
 
 #: The alpha/beta grid tried on the eval split (alpha 0 = no LM: tuning can always fall back to it).
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
 BETAS = (0.0, 0.5, 1.0, 2.0)
-EVAL_DIR = "eval"
 
 
 class ScoreError(Exception):
@@ -143,7 +141,7 @@ def decode_all(split: SplitLogits, vocab: Vocab, lm: ArpaModel | None, weights: 
 
 def read_lm(run_dir: Path) -> tuple[ArpaModel, str]:
     """The run's ARPA model and its SHA-256; ScoreError when there is none yet."""
-    path = run_dir / LM_DIR / ARPA
+    path = run_dir / LM_DIR / LM_ARPA
     if not path.is_file():
         raise ScoreError(f"{run_dir} has no language model yet: build it with ctc-tui lm build {run_dir}")
     data = path.read_bytes()
@@ -153,13 +151,21 @@ def read_lm(run_dir: Path) -> tuple[ArpaModel, str]:
         raise ScoreError(f"{path}: {exc}; rebuild it with ctc-tui lm build {run_dir}") from None
 
 
-def stored_weights(run_dir: Path, arpa_sha: str) -> LmWeights | None:
-    """Weights tuned earlier for this very ARPA file, if any."""
+def model_key(folder: Path) -> str:
+    """Names the model's weights as saved (folder, file names, sizes, modification times): weights
+    tuned for one checkpoint are not reused for another, nor after a resumed run saved new ones."""
+    files = sorted([*folder.glob("*.safetensors"), *folder.glob("*.bin")])
+    parts = [folder.name] + [f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def stored_weights(run_dir: Path, arpa_sha: str, model: str = "") -> LmWeights | None:
+    """Weights tuned earlier for this very ARPA file (and, when given, this model), if any."""
     try:
-        saved = json.loads((run_dir / LM_DIR / WEIGHTS).read_text())
+        saved = json.loads((run_dir / LM_DIR / LM_WEIGHTS).read_text())
     except (OSError, ValueError):
         return None
-    if saved.get("arpa_sha256") != arpa_sha:
+    if saved.get("arpa_sha256") != arpa_sha or (model and saved.get("model_key") != model):
         return None
     return LmWeights(float(saved["alpha"]), float(saved["beta"]))
 
@@ -230,16 +236,18 @@ def run(args: argparse.Namespace) -> int:
             cache[name] = split_logits(preset, name, processor, model, device)
         return cache[name]
 
-    weights = stored_weights(run_dir, arpa_sha) if lm is not None else None
+    key = model_key(folder)
+    weights = stored_weights(run_dir, arpa_sha, key) if lm is not None else None
     if lm is not None and weights is None:
         weights, trials = tune(logits_of(eval_name), vocab, lm)
         write_json(
-            run_dir / LM_DIR / WEIGHTS,
+            run_dir / LM_DIR / LM_WEIGHTS,
             {
                 "alpha": weights.alpha,
                 "beta": weights.beta,
                 "tuned_on": eval_name,
                 "model": folder.name,
+                "model_key": key,
                 "arpa_sha256": arpa_sha,
                 "grid": trials,
             },
