@@ -9,8 +9,9 @@ that started it. It
 - is the single writer of ``RUN_DIR/events.jsonl``;
 - serves clients on ``RUN_DIR/supervisor.sock``: ``subscribe`` (history, then live events), ``stop``
   (graceful: ranks checkpoint and exit 0) and ``kill``;
-- tears the whole process tree down when the launcher exits or any rank fails (SIGINT, SIGTERM,
-  SIGKILL), records which rank failed and its last log lines, and exits with the run's status;
+- tears the whole process tree down when the launcher exits or any rank fails (SIGINT, SIGCONT +
+  SIGTERM, SIGKILL), and ends a graceful stop the ranks did not finish within its grace the same way;
+  records which rank failed and its last log lines, and exits with the run's status;
 - for a Slurm run (``ctc-tui run --slurm``: the launcher is ``sbatch --wait``, ranks are Slurm's), reports
   the job's queue state, cancels a job still queued on a graceful stop, and ``scancel``s the job on any
   teardown, ending only once ``squeue`` no longer lists it.
@@ -21,7 +22,9 @@ rate-limited (``limits``).
 
 The parts, one job each: ``eventlog`` (events.jsonl, subscribers, ``read_events``), ``ingest`` (the ranks'
 connections), ``control`` (the control socket protocol), ``processes`` (the launcher's tree, the ranks,
-the failed rank), ``slurm_job`` (the run's Slurm job), ``deepspeed_env`` (DeepSpeed's env file),
+the failed rank), ``escalation`` (how a stop escalates: SIGINT, then past ``launch.stop_grace_seconds``
+SIGCONT + SIGTERM, then SIGKILL), ``slurm_job`` (the run's Slurm job), ``deepspeed_env`` (DeepSpeed's
+env file),
 ``limits`` (open-file limit, rate-limited loop errors), ``runrecord`` (processes.json, how a run
 outlives its supervisor; the one-supervisor lock) and ``core`` (the ``Supervisor`` composing them,
 ``Spec``, ``Outcome``, ``serve``).

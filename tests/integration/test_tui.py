@@ -281,7 +281,9 @@ async def test_runs_screen_overlays_the_wer_curves_of_two_marked_runs(tmp_path):
         await settle(pilot)
         table = app.screen.query_one("#runs-table", DataTable)
         assert table.row_count == 2
-        assert str(table.get_cell(str(tmp_path / "a"), "resumes from")) == "checkpoint-10"
+        assert (
+            str(table.get_cell(str(tmp_path / "a"), "resumes from")) == "checkpoint-10 (skips checkpoint-20)"
+        )
         assert str(table.get_cell(str(tmp_path / "b"), "resumes from")) == "-"
         table.focus()
         await pilot.press("space", "down", "space")
