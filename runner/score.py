@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ctc_tui.core import checkpoints
 from ctc_tui.core.ngram import ArpaError, ArpaModel, read_arpa
 from ctc_tui.core.preset import Preset, load_preset
 from ctc_tui.core.problems import PresetError
@@ -69,6 +70,9 @@ def model_folder(run_dir: Path, checkpoint: int | None) -> Path:
         raise ScoreError(
             f"{run_dir} holds no trained model (config.json + weights); train one with ctc-tui run"
         )
+    if checkpoint is not None and not checkpoints.is_complete(folder):
+        found = "; ".join(checkpoints.problems(folder))
+        raise ScoreError(f"{folder.name} is incomplete ({found}); choose another --checkpoint N")
     return folder
 
 

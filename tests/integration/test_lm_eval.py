@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -73,3 +74,12 @@ def test_lm_build_then_eval_with_the_lm(tmp_path, demo_data):
 
     missing = run_cli("eval", str(run_dir), "--checkpoint", "99", timeout=120)
     assert missing.returncode == 2 and "checkpoint-6" in missing.stderr and "Traceback" not in missing.stderr
+
+    # a checkpoint cut short (its weights truncated) is refused, not scored
+    torn = run_dir / "checkpoint-9"
+    shutil.copytree(run_dir / "checkpoint-6", torn)
+    weights_file = torn / "model.safetensors"
+    weights_file.write_bytes(weights_file.read_bytes()[:1000])
+    cut = run_cli("eval", str(run_dir), "--checkpoint", "9", timeout=120)
+    assert cut.returncode == 2 and "checkpoint-9 is incomplete" in cut.stderr
+    assert "Traceback" not in cut.stderr
