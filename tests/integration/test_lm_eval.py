@@ -22,6 +22,9 @@ FAST = [
 
 def test_lm_build_then_eval_with_the_lm(tmp_path, demo_data):
     run_dir = tmp_path / "run"
+    nothing = run_cli("eval", str(run_dir), timeout=120)
+    assert nothing.returncode == 2 and "is not a run dir (no preset.yaml)" in nothing.stderr
+    assert "Traceback" not in nothing.stderr
     out = run_cli("run", "demo-cpu", *FAST, "--output-dir", str(run_dir), timeout=400)
     assert out.returncode == 0, out.stdout + out.stderr
 
