@@ -35,8 +35,9 @@ from ctc_tui.core.problems import PresetError
 from ctc_tui.core.rundir import EVAL_DIR, LM_ARPA, LM_DIR, LM_WEIGHTS, PRESET
 from ctc_tui.core.sources import DataError
 from ctc_tui.core.textnorm import make_normaliser
-from ctc_tui.runner import audio as audio_io
+from ctc_tui.runner import audio
 from ctc_tui.runner.decode import LmWeights, Vocab, beam_search, greedy, log_softmax
+from ctc_tui.runner.load import backend_name, has_trained_model, load_trained
 
 #: The alpha/beta grid tried on the eval split (alpha 0 = no LM: tuning can always fall back to it).
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
@@ -58,10 +59,10 @@ class SplitLogits:
 
 
 def model_folder(run_dir: Path, checkpoint: int | None) -> Path:
-    """The run dir (its final model) or its ``checkpoint-N``; ScoreError when it holds no model."""
+    """The run dir (its final model) or its ``checkpoint-N``; ScoreError when it holds no model, or a
+    checkpoint that is not complete."""
     folder = run_dir / f"checkpoint-{checkpoint}" if checkpoint is not None else run_dir
-    weights = any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
-    if not (folder / "config.json").is_file() or not weights:
+    if not has_trained_model(folder):
         if checkpoint is not None:
             found = sorted(p.name for p in run_dir.glob("checkpoint-*"))
             raise ScoreError(
@@ -77,18 +78,11 @@ def model_folder(run_dir: Path, checkpoint: int | None) -> Path:
 
 
 def load_model(preset: Preset, run_dir: Path, folder: Path) -> tuple[Any, Any, str]:
-    """The run's processor (from the run dir), the model in ``folder`` in eval mode, and the device the
-    run trained on (``backends.backend_name``: the same choice as training)."""
-    from transformers import AutoModelForCTC, AutoProcessor
-
-    from ctc_tui.runner.backends import backend_name
-
+    """The run's processor, the model in ``folder`` and the device, by the runner's load step (the
+    device training used: ``load.backend_name``)."""
     device = backend_name(preset)
-    if device == "hpu":
-        import habana_frameworks.torch.core  # noqa: F401  (registers the hpu device)
-    processor = AutoProcessor.from_pretrained(str(run_dir))
-    model = AutoModelForCTC.from_pretrained(str(folder)).eval().to(device)
-    return processor, model, device
+    trained = load_trained(run_dir, folder, device)
+    return trained.processor, trained.model, device
 
 
 def split_logits(preset: Preset, name: str, processor: Any, model: Any, device: str) -> SplitLogits:
@@ -108,11 +102,11 @@ def split_logits(preset: Preset, name: str, processor: Any, model: Any, device: 
     fe = processor.feature_extractor
     rate = fe.sampling_rate
     refs, logprobs, seconds = [], [], 0.0
-    for index, (audio, text) in enumerate(zip(raw.audio, raw.text, strict=True)):
+    for index, (clip, text) in enumerate(zip(raw.audio, raw.text, strict=True)):
         ref = normalise(text)
         try:
-            samples, _ = audio_io.load(audio, rate)
-        except audio_io.AudioError as exc:
+            samples, _ = audio.load(clip, rate)
+        except audio.AudioError as exc:
             raise ScoreError(f"split '{name}', clip {index}: {exc}") from None
         duration = len(samples) / rate
         if not ref or not cfg.min_duration_in_seconds <= duration <= cfg.max_duration_in_seconds:

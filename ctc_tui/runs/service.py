@@ -322,12 +322,14 @@ def prepare(request: Request, warn: Warn | None = None) -> PreparedRun:
 
 def supervisor_spec(run: PreparedRun) -> Spec:
     """What the run's supervisor runs: the launch command with the ranks' log transport, or for Slurm
-    runs the job's submission (its job id recorded so that a stop cancels it)."""
+    runs the job's submission (its job id recorded so that a stop cancels it); and how many ranks it
+    starts (the supervisor takes events of those ranks only)."""
     grace = run.preset.launch.stop_grace_seconds
     if run.slurm is None:
         return Spec(
             command=list(run.command),
             env=dict(run.env),
+            world_size=launchers.get(run.preset.launch.launcher).world_size(run.preset),
             stop_grace=grace,
             **launchers.log_transport(run.preset),
         )
@@ -335,6 +337,7 @@ def supervisor_spec(run: PreparedRun) -> Spec:
     return Spec(
         command=slurm.supervised_command(list(run.command), job_id_file),
         slurm_job_file=str(job_id_file),
+        world_size=run.slurm.nodes * slurm.cards_per_node(run.preset, run.slurm),
         stop_grace=grace,
         **slurm.log_transport(run.preset, run.slurm.partition),
     )

@@ -16,18 +16,20 @@ that started it. It
   the job's queue state, cancels a job still queued on a graceful stop, and ``scancel``s the job on any
   teardown, ending only once ``squeue`` no longer lists it.
 
-Malformed, oversized, invalid (``events.validate``) or unauthenticated input is dropped and counted, never
-fatal; a flood of connections is capped (``ingest``), and the supervisor's own log of loop errors is
-rate-limited (``limits``).
+Malformed, oversized, invalid (``events.validate``), forged (a rank speaking for the supervisor or for
+another rank: ``admission``), rate-limited or unauthenticated input is dropped and counted, never fatal;
+a flood of connections is capped (``ingest``), a client that falls behind is cut off and resumes from
+the file (``eventlog``), and the supervisor's own log of loop errors is rate-limited. Every limit is
+in ``limits``, with its reason.
 
 The parts, one job each: ``eventlog`` (events.jsonl, subscribers, ``read_events``), ``ingest`` (the ranks'
-connections), ``control`` (the control socket protocol), ``processes`` (the launcher's tree, the ranks,
-the failed rank), ``escalation`` (how a stop escalates: SIGINT, then past ``launch.stop_grace_seconds``
-SIGCONT + SIGTERM, then SIGKILL), ``slurm_job`` (the run's Slurm job), ``deepspeed_env`` (DeepSpeed's
-env file),
-``limits`` (open-file limit, rate-limited loop errors), ``runrecord`` (processes.json, how a run
-outlives its supervisor; the one-supervisor lock) and ``core`` (the ``Supervisor`` composing them,
-``Spec``, ``Outcome``, ``serve``).
+connections), ``admission`` (who may speak for which rank, and how much), ``control`` (the control socket
+protocol), ``processes`` (the launcher's tree, the ranks, the failed rank), ``escalation`` (how a stop
+escalates: SIGINT, then past ``launch.stop_grace_seconds`` SIGCONT + SIGTERM, then SIGKILL), ``slurm_job``
+(the run's Slurm job), ``deepspeed_env`` (DeepSpeed's env file), ``limits`` (every limit; the open-file
+limit, rate-limited loop errors and notices), ``runrecord`` (processes.json, how a run outlives its
+supervisor; the one-supervisor lock) and ``core`` (the ``Supervisor`` composing them, ``Spec``,
+``Outcome``, ``serve``).
 """
 
 from ctc_tui.supervisor import runrecord
@@ -42,7 +44,7 @@ from ctc_tui.supervisor.core import (
     main,
     serve,
 )
-from ctc_tui.supervisor.eventlog import SUBSCRIBER_QUEUE, Counters, read_events
+from ctc_tui.supervisor.eventlog import SUBSCRIBER_BYTES, Counters, iter_events, read_events
 from ctc_tui.supervisor.processes import GRACE_STOP, GRACE_TERM
 from ctc_tui.supervisor.slurm_job import SLURM_GONE, SLURM_POLL
 
@@ -54,12 +56,13 @@ __all__ = [
     "SLURM_GONE",
     "SLURM_POLL",
     "SPEC_FILE",
-    "SUBSCRIBER_QUEUE",
+    "SUBSCRIBER_BYTES",
     "SUPERVISOR_RANK",
     "Counters",
     "Outcome",
     "Spec",
     "Supervisor",
+    "iter_events",
     "main",
     "read_events",
     "runrecord",
