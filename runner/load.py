@@ -4,7 +4,7 @@
   arguments for each: ctc_tui.runner.backends;
 - ``load_for_training``: the tokenizer (the preset's, or a character vocabulary built from the training
   text) and the CTC model, seeded, ready to fine-tune;
-- ``load_trained``: a trained run dir's processor and model, for transcription (and evaluation and
+- ``load_trained``: a trained run dir's processor and model, for transcription and evaluation (and
   export of a finished run).
 
 How a model is built from a preset (an architecture, a hub id or a local folder): ctc_tui.runner.model.
@@ -82,11 +82,14 @@ def has_trained_model(folder: Path) -> bool:
     return (folder / "config.json").is_file() and weights
 
 
-def load_trained(folder: Path) -> Trained:
-    """The processor and model saved in ``folder`` (a finished run dir), the model in eval mode on the
-    CPU."""
+def load_trained(folder: Path, weights: Path | None = None, device: str = "cpu") -> Trained:
+    """The processor saved in ``folder`` (a finished run dir) and the model saved there, or in
+    ``weights`` (one of its ``checkpoint-N``, which hold no tokenizer), in eval mode on ``device``
+    (``backend_name``'s choice: the device the run trained on)."""
     from transformers import AutoModelForCTC, AutoProcessor
 
+    if device == "hpu":
+        import habana_frameworks.torch.core  # noqa: F401  (deferred: registers the hpu device)
     processor = AutoProcessor.from_pretrained(str(folder))
-    model = AutoModelForCTC.from_pretrained(str(folder)).eval()
+    model = AutoModelForCTC.from_pretrained(str(weights or folder)).eval().to(device)
     return Trained(processor, model)
