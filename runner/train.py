@@ -9,9 +9,9 @@
   and emits state changes; ``EventCallback`` turns Trainer logs into events and performs the graceful
   stop after SIGINT (checkpoint first, then exit 0).
 
-Stopping (the contract the supervisor, the CLI and Slurm rely on):
+Stopping (the contract the supervisor, the CLI and the batch schedulers rely on):
 - SIGINT, or ``{"op":"stop"}`` on the rank's socket: graceful. The step ends, every rank saves a
-  checkpoint, the rank exits 0 ("stopped", resumable). ``ctc-tui stop``, Ctrl-C and a Slurm time limit
+  checkpoint, the rank exits 0 ("stopped", resumable). ``ctc-tui stop``, Ctrl-C and a batch job's time limit
   (``--signal=INT@lead``) send this. A second SIGINT: stop now, without the checkpoint.
 - SIGTERM: stop now, never starting a save (what ``ctc-tui stop --kill``, ``scancel`` and the
   supervisor's teardown send). A save already under way is cut short: resume skips that partial
@@ -539,7 +539,7 @@ def check_output_dir(run_dir: Path, preset: Preset, resume: bool) -> checkpoints
     foreign = sorted(
         p.name
         for p in run_dir.iterdir()
-        if p.name not in rundir.OWN_FILES
+        if not rundir.is_own_file(p.name)
         and not (resume and (p.name in PRODUCED_FILES or checkpoints.is_set_aside(p.name)))
     )
     if foreign and preset.training.do_train:

@@ -8,6 +8,7 @@ below so that a name is never typed twice.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -33,11 +34,6 @@ DEEPSPEED_ENV = ".deepspeed_env"  # what the DeepSpeed launcher forwards to othe
 RUN_TOKEN = "run-token"  # 0600: the secret TCP senders present (ranks read it; never in env or argv)
 HF_TOKEN_FILE = "hf-token"  # 0600: the Hub token for this run's ranks (from model.token or HF_TOKEN)
 
-SLURM_JOB_SCRIPT = "job.sbatch"
-SLURM_JOB_ID = "slurm-job-id"
-SLURM_JOB_ID_TMP = "slurm-job-id.tmp"
-SLURM_OPTIONS = "slurm-options.json"
-
 #: Everything above: files a training run must not mistake for a previous run's output.
 OWN_FILES = frozenset(
     {
@@ -59,12 +55,26 @@ OWN_FILES = frozenset(
         DEEPSPEED_ENV,
         RUN_TOKEN,
         HF_TOKEN_FILE,
-        SLURM_JOB_SCRIPT,
-        SLURM_JOB_ID,
-        SLURM_JOB_ID_TMP,
-        SLURM_OPTIONS,
     }
 )
+
+#: A batch scheduler's files (``ctc_tui.schedulers``; NAME is the scheduler's): its job script
+#: ``job.KIND``, the job's id ``NAME-job-id`` (written aside first as ``NAME-job-id.tmp``) and its options
+#: ``NAME-options.json`` (what a resumed run is placed with again). Own files too.
+JOB_FILES = re.compile(r"job\.[a-z]+|[a-z]+-job-id(\.tmp)?|[a-z]+-options\.json")
+
+
+def job_id_file(scheduler: str) -> str:
+    return f"{scheduler}-job-id"
+
+
+def job_options_file(scheduler: str) -> str:
+    return f"{scheduler}-options.json"
+
+
+def is_own_file(name: str) -> bool:
+    """Whether ``name`` in a run dir is a file ctc-tui adds (never a previous run's output)."""
+    return name in OWN_FILES or JOB_FILES.fullmatch(name) is not None
 
 
 #: The longest Unix socket path: sun_path holds 108 bytes on Linux, 104 on macOS, its final NUL included.

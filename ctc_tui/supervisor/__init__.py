@@ -11,9 +11,10 @@ that started it. It
   (graceful: ranks checkpoint and exit 0) and ``kill``;
 - tears the whole process tree down when the launcher exits or any rank fails (SIGINT, SIGTERM,
   SIGKILL), records which rank failed and its last log lines, and exits with the run's status;
-- for a Slurm run (``ctc-tui run --slurm``: the launcher is ``sbatch --wait``, ranks are Slurm's), reports
-  the job's queue state, cancels a job still queued on a graceful stop, and ``scancel``s the job on any
-  teardown, ending only once ``squeue`` no longer lists it.
+- for a batch job (``ctc-tui run --NAME`` of a batch scheduler, ``ctc_tui.schedulers``: the launcher
+  is the job's submission, the ranks are the scheduler's), asks the scheduler's ``Job`` to report the
+  job's queue state, to cancel a job still queued on a graceful stop, and to cancel the job on any
+  teardown, ending only once the scheduler no longer lists it.
 
 Malformed, oversized, invalid (``events.validate``) or unauthenticated input is dropped and counted, never
 fatal; a flood of connections is capped (``ingest``), and the supervisor's own log of loop errors is
@@ -21,7 +22,7 @@ rate-limited (``limits``).
 
 The parts, one job each: ``eventlog`` (events.jsonl, subscribers, ``read_events``), ``ingest`` (the ranks'
 connections), ``control`` (the control socket protocol), ``processes`` (the launcher's tree, the ranks,
-the failed rank), ``slurm_job`` (the run's Slurm job), ``deepspeed_env`` (DeepSpeed's env file),
+the failed rank), ``deepspeed_env`` (DeepSpeed's env file),
 ``limits`` (open-file limit, rate-limited loop errors), ``runrecord`` (processes.json, how a run
 outlives its supervisor; the one-supervisor lock) and ``core`` (the ``Supervisor`` composing them,
 ``Spec``, ``Outcome``, ``serve``).
@@ -41,15 +42,12 @@ from ctc_tui.supervisor.core import (
 )
 from ctc_tui.supervisor.eventlog import SUBSCRIBER_QUEUE, Counters, read_events
 from ctc_tui.supervisor.processes import GRACE_STOP, GRACE_TERM
-from ctc_tui.supervisor.slurm_job import SLURM_GONE, SLURM_POLL
 
 __all__ = [
     "CONTROL_SOCKET",
     "GRACE_STOP",
     "GRACE_TERM",
     "LOG_SOCKET",
-    "SLURM_GONE",
-    "SLURM_POLL",
     "SPEC_FILE",
     "SUBSCRIBER_QUEUE",
     "SUPERVISOR_RANK",
