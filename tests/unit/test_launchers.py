@@ -222,7 +222,7 @@ def test_owned_processes_per_launcher():
             False,
         ),
         (["/venv/bin/deepspeed", "--num_gpus", "2", "--module", "ctc_tui.runner", "p"], False),
-        (["python", "-m", "ctc_tui.schedulers.slurm.submit", "submit"], False),
+        (["python", "-m", "ctc_tui.schedulers.slurm", "submit"], False),
     ],
 )
 def test_is_rank_command(cmd, rank):
@@ -355,7 +355,7 @@ def test_slurm_has_the_interface_where_it_applies():
     assert SLURM.env(preset) == {"PT_HPU_LAZY_MODE": "1"}  # the job finds rank 0 itself
     (missing,) = SLURM.checks(preset, {"sbatch": "/bin/sbatch"}.get, fake_run(""))
     assert missing.message.startswith("squeue, scancel not found on PATH")
-    assert "ctc_tui.schedulers.slurm.submit" in SLURM.owned_processes and "slurm" not in LAUNCHERS
+    assert "ctc_tui.schedulers.slurm" in SLURM.owned_processes and "slurm" not in LAUNCHERS
 
 
 def test_slurm_job_script_and_submitter():
@@ -369,7 +369,7 @@ def test_slurm_job_script_and_submitter():
     assert supervised_command(["sbatch", "job"], "/r/id", python="py") == [
         "py",
         "-m",
-        "ctc_tui.schedulers.slurm.submit",
+        "ctc_tui.schedulers.slurm",
         "submit",
         "--job-id-file",
         "/r/id",

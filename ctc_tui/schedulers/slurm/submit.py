@@ -1,6 +1,6 @@
 """Slurm's login-node side of a ``ctc-tui run --slurm``: the ``sbatch`` that submits the job, the
-submitter process the supervisor launches around it (``python -m ctc_tui.schedulers.slurm.submit``:
-records the job id as soon as sbatch prints it), the commands' pre-flight check, and the address
+submitter process the supervisor launches around it (``python -m ctc_tui.schedulers.slurm submit``, see
+``__main__``: records the job id as soon as sbatch prints it), the commands' pre-flight check, and the address
 ranks on compute nodes report to (``sinfo`` / ``scontrol``).
 
 The pure functions come first; everything below the "side effects" line runs a program.
@@ -20,8 +20,8 @@ if TYPE_CHECKING:  # only named in annotations here
     from ctc_tui.core.preset import Preset
     from ctc_tui.launchers.base import Which
 
-#: The module the supervisor of a ``--slurm`` run starts (``python -m`` it; see ``submit``).
-SUBMITTER = "ctc_tui.schedulers.slurm.submit"
+#: The module the supervisor of a ``--slurm`` run starts (``python -m`` it; its ``__main__`` runs ``main``).
+SUBMITTER = "ctc_tui.schedulers.slurm"
 #: What ``ctc-tui run --slurm`` runs on the login node.
 COMMANDS = ("sbatch", "squeue", "scancel")
 
@@ -166,7 +166,3 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     return submit(Path(args[2]), args[4:])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
