@@ -8,6 +8,10 @@ script turns the node file into the launcher's hostfile (``host slots=N``, in th
 which report over TCP with the run's token. Every submission trains into a new run dir (see
 ``jobscript``). ``#PBS -l select=NODES:ncpus=..:mpiprocs=CARDS`` (``ngpus`` for CUDA presets) with
 ``place=scatter`` asks for one chunk per node.
+
+``qdel`` and the walltime send the job SIGTERM (SIGKILL ``kill_delay`` later): the script then asks for a
+graceful stop (the ranks checkpoint, the run ends "stopped", resumable) and follows the run to its end,
+since the supervisor runs in a session of its own.
 """
 
 from __future__ import annotations
@@ -127,6 +131,13 @@ NODEFILE_TO_HOSTFILE = (
 )
 
 
+#: The job's SIGTERM handler: the supervisor (in a session of its own) stops the run gracefully.
+STOP_ON_TERM = (
+    'trap \'trap - TERM; "${ctc[@]}" stop "$run_dir" >&2 || true; '
+    '"${ctc[@]}" attach "$run_dir" --plain || true; exit 143\' TERM'
+)
+
+
 def run_overrides(preset: Preset, options: PbsOptions) -> list[str]:
     """What the job changes in the preset: the hostfile, ranks per node, and a launcher that spreads
     ranks over hosts (``single`` cannot: mpirun instead)."""
@@ -141,7 +152,7 @@ def export_script(preset: Preset, options: PbsOptions, *, preset_name: str, pyth
     run_dir = jobscript.run_dir_expression(preset, preset_name)
     text = jobscript.embedded_preset(preset, preset_name, "ctc-tui export --pbs")
     per_node = cards_per_node(preset, options)
-    ctc_tui = f"{shlex.quote(python or sys.executable)} -m ctc_tui"
+    ctc_tui = f"ctc=({shlex.quote(python or sys.executable)} -m ctc_tui)"
     lines = [
         "#!/bin/bash",
         jobscript.comment(
@@ -163,8 +174,14 @@ def export_script(preset: Preset, options: PbsOptions, *, preset_name: str, pyth
         f'{NODEFILE_TO_HOSTFILE} "$PBS_NODEFILE" > "$work/hostfile"',
         *jobscript.heredoc('"$work/preset.yaml"', text),
         "echo \"ctc-tui: PBS job $PBS_JOBID: run dir $run_dir, hosts: $(tr '\\n' ' ' < \"$work/hostfile\")\"",
-        f'{ctc_tui} run "$work/preset.yaml" --output-dir "$run_dir" --plain '
-        + " ".join(run_overrides(preset, options)),
+        ctc_tui,
+        '"${ctc[@]}" run "$work/preset.yaml" --output-dir "$run_dir" --plain '
+        + " ".join(run_overrides(preset, options))
+        + " &",
+        "run=$!",
+        "# qdel, the walltime (SIGTERM): a graceful stop (checkpoint first), then follow the run to its end",
+        STOP_ON_TERM,
+        'wait "$run"',
     ]
     return "\n".join(lines) + "\n"
 

@@ -156,15 +156,18 @@ def test_a_pbs_script_asks_for_one_chunk_per_node_with_its_ranks():
         "#PBS -A proj",
         "#PBS -j oe",
     ]
-    last = script.rstrip().splitlines()[-1]
-    assert last.startswith('/py -m ctc_tui run "$work/preset.yaml" --output-dir "$run_dir" --plain')
-    assert last.endswith('"launch.hostfile=$work/hostfile" launch.world_size=4 launch.launcher=mpi')
+    lines = script.splitlines()
+    run = next(line for line in lines if line.startswith('"${ctc[@]}" run '))
+    assert "ctc=(/py -m ctc_tui)" in lines and run.endswith(
+        ' --plain "launch.hostfile=$work/hostfile" launch.world_size=4 launch.launcher=mpi &'
+    )
+    assert lines[-1] == 'wait "$run"' and any(line.startswith("trap 'trap - TERM;") for line in lines)
 
 
 def test_a_pbs_script_keeps_a_launcher_that_spreads_ranks_and_names_cpu_jobs_plainly():
     script = pbs.export_script(demo("launch.launcher=deepspeed"), pbs.PbsOptions(), preset_name="d")
     assert "#PBS -l select=1:ncpus=1:mpiprocs=1" in pbs_lines(script)
-    assert "launch.launcher=" not in script.splitlines()[-1] and "ngpus" not in script
+    assert "launch.launcher=" not in script and "ngpus" not in script
     gaudi = load_preset(find_preset("librispeech-100h-8card-mpi"))
     hint = pbs.export_script(gaudi, pbs.PbsOptions(job_name="j"), preset_name="g")
     assert "#PBS -l select=1:ncpus=8:mpiprocs=8" in pbs_lines(hint) and "# Gaudi cards" in hint
