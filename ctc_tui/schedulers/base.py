@@ -20,6 +20,7 @@ Pure: nothing here starts a process or reads a file.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -138,14 +139,10 @@ class Scheduler:
         return [o.flag for o in self.options if getattr(args, o.dest, None) not in (None, [])]
 
     def options_json(self, options: JobOptions) -> str:
-        import json
-
         return json.dumps(asdict(options), indent=2) + "\n"
 
     def options_from_json(self, text: str) -> JobOptions | None:
         """Options written by ``options_json``; None when they do not read back as valid ones."""
-        import json
-
         repeated = {o.field for o in self.options if o.repeat}
         try:
             data = json.loads(text)

@@ -32,7 +32,7 @@ def run_dir_expression(preset: Preset, preset_name: str, error: type[SchedulerEr
     """The job's run dir as a shell word: ``training.output_dir`` with ``{preset}`` filled now and
     ``{timestamp}`` as ``"$stamp"`` (set when the job starts). ``error`` when the template has other
     placeholders, or does not read back as a plain path (it reaches the ranks as a KEY=VALUE override)."""
-    import yaml
+    import yaml  # PyYAML loads only when a job script is exported
 
     template = preset.training.output_dir.replace("{preset}", preset_name)
     parts = template.split("{timestamp}")

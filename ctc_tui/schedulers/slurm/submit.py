@@ -8,6 +8,10 @@ The pure functions come first; everything below the "side effects" line runs a p
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,8 +85,6 @@ def check_commands(which: Which) -> list[Finding]:
 
 
 def _run(command: list[str], timeout: float = 20.0) -> str | None:
-    import subprocess
-
     try:
         out = subprocess.run(
             command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False
@@ -114,14 +116,9 @@ def log_transport(
     ``launch.log_bind`` / ``$CTC_TUI_LOG_BIND``), a free port, a per-run token; ranks are given
     ``launch.log_host``, else ``$CTC_TUI_LOG_HOST``, else this machine's address on the route
     to the partition's nodes (loopback only when they are all this machine)."""
-    import os
-    import secrets
-
     env = os.environ if environ is None else environ
     host = getattr(preset.launch, "log_host", None) or env.get("CTC_TUI_LOG_HOST")
     if not host:
-        import socket
-
         host = route_address(compute_hosts(partition)) or socket.getfqdn()
     bind = bind_address(getattr(preset.launch, "log_bind", None), env, host)
     return {"tcp_bind": bind, "tcp_port": 0, "tcp_advertise": host, "token": secrets.token_urlsafe(24)}
@@ -131,7 +128,6 @@ def submit(job_id_file: Path, command: list[str]) -> int:
     """Run ``sbatch --wait --parsable ...``: record the job id as soon as sbatch prints it, relay the rest,
     exit with sbatch's status. The supervisor scancels the recorded job when it tears the run down."""
     import os
-    import subprocess
 
     try:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
