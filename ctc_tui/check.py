@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ctc_tui import launchers, schedulers
-from ctc_tui.core import rundir
+from ctc_tui.core import checkpoints, rundir
 from ctc_tui.core.findings import Finding
 from ctc_tui.core.findings import error as _error
 from ctc_tui.core.findings import warning as _warning
@@ -225,8 +225,10 @@ def _distribution(name: str) -> str | None:
 
 
 def check_launcher(preset: Preset, which: Callable[[str], str | None] = shutil.which) -> list[Finding]:
-    """The launcher's own checks (``ctc_tui.launchers``: mpirun's version, deepspeed on PATH, ...)."""
-    return launchers.get(preset.launch.launcher).checks(preset, which, run_bounded)
+    """The launcher's own checks (``ctc_tui.launchers``: mpirun's version, deepspeed on PATH, ...) and
+    what it refuses to start (a run dir a shell would expand, ...)."""
+    launcher = launchers.get(preset.launch.launcher)
+    return launcher.checks(preset, which, run_bounded) + launcher.refusals(preset)
 
 
 def check_software(preset: Preset) -> list[Finding]:
@@ -497,6 +499,19 @@ def check_output_dir(preset: Preset, resume: bool = False) -> list[Finding]:
     return []
 
 
+def check_resume_point(preset: Preset, resume: bool) -> list[Finding]:
+    """A resume that skips checkpoints (not committed, or a file cut short since): a warning naming each
+    one, why, and where the run continues from (the rank says it again when it starts)."""
+    if not resume or not preset.training.do_train:
+        return []
+    point = checkpoints.resume_point(Path(preset.training.output_dir).expanduser())
+    if not point.skipped:
+        return []
+    target = point.checkpoint.name if point.checkpoint else "the start (no complete checkpoint)"
+    skipped = "; ".join(c.describe() for c in point.skipped)
+    return [_warning("training.output_dir", f"the resume skips {skipped} and continues from {target}")]
+
+
 # -- hostfile -----------------------------------------------------------------------------------------
 
 
@@ -615,6 +630,7 @@ def run_checks(
         lambda: check_model(preset, env, online),
         lambda: check_data(preset, env, online),
         lambda: check_output_dir(preset, resume),
+        lambda: check_resume_point(preset, resume),
     ):
         try:
             findings += check()

@@ -11,7 +11,8 @@ psutil only (never torch: start-up must stay instant). Sources, best first:
 
 Every tool runs with a timeout. A missing tool means "none of those here"; a slow tool or one whose
 output cannot be read becomes a note ("could not read hl-smi output: ..."), never a traceback. The
-parsers are pure functions of the tool's text, so they are tested on captured outputs.
+parsers are pure functions of the tool's text, so they are tested on captured outputs; hl-smi's and
+nvidia-smi's CSV card tables are read by one reader (``read_card_table``), told each tool's columns.
 """
 
 from __future__ import annotations
@@ -167,6 +168,47 @@ def _index(text: str, what: str) -> int:
     return int(text)
 
 
+@dataclass(frozen=True)
+class CardColumns:
+    """How one tool's CSV query names a card's columns, beyond those both tools share (``index``,
+    ``name``, ``uuid``, ``memory.total``, ``memory.used``, and ``module_id`` where asked for)."""
+
+    tool: str  # as messages name it
+    kind: str  # the Device kind it lists: "hpu" or "gpu"
+    utilisation: str  # "utilization.aip" (hl-smi), "utilization.gpu" (nvidia-smi)
+    bus_id: str  # "bus_id" (hl-smi), "pci.bus_id" (nvidia-smi)
+    model_of: Callable[[str], str]  # the product name -> the model shown ("HL-225" -> "Gaudi2")
+
+
+def read_card_table(text: str, fields: tuple[str, ...], columns: CardColumns) -> list[Device]:
+    """One Device per row of a tool's CSV card query (``fields`` in the order asked for); the one reader
+    of hl-smi's and nvidia-smi's tables. Raises ToolOutputError, naming the line, on a value it cannot
+    read; an empty output is no card."""
+    if not text.strip():
+        return []
+    rows = _csv_rows(text, fields, columns.tool)
+    return [_card(row, f"line {number}", number - 1, columns) for number, row in enumerate(rows, 1)]
+
+
+def _card(row: dict[str, str], where: str, position: int, columns: CardColumns) -> Device:
+    def optional(key: str, read: Callable[[str, str], Any]) -> Any:
+        return read(row[key], f"{where} {key}") if key in row else None
+
+    name = row.get("name", "")
+    return Device(
+        kind=columns.kind,
+        index=_index(row.get("index", str(position)), f"{where} index"),
+        name=name,
+        model=columns.model_of(name),
+        memory_total=optional("memory.total", _mib_bytes),
+        memory_used=optional("memory.used", _mib_bytes),
+        utilisation=optional(columns.utilisation, _number),
+        bus_id=row.get(columns.bus_id) or None,
+        uuid=row.get("uuid") or None,
+        module_id=optional("module_id", _index),
+    )
+
+
 # -- Gaudi --------------------------------------------------------------------------------------------
 
 _HL_NAME = re.compile(r"HL-?(?P<gen>\d)(?P<rest>\d\d)", re.IGNORECASE)
@@ -192,37 +234,14 @@ def gaudi_model(name: str) -> str:
     return name
 
 
+HL_SMI_COLUMNS = CardColumns("hl-smi", "hpu", "utilization.aip", "bus_id", gaudi_model)
+
+
 def parse_hl_smi_csv(text: str, fields: tuple[str, ...] = HL_SMI_FIELDS) -> list[Device]:
     """``hl-smi -Q <fields> -f csv[,noheader][,nounits]`` -> one Device per card.
 
     Raises ToolOutputError when the text is not that table."""
-    if not text.strip():
-        return []
-    devices = []
-    for number, row in enumerate(_csv_rows(text, fields, "hl-smi"), 1):
-        where = f"line {number}"
-        name = row.get("name", "")
-        devices.append(
-            Device(
-                kind="hpu",
-                index=_index(row.get("index", str(number - 1)), f"{where} index"),
-                name=name,
-                model=gaudi_model(name),
-                memory_total=_mib_bytes(row["memory.total"], f"{where} memory.total")
-                if "memory.total" in row
-                else None,
-                memory_used=_mib_bytes(row["memory.used"], f"{where} memory.used")
-                if "memory.used" in row
-                else None,
-                utilisation=_number(row["utilization.aip"], f"{where} utilization.aip")
-                if "utilization.aip" in row
-                else None,
-                bus_id=row.get("bus_id") or None,
-                uuid=row.get("uuid") or None,
-                module_id=_index(row["module_id"], f"{where} module_id") if "module_id" in row else None,
-            )
-        )
-    return devices
+    return read_card_table(text, fields, HL_SMI_COLUMNS)
 
 
 def parse_hl_smi_processes(text: str) -> dict[int, list[int]]:
@@ -286,34 +305,12 @@ def _hpus_from_pyhlml() -> list[Device]:
 # -- NVIDIA -------------------------------------------------------------------------------------------
 
 
+NVIDIA_SMI_COLUMNS = CardColumns("nvidia-smi", "gpu", "utilization.gpu", "pci.bus_id", str)
+
+
 def parse_nvidia_smi_gpus(text: str, fields: tuple[str, ...] = NVIDIA_SMI_FIELDS) -> list[Device]:
     """``nvidia-smi --query-gpu=<fields> --format=csv,noheader,nounits`` -> one Device per GPU."""
-    if not text.strip():
-        return []
-    devices = []
-    for number, row in enumerate(_csv_rows(text, fields, "nvidia-smi"), 1):
-        where = f"line {number}"
-        name = row.get("name", "")
-        devices.append(
-            Device(
-                kind="gpu",
-                index=_index(row.get("index", str(number - 1)), f"{where} index"),
-                name=name,
-                model=name,
-                memory_total=_mib_bytes(row["memory.total"], f"{where} memory.total")
-                if "memory.total" in row
-                else None,
-                memory_used=_mib_bytes(row["memory.used"], f"{where} memory.used")
-                if "memory.used" in row
-                else None,
-                utilisation=_number(row["utilization.gpu"], f"{where} utilization.gpu")
-                if "utilization.gpu" in row
-                else None,
-                uuid=row.get("uuid") or None,
-                bus_id=row.get("pci.bus_id") or None,
-            )
-        )
-    return devices
+    return read_card_table(text, fields, NVIDIA_SMI_COLUMNS)
 
 
 def parse_nvidia_smi_apps(text: str, fields: tuple[str, ...] = NVIDIA_APP_FIELDS) -> dict[str, list[int]]:
@@ -624,6 +621,7 @@ def render_table(found: Detected) -> Any:
 
 
 __all__ = [
+    "CardColumns",
     "CpuInfo",
     "Detected",
     "Device",
@@ -637,5 +635,6 @@ __all__ = [
     "parse_hl_smi_processes",
     "parse_nvidia_smi_apps",
     "parse_nvidia_smi_gpus",
+    "read_card_table",
     "render_table",
 ]

@@ -9,8 +9,8 @@ from typing import Any
 import questionary
 
 from ctc_tui.catalog import KNOWN_MODELS, availability
-from ctc_tui.tui.draft import Draft, field_spec, format_value, parse_text
-from ctc_tui.tui.steps import STEP_KEYS
+from ctc_tui.wizard.draft import Draft, field_spec, format_value, parse_text
+from ctc_tui.wizard.steps import STEP_KEYS
 
 OTHER = "other: a hub id or a local directory"
 

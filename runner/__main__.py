@@ -3,9 +3,10 @@
 Also a drop-in for optimum-habana's run_speech_recognition_ctc.py:
 ``python -m ctc_tui.runner --flag value ...`` with that script's flags (see ``ctc-tui show-command``).
 
-Exit codes: 0 done (or stopped gracefully with a checkpoint), 2 bad preset, data or model (the message
-says what to fix), 1 an unexpected error (traceback in the rank's log), 130 a second SIGINT (stopped
-without a checkpoint), 143 SIGTERM (stopped at once, no save started; see ctc_tui.runner.train).
+Exit codes: 0 done (or stopped gracefully with a checkpoint), 2 bad preset, data or model, or a save
+that could not be written (a full disk; the message says what to fix), 1 an unexpected error (traceback
+in the rank's log), 130 a second SIGINT (stopped without a checkpoint), 143 SIGTERM (stopped at once, no
+save started; see ctc_tui.runner.train).
 """
 
 from __future__ import annotations
@@ -168,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         from ctc_tui.runner import train
         from ctc_tui.runner.data import DataError
         from ctc_tui.runner.model import ModelError
+        from ctc_tui.runner.saving import SaveFailed
 
         if dist.rank == 0:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             train.dump_env(run_dir, preset, dist)
         try:
             code = train.run(preset, run_dir, dist, reporter, resume=resume)
-        except (DataError, ModelError, train.RunError) as exc:
+        except (DataError, ModelError, train.RunError, SaveFailed) as exc:
             reporter.emit("log", level="error", message=str(exc))
             reporter.emit("state", state="failed")
             print(f"error: {exc}", file=sys.stderr)

@@ -36,7 +36,7 @@ from transformers import TrainerCallback, set_seed
 
 from ctc_tui.core import checkpoints, rundir
 from ctc_tui.core.preset import Preset
-from ctc_tui.runner import backends, batching, progress
+from ctc_tui.runner import backends, batching, progress, saving
 from ctc_tui.runner import data as data_mod
 from ctc_tui.runner import model as model_mod
 from ctc_tui.runner import text as text_mod
@@ -350,10 +350,24 @@ class ReportingMixin:
         previous = self.ctc_state
         self.ctc_set_state("saving")
         try:
-            return super()._save_checkpoint(*args, **kwargs)  # type: ignore[misc]
+            with saving.committed(self):  # private, durable, then the commit marker (runner/saving.py)
+                return super()._save_checkpoint(*args, **kwargs)  # type: ignore[misc]
         finally:
             if previous == "training":
                 self.ctc_set_state("training")
+
+    def _rotate_checkpoints(self, *args, **kwargs):  # type: ignore[override]
+        rotate = super()._rotate_checkpoints  # type: ignore[misc]
+        saving.deferred_rotation(self, lambda: rotate(*args, **kwargs))
+
+    def save_model(self, output_dir=None, _internal_call=False):  # type: ignore[override]
+        if _internal_call:  # a checkpoint's model: inside _save_checkpoint's commit
+            return super().save_model(output_dir, _internal_call)  # type: ignore[misc]
+        run_dir = Path(output_dir or self.args.output_dir)  # type: ignore[attr-defined]
+        with saving.private_files(), saving.reported("the final model", run_dir, run_dir):
+            super().save_model(output_dir, _internal_call)  # type: ignore[misc]
+            if self.args.should_save:  # type: ignore[attr-defined]
+                saving.make_final_model_private(run_dir)
 
 
 def _batch_size(inputs: dict[str, Any]) -> int:

@@ -22,10 +22,11 @@ def write_torch_zip(path: Path) -> None:
         archive.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
 
 
-def make_checkpoint(run_dir: Path, step: int, without: tuple[str, ...] = ()) -> Path:
-    """``run_dir/checkpoint-<step>`` with every file the Trainer writes except those in ``without``."""
+def make_checkpoint(run_dir: Path, step: int, without: tuple[str, ...] = (), exist_ok: bool = False) -> Path:
+    """``run_dir/checkpoint-<step>`` with every file the Trainer writes except those in ``without``
+    (``exist_ok``: into the folder a save has begun)."""
     folder = run_dir / f"checkpoint-{step}"
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=exist_ok)
     for name in TRAINER_FILES:
         if name in without:
             continue

@@ -127,7 +127,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     # questionary's prompts and the preset model: see the module docstring.
     from ctc_tui.core.preset import load_preset
     from ctc_tui.init_prompts import Cancelled, run_init
-    from ctc_tui.tui.draft import Draft
+    from ctc_tui.wizard.draft import Draft
 
     source = find_preset(args.preset or "librispeech-100h-2card-mpi")
     draft = Draft.from_preset(load_preset(source))

@@ -140,7 +140,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return 0
     print(f"run dir: {run_dir}", flush=True)
-    return attach(run_dir, plain=args.plain or not sys.stdout.isatty(), own_run=True)
+    return attach(
+        run_dir, plain=args.plain or not sys.stdout.isatty(), own_run=True, silent_after=args.silent_after
+    )
 
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
@@ -155,6 +157,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plain", action="store_true", help="plain progress lines instead of the live table")
     p.add_argument("--detach", action="store_true", help="start the run and return at once (see attach)")
     p.add_argument("--no-check", action="store_true", help="skip the pre-flight check (ctc-tui check)")
+    _silent_after_argument(p)
     _scheduler_arguments(p, schedulers.runners())
     p.set_defaults(func=cmd_run)
 
@@ -212,11 +215,32 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
 # -- attach and stop ------------------------------------------------------------------------------
 
 
-def attach(run_dir: Path, plain: bool, own_run: bool = False) -> int:
+def attach(run_dir: Path, plain: bool, own_run: bool = False, silent_after: float | None = None) -> int:
     """Follow ``run_dir`` in the headless view until it ends (or this terminal detaches)."""
+    from ctc_tui.runs.alerts import SILENT_AFTER  # as below
     from ctc_tui.runs.headless import follow_run  # rich's live view: only when following
 
-    return asyncio.run(follow_run(run_dir, plain=plain, own_run=own_run))
+    silent = SILENT_AFTER if silent_after is None else silent_after
+    return asyncio.run(follow_run(run_dir, plain=plain, own_run=own_run, silent_after=silent))
+
+
+def _silent_after_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--silent-after",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="name a rank that has not reported for this long while active (default 60)",
+    )
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1e9:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0 (e.g. 60)")
+    return value
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
@@ -228,7 +252,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
     if adopted is not None:
         print_err(f"the run's supervisor was gone: supervisor {adopted} adopted the running run")
     if args.headless or args.plain or not interactive():
-        return attach(run_dir, plain=args.plain or not sys.stdout.isatty())
+        return attach(run_dir, plain=args.plain or not sys.stdout.isatty(), silent_after=args.silent_after)
     return open_app(run_dir=run_dir)
 
 
@@ -236,10 +260,12 @@ def _attach_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir")
     p.add_argument("--headless", action="store_true", help="the rich view instead of the full-screen app")
     p.add_argument("--plain", action="store_true", help="plain lines")
+    _silent_after_argument(p)
     p.set_defaults(func=cmd_attach)
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop (or kill) the run and, unless --no-wait, follow its stop until the run is over: exit 0 then."""
     from ctc_tui.runs import service  # as in _usage_errors
 
     with _usage_errors():
@@ -254,17 +280,44 @@ def cmd_stop(args: argparse.Namespace) -> int:
     print(
         ("killing " if result.kill else "stopping (checkpoint first) ")
         + str(result.run_dir)
-        + how.get(result.how, "")
+        + how.get(result.how, ""),
+        flush=True,
     )
     errors = result.reply.get("write_errors")
     if errors:
         print_err(f"warning: {errors} write(s) of events.jsonl failed (disk full?); control still works")
+    if args.no_wait:
+        print(f"the run is still ending; see it with: ctc-tui runs {result.run_dir.parent}")
+        return 0
+    return _wait_ended(service, result)
+
+
+def _wait_ended(service, result) -> int:
+    """Follow the stop's stages until the run is over; 0 then, 1 when it could not be ended."""
+    try:
+        with _usage_errors():
+            state = service.wait_ended(result, say=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        print_err(
+            f"no longer waiting: the run is still ending; see it with ctc-tui runs {result.run_dir.parent}"
+        )
+        return 130
+    if state == "still running":
+        print_err(f"{result.run_dir}: processes of the run outlived SIGKILL; see ctc-tui runs")
+        return 1
+    print(f"the run is over: {state}")
     return 0
 
 
 def _stop_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir")
     p.add_argument("--kill", action="store_true", help="no checkpoint: end every process now")
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="return once the run was told (default: wait until it is over; past launch.stop_grace_seconds "
+        "the stop escalates to SIGTERM, then SIGKILL)",
+    )
     p.set_defaults(func=cmd_stop)
 
 

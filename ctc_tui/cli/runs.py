@@ -1,5 +1,6 @@
 """``ctc-tui runs``: the run dirs under a folder, newest first, with state, world size, best WER and the
-checkpoint a resume would continue from (the newest complete one, ctc_tui.core.checkpoints)."""
+checkpoint a resume would continue from (the newest complete one, ctc_tui.core.checkpoints) and the newer
+ones it would skip."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             str(run.world_size or "-"),
             str(run.step),
             fmt_float(run.best_wer),
-            run.checkpoint or "-",
+            run.resumes_from,
             fmt_duration(run.duration),
             run.started_text,
         )

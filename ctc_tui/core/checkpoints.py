@@ -6,7 +6,11 @@ resumes (``ctc_tui.runner.train``) and everything on the login node that names a
 service, ``ctc-tui runs``, the headless view) ask this module, so what the UI calls resumable is what
 the run resumes from. Standard library only: both halves import it.
 
-A checkpoint is complete when it has (what transformers' Trainer writes; ``rng_state*.pth`` is optional):
+A checkpoint that has a commit marker (``ctc_tui.core.commit_marker``; this runner writes one after every
+rank's files are durable) is complete when every file the marker lists still has its size and hash. One
+that has the marker's intent but no marker is a save that never finished. One that has neither was written
+by a version before markers; it is complete when it has (what transformers' Trainer writes;
+``rng_state*.pth`` is optional):
 
 - the weights: ``model.safetensors`` or ``pytorch_model.bin`` (or their sharded ``*.index.json``);
 - ``optimizer.pt`` and ``scheduler.pt``;
@@ -14,19 +18,22 @@ A checkpoint is complete when it has (what transformers' Trainer writes; ``rng_s
 
 With DeepSpeed the optimizer (and, under ZeRO-3, the weights) live in the engine's own tag folder (the
 ``latest`` file names it, e.g. ``global_step20/``): that folder, present and not empty, stands for them.
-The files are looked into cheaply: a safetensors file must be as long as its header says, a torch
-``.pt``/``.bin`` file must end with its zip directory (``torch.save`` writes it last), so a file cut
-short by a kill is caught even when it exists.
+and every file it holds looks whole, as cheaply as it can be told: a safetensors file is as long as its
+header says, a torch ``.pt``/``.bin``/``.pth`` file ends with its zip directory (``torch.save`` writes it
+last) and its members lie inside it (and pass their CRC check when the file is small), a JSON file parses.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from ctc_tui.core import commit_marker
 
 PREFIX = "checkpoint-"
 #: What a partial checkpoint is renamed to before a resume, so that the Trainer's rotation
@@ -45,27 +52,31 @@ OPTIMIZER = "optimizer.pt"
 SCHEDULER = "scheduler.pt"
 TRAINER_STATE = "trainer_state.json"
 DEEPSPEED_LATEST = "latest"
+#: A torch file up to this size has its members' CRCs checked too (a full read); a larger one only its
+#: zip directory (a multi-GB optimizer.pt is read by the resume itself).
+CRC_CHECK_MAX = 32 << 20
+_LOOKED_INTO = (".safetensors", ".pt", ".bin", ".pth", ".json")
 
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """One ``checkpoint-N`` folder and what it lacks (nothing when it is complete)."""
+    """One ``checkpoint-N`` folder and why it cannot be resumed from (nothing when it is complete)."""
 
     path: Path
     step: int
-    missing: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
-        return not self.missing
+        return not self.problems
 
     @property
     def name(self) -> str:
         return self.path.name
 
     def describe(self) -> str:
-        """``checkpoint-20 (optimizer.pt missing or cut short)``: for warnings."""
-        return f"{self.name} ({', '.join(self.missing)} missing or cut short)" if self.missing else self.name
+        """``checkpoint-20 (rng_state.pth is 7000 bytes, ctc-tui-commit.json says 14455)``: for warnings."""
+        return f"{self.name} ({'; '.join(self.problems)})" if self.problems else self.name
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,14 @@ class ResumePoint:
         target = self.checkpoint.name if self.checkpoint else "the start (no complete checkpoint)"
         names = "; ".join(c.describe() for c in self.skipped)
         return f"skipping partial checkpoint(s), a save that was cut short: {names}; resuming from {target}"
+
+    def summary(self) -> str | None:
+        """``checkpoint-10 (skips checkpoint-20)``: the short form for tables; None: nothing to resume."""
+        if self.checkpoint is None and not self.skipped:
+            return None
+        name = self.checkpoint.name if self.checkpoint else "the start"
+        skipped = ", ".join(c.name for c in self.skipped)
+        return f"{name} (skips {skipped})" if skipped else name
 
 
 def _safetensors_whole(path: Path) -> bool:
@@ -100,10 +119,16 @@ def _safetensors_whole(path: Path) -> bool:
 
 
 def _zip_whole(path: Path) -> bool:
-    """A ``torch.save`` file (a zip archive) that reaches its end-of-directory record."""
+    """A ``torch.save`` file (a zip archive) that reaches its end-of-directory record, whose members lie
+    inside it, and, when small, whose members' CRCs match."""
     try:
-        return path.stat().st_size > 0 and zipfile.is_zipfile(path)
-    except OSError:
+        size = path.stat().st_size
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            if any(m.header_offset + m.compress_size > size for m in members):
+                return False
+            return size > CRC_CHECK_MAX or archive.testzip() is None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, RuntimeError):
         return False
 
 
@@ -133,7 +158,8 @@ def _deepspeed_tag(folder: Path) -> bool:
 
 
 def missing_parts(folder: str | Path) -> tuple[str, ...]:
-    """What ``folder`` lacks to be a complete checkpoint (nothing: complete)."""
+    """What ``folder`` lacks to be a complete checkpoint by the rule for checkpoints without a marker:
+    the required files missing or cut short, then any other file it holds that is cut short."""
     folder = Path(folder)
     deepspeed = _deepspeed_tag(folder)
     missing = []
@@ -144,11 +170,32 @@ def missing_parts(folder: str | Path) -> tuple[str, ...]:
             missing.append(name)
     if not file_whole(folder / TRAINER_STATE):
         missing.append(TRAINER_STATE)
-    return tuple(missing)
+    required = {*WEIGHTS, OPTIMIZER, SCHEDULER, TRAINER_STATE}
+    return tuple(missing) + tuple(
+        name for name in _other_files(folder, required) if not file_whole(folder / name)
+    )
+
+
+def _other_files(folder: Path, skip: set[str]) -> list[str]:
+    """The files under ``folder`` whose kind can be looked into, but for ``skip``, relative and sorted."""
+    try:
+        names = commit_marker.checkpoint_files(folder)
+    except OSError:
+        return []
+    return [n for n in names if n not in skip and os.path.splitext(n)[1] in _LOOKED_INTO]
+
+
+def problems(folder: str | Path) -> tuple[str, ...]:
+    """Why ``folder`` cannot be resumed from: nothing when it is complete (see the module docstring)."""
+    found = commit_marker.problems(folder)
+    if found is not None:
+        return found
+    missing = missing_parts(folder)
+    return (f"{', '.join(missing)} missing or cut short",) if missing else ()
 
 
 def is_complete(folder: str | Path) -> bool:
-    return not missing_parts(folder)
+    return not problems(folder)
 
 
 def step_of(name: str) -> int | None:
@@ -157,27 +204,31 @@ def step_of(name: str) -> int | None:
     return int(match[1]) if match else None
 
 
-def scan(run_dir: str | Path) -> list[Checkpoint]:
-    """Every ``checkpoint-N`` folder of ``run_dir``, oldest step first, each with what it lacks."""
-    found = []
+def _folders(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """(step, path) of every ``checkpoint-N`` folder of ``run_dir``, oldest step first."""
     try:
         entries = list(Path(run_dir).iterdir())
     except OSError:
         return []
-    for entry in entries:
-        step = step_of(entry.name)
-        if step is not None and entry.is_dir():
-            found.append(Checkpoint(entry, step, missing_parts(entry)))
-    return sorted(found, key=lambda c: c.step)
+    found = [(step_of(e.name), e) for e in entries]
+    return sorted((step, e) for step, e in found if step is not None and e.is_dir())
+
+
+def scan(run_dir: str | Path) -> list[Checkpoint]:
+    """Every ``checkpoint-N`` folder of ``run_dir``, oldest step first, each with its problems."""
+    return [Checkpoint(path, step, problems(path)) for step, path in _folders(run_dir)]
 
 
 def resume_point(run_dir: str | Path) -> ResumePoint:
-    """The newest complete checkpoint of ``run_dir`` and the partial ones newer than it."""
-    found = scan(run_dir)
-    complete = [c for c in found if c.complete]
-    newest = complete[-1] if complete else None
-    skipped = tuple(c for c in found if not c.complete and (newest is None or c.step > newest.step))
-    return ResumePoint(newest, skipped)
+    """The newest complete checkpoint of ``run_dir`` and the partial ones newer than it (checked newest
+    first, so older checkpoints are never read)."""
+    skipped = []
+    for step, path in reversed(_folders(run_dir)):
+        checkpoint = Checkpoint(path, step, problems(path))
+        if checkpoint.complete:
+            return ResumePoint(checkpoint, tuple(reversed(skipped)))
+        skipped.append(checkpoint)
+    return ResumePoint(None, tuple(reversed(skipped)))
 
 
 def latest_complete(run_dir: str | Path) -> Checkpoint | None:

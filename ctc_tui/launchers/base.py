@@ -30,10 +30,31 @@ if TYPE_CHECKING:  # the preset model is only named in annotations here
 
 #: The module every rank runs.
 RANK_MODULE = "ctc_tui.runner"
+#: What a shell still reads inside double quotes (DeepSpeed's remote shell puts each value of
+#: ``.deepspeed_env`` in them): a run dir holding one is refused by every launcher.
+SHELL_ACTIVE = ("$", "`", '"', "\\", "\n", "\r")
 #: Looks a program up on PATH (``shutil.which``).
 Which = Callable[[str], "str | None"]
 #: Runs a tool with its output captured and a time limit (``ctc_tui.devices.run_bounded``).
 Run = Callable[[list[str], float], Any]
+
+
+def run_dir_refusals(preset: Preset) -> list[Finding]:
+    """``training.output_dir`` holding what a shell expands or runs (``$(...)``, backquotes, ...): the
+    DeepSpeed launcher hands the run dir to a remote shell in double quotes, so it is refused for every
+    launcher and node count alike, and a preset means the same on 1 card and on many nodes."""
+    value = str(preset.training.output_dir)
+    active = [char for char in SHELL_ACTIVE if char in value]
+    if not active:
+        return []
+    return [
+        error(
+            "training.output_dir",
+            f"{value!r} holds {' '.join(repr(c) for c in active)}, which the shell DeepSpeed starts ranks on "
+            "other nodes with would expand or run; refused with every launcher, on one node as on many: "
+            "choose an output dir without them",
+        )
+    ]
 
 
 def runner_command(preset_file: str | Path, resume: bool = False, python: str | None = None) -> list[str]:
@@ -101,8 +122,9 @@ class Launcher(ABC):
 
     def refusals(self, preset: Preset, environ: dict[str, str] | None = None) -> list[Finding]:
         """Settings this launcher cannot run safely, refused before anything starts (even without the
-        pre-flight check); part of ``checks``."""
-        return []
+        pre-flight check, which reports them too). Every launcher refuses a run dir a shell would expand
+        (``run_dir_refusals``), on one node as on many."""
+        return run_dir_refusals(preset)
 
     def remote_checks(self, preset: Preset, remote_hosts: list[str], which: Which) -> list[Finding]:
         """What this launcher needs to start ranks on ``remote_hosts`` (ssh itself is checked by check.py)."""

@@ -16,6 +16,7 @@ from ctc_tui.core.findings import Finding, error
 from ctc_tui.core.rundir import DEEPSPEED_ENV
 from ctc_tui.launchers.base import (
     RANK_MODULE,
+    SHELL_ACTIVE,
     Launcher,
     Run,
     Which,
@@ -30,9 +31,6 @@ if TYPE_CHECKING:  # only named in annotations here
     from ctc_tui.launchers.topology import CpuTopology
 
 
-#: What DeepSpeed's remote shell still reads inside the double quotes it puts around each
-#: ``.deepspeed_env`` value (``export NAME="VALUE"`` on pdsh's command line).
-SHELL_ACTIVE = ("$", "`", '"', "\\", "\n", "\r")
 #: The preset setting behind a run variable, for the fix an error names.
 _SETTING_OF = {
     "CTC_TUI_RUN_DIR": "training.output_dir",
@@ -157,16 +155,16 @@ class DeepSpeed(Launcher):
                     f"deepspeed not found on PATH: install {hint}, or use launch.launcher=mpi",
                 )
             )
-        return findings + deepspeed_config_checks(preset) + self.refusals(preset)
+        return findings + deepspeed_config_checks(preset)
 
     def refusals(self, preset: Preset, environ: dict[str, str] | None = None) -> list[Finding]:
-        """With a hostfile: every value ``.deepspeed_env`` will carry must be inert in DeepSpeed's
-        double-quoted remote shell (``training.output_dir`` with ``$(...)`` would run on every node)."""
+        """The run dir (every launcher's rule), and with a hostfile every other value ``.deepspeed_env``
+        will carry: each must be inert in DeepSpeed's double-quoted remote shell."""
+        findings = super().refusals(preset, environ)
         if not preset.launch.hostfile:
-            return []
-        findings = []
+            return findings
         for name, value in forwarded_values(preset, environ).items():
-            problem = unsafe_value(name, value)
+            problem = None if name == "CTC_TUI_RUN_DIR" else unsafe_value(name, value)
             if problem:
                 findings.append(error(_SETTING_OF.get(name, "launch.launcher"), problem))
         try:

@@ -33,6 +33,13 @@ class RunSummary:
     started: float | None
     wer_curve: list[tuple[int, float]]
     checkpoint: str | None = None  # the newest complete checkpoint-N: what a resume continues from
+    skipped: tuple[str, ...] = ()  # newer checkpoint-N a resume skips (not committed, or damaged)
+
+    @property
+    def resumes_from(self) -> str:
+        """``checkpoint-10 (skips checkpoint-20)``, for the tables; ``-``: nothing to resume from."""
+        name = self.checkpoint or ("the start" if self.skipped else "-")
+        return f"{name} (skips {', '.join(self.skipped)})" if self.skipped else name
 
     @property
     def name(self) -> str:
@@ -65,7 +72,7 @@ def summarise(
     curve = [
         (int(e["step"] or 0), float(e["wer"])) for e in state.evals if isinstance(e.get("wer"), (int, float))
     ]
-    saved = checkpoints.latest_complete(run_dir)
+    point = checkpoints.resume_point(run_dir)
     return RunSummary(
         run_dir,
         label,
@@ -75,7 +82,8 @@ def summarise(
         state.elapsed(),
         state.started,
         curve,
-        saved.name if saved else None,
+        point.checkpoint.name if point.checkpoint else None,
+        tuple(c.name for c in point.skipped),
     )
 
 

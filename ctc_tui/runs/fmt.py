@@ -11,13 +11,15 @@ SPARK = "▁▂▃▄▅▆▇█"
 
 
 def sparkline(values: list[float], width: int = 16) -> str:
-    """The last ``width`` values as block characters, NaNs left out; empty when nothing is left."""
-    data = [v for v in values[-width:] if not math.isnan(v)]
+    """The last ``width`` values as block characters, NaNs and infinities left out; empty when nothing is
+    left. Halved before subtracting, so that values near the float limits (±1e308) cannot overflow."""
+    data = [v for v in values[-width:] if math.isfinite(v)]
     if not data:
         return ""
     lo, hi = min(data), max(data)
-    span = hi - lo or 1.0
-    return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) / span * (len(SPARK) - 1)))] for v in data)
+    span = hi / 2 - lo / 2 or 1.0
+    top = len(SPARK) - 1
+    return "".join(SPARK[min(top, int((v / 2 - lo / 2) / span * top))] for v in data)
 
 
 #: What must not reach a terminal raw: C0 controls (ESC starts every escape sequence), DEL, C1 controls
@@ -49,14 +51,21 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
+#: From this magnitude on, a float is shown in exponent form (``1e+308``, not 309 digits).
+COMPACT_FROM = 1e6
+
+
 def fmt_float(value: float | None, digits: int = 4) -> str:
-    """``value`` with ``digits`` decimals; ``-`` when unknown, ``NaN`` for NaN."""
+    """``value`` with ``digits`` decimals, or from ``COMPACT_FROM`` on in ``digits`` significant figures
+    with an exponent (``1.798e+308``); ``-`` when unknown, ``NaN`` for NaN, ``inf``/``-inf``."""
     if value is None:
         return "-"
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return printable(value, 16)
     if math.isnan(value):
         return "NaN"
+    if abs(value) >= COMPACT_FROM:
+        return f"{value:.{max(1, digits)}g}"
     return f"{value:.{digits}f}"
 
 
@@ -66,7 +75,7 @@ def progress_text(group: Any) -> str:
     parts = [f"{group.done:,}/{'?' if group.total is None else f'{group.total:,}'}"]
     if group.fraction is not None:
         parts.append(f"{math.floor(100 * group.fraction)}%")  # 100% only when all is done
-    parts += [f"{group.rate:.1f}/s", f"ETA {fmt_duration(group.eta)}"]
+    parts += [f"{fmt_float(group.rate, 1)}/s", f"ETA {fmt_duration(group.eta)}"]
     if group.ranks > 1:
         parts.append(f"{group.ranks - group.finished} of {group.ranks} ranks at it")
     return "  ".join(parts)

@@ -1,5 +1,9 @@
 """The headless view of a run: a live rich table on a terminal, plain progress lines elsewhere.
 
+Both print a line when an alert (ctc_tui.runs.alerts.RULES) starts and when it ends, looked for at every
+event and once a second besides (``AlertPrinter``): a rank that stops reporting is named even when nothing
+else arrives.
+
 Every text that came from the run (hosts, messages, transcripts, last lines) goes through
 ``fmt.printable``: an event cannot move the cursor, retitle or clear the terminal, or write the clipboard."""
 
@@ -15,6 +19,7 @@ from rich.text import Text
 
 from ctc_tui.core import checkpoints
 from ctc_tui.runs import hosts
+from ctc_tui.runs.alerts import SILENT_AFTER, AlertWatch, StreamClock
 from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable, progress_text, sparkline
 from ctc_tui.runs.state import ProgressGroup, RunState, known_states
 
@@ -50,8 +55,8 @@ def render(state: RunState, title: str = "", rows: int | None = None) -> Group:
         best = state.best_wer
         parts.append(
             Text(
-                f"eval WER {wer:.4f} at step {state.evals[-1].get('step')}"
-                + (f" (best {best:.4f})" if best is not None and best < wer else ""),
+                f"eval WER {fmt_float(wer)} at step {state.evals[-1].get('step')}"
+                + (f" (best {fmt_float(best)})" if best is not None and best < wer else ""),
                 style="green",
             )
         )
@@ -197,9 +202,59 @@ class PlainPrinter:
             self.console.print(f"{printable(what)}: {progress_text(group)}", highlight=False, markup=False)
 
 
-async def follow_run(run_dir, plain: bool, own_run: bool = False) -> int:
+class AlertPrinter:
+    """One line when an alert starts (``! rank 1: no report for 61 s (last state training)``) and one
+    when it ends (``ok rank 1 reporting again``), judged on the stream's clock (``StreamClock``)."""
+
+    STYLE = {"error": "bold red", "warning": "yellow"}
+
+    def __init__(
+        self,
+        console: Console,
+        silent_after: float = SILENT_AFTER,
+        clock: StreamClock | None = None,
+        every: float = 0.25,
+    ):
+        self.console = console
+        self.watch = AlertWatch(silent_after)
+        self.clock = clock or StreamClock()
+        self.every = every  # seconds between looks: a replayed history is not judged at every event
+        self._looked: float | None = None
+
+    def seen(self, event: dict[str, Any]) -> None:
+        """Note a (normalised) event's receive time."""
+        self.clock.note(event["seen"])
+
+    def look(self, state: RunState, force: bool = False) -> int:
+        """Print what started and ended since the last look (none within ``every`` seconds of it unless
+        ``force``d); how many lines."""
+        now = self.clock.now()
+        if now is None:
+            return 0
+        here = self.clock.monotonic()
+        if not force and self._looked is not None and here - self._looked < self.every:
+            return 0
+        self._looked = here
+        changes = self.watch.update(state, now)
+        for change in changes:
+            style = self.STYLE.get(change.alert.level, "") if change.started else "green"
+            self.console.print(Text(printable(change.line), style=style), highlight=False)
+        return len(changes)
+
+
+async def _look_every(printer: AlertPrinter, state: RunState, every: float = 1.0) -> None:
+    """The alerts that start or end while no event arrives (a frozen rank sends none)."""
+    import asyncio
+
+    while True:
+        await asyncio.sleep(every)
+        printer.look(state, force=True)
+
+
+async def follow_run(run_dir, plain: bool, own_run: bool = False, silent_after: float = SILENT_AFTER) -> int:
     """Follow a run through its supervisor until it ends. Ctrl-C asks for a graceful stop (when this
-    terminal started the run) or detaches (when attached); a second Ctrl-C kills the run.
+    terminal started the run) or detaches (when attached); a second Ctrl-C kills the run. A rank that
+    has sent nothing for ``silent_after`` seconds while active is named in an alert line.
     Returns the run's exit status (0 when detaching from a run that goes on)."""
     import asyncio
     import signal
@@ -211,6 +266,7 @@ async def follow_run(run_dir, plain: bool, own_run: bool = False) -> int:
     console = Console(soft_wrap=plain)  # plain lines are for logs and pipes: never cut in two
     state = RunState()
     printer = PlainPrinter(console) if plain else None
+    alert_lines = AlertPrinter(console, silent_after)
     interrupts = 0
     detached = False
     stream_task: asyncio.Task | None = None
@@ -218,8 +274,13 @@ async def follow_run(run_dir, plain: bool, own_run: bool = False) -> int:
     async def consume() -> None:
         async for event in client.follow(run_dir):
             clean = state.feed(event)
-            if printer is not None and clean is not None:
+            if clean is None:
+                continue
+            alert_lines.seen(clean)
+            if printer is not None:
                 printer(clean, state)
+            alert_lines.look(state)
+        alert_lines.look(state, force=True)
 
     def on_sigint() -> None:
         nonlocal interrupts, detached
@@ -242,6 +303,7 @@ async def follow_run(run_dir, plain: bool, own_run: bool = False) -> int:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, on_sigint)
     stream_task = asyncio.create_task(consume())
+    looks = asyncio.create_task(_look_every(alert_lines, state))
     try:
         if plain:
             await asyncio.gather(stream_task, return_exceptions=True)
@@ -256,6 +318,7 @@ async def follow_run(run_dir, plain: bool, own_run: bool = False) -> int:
                     await asyncio.sleep(0.25)
                 live.update(view())
     finally:
+        looks.cancel()
         loop.remove_signal_handler(signal.SIGINT)
     if detached:
         return 0
@@ -273,9 +336,11 @@ async def _safe_request(run_dir, op: str) -> None:
 
 def resume_hint(run_dir) -> str:
     """What a resume of ``run_dir`` continues from, named only when that checkpoint is complete."""
-    saved = checkpoints.latest_complete(run_dir)
+    point = checkpoints.resume_point(run_dir)
+    saved = point.checkpoint
     start = f"resume from {saved.name}" if saved else "no complete checkpoint: a resume starts over"
-    return f"{start} with: ctc-tui run --resume {run_dir}"
+    skips = "; ".join(f"{c.name}: {', '.join(c.problems)}" for c in point.skipped)
+    return f"{start} with: ctc-tui run --resume {run_dir}" + (f" (skips {skips})" if skips else "")
 
 
 def print_outcome(console: Console, state: RunState, run_dir) -> int:

@@ -11,7 +11,9 @@ here knows about argparse or prints.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +112,7 @@ class StopResult:
     kill: bool
     reply: Mapping[str, Any] = field(default_factory=dict)
     how: str = "supervisor"
+    asked_at: float = 0.0  # wall-clock time the stop was asked for: the supervisor's lines from then on
 
     @property
     def acted(self) -> bool:
@@ -301,7 +304,8 @@ def supervisor_spec(run: PreparedRun) -> Spec:
     """What the run's supervisor runs, as its scheduler says: the launch command with the ranks' log
     transport, or a batch job's submission (its job id recorded so that a stop cancels it)."""
     return Spec(
-        **run.scheduler.supervised(run.run_dir, run.preset, list(run.command), dict(run.env), run.job)
+        stop_grace=run.preset.launch.stop_grace_seconds,
+        **run.scheduler.supervised(run.run_dir, run.preset, list(run.command), dict(run.env), run.job),
     )
 
 
@@ -342,9 +346,10 @@ def stop(run_dir: str | Path, kill: bool = False) -> StopResult:
     now. An orphaned run (supervisor gone, processes alive) is adopted first; when that fails its
     recorded processes are signalled directly (SIGINT to the ranks, or SIGKILL to the process group)."""
     path = resolve_run_dir(run_dir)
-    how = "supervisor"
+    how, asked_at = "supervisor", time.time()
     try:
-        return StopResult(run_dir=path, kill=kill, reply=client.stop(path, kill=kill) or {}, how=how)
+        reply = client.stop(path, kill=kill) or {}
+        return StopResult(run_dir=path, kill=kill, reply=reply, how=how, asked_at=asked_at)
     except client.NotRunning:
         if not client.orphaned(path):
             raise RunError(f"{path} has no live supervisor: the run has already ended") from None
@@ -352,11 +357,88 @@ def stop(run_dir: str | Path, kill: bool = False) -> StopResult:
         raise RunError(str(exc)) from None
     try:
         adopt_if_orphaned(path)
-        return StopResult(run_dir=path, kill=kill, reply=client.stop(path, kill=kill) or {}, how="adopted")
+        reply = client.stop(path, kill=kill) or {}
+        return StopResult(run_dir=path, kill=kill, reply=reply, how="adopted", asked_at=asked_at)
     except (RunError, client.NotRunning, OSError, ValueError):
         signalled = runrecord.signal_directly(path, kill)
         reply = {"ok": True, "op": "kill" if kill else "stop", "acted": signalled > 0, "signalled": signalled}
-        return StopResult(run_dir=path, kill=kill, reply=reply, how="direct")
+        return StopResult(run_dir=path, kill=kill, reply=reply, how="direct", asked_at=asked_at)
+
+
+#: Seconds ``wait_ended`` gives a supervisor that sent its run's exit event to be gone.
+SUPERVISOR_EXIT = 15.0
+
+
+def wait_ended(result: StopResult, say: Warn) -> str:
+    """Until the run ``stop`` acted on is over: each stage of its stop (SIGINT, then past the grace
+    SIGCONT + SIGTERM, then SIGKILL: ``supervisor.escalation``) is told to ``say`` as it is taken.
+    Returns the run's final state (``stopped``, ``failed``, ...). RunError when the run goes on without
+    a supervisor (its supervisor died meanwhile)."""
+    if result.how == "direct":
+        return _escalate_directly(result, say)
+    final = asyncio.run(_follow_stop(result, say))
+    deadline = time.monotonic() + SUPERVISOR_EXIT
+    while (client.is_live(result.run_dir) or runrecord.is_locked(result.run_dir)) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    if final is None and client.orphaned(result.run_dir):
+        raise RunError(
+            f"{result.run_dir}: its supervisor went away while the run's processes live on; "
+            f"ctc-tui stop {result.run_dir} again adopts and stops it"
+        )
+    return str(final.get("state") or "ended") if final is not None else "ended"
+
+
+async def _follow_stop(result: StopResult, say: Warn) -> dict[str, Any] | None:
+    """The supervisor's stop lines from ``result.asked_at`` on, to ``say``; its exit event (None when the
+    history ends without one)."""
+    from ctc_tui.runs.fmt import printable  # as the other views: nothing from a run reaches a terminal raw
+
+    final = None
+    async for event in client.follow(result.run_dir):
+        if event.get("rank") != -1 or float(event.get("t") or 0) < result.asked_at:
+            continue
+        if event.get("type") == "log" and event.get("stop_stage"):
+            say(printable(event.get("message", "")))
+        elif event.get("type") == "exit":
+            final = event
+    return final
+
+
+def _escalate_directly(result: StopResult, say: Warn) -> str:
+    """No supervisor could stop the run: this process walks the escalation itself, on the processes
+    processes.json records (the first stage was ``stop``'s own signal)."""
+    from ctc_tui.supervisor import escalation  # the stop sequence: only when stopping without a supervisor
+
+    record = runrecord.ProcessRecord.load(result.run_dir)
+    if record is None:
+        return "ended"
+    grace = None if result.kill else _stop_grace(result.run_dir)
+    stages = escalation.plan(grace)
+    if result.kill:  # stop's own signal was SIGKILL: only the wait is left
+        stages = (escalation.Stage(escalation.KILL, escalation.KILL_WAIT),)
+
+    def report(stage: escalation.Stage, line: str) -> None:
+        say(line)
+
+    walk = escalation.Escalation(runrecord.RecordedProcesses(record), stages, report, taken=1)
+    if not asyncio.run(walk.run()):
+        return "still running"
+    reached = walk.reached
+    if result.kill or reached is None or reached.name == escalation.INTERRUPT:
+        return "killed" if result.kill else "stopped"
+    return f"ended by {reached.signal_names}"
+
+
+def _stop_grace(run_dir: Path) -> float:
+    """The run's launch.stop_grace_seconds as its supervisor was given it."""
+    from ctc_tui.supervisor import escalation  # as in _escalate_directly
+
+    try:
+        return float(Spec.load(run_dir).stop_grace)
+    except (OSError, ValueError, TypeError):
+        return escalation.STOP_GRACE
 
 
 __all__ = [
@@ -377,4 +459,5 @@ __all__ = [
     "start",
     "stop",
     "supervisor_spec",
+    "wait_ended",
 ]

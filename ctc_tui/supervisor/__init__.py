@@ -9,8 +9,9 @@ that started it. It
 - is the single writer of ``RUN_DIR/events.jsonl``;
 - serves clients on ``RUN_DIR/supervisor.sock``: ``subscribe`` (history, then live events), ``stop``
   (graceful: ranks checkpoint and exit 0) and ``kill``;
-- tears the whole process tree down when the launcher exits or any rank fails (SIGINT, SIGTERM,
-  SIGKILL), records which rank failed and its last log lines, and exits with the run's status;
+- tears the whole process tree down when the launcher exits or any rank fails (SIGINT, SIGCONT +
+  SIGTERM, SIGKILL), and ends a graceful stop the ranks did not finish within its grace the same way;
+  records which rank failed and its last log lines, and exits with the run's status;
 - for a batch job (``ctc-tui run --NAME`` of a batch scheduler, ``ctc_tui.schedulers``: the launcher
   is the job's submission, the ranks are the scheduler's), asks the scheduler's ``Job`` to report the
   job's queue state, to cancel a job still queued on a graceful stop, and to cancel the job on any
@@ -22,7 +23,8 @@ rate-limited (``limits``).
 
 The parts, one job each: ``eventlog`` (events.jsonl, subscribers, ``read_events``), ``ingest`` (the ranks'
 connections), ``control`` (the control socket protocol), ``processes`` (the launcher's tree, the ranks,
-the failed rank), ``deepspeed_env`` (DeepSpeed's env file),
+the failed rank), ``escalation`` (how a stop escalates: SIGINT, then past ``launch.stop_grace_seconds``
+SIGCONT + SIGTERM, then SIGKILL), ``deepspeed_env`` (DeepSpeed's env file),
 ``limits`` (open-file limit, rate-limited loop errors), ``runrecord`` (processes.json, how a run
 outlives its supervisor; the one-supervisor lock) and ``core`` (the ``Supervisor`` composing them,
 ``Spec``, ``Outcome``, ``serve``).

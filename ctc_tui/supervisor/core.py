@@ -34,6 +34,7 @@ import psutil
 
 from ctc_tui import schedulers
 from ctc_tui.core import events, private, rundir
+from ctc_tui.supervisor import escalation
 from ctc_tui.supervisor.control import ControlServer
 from ctc_tui.supervisor.deepspeed_env import write_deepspeed_env
 from ctc_tui.supervisor.eventlog import Counters, EventLog, read_events
@@ -71,6 +72,7 @@ class Spec:
     deepspeed_env: list[str] = field(default_factory=list)  # names written to RUN_DIR/.deepspeed_env
     scheduler: str = schedulers.LOCAL  # what placed the ranks (ctc_tui.schedulers)
     job_file: str | None = None  # where a batch job's id is recorded (the job is cancelled on teardown)
+    stop_grace: float = escalation.STOP_GRACE  # launch.stop_grace_seconds: SIGINT, then this long, SIGTERM
 
     def save(self, run_dir: Path) -> None:
         path = Path(run_dir) / SPEC_FILE
@@ -117,6 +119,8 @@ class Supervisor:
         self.adopted = False
         self._last_seen: dict[int, float] = {}  # each rank's latest event time recorded
         self._stop_requested = False
+        self._stopping: asyncio.Task[bool] | None = None  # a graceful stop's escalation, once asked for
+        self.stop_escalation: escalation.Escalation | None = None
         self._killed = False
         self._servers: list[asyncio.base_events.Server] = []
 
@@ -167,18 +171,35 @@ class Supervisor:
     # -- process control --------------------------------------------------------------------------
     def request_stop(self) -> bool:
         """Graceful stop: every rank is told (over its socket and, locally, by SIGINT) to save a
-        checkpoint and exit 0; recorded only once they have been told. Whether the run was running."""
+        checkpoint and exit 0; recorded only once they have been told. When the run has not ended
+        ``spec.stop_grace`` seconds later, whatever is left gets SIGCONT + SIGTERM, then SIGKILL
+        (``escalation``), each stage a ``log`` event with ``stop_stage``. Whether the run was running."""
         if not self.tree.running:
             return False
         if self._stop_requested:
             return True
         self._stop_requested = True
+        target = escalation.FirstStageBy(self.tree, self._tell_ranks_to_stop)
+        stages = escalation.plan(self.spec.stop_grace)
+        self.stop_escalation = escalation.Escalation(target, stages, self._report_stage)
+        self.stop_escalation.begin()
+        with contextlib.suppress(RuntimeError):  # no event loop (called outside the run): nothing to wait on
+            self._stopping = asyncio.get_running_loop().create_task(self.stop_escalation.run())
+        return True
+
+    def _tell_ranks_to_stop(self) -> int:
+        """The graceful stop's first stage: the stop message on every rank's socket, SIGINT to this
+        node's ranks (not the launcher), a queued batch job cancelled; how many ranks were told."""
+        told = len(self.ingest.writers)
         self.ingest.stop_all()
-        self.tree.interrupt_ranks()
+        interrupted = self.tree.interrupt_ranks()
         if self.job.enabled and not self.ingest.connected:
             asyncio.ensure_future(self.job.stop_unconnected(lambda: self.ingest.connected))
-        self.emit("log", level="warning", message="stop requested: ranks save a checkpoint, then exit")
-        return True
+        return max(told, interrupted or 0)
+
+    def _report_stage(self, stage: escalation.Stage, line: str) -> None:
+        level = "warning" if stage.name == escalation.INTERRUPT else "error"
+        self.emit("log", level=level, message=line, stop_stage=stage.name)
 
     def request_kill(self) -> bool:
         """Kill (no save): SIGTERM to every process of the run now, recorded after, then the teardown
@@ -200,16 +221,31 @@ class Supervisor:
 
     async def teardown(self, graceful: bool = True) -> None:
         """Until no process of the run is left: SIGINT (if graceful), SIGTERM, SIGKILL; a batch job is
-        cancelled and waited for."""
+        cancelled and waited for. A graceful stop's escalation is waited for (a kill cuts it short)."""
         job = self.job.job_id()
         if job is not None:  # the ranks are the scheduler's processes, maybe on other nodes: it ends them
             await self.job.cancel(job)
+        await self._end_stop_escalation(graceful)
         await self.tree.stop(graceful)
         if job is None and self.job.job_id() is not None:  # submitted while the submitter was being stopped
             job = self.job.job_id()
             await self.job.cancel(job)
         if job is not None:
             await self.job.wait_gone(job)
+
+    async def _end_stop_escalation(self, wait: bool) -> None:
+        if self._stopping is None or self._stopping.done():
+            return
+        if not wait:
+            self._stopping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._stopping
+
+    @property
+    def escalated(self) -> escalation.Stage | None:
+        """The stage past SIGINT a graceful stop had to take (the run outlived its grace), if any."""
+        reached = self.stop_escalation.reached if self.stop_escalation is not None else None
+        return reached if reached is not None and reached.name != escalation.INTERRUPT else None
 
     # -- failures ---------------------------------------------------------------------------------
     def _decide_failure(self) -> None:
@@ -416,6 +452,11 @@ class Supervisor:
         """The run's exit code, final state and (for a failure) the reason."""
         failed_rank = self.ranks.failed_rank
         reason = "killed" if self._killed else None
+        if self.escalated is not None and not self._killed:
+            reason = (
+                f"the stop was not done within launch.stop_grace_seconds ({self.spec.stop_grace:g} s): "
+                f"ended by {self.escalated.signal_names}"
+            )
         if self.job.enabled and failed_rank is None and not self._killed:
             if self.job.cancelled_pending:
                 code = 0

@@ -2,18 +2,18 @@
 
 ``ProcessTree`` is everything the launcher started (its descendants, plus anything left in its process
 group): ``ranks()`` picks this node's ranks (``python -m ctc_tui.runner``) but not the processes a rank
-forks, and ``stop()`` ends the whole tree, SIGINT (if graceful), then SIGTERM, then SIGKILL, until no
-process of the run is left (out of descriptors, when psutil cannot read /proc, it signals the launcher's
-process group instead). The ranks' contract (ctc_tui.runner.train): SIGINT = save a checkpoint, then
-exit 0; SIGTERM = stop at once, never starting a save. So a kill (``graceful=False``) never begins a
-checkpoint, and a graceful teardown's SIGTERM, after GRACE_STOP, only cuts short a save that overran it.
+forks, and ``stop()`` ends the whole tree through ``escalation`` (the tree is its ``Target``): SIGINT (if
+graceful), then SIGCONT + SIGTERM, then SIGKILL, until no process of the run is left (out of descriptors,
+when psutil cannot read /proc, it signals the launcher's process group instead). The ranks' contract
+(ctc_tui.runner.train): SIGINT = save a checkpoint, then exit 0; SIGTERM = stop at once, never starting a
+save. So a kill (``graceful=False``) never begins a checkpoint, and a graceful teardown's SIGTERM, after
+GRACE_STOP, only cuts short a save that overran it; the SIGCONT before it reaches a stopped process.
 ``RankBook`` follows the ranks through their events (hello, state, exit) and
 decides which rank failed: one that died without reporting is the cause, otherwise the first to report.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
@@ -24,10 +24,12 @@ from typing import Any, Protocol
 import psutil
 
 from ctc_tui import launchers
+from ctc_tui.supervisor import escalation
+from ctc_tui.supervisor.escalation import Escalation, Stage
 
-GRACE_STOP = 10.0  # after SIGINT, before SIGTERM
-GRACE_TERM = 5.0  # after SIGTERM, before SIGKILL
-GRACE_KILL = 5.0  # after SIGKILL
+GRACE_STOP = 10.0  # after the launcher exited: SIGINT to what is left, before SIGTERM
+GRACE_TERM = escalation.TERM_WAIT  # after SIGTERM, before SIGKILL
+GRACE_KILL = escalation.KILL_WAIT  # after SIGKILL
 HOSTNAME = socket.gethostname()
 
 
@@ -124,16 +126,19 @@ class ProcessTree:
         """This node's ranks (``python -m ctc_tui.runner``), not the processes they fork."""
         return top_ranks(self.members())
 
-    def interrupt_ranks(self) -> None:
+    def interrupt_ranks(self) -> int:
         """SIGINT to every rank of this node: save a checkpoint, then exit 0 (out of descriptors, the
-        ranks have only the stop message on their sockets)."""
+        ranks have only the stop message on their sockets); how many were signalled."""
         try:
             ranks = self.ranks()
         except OSError:
-            return
+            return 0
+        count = 0
         for proc in ranks:
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(signal.SIGINT)
+                count += 1
+        return count
 
     def signal_all(self, sig: int) -> int:
         """``sig`` to every living process of the run at once; how many were signalled."""
@@ -146,26 +151,30 @@ class ProcessTree:
         return count
 
     async def stop(self, graceful: bool = True) -> None:
-        """Until no process of the run is left: SIGINT (if graceful), SIGTERM, SIGKILL."""
-        steps = [(signal.SIGINT, GRACE_STOP)] if graceful else []
-        steps += [(signal.SIGTERM, GRACE_TERM), (signal.SIGKILL, GRACE_KILL)]
-        for sig, grace in steps:
-            try:
-                living = [p for p in self.members() if alive(p)]
-            except OSError:  # out of descriptors: psutil cannot read /proc, a group signal needs none
-                if not self.signal_group(sig):
-                    break
-                await asyncio.sleep(grace)
-                continue
-            if not living:
-                break
+        """Until no process of the run is left: SIGINT (if graceful), SIGCONT + SIGTERM, SIGKILL."""
+        stages = escalation.plan(GRACE_STOP if graceful else None, GRACE_TERM, GRACE_KILL)
+        await Escalation(self, stages).run()
+
+    # -- escalation.Target --------------------------------------------------------------------------
+    def signal(self, stage: Stage) -> int:
+        """``stage``'s signals to every living process of the run; how many were signalled (out of
+        descriptors: to the launcher's process group, counted as one)."""
+        try:
+            living = [p for p in self.members() if alive(p)]
+        except OSError:  # psutil cannot read /proc; a group signal needs none
+            return int(all([self.signal_group(sig) for sig in stage.signals]))
+        for sig in stage.signals:
             for proc in living:
                 with contextlib.suppress(psutil.Error, OSError):
                     proc.send_signal(sig)
-            try:
-                await asyncio.to_thread(psutil.wait_procs, living, grace)
-            except OSError:
-                await asyncio.sleep(grace)
+        return len(living)
+
+    def ended(self) -> bool:
+        """Whether no process of the run is left (out of descriptors: whether its process group is gone)."""
+        try:
+            return not any(alive(p) for p in self.members())
+        except OSError:
+            return not self.signal_group(0)
 
     def signal_group(self, sig: int) -> bool:
         """``sig`` to the launcher's process group (its own session); False when none is left."""

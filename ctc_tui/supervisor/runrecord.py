@@ -19,7 +19,6 @@ import contextlib
 import fcntl
 import json
 import os
-import signal
 import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import psutil
 
 from ctc_tui import launchers, schedulers
 from ctc_tui.core import rundir
+from ctc_tui.supervisor.escalation import INTERRUPT, KILL, Stage
 
 START_TIME_SLACK = 1.0  # seconds: a pid whose start time differs more is another process (pid reuse)
 
@@ -119,22 +119,39 @@ def orphaned(run_dir: Path) -> bool:
     return record is not None and not is_locked(run_dir) and record.any_alive()
 
 
+class RecordedProcesses:
+    """The processes processes.json records, as an ``escalation.Target``: what a stop without any
+    supervisor acts on. ``interrupt`` reaches this host's ranks only (they checkpoint and exit 0); the
+    later stages reach the launcher's process group too."""
+
+    def __init__(self, record: ProcessRecord):
+        self.record = record
+
+    def signal(self, stage: Stage) -> int:
+        signalled = 0
+        if stage.name != INTERRUPT and self.record.process_group and self.record.launcher_alive():
+            for sig in stage.signals:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.record.process_group, sig)
+            signalled += 1
+        for proc in self.record.local_ranks().values():
+            with contextlib.suppress(psutil.Error):
+                for sig in stage.signals:
+                    proc.send_signal(sig)
+                signalled += 1
+        return signalled
+
+    def ended(self) -> bool:
+        return not self.record.any_alive()
+
+
 def signal_directly(run_dir: Path, kill: bool) -> int:
     """Without a supervisor: SIGINT to this host's ranks (stop: they checkpoint and exit 0), or SIGKILL
     to the launcher's process group and the ranks (kill: no save). How many processes were signalled."""
     record = ProcessRecord.load(run_dir)
     if record is None:
         return 0
-    signalled = 0
-    if kill and record.process_group and record.launcher_alive():
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(record.process_group, signal.SIGKILL)
-            signalled += 1
-    for proc in record.local_ranks().values():
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(signal.SIGKILL if kill else signal.SIGINT)
-            signalled += 1
-    return signalled
+    return RecordedProcesses(record).signal(Stage(KILL if kill else INTERRUPT, 0.0))
 
 
 # -- the lock -----------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ctc_tui.tui.draft import Draft
+from ctc_tui.wizard.draft import Draft
 
 
 def make_app(

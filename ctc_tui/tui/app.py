@@ -1,4 +1,4 @@
-"""The ctc-tui app: the wizard that writes a preset (its steps: ``ctc_tui.tui.steps``), the live dashboard,
+"""The ctc-tui app: the wizard that writes a preset (its steps: ``ctc_tui.wizard.steps``), the live dashboard,
 the runs screen. Screens never import each other: the app builds each step from its row in the steps
 table, and shows the dashboard or the runs screen when a screen asks for it by a message."""
 
@@ -13,10 +13,10 @@ from textual import work
 from textual.app import App
 
 from ctc_tui.core.problems import PresetError
-from ctc_tui.tui.draft import Draft
 from ctc_tui.tui.messages import BadPreset, DataChecked, OpenRun, ShowRuns
-from ctc_tui.tui.steps import STEP_TITLES, step_at
 from ctc_tui.tui.stepscreen import BACK, NEXT, StepScreen
+from ctc_tui.wizard.draft import Draft
+from ctc_tui.wizard.steps import STEP_TITLES, step_at
 
 if TYPE_CHECKING:
     from ctc_tui.sources.scan import DataScan

@@ -3,7 +3,7 @@
 A step edits the draft it is given and dismisses with ``NEXT`` or ``BACK``; the app decides what comes
 next. Next is refused while a key of this step is invalid, with the model's own message. A screen's place
 in the wizard (``INDEX``) and its preset keys (``KEYS``) come from its row in the steps table
-(``ctc_tui.tui.steps``), set when its class is defined. It lives outside ``screens/``: the screens share it
+(``ctc_tui.wizard.steps``), set when its class is defined. It lives outside ``screens/``: the screens share it
 and never import each other.
 """
 
@@ -17,10 +17,10 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Static
 
 from ctc_tui.core.problems import PresetError
-from ctc_tui.tui.draft import Draft, FieldSpec
 from ctc_tui.tui.messages import BadPreset
-from ctc_tui.tui.steps import STEP_TITLES, STEPS, index_of_screen
 from ctc_tui.tui.widgets.form import collect, rows_for
+from ctc_tui.wizard.draft import Draft, FieldSpec
+from ctc_tui.wizard.steps import STEP_TITLES, STEPS, index_of_screen
 
 BACK, NEXT = "back", "next"
 

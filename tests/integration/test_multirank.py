@@ -13,6 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from ctc_tui.core import checkpoints
+from ctc_tui.core.commit_marker import MARKER
 from tests.conftest import REPO, events_of, has, run_cli
 
 pytestmark = pytest.mark.slow
@@ -148,14 +150,17 @@ def test_two_rank_stop_then_resume(tmp_path, demo_data):
         time.sleep(0.5)
         if sum(e["type"] == "step" for e in events_of(run_dir)) >= 4:
             break
-    stop = run_cli("stop", str(run_dir), timeout=30)
-    assert stop.returncode == 0
+    stop = run_cli("stop", str(run_dir), timeout=240)  # returns once the run is over (saved, exited)
+    assert stop.returncode == 0 and "the run is over: stopped" in stop.stdout, stop.stdout + stop.stderr
     follow = run_cli("attach", str(run_dir), "--plain", timeout=180)  # history, then live, until the end
     assert follow.returncode == 0, follow.stdout[-2000:]
     assert "stopped at step" in follow.stdout
     evs = events_of(run_dir)
     assert evs[-1]["state"] == "stopped"
     checkpoint = max(int(p.name.split("-")[1]) for p in run_dir.glob("checkpoint-*"))
+    # committed by rank 0 once both ranks' files were durable: rank 1's rng state is in its list
+    marker = json.loads((run_dir / f"checkpoint-{checkpoint}" / MARKER).read_text())
+    assert marker["world_size"] == 2 and {"rng_state_0.pth", "rng_state_1.pth"} <= set(marker["files"])
     resumed = run_cli(
         "run", "--resume", str(run_dir), f"training.max_steps={checkpoint + 4}", "--plain", timeout=300
     )
@@ -164,6 +169,10 @@ def test_two_rank_stop_then_resume(tmp_path, demo_data):
     steps = {(e["rank"], e["step"]) for e in after if e["type"] == "step"}
     assert steps and {r for r, _ in steps} == {0, 1}
     assert all(checkpoint < s <= checkpoint + 4 for _, s in steps)  # continued, not restarted
+    # save_total_limit=1: the Trainer's rotation deleted the old checkpoint only after the new one's marker
+    assert [(c.name, c.complete) for c in checkpoints.scan(run_dir)] == [
+        (f"checkpoint-{checkpoint + 4}", True)
+    ]
     assert not leftovers(run_dir, grace=5)  # the supervisor exits right after its last event
     runs = run_cli("runs", str(tmp_path))
     assert runs.returncode == 0 and "run" in runs.stdout and "done" in runs.stdout

@@ -109,9 +109,9 @@ def test_stop_adopts_a_run_whose_supervisor_was_killed_and_checkpoints_it(tmp_pa
     assert runs.returncode == 0 and "orphaned" in runs.stdout, runs.stdout
     assert run_cli("run", "--resume", str(run_dir), "--no-check", timeout=60).returncode == 2
 
-    stop = run_cli("stop", str(run_dir), timeout=90)
+    stop = run_cli("stop", str(run_dir), timeout=240)  # returns once the run is over
     assert stop.returncode == 0, stop.stdout + stop.stderr
-    assert "a new one adopted it" in stop.stdout
+    assert "a new one adopted it" in stop.stdout and "the run is over: stopped" in stop.stdout
     follow = run_cli("attach", str(run_dir), "--plain", timeout=240)
     assert follow.returncode == 0, follow.stdout[-3000:] + follow.stderr[-2000:]
     assert "stopped at step" in follow.stdout
@@ -200,7 +200,7 @@ def test_a_full_disk_never_disables_control(tmp_path, small_disk, demo_data):
                 for path in sorted((run_dir / "logs").glob("*.log"))
             )
             raise AssertionError(f"{exc}; the follower saw:\n{''.join(seen)[-3000:]}\n{log}") from None
-        stop = run_cli("stop", str(run_dir), timeout=60)
+        stop = run_cli("stop", str(run_dir), timeout=240)  # returns once the run is over
         assert stop.returncode == 0, stop.stdout + stop.stderr
         assert "stopping (checkpoint first)" in stop.stdout
         assert "write(s) of events.jsonl failed (disk full?)" in stop.stderr, stop.stderr

@@ -504,7 +504,7 @@ def test_a_stop_after_the_supervisor_died_reaches_the_jobs_ranks(slurm_cluster, 
         10,
         "the supervisor's death",
     )
-    stop = run_cli("stop", str(run_dir), env=slurm_cluster.env, timeout=90)
+    stop = run_cli("stop", str(run_dir), env=slurm_cluster.env, timeout=240)
     assert stop.returncode == 0 and "a new one adopted it" in stop.stdout, stop.stdout + stop.stderr
     last = wait_for(lambda: finished(run_dir), 120, "the stopped run's end")
     assert last["state"] == "stopped" and last["code"] == 0, last

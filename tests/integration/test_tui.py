@@ -16,10 +16,10 @@ from textual.widgets import Checkbox, DataTable, Input, OptionList, Select
 from ctc_tui.core.preset import load_preset
 from ctc_tui.tui import make_app
 from ctc_tui.tui.app import CtcTuiApp
-from ctc_tui.tui.draft import Draft
 from ctc_tui.tui.screens.dashboard import DashboardScreen
 from ctc_tui.tui.widgets.dialogs import ChoiceScreen
 from ctc_tui.tui.widgets.plot import LinePlot
+from ctc_tui.wizard.draft import Draft
 from tests.checkpoint_files import make_checkpoint
 from tests.conftest import REPO
 
@@ -281,7 +281,9 @@ async def test_runs_screen_overlays_the_wer_curves_of_two_marked_runs(tmp_path):
         await settle(pilot)
         table = app.screen.query_one("#runs-table", DataTable)
         assert table.row_count == 2
-        assert str(table.get_cell(str(tmp_path / "a"), "resumes from")) == "checkpoint-10"
+        assert (
+            str(table.get_cell(str(tmp_path / "a"), "resumes from")) == "checkpoint-10 (skips checkpoint-20)"
+        )
         assert str(table.get_cell(str(tmp_path / "b"), "resumes from")) == "-"
         table.focus()
         await pilot.press("space", "down", "space")
@@ -346,8 +348,8 @@ def test_dashboard_snapshot(snap_compare, tmp_path, monkeypatch):
 def test_the_first_steps_fields_described_by_hand_match_the_model():
     """The model step is drawn before the preset model is built, so it describes its fields itself; they
     must be what the model would make of them."""
-    from ctc_tui.tui.draft import field_spec
     from ctc_tui.tui.screens.model_step import ModelStep
+    from ctc_tui.wizard.draft import field_spec
 
     assert set(ModelStep.SPECS) == set(ModelStep.KEYS)
     for key, spec in ModelStep.SPECS.items():
@@ -355,7 +357,7 @@ def test_the_first_steps_fields_described_by_hand_match_the_model():
 
 
 def test_a_pending_draft_shows_the_first_step_as_the_model_will_have_it(tmp_path):
-    from ctc_tui.tui.draft import Draft
+    from ctc_tui.wizard.draft import Draft
 
     (tmp_path / "my-model").mkdir()
     path = tmp_path / "p.yaml"

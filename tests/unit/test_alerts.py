@@ -6,17 +6,7 @@ from __future__ import annotations
 from ctc_tui.core.events import STATES
 from ctc_tui.runs.alerts import ACTIVE, alerts
 from ctc_tui.runs.state import RunState
-
-
-def ev(kind: str, rank: int = 0, t: float = 100.0, **fields) -> dict:
-    return {"type": kind, "rank": rank, "t": t, **fields}
-
-
-def fed(*events: dict) -> RunState:
-    state = RunState()
-    for event in events:
-        state.feed(event)
-    return state
+from tests.unit.helpers import ev, fed
 
 
 def kinds(state: RunState, now: float = 100.0) -> list[str]:
@@ -126,3 +116,90 @@ def test_blank_does_not_fire_for_some_text_or_a_lower_fraction():
         kinds(fed(ev("eval", 0, step=40, blank_fraction=1.0), ev("eval", 0, step=80, blank_fraction=0.2)))
         == []
     )
+
+
+# -- the rules table, and the lines the headless views print from it (issue 17 item 7) ----------------
+def test_the_rules_table_is_data_each_kind_once_with_its_level_and_end_line():
+    from ctc_tui.runs.alerts import RULES
+
+    assert [(r.kind, r.level) for r in RULES] == [
+        ("nan", "error"),
+        ("silent", "warning"),
+        ("straggler", "warning"),
+        ("blank", "warning"),
+    ]
+    assert all("{subject}" in r.ended and callable(r.fires) and callable(r.message) for r in RULES)
+    assert {r.kind for r in RULES if r.running_only} == {"silent", "straggler"}
+
+
+def test_a_watch_says_when_an_alert_starts_and_when_it_ends():
+    from ctc_tui.runs.alerts import AlertWatch
+
+    state = fed(ev("state", 0, t=10, state="training"), ev("state", 1, t=10, state="training"))
+    watch = AlertWatch(silent_after=5.0)
+    assert watch.update(state, now=12.0) == []
+    state.feed(ev("step", 0, t=20, step=1, loss=1.0))
+    (started,) = watch.update(state, now=20.0)
+    assert started.started and started.line == "! rank 1: no report for 10 s (last state training)"
+    state.feed(ev("step", 0, t=29, step=2, loss=1.0))
+    assert watch.update(state, now=30.0) == []  # still silent: said once
+    state.feed(ev("step", 1, t=31, step=1, loss="nan"))
+    changes = watch.update(state, now=31.0)
+    assert [c.line for c in changes] == [
+        "ok rank 1 reporting again",
+        "!! rank 1: loss is NaN at step 1 (lower the learning rate, or set model.ctc_zero_infinity=true)",
+    ]
+
+
+def test_the_end_of_the_run_ends_silent_alerts_without_claiming_the_rank_is_back():
+    from ctc_tui.runs.alerts import AlertWatch
+
+    state = fed(ev("state", 0, t=10, state="training"))
+    watch = AlertWatch(silent_after=5.0)
+    assert [c.alert.kind for c in watch.update(state, now=30.0)] == ["silent"]
+    state.feed(ev("exit", -1, t=31, code=1, state="failed"))
+    assert watch.update(state, now=31.0) == [] and watch.on == {}
+
+
+def test_the_stream_clock_is_the_historys_time_during_a_replay_then_the_quiet_time_after():
+    from ctc_tui.runs.alerts import StreamClock
+
+    here = [1000.0]
+    clock = StreamClock(monotonic=lambda: here[0])
+    assert clock.now() is None
+    clock.note(50.0)  # an old history replays in no time: its ranks are judged at the history's time
+    clock.note(40.0)
+    assert clock.now() == 50.0
+    here[0] += 7.5  # then nothing arrives for 7.5 s here
+    assert clock.now() == 57.5
+
+
+def test_the_alert_printer_prints_on_a_look_with_no_event_arriving():
+    import io
+
+    from rich.console import Console
+
+    from ctc_tui.runs.alerts import StreamClock
+    from ctc_tui.runs.headless import AlertPrinter
+
+    here = [0.0]
+    out = io.StringIO()
+    printer = AlertPrinter(Console(file=out, width=200), 3.0, StreamClock(monotonic=lambda: here[0]))
+    state = RunState()
+    for event in (ev("state", 1, t=100.0, state="training"), ev("step", 1, t=100.0, step=2, loss=1.0)):
+        printer.seen(state.feed(event))
+    assert printer.look(state) == 0
+    here[0] = 4.0  # a frozen rank: no event, only the time passes
+    assert printer.look(state, force=True) == 1
+    assert out.getvalue() == "! rank 1: no report for 4 s (last state training)\n"
+
+
+def test_an_absurd_rate_is_shown_compact_in_the_straggler_alert():
+    state = fed(
+        *(ev("state", r, state="training") for r in range(3)),
+        ev("step", 0, step=10, loss=1.0, samples_per_second=1e308),
+        ev("step", 1, step=10, loss=1.0, samples_per_second=1e308),
+        ev("step", 2, step=10, loss=1.0, samples_per_second=5.0),
+    )
+    (alert,) = alerts(state, now=100.0)
+    assert alert.message == "rank 2: 5.0 samples/s, under 70 % of the median 1e+308"

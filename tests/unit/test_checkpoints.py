@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ctc_tui.check import check_output_dir
+from ctc_tui.check import check_output_dir, check_resume_point
 from ctc_tui.core import checkpoints, rundir
 from ctc_tui.core.preset import validate_data
 from ctc_tui.runs import service
@@ -191,8 +191,25 @@ def test_the_closing_line_names_only_a_complete_checkpoint(tmp_path):
         == f"no complete checkpoint: a resume starts over with: ctc-tui run --resume {tmp_path}"
     )
     make_checkpoint(tmp_path, 10)
-    make_checkpoint(tmp_path, 20, without=("trainer_state.json",))
     assert resume_hint(tmp_path) == f"resume from checkpoint-10 with: ctc-tui run --resume {tmp_path}"
+    make_checkpoint(tmp_path, 20, without=("trainer_state.json",))
+    assert resume_hint(tmp_path) == (
+        f"resume from checkpoint-10 with: ctc-tui run --resume {tmp_path} "
+        "(skips checkpoint-20: trainer_state.json missing or cut short)"
+    )
+
+
+def test_the_check_before_a_resume_names_what_it_skips_and_why(tmp_path):
+    preset = validate_data(preset_dict(tmp_path, training={"output_dir": str(tmp_path)}), "test")
+    make_checkpoint(tmp_path, 10)
+    assert check_resume_point(preset, resume=True) == []
+    make_checkpoint(tmp_path, 20, without=("scheduler.pt",))
+    assert check_resume_point(preset, resume=False) == []  # a new run: check_output_dir speaks
+    (finding,) = check_resume_point(preset, resume=True)
+    assert (finding.level, finding.key) == ("warning", "training.output_dir")
+    assert finding.message == (
+        "the resume skips checkpoint-20 (scheduler.pt missing or cut short) and continues from checkpoint-10"
+    )
 
 
 def test_ctc_tui_runs_names_the_checkpoint_a_resume_takes(tmp_path):
@@ -202,7 +219,9 @@ def test_ctc_tui_runs_names_the_checkpoint_a_resume_takes(tmp_path):
     assert summarise(run, live=lambda _: False).checkpoint is None
     make_checkpoint(run, 10)
     make_checkpoint(run, 20, without=("optimizer.pt",))
-    assert summarise(run, live=lambda _: False).checkpoint == "checkpoint-10"
+    summary = summarise(run, live=lambda _: False)
+    assert summary.checkpoint == "checkpoint-10" and summary.skipped == ("checkpoint-20",)
+    assert summary.resumes_from == "checkpoint-10 (skips checkpoint-20)"
 
 
 # -- socket paths -------------------------------------------------------------------------------------

@@ -213,3 +213,65 @@ async def test_ranks_without_a_host_yet_gather_last(tmp_path, feed):
         table = await shown(pilot, feed)
         assert keys(table) == ["host:node1", "1", "3", "host:node0", "2", "host:", "0"]  # by lowest rank
         assert str(table.get_cell("host:", "host")) == "(no host yet) · 1 rank"
+
+
+HUGE = 1e308
+
+
+def absurd_events() -> list[dict]:
+    """A rank whose every figure is 1e308 (issue 17 item 8): loss, rate, utilisation, WER, CER."""
+    return [
+        {"type": "hello", "t": 1.0, "rank": 0, "host": "node0", "world_size": 1},
+        {"type": "state", "t": 1.0, "rank": 0, "state": "training"},
+        *(
+            {"type": "step", "t": 1.0 + i, "rank": 0, "step": i, "loss": HUGE * (i % 2 or -1)}
+            | {"samples_per_second": HUGE, "max_steps": 10}
+            for i in (1, 2, 3)
+        ),
+        {"type": "resource", "t": 4.0, "rank": 0, "utilisation": HUGE},
+        {"type": "eval", "t": 5.0, "rank": 0, "step": 3, "wer": HUGE, "cer": HUGE, "loss": HUGE},
+        {"type": "progress", "t": 5.0, "rank": 0, "what": "eval", "done": 1, "total": 9, "rate": HUGE},
+    ]
+
+
+def longest_number(text: str) -> int:
+    import re
+
+    return max((len(m) for m in re.findall(r"\d+", text)), default=0)
+
+
+async def test_absurd_floats_are_compact_on_the_dashboard(tmp_path, feed):
+    app = DashboardApp(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        feed.put(absurd_events())
+        await shown(pilot, feed)
+        screen = app.export_screenshot()
+    assert "1e+308" in screen and longest_number(screen) < 20
+
+
+def test_absurd_floats_are_compact_in_the_headless_views_and_runs(tmp_path, capsys):
+    import io
+    import json
+
+    from rich.console import Console
+
+    from ctc_tui import cli
+    from ctc_tui.runs.headless import PlainPrinter, print_outcome, render
+    from ctc_tui.runs.state import RunState
+
+    out = Console(file=io.StringIO(), width=200)
+    state, printer = RunState(), PlainPrinter(out, every=0)
+    for event in absurd_events():
+        printer(state.feed(event), state)
+    out.print(render(state, "run"))
+    state.feed({"type": "exit", "t": 9.0, "rank": -1, "code": 0, "state": "done"})
+    print_outcome(out, state, tmp_path)
+    text = out.file.getvalue()
+    assert "1e+308" in text and longest_number(text) < 20, text
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    lines = [json.dumps(e) for e in absurd_events()]
+    (run / "events.jsonl").write_text("\n".join(lines) + "\n")
+    assert cli.main(["runs", str(tmp_path / "runs")]) == 0
+    listed = capsys.readouterr().out
+    assert "1e+308" in listed and longest_number(listed) < 20, listed

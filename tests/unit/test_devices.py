@@ -154,3 +154,21 @@ def test_empty_output_means_no_cards():
 
 
 # -- the real command ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "where"),
+    [
+        (parse_hl_smi_csv, "0, 1, HL-225, 98304, lots, 0, 0000:19:00.0\n", "line 1 memory.used"),
+        (parse_nvidia_smi_gpus, "0, NVIDIA A100, GPU-1, 81920, 0, lots\n", "line 1 utilization.gpu"),
+        (
+            parse_hl_smi_csv,
+            "0, 1, HL-225, 98304, 768, 0, 0000:19:00.0\n1, x, HL-225, 1, 1, 0, b\n",
+            "line 2 module_id",
+        ),
+    ],
+)
+def test_both_tools_card_tables_name_the_line_and_column_of_a_bad_value(parse, text, where):
+    """hl-smi's and nvidia-smi's tables go through one reader: the same rules, the same messages."""
+    with pytest.raises(ToolOutputError, match=where):
+        parse(text)

@@ -6,26 +6,11 @@ from __future__ import annotations
 import math
 
 import pytest
-from rich.console import Console
 
 from ctc_tui.runs.fmt import SPARK, fmt_duration, fmt_float, sparkline
 from ctc_tui.runs.headless import PlainPrinter, print_outcome, render
 from ctc_tui.runs.state import RunState
-
-
-def ev(kind: str, rank: int = 0, t: float = 100.0, **fields) -> dict:
-    return {"type": kind, "rank": rank, "t": t, **fields}
-
-
-def fed(*events: dict) -> RunState:
-    state = RunState()
-    for event in events:
-        state.feed(event)
-    return state
-
-
-def console() -> Console:
-    return Console(record=True, width=120, color_system=None, force_terminal=False)
+from tests.unit.helpers import console, ev, fed
 
 
 @pytest.mark.parametrize(

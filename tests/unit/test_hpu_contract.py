@@ -132,7 +132,15 @@ def test_reporting_mixin_composes_with_gaudi_trainer(optimum_habana):
     cls = backends.trainer_class("hpu", ReportingMixin)
     assert cls.__mro__[1] is ReportingMixin and issubclass(cls, optimum_habana.GaudiTrainer)
     # the methods the mixin overrides exist on GaudiTrainer with the same names
-    overridden = ("training_step", "_get_train_sampler", "evaluate", "_save_checkpoint", "prediction_step")
+    overridden = (
+        "training_step",
+        "_get_train_sampler",
+        "evaluate",
+        "_save_checkpoint",
+        "_rotate_checkpoints",
+        "save_model",
+        "prediction_step",
+    )
     for name in (*overridden, "evaluation_loop", "num_examples"):
         assert hasattr(optimum_habana.GaudiTrainer, name), name
 

@@ -167,3 +167,28 @@ def test_the_cli_and_the_tui_reach_each_other_only_one_way():
     tui = {m for m in graph if m.startswith("ctc_tui.tui")}
     assert not any(m.startswith("ctc_tui.cli") for t in tui for m in graph[t])
     assert "ctc_tui.runs.service" in graph["ctc_tui.tui.app"]
+
+
+def _imported_names(path: Path) -> set[str]:
+    """Every module name an import in ``path`` names, project or not, at any level."""
+    names = set()
+    for node, _ in _imports(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif node.module:
+            names |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+    return names
+
+
+def test_the_wizard_model_is_ui_free():
+    """The wizard's model (the draft and the steps table) serves the Textual wizard and ``ctc-tui init``
+    alike: it imports no UI library and nothing of the app; the plain prompts need nothing of the app."""
+    ui = ("textual", "rich", "questionary", "ctc_tui.tui")
+    files = module_files()
+    wizard = {m: p for m, p in files.items() if m == "ctc_tui.wizard" or m.startswith("ctc_tui.wizard.")}
+    assert {"ctc_tui.wizard.draft", "ctc_tui.wizard.steps"} <= set(wizard)
+    for module, path in [*wizard.items(), ("ctc_tui.init_prompts", files["ctc_tui.init_prompts"])]:
+        reached = {n for n in _imported_names(path) if n.startswith(ui)}
+        if module == "ctc_tui.init_prompts":
+            reached = {n for n in reached if not n.startswith("questionary")}
+        assert not reached, f"{module} imports {sorted(reached)}: keep the wizard's model free of the UI"

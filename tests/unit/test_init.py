@@ -8,8 +8,8 @@ from prompt_toolkit.output import DummyOutput
 
 from ctc_tui.core.preset import load_preset
 from ctc_tui.init_prompts import run_init
-from ctc_tui.tui.draft import Draft
-from ctc_tui.tui.steps import STEP_KEYS
+from ctc_tui.wizard.draft import Draft
+from ctc_tui.wizard.steps import STEP_KEYS
 from tests.conftest import REPO
 
 DEMO = REPO / "presets" / "demo-cpu.yaml"

@@ -73,7 +73,7 @@ def test_every_launcher_module_is_in_the_tuple():
 
 
 def test_the_preset_literal_schema_and_wizard_choices_are_the_tuple():
-    from ctc_tui.tui.draft import field_spec
+    from ctc_tui.wizard.draft import field_spec
 
     assert get_args(LauncherLiteral) == LAUNCHERS
     assert LaunchSection.model_json_schema()["properties"]["launcher"]["enum"] == list(LAUNCHERS)

@@ -321,21 +321,26 @@ def test_a_deepspeed_env_value_the_remote_shell_would_read_is_refused(value):
         deepspeed_env_text({}, [], previous=f"MY_VAR={value.splitlines()[0]}`\n")
 
 
-def test_deepspeed_output_dir_with_a_command_is_refused_before_anything_starts(tmp_path):
-    hostfile = tmp_path / "hosts"
-    hostfile.write_text("node-a slots=1\nnode-b slots=1\n")
+@pytest.mark.parametrize(
+    ("launcher", "nodes"), [("deepspeed", 2), ("deepspeed", 1), ("mpi", 1), ("torchrun", 1), ("single", 1)]
+)
+def test_an_output_dir_with_a_command_is_refused_the_same_on_one_node_and_many(tmp_path, launcher, nodes):
+    """Issue 17 item 8: a single-node DeepSpeed run accepted ``$(...)`` in its run dir while a multi-node
+    one refused it; now every launcher on any node count refuses it, before anything is written."""
+    overrides = [f"launch.launcher={launcher}", "launch.world_size=1"]
+    if nodes > 1:
+        hostfile = tmp_path / "hosts"
+        hostfile.write_text("node-a slots=1\nnode-b slots=1\n")
+        overrides.append(f"launch.hostfile={hostfile}")
     evil = tmp_path / "out$(touch PWNED)"
-    with pytest.raises(
-        RunError, match=r"nothing was started:\n  training.output_dir: CTC_TUI_RUN_DIR=.*holds '\$'"
-    ):
+    with pytest.raises(RunError) as refused:
         service.prepare(
-            StartRequest(
-                preset="demo-cpu",
-                overrides=("launch.launcher=deepspeed", "launch.world_size=1", f"launch.hostfile={hostfile}"),
-                output_dir=str(evil),
-                check=False,
-            )
+            StartRequest(preset="demo-cpu", overrides=tuple(overrides), output_dir=str(evil), check=False)
         )
+    message = str(refused.value)
+    assert message.startswith("this run cannot start safely; nothing was started:\n  training.output_dir: ")
+    assert "holds '$'" in message and "on one node as on many" in message
+    assert message.count("training.output_dir") == 1  # named once, also on many nodes
     assert not evil.exists()
 
 
@@ -363,3 +368,11 @@ def test_a_line_of_the_users_own_deepspeed_env_is_refused_before_the_run(tmp_pat
     refused = get("deepspeed").refusals(preset, {})
     assert len(refused) == 1 and "MY_PATH=" in refused[0].message
     assert "remove them from MY_PATH in your own .deepspeed_env" in refused[0].message
+
+
+def test_ctc_tui_check_names_the_output_dir_for_every_launcher(tmp_path):
+    from ctc_tui.check import check_launcher
+
+    preset = load_preset(CPU, ["launch.launcher=mpi", f"training.output_dir={tmp_path}/r`id`"])
+    found = [f for f in check_launcher(preset, which=lambda name: None) if f.key == "training.output_dir"]
+    assert len(found) == 1 and found[0].level == "error" and "holds '`'" in found[0].message

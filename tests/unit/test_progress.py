@@ -10,24 +10,13 @@ from __future__ import annotations
 import math
 
 import pytest
-from rich.console import Console
 
 from ctc_tui.core import events
 from ctc_tui.runner.progress import Progress
 from ctc_tui.runs.headless import PlainPrinter, render
 from ctc_tui.runs.state import MAX_PHASES, RunState, normalise
 from tests.conftest import make_librispeech
-
-
-def ev(kind: str = "progress", rank: int = 0, t: float = 100.0, **fields) -> dict:
-    return {"type": kind, "rank": rank, "t": t, **fields}
-
-
-def fed(*seen: dict) -> RunState:
-    state = RunState()
-    for event in seen:
-        state.feed(event)
-    return state
+from tests.unit.helpers import console, ev, fed
 
 
 class Clock:
@@ -130,7 +119,7 @@ def test_an_unknown_total_is_sent_as_null_and_everything_sent_is_valid():
     ],
 )
 def test_sound_progress_events_pass(fields):
-    event = ev(**fields)
+    event = ev("progress", **fields)
     assert events.validate(event, 1) is event
 
 
@@ -155,22 +144,22 @@ def test_sound_progress_events_pass(fields):
 )
 def test_each_progress_rule_rejects_with_its_reason(fields, says):
     with pytest.raises(events.BadEvent) as info:
-        events.validate(ev(**fields), 1)
+        events.validate(ev("progress", **fields), 1)
     assert says in str(info.value)
 
 
 def test_normalise_keeps_sound_progress_fields_only():
-    clean = normalise(ev(what="e" * 100, done=3, total=-1, rate="inf"))
+    clean = normalise(ev("progress", what="e" * 100, done=3, total=-1, rate="inf"))
     assert clean is not None
     assert (clean["what"], clean["done"], "total" in clean, "rate" in clean) == ("e" * 64, 3, False, False)
-    assert "what" not in normalise(ev(what="", done=1))  # type: ignore[operator]
+    assert "what" not in normalise(ev("progress", what="", done=1))  # type: ignore[operator]
 
 
 # -- the fold ---------------------------------------------------------------------------------------------
 def test_a_ranks_progress_is_kept_per_phase_and_cleared_when_its_state_changes():
     state = fed(
         ev("state", 0, state="preprocessing"),
-        ev(what="preprocess-train", done=10, total=100, rate=5.0, t=101),
+        ev("progress", what="preprocess-train", done=10, total=100, rate=5.0, t=101),
     )
     record = state.ranks[0].progress["preprocess-train"]
     assert (record.done, record.total, record.rate, record.finished, record.eta) == (
@@ -180,9 +169,9 @@ def test_a_ranks_progress_is_kept_per_phase_and_cleared_when_its_state_changes()
         False,
         18.0,
     )
-    state.feed(ev(what="preprocess-train", done=100, total=100, rate=6.0))
+    state.feed(ev("progress", what="preprocess-train", done=100, total=100, rate=6.0))
     assert state.ranks[0].progress["preprocess-train"].finished  # kept, marked finished
-    state.feed(ev(what="preprocess-eval", done=0, total=10))
+    state.feed(ev("progress", what="preprocess-eval", done=0, total=10))
     assert [g.what for g in state.progress_groups()] == ["preprocess-train", "preprocess-eval"]
     state.feed(ev("state", 0, state="preprocessing"))  # a repeated state (a reconnection) keeps them
     assert len(state.progress_groups()) == 2
@@ -192,8 +181,8 @@ def test_a_ranks_progress_is_kept_per_phase_and_cleared_when_its_state_changes()
 
 def test_many_ranks_make_one_group_per_phase():
     seen = [ev("state", r, state="evaluating") for r in range(64)]
-    seen += [ev(rank=r, what="eval", done=10 + r, total=100, rate=2.0) for r in range(63)]
-    seen.append(ev(rank=63, what="eval", done=100, total=100, rate=9.0))
+    seen += [ev("progress", rank=r, what="eval", done=10 + r, total=100, rate=2.0) for r in range(63)]
+    seen.append(ev("progress", rank=63, what="eval", done=100, total=100, rate=9.0))
     state = fed(*seen)
     (group,) = state.progress_groups()
     assert group.what == "eval" and (group.ranks, group.finished) == (64, 1)
@@ -205,13 +194,14 @@ def test_many_ranks_make_one_group_per_phase():
 
 def test_group_edges_unknown_totals_unknown_rates_and_a_finished_run():
     state = fed(
-        ev(rank=0, what="wait-cache", done=0, total=None), ev(rank=1, what="wait-cache", done=0, total=2)
+        ev("progress", rank=0, what="wait-cache", done=0, total=None),
+        ev("progress", rank=1, what="wait-cache", done=0, total=2),
     )
     (group,) = state.progress_groups()
     assert group.total is None and group.fraction is None and group.eta is None
-    state = fed(ev(what="eval", done=0, total=5))
+    state = fed(ev("progress", what="eval", done=0, total=5))
     assert state.progress_groups()[0].eta is None  # no rate yet
-    state = fed(ev(what="eval", done=5, total=5, rate=2.5))
+    state = fed(ev("progress", what="eval", done=5, total=5, rate=2.5))
     assert (state.progress_groups()[0].eta, state.progress_groups()[0].rate) == (0.0, 2.5)
     state.feed(ev("exit", -1, code=0))
     assert state.progress_groups() == []  # a finished run shows no bar
@@ -219,29 +209,27 @@ def test_group_edges_unknown_totals_unknown_rates_and_a_finished_run():
 
 def test_odd_progress_events_are_folded_safely():
     state = fed(
-        ev(rank=-1, what="eval", done=1),  # the supervisor has no progress
-        ev(what="eval", done=9, total=4),  # an unvalidated line: done capped
-        ev(what="eval"),  # no done: ignored
+        ev("progress", rank=-1, what="eval", done=1),  # the supervisor has no progress
+        ev("progress", what="eval", done=9, total=4),  # an unvalidated line: done capped
+        ev("progress", what="eval"),  # no done: ignored
     )
     assert -1 not in state.ranks or not state.ranks[-1].progress
     assert state.ranks[0].progress["eval"].done == 4
-    state = fed(*[ev(what=f"phase-{k}", done=k) for k in range(MAX_PHASES + 3)])
+    state = fed(*[ev("progress", what=f"phase-{k}", done=k) for k in range(MAX_PHASES + 3)])
     assert len(state.ranks[0].progress) == MAX_PHASES and "phase-0" not in state.ranks[0].progress
 
 
 # -- the views --------------------------------------------------------------------------------------------
-def console() -> Console:
-    return Console(record=True, width=160, color_system=None, force_terminal=False)
 
 
 def test_the_live_view_shows_a_bar_per_phase_with_count_rate_and_eta():
     state = fed(
         ev("state", 0, state="preprocessing"),
-        ev(what="preprocess-train", done=1234, total=28539, rate=52.3),
+        ev("progress", what="preprocess-train", done=1234, total=28539, rate=52.3),
         ev("state", 1, state="preprocessing"),
-        ev(rank=1, what="wait-cache", done=0, total=2, rate=0.0),
+        ev("progress", rank=1, what="wait-cache", done=0, total=2, rate=0.0),
     )
-    out = console()
+    out = console(width=160)
     out.print(render(state, title="run"))
     lines = out.export_text().splitlines()
     (train,) = [line for line in lines if line.startswith("preprocess-train")]
@@ -251,25 +239,27 @@ def test_the_live_view_shows_a_bar_per_phase_with_count_rate_and_eta():
 
 
 def test_the_live_view_draws_one_bar_for_64_ranks_and_none_after_the_phase():
-    state = fed(*[ev(rank=r, what="eval", done=50, total=100, rate=1.0) for r in range(64)])
-    out = console()
+    state = fed(*[ev("progress", rank=r, what="eval", done=50, total=100, rate=1.0) for r in range(64)])
+    out = console(width=160)
     out.print(render(state))
     lines = [line for line in out.export_text().splitlines() if line.startswith("eval ")]
     assert len(lines) == 1 and "3,200/6,400  50%  64.0/s  ETA 00:50  64 of 64 ranks at it" in lines[0]
     for rank in range(64):
         state.feed(ev("state", rank, state="training"))
-    out = console()
+    out = console(width=160)
     out.print(render(state))
     assert "eval " not in out.export_text() and "/s  ETA" not in out.export_text()
 
 
 def test_the_plain_printer_prints_a_phase_every_few_seconds_of_event_time_and_its_end():
-    out = console()
+    out = console(width=160)
     printer = PlainPrinter(out, every=5.0)
     state = RunState()
     for tick in range(25):  # one event a second for 24 s (or a replay of them: the same lines)
         done = min(100, 5 * tick)
-        event = state.feed(ev(t=1000.0 + tick, what="preprocess-train", done=done, total=100, rate=5.0))
+        event = state.feed(
+            ev("progress", t=1000.0 + tick, what="preprocess-train", done=done, total=100, rate=5.0)
+        )
         printer(event, state)
         if done == 100:
             break
@@ -285,14 +275,14 @@ def test_the_plain_printer_prints_a_phase_every_few_seconds_of_event_time_and_it
 
 
 def test_the_plain_printer_completes_a_phase_only_when_every_rank_is_through():
-    out = console()
+    out = console(width=160)
     printer = PlainPrinter(out, every=60.0)
     state = RunState()
     for event in (
-        ev(rank=0, what="eval", done=0, total=4),
-        ev(rank=1, what="eval", done=0, total=4),
-        ev(rank=0, what="eval", done=4, total=4, t=101),
-        ev(rank=1, what="eval", done=4, total=4, t=102),
+        ev("progress", rank=0, what="eval", done=0, total=4),
+        ev("progress", rank=1, what="eval", done=0, total=4),
+        ev("progress", rank=0, what="eval", done=4, total=4, t=101),
+        ev("progress", rank=1, what="eval", done=4, total=4, t=102),
     ):
         printer(state.feed(event), state)
     assert [line.split("  ")[0] for line in out.export_text().splitlines()] == ["eval: 0/4", "eval: 8/8"]

@@ -441,7 +441,7 @@ def test_cli_stop_exits_non_zero_when_the_supervisor_did_not_act(tmp_path, monke
     monkeypatch.setattr(
         client, "stop", lambda run_dir, kill=False: {"ok": True, "acted": True, "write_errors": 5}
     )
-    assert cli.main(["stop", "--kill", str(tmp_path)]) == 0
+    assert cli.main(["stop", "--kill", "--no-wait", str(tmp_path)]) == 0
     out = capsys.readouterr()
     assert out.out.startswith("killing ") and "5 write(s) of events.jsonl failed" in out.err
 
@@ -450,7 +450,8 @@ def test_attach_adopts_an_orphaned_run_first(tmp_path, monkeypatch, capsys):
     orphan(tmp_path, monkeypatch, adopt_works=True)
     followed = []
     monkeypatch.setattr(
-        "ctc_tui.cli.run.attach", lambda run_dir, plain, own_run=False: followed.append(run_dir) or 0
+        "ctc_tui.cli.run.attach",
+        lambda run_dir, plain, own_run=False, silent_after=None: followed.append(run_dir) or 0,
     )
     assert cli.main(["attach", "--plain", str(tmp_path)]) == 0
     assert (

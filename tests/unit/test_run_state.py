@@ -9,17 +9,7 @@ import pytest
 
 from ctc_tui.core.events import STATES
 from ctc_tui.runs.state import HISTORY, INITIAL, PRECEDENCE, RunState, known_states
-
-
-def ev(kind: str, rank: int = 0, t: float = 100.0, **fields) -> dict:
-    return {"type": kind, "rank": rank, "t": t, **fields}
-
-
-def fed(*events: dict) -> RunState:
-    state = RunState()
-    for event in events:
-        state.feed(event)
-    return state
+from tests.unit.helpers import ev, fed
 
 
 def test_precedence_lists_every_state_of_the_contract_but_the_initial_one():

@@ -1,4 +1,4 @@
-"""The wizard's steps table (ctc_tui.tui.steps): one row per step, and everything derived from it (titles,
+"""The wizard's steps table (ctc_tui.wizard.steps): one row per step, and everything derived from it (titles,
 preset keys, screen classes and their INDEX/KEYS, the app's step construction, the breadcrumb); and the
 rule that the screens never import each other. Plain tests: no Pilot, no running app."""
 
@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from rich.text import Text
 
-from ctc_tui.tui import steps
-from ctc_tui.tui.steps import STEP_KEYS, STEP_TITLES, STEPS, Step, index_of_screen, step_at
+import ctc_tui.tui
+from ctc_tui.wizard import steps
+from ctc_tui.wizard.steps import STEP_KEYS, STEP_TITLES, STEPS, Step, index_of_screen, step_at
 
-TUI = Path(steps.__file__).resolve().parent
+TUI = Path(ctc_tui.tui.__file__).resolve().parent
 SCREENS = TUI / "screens"
 
 #: Where every key was before the table (STEP_KEYS in tui/draft.py): a step's keys must not move.
@@ -120,7 +121,7 @@ def test_no_preset_key_is_edited_by_two_steps():
 
 
 def test_every_key_is_a_section_and_a_field_of_the_preset_model():
-    from ctc_tui.tui.draft import SECTIONS, field_spec
+    from ctc_tui.wizard.draft import SECTIONS, field_spec
 
     for step in STEPS:
         for key in step.keys:
@@ -190,7 +191,7 @@ def test_an_unknown_context_name_says_where_to_add_it():
 
 def test_the_app_builds_every_step_from_its_row():
     from ctc_tui.tui.app import CtcTuiApp
-    from ctc_tui.tui.draft import Draft
+    from ctc_tui.wizard.draft import Draft
 
     devices = Text("CPU")
     app = CtcTuiApp(mode="wizard", draft=Draft({}), save_path="mine.yaml", devices_text=devices)

@@ -31,6 +31,8 @@ from ctc_tui.tui.messages import ShowRuns
 from ctc_tui.tui.widgets.dialogs import ChoiceScreen, HelpScreen, confirm
 from ctc_tui.tui.widgets.plot import LinePlot, Series
 
+#: What the dashboard adds to an alert of ctc_tui.runs.alerts.RULES: the key that shows more.
+ALERT_HINTS = {"silent": "; see its log with l"}
 COLUMNS = ("rank", "host", "state", "step", "loss", "trend", "samples/s", "memory", "util")
 STATE_STYLE = {
     "training": "green",
@@ -289,7 +291,7 @@ class DashboardScreen(Screen[str]):
             Text(sparkline(list(row.losses), 20), style="cyan"),
             Text(f"{rate} slowest", style=_slow_style(group)) if slow else rate,
             mem,
-            f"{row.utilisation:.0f}%" if row.utilisation is not None else "-",
+            f"{fmt_float(row.utilisation, 0)}%" if row.utilisation is not None else "-",
         )
 
     @staticmethod
@@ -318,8 +320,9 @@ class DashboardScreen(Screen[str]):
             return Text("no alerts", style="dim")
         text = Text()
         for alert in found[:6]:
+            hint = ALERT_HINTS.get(alert.kind, "")
             text.append(
-                ("✗ " if alert.level == "error" else "! ") + printable(alert.message) + "\n",
+                ("✗ " if alert.level == "error" else "! ") + printable(alert.message) + hint + "\n",
                 style="bold red" if alert.level == "error" else "yellow",
             )
         return text

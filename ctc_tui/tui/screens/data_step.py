@@ -14,10 +14,10 @@ from ctc_tui.core.textnorm import build_vocab, make_normaliser
 from ctc_tui.sources import local_sources
 from ctc_tui.sources.datacheck import scan
 from ctc_tui.sources.scan import DataScan
-from ctc_tui.tui.draft import Draft
 from ctc_tui.tui.messages import DataChecked
 from ctc_tui.tui.stepscreen import StepScreen
 from ctc_tui.tui.widgets.dialogs import FolderPicker
+from ctc_tui.wizard.draft import Draft
 
 BAR = "█"
 

@@ -8,8 +8,8 @@ from textual import work
 from textual.app import ComposeResult
 from textual.widgets import Static
 
-from ctc_tui.tui.draft import Draft
 from ctc_tui.tui.stepscreen import StepScreen
+from ctc_tui.wizard.draft import Draft
 
 
 class CardsStep(StepScreen):

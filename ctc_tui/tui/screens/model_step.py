@@ -10,8 +10,8 @@ from textual.widgets.option_list import Option
 
 from ctc_tui.catalog import KNOWN_MODELS, availability
 from ctc_tui.core.architectures import ARCHITECTURES
-from ctc_tui.tui.draft import declared_spec
 from ctc_tui.tui.stepscreen import StepScreen
+from ctc_tui.wizard.draft import declared_spec
 
 BADGE = {
     "cached": ("in local cache", "green"),

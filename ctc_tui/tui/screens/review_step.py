@@ -15,9 +15,9 @@ from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from ctc_tui import launchers
 from ctc_tui.core.preset import Preset
-from ctc_tui.tui.draft import Draft
 from ctc_tui.tui.stepscreen import BACK, StepScreen, breadcrumb
 from ctc_tui.tui.widgets.dialogs import confirm
+from ctc_tui.wizard.draft import Draft
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ class RunsScreen(Screen[None]):
                 str(run.world_size or "-"),
                 str(run.step),
                 fmt_float(run.best_wer),
-                run.checkpoint or "-",  # the newest complete checkpoint (ctc_tui.core.checkpoints)
+                run.resumes_from,  # the newest complete checkpoint (ctc_tui.core.checkpoints)
                 fmt_duration(run.duration),
                 run.started_text,
                 key=str(run.path),

@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
-from ctc_tui.tui.draft import Draft, FieldSpec, field_spec, format_value, parse_text
+from ctc_tui.wizard.draft import Draft, FieldSpec, field_spec, format_value, parse_text
 
 
 class FieldRow(Vertical):

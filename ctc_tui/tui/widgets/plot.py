@@ -9,6 +9,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from ctc_tui.runs.fmt import fmt_float
+
 DOT = "•"
 
 
@@ -31,8 +33,9 @@ def render_plot(series: list[Series], width: int, height: int, title: str = "") 
         return out
     y_lo, y_hi = min(y for _, y in points), max(y for _, y in points)
     x_lo, x_hi = min(x for x, _ in points), max(x for x, _ in points)
-    if y_hi - y_lo < 1e-12:
-        y_lo, y_hi = y_lo - 0.5, y_hi + 0.5
+    if y_hi / 2 - y_lo / 2 < 1e-12:  # one level: a band around it (wide enough to differ near 1e308)
+        pad = max(0.5, abs(y_hi) * 1e-6)
+        y_lo, y_hi = y_lo - pad, y_hi + pad
     label_w = max(len(_num(y_hi)), len(_num(y_lo)))
     cols = max(4, width - label_w - 2)
     grid: list[list[tuple[str, str]]] = [[(" ", "")] * cols for _ in range(rows)]
@@ -42,7 +45,7 @@ def render_plot(series: list[Series], width: int, height: int, title: str = "") 
             if not math.isfinite(y):
                 continue
             cx = 0 if x_hi == x_lo else round((x - x_lo) / (x_hi - x_lo) * (cols - 1))
-            cy = round((y_hi - y) / (y_hi - y_lo) * (rows - 1))
+            cy = round((y_hi / 2 - y / 2) / (y_hi / 2 - y_lo / 2) * (rows - 1))  # halves: no overflow
             if last is not None:  # join consecutive points so sparse evals still read as a line
                 lx, ly = last
                 steps = max(abs(cx - lx), abs(cy - ly))
@@ -71,7 +74,7 @@ def render_plot(series: list[Series], width: int, height: int, title: str = "") 
 
 def _num(value: float) -> str:
     if abs(value) >= 1000 or value == int(value):
-        return f"{value:.0f}"
+        return fmt_float(value, 0)  # 1e+308, not 309 digits
     return f"{value:.3g}"
 
 
