@@ -18,6 +18,7 @@ exit       code (and for failures: reason, last_lines)
 The supervisor checks every event once, as it arrives (``validate``: per-type field rules, finite numbers,
 integer steps, ranks within the world, bounded strings and lists, no lone surrogates), and stamps it with
 its own receive time ``rt`` (``stamp``), the clock that liveness and ETA trust over a rank's ``t``.
+``read_lines`` reads a file's lines with a size cap: a longer line is skipped, never loaded whole.
 
 This module is imported by both halves (``runner`` and ``ctc_tui``); it depends on the standard
 library only.
@@ -28,7 +29,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 MAX_LINE = 64 * 1024
 EVENT_TYPES = frozenset({"hello", "state", "step", "eval", "log", "resource", "exit", "progress"})
@@ -86,10 +88,11 @@ def encode(event: dict[str, Any]) -> bytes:
     return line.encode("utf-8") + b"\n"
 
 
-def decode(line: bytes | str) -> dict[str, Any]:
-    """Parse and check one line. Raises BadEvent for anything that is not a valid event."""
+def decode(line: bytes | str, limit: int = MAX_LINE) -> dict[str, Any]:
+    """Parse and check one line of at most ``limit`` bytes (a client reading what the supervisor wrote
+    allows for its stamp). Raises BadEvent for anything that is not a valid event."""
     if isinstance(line, bytes):
-        if len(line) > MAX_LINE:
+        if len(line) > limit:
             raise BadEvent("oversized line")
         try:
             line = line.decode("utf-8")
@@ -111,6 +114,22 @@ def decode(line: bytes | str) -> dict[str, Any]:
     if not isinstance(t, (int, float)) or isinstance(t, bool):
         raise BadEvent("bad time")
     return event
+
+
+def read_lines(handle: BinaryIO, limit: int) -> Iterator[bytes | None]:
+    """The lines of a binary file, each with its newline (the last maybe without), at most ``limit``
+    bytes each: a longer line is skipped in pieces, never loaded whole, and None stands for it."""
+    readline = handle.readline
+    while True:
+        line = readline(limit)
+        if len(line) < limit or line.endswith(b"\n"):
+            if not line:
+                return
+            yield line
+            continue
+        while line and not line.endswith(b"\n"):  # the rest of an oversized line
+            line = readline(limit)
+        yield None
 
 
 def validate(event: dict[str, Any], world: int | None = None) -> dict[str, Any]:

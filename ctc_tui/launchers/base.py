@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctc_tui.core.findings import Finding, error
+from ctc_tui.launchers.hostfile import read_hostfile
 
 if TYPE_CHECKING:  # the preset model is only named in annotations here
     from ctc_tui.core.preset import Preset
@@ -107,6 +108,12 @@ class Launcher(ABC):
         environ: dict[str, str] | None = None,
     ) -> list[str]:
         """The argv that starts every rank; ``runner`` is one rank's (``python -m ctc_tui.runner ...``)."""
+
+    def world_size(self, preset: Preset) -> int:
+        """How many ranks the command starts in all (their ids: 0 .. this - 1): ``launch.world_size``
+        per node, on each host of the hostfile (the supervisor refuses events of any other rank)."""
+        hosts = read_hostfile(preset.launch.hostfile) if preset.launch.hostfile else [("", 1)]
+        return preset.launch.world_size * len(hosts)
 
     def env(self, preset: Preset) -> dict[str, str]:
         """What this launcher adds to the environment every rank gets."""

@@ -104,6 +104,12 @@ class Mpi(Launcher):
                 cmd += ["-x", name]
         return [*cmd, *runner]
 
+    def world_size(self, preset: Preset) -> int:
+        """The hostfile's slots in all (one rank per slot), else ``launch.world_size``."""
+        if preset.launch.hostfile:
+            return sum(slots for _, slots in read_hostfile(preset.launch.hostfile))
+        return preset.launch.world_size
+
     def env(self, preset: Preset) -> dict[str, str]:
         return cpu_rank_threads(preset)
 

@@ -24,5 +24,9 @@ class Single(Launcher):
     ) -> list[str]:
         return runner
 
+    def world_size(self, preset: Preset) -> int:
+        """One process, whatever the hostfile: rank 0 alone."""
+        return 1
+
 
 LAUNCHER = Single()

@@ -1,8 +1,12 @@
 """Talking to a run's supervisor: start it detached, subscribe to its events, ask it to stop.
 
 A run dir whose supervisor has gone (the run is over, or the machine rebooted) is still readable:
-``follow`` then replays ``events.jsonl`` and returns. A run whose supervisor died while its processes
-live on is ``orphaned``; ``adopt`` starts a fresh supervisor that takes it over.
+``follow`` then replays ``events.jsonl`` and returns. A client that fell too far behind is cut off by
+the supervisor with a notice naming the byte of events.jsonl it had reached; ``follow`` subscribes again
+from there, so the caller sees the notice and then every event. Every line is read with a cap
+(``limits.CLIENT_LINE``): a longer one is skipped and counted, never loaded whole. A run whose
+supervisor died while its processes live on is ``orphaned``; ``adopt`` starts a fresh supervisor that
+takes it over.
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ from typing import Any
 
 import psutil
 
-from ctc_tui.core import events, rundir
-from ctc_tui.supervisor import CONTROL_SOCKET, Spec, read_events, runrecord
+from ctc_tui.core import rundir
+from ctc_tui.supervisor import CONTROL_SOCKET, Spec, runrecord
+from ctc_tui.supervisor.eventlog import Skipped, iter_events
+from ctc_tui.supervisor.ingest import discard_line
+from ctc_tui.supervisor.limits import CLIENT_LINE
 
 
 class NotRunning(Exception):
@@ -94,14 +101,16 @@ async def request(run_dir: Path, op: str, timeout: float = 10.0) -> dict[str, An
     """Send one control request (``stop``, ``kill``, ...) and return the supervisor's reply."""
     path = Path(run_dir) / CONTROL_SOCKET
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_unix_connection(str(path), limit=CLIENT_LINE), timeout
+        )
     except (FileNotFoundError, ConnectionRefusedError, asyncio.TimeoutError):
         raise NotRunning(str(run_dir)) from None
     try:
         writer.write(json.dumps({"op": op}).encode() + b"\n")
         await writer.drain()
         line = await asyncio.wait_for(reader.readline(), timeout)
-    except (asyncio.TimeoutError, ConnectionError) as exc:
+    except (asyncio.TimeoutError, ConnectionError, ValueError) as exc:  # ValueError: a line over the cap
         raise NotResponding(
             f"the supervisor of {run_dir} took the request {op!r} but did not answer within {timeout:.0f} s "
             "(overloaded?): see its log in logs/supervisor.log, and ctc-tui runs for the run's state"
@@ -114,30 +123,58 @@ async def request(run_dir: Path, op: str, timeout: float = 10.0) -> dict[str, An
         return {}
 
 
-async def follow(run_dir: Path) -> AsyncIterator[dict[str, Any]]:
-    """Every event of the run: history, then live until the run ends (or just history if it has)."""
-    path = Path(run_dir) / CONTROL_SOCKET
-    try:
-        reader, writer = await asyncio.open_unix_connection(str(path), limit=events.MAX_LINE * 2)
-    except (FileNotFoundError, ConnectionRefusedError):
-        for event in read_events(run_dir):
+async def follow(run_dir: Path, skipped: Skipped | None = None) -> AsyncIterator[dict[str, Any]]:
+    """Every event of the run: history, then live until the run ends (or just history if it has). Cut off
+    for falling behind, it subscribes again from the byte the supervisor's notice names. Lines it
+    leaves out (over ``CLIENT_LINE`` bytes, or damaged) are counted in ``skipped``."""
+    skipped = skipped if skipped is not None else Skipped()
+    start: int | None = 0
+    while start is not None:
+        try:
+            reader, writer = await asyncio.open_unix_connection(
+                str(Path(run_dir) / CONTROL_SOCKET), limit=CLIENT_LINE
+            )
+        except (FileNotFoundError, ConnectionRefusedError):
+            for event in iter_events(run_dir, start, skipped):
+                yield event
+            return
+        try:
+            writer.write(json.dumps({"op": "subscribe", "from": start}).encode() + b"\n")
+            await writer.drain()
+            start = None
+            async for event in _events(reader, skipped):
+                yield event
+                start = resume_offset(event)
+                if start is not None:
+                    break
+        finally:
+            writer.close()
+
+
+async def _events(reader: asyncio.StreamReader, skipped: Skipped) -> AsyncIterator[dict[str, Any]]:
+    """The events of one subscription until the supervisor hangs up."""
+    while True:
+        try:
+            line = await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError:
+            return
+        except asyncio.LimitOverrunError as exc:
+            await discard_line(reader, exc.consumed)  # the whole line, never held
+            line = None
+        except (ConnectionError, OSError):
+            return
+        event = skipped.line(line)
+        if event is not None:
             yield event
-        return
-    writer.write(b'{"op":"subscribe"}\n')
-    await writer.drain()
-    try:
-        while True:
-            try:
-                line = await reader.readuntil(b"\n")
-            except asyncio.IncompleteReadError:
-                break
-            except asyncio.LimitOverrunError as exc:
-                await reader.readexactly(exc.consumed)
-                continue
-            with contextlib.suppress(events.BadEvent):
-                yield events.decode(line)
-    finally:
-        writer.close()
+
+
+def resume_offset(event: dict[str, Any]) -> int | None:
+    """The byte of events.jsonl to subscribe again from, if ``event`` is the supervisor's notice that it
+    cut this client off for falling behind (only the supervisor speaks as rank -1)."""
+    resume = event.get("resume")
+    if event["rank"] == -1 and event["type"] == "log" and type(resume) is int and resume >= 0:
+        return resume
+    return None
 
 
 def stop(run_dir: Path, kill: bool = False) -> dict[str, Any]:

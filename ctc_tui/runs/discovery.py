@@ -10,7 +10,7 @@ from pathlib import Path
 from ctc_tui.core import checkpoints, rundir
 from ctc_tui.runs.client import is_live
 from ctc_tui.runs.state import RunState
-from ctc_tui.supervisor import read_events, runrecord
+from ctc_tui.supervisor import iter_events, runrecord
 
 #: Labels of a run whose supervisor is gone without a final event: its processes still running (orphaned:
 #: ctc-tui attach/stop adopt it), or not, with events (lost) or none (empty).
@@ -61,7 +61,7 @@ def summarise(
     """Fold ``run_dir``'s events; ``live`` tells whether its supervisor is still there, ``orphaned``
     whether (without it) the run's processes still run."""
     state = RunState()
-    for event in read_events(run_dir):
+    for event in iter_events(run_dir):  # one at a time, each line capped: any size of file
         state.feed(event)
     label = state.state
     if state.exit_code is None and not live(run_dir):

@@ -302,7 +302,8 @@ def prepare(request: Request, warn: Warn | None = None) -> PreparedRun:
 
 def supervisor_spec(run: PreparedRun) -> Spec:
     """What the run's supervisor runs, as its scheduler says: the launch command with the ranks' log
-    transport, or a batch job's submission (its job id recorded so that a stop cancels it)."""
+    transport, or a batch job's submission (its job id recorded so that a stop cancels it); and how many
+    ranks it starts (the supervisor takes events of those ranks only)."""
     return Spec(
         stop_grace=run.preset.launch.stop_grace_seconds,
         **run.scheduler.supervised(run.run_dir, run.preset, list(run.command), dict(run.env), run.job),

@@ -9,6 +9,10 @@ hand-edited one): ``normalise`` first reduces an event to its known fields with 
 is not is left out; an event without a usable type, rank or time is ignored and counted), and the fold
 only ever sees that. Liveness and ETA use the supervisor's receive time ``rt`` where an event has one,
 so a rank whose clock is skewed is not taken for silent.
+
+Only the supervisor writes ``events.jsonl``, and it never writes a rank's line as rank -1 (it refuses
+them: ``supervisor.admission``), so the fold believes what rank -1 says about the run: its state, its
+end and its world size (from the launch spec, ahead of what any hello says).
 """
 
 from __future__ import annotations
@@ -140,6 +144,8 @@ class RunState:
     loss_curve: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=2000))
     #: Events left out: not an object, or without a usable type, rank or time.
     ignored: int = 0
+    #: Whether world_size came from the supervisor (the launch spec): no hello changes it then.
+    world_from_supervisor: bool = False
 
     def row(self, rank: int) -> RankRow:
         if rank not in self.ranks:
@@ -165,9 +171,11 @@ class RunState:
         if kind == "hello":
             row = self.row(rank)
             row.host = event.get("host", "")
-            if event.get("world_size") is not None:
+            if event.get("world_size") is not None and not self.world_from_supervisor:
                 self.world_size = event["world_size"]
         elif kind == "state":
+            if rank < 0 and event.get("world_size") is not None:
+                self.world_size, self.world_from_supervisor = event["world_size"], True
             state = event.get("state")
             if state is None:
                 return
@@ -397,7 +405,13 @@ def _samples(value: Any) -> list[dict[str, str]] | None:
 
 _FIELDS: dict[str, tuple[tuple[str, Any], ...]] = {
     "hello": (("host", _text), ("world_size", _world), ("pid", _count), ("device", _text)),
-    "state": (("state", _state), ("failed_rank", _rank), ("last_lines", _lines), ("reason", _text)),
+    "state": (
+        ("state", _state),
+        ("failed_rank", _rank),
+        ("last_lines", _lines),
+        ("reason", _text),
+        ("world_size", _world),
+    ),
     "step": (
         ("step", _count),
         ("loss", _number),

@@ -180,7 +180,9 @@ class Scheduler:
         env: dict[str, str],
         options: JobOptions | None,
     ) -> dict[str, Any]:
-        """The supervisor's spec fields: what it runs, and how the ranks reach it."""
+        """The supervisor's spec fields: what it runs (``command``, ``env``), how the ranks reach it (the
+        log transport), how many ranks there are (``world_size``), and a batch job's ``scheduler`` and
+        ``job_file``."""
         raise NotImplementedError(f"{self.title} cannot run a preset (ctc-tui export --{self.name} only)")
 
     def job(self, job_file: str | None, emit: Emit) -> Job:

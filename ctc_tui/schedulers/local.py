@@ -35,8 +35,10 @@ class Local(Scheduler):
         env: dict[str, str],
         options: JobOptions | None,
     ) -> dict[str, Any]:
-        """The launcher itself, with the ranks' log transport (TCP when a hostfile names other hosts)."""
-        return {"command": command, "env": env, **launchers.log_transport(preset)}
+        """The launcher itself, with the ranks' log transport (TCP when a hostfile names other hosts), and
+        how many ranks it starts."""
+        world_size = launchers.get(preset.launch.launcher).world_size(preset)
+        return {"command": command, "env": env, "world_size": world_size, **launchers.log_transport(preset)}
 
 
 SCHEDULER = Local()

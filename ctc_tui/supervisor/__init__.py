@@ -17,17 +17,20 @@ that started it. It
   job's queue state, to cancel a job still queued on a graceful stop, and to cancel the job on any
   teardown, ending only once the scheduler no longer lists it.
 
-Malformed, oversized, invalid (``events.validate``) or unauthenticated input is dropped and counted, never
-fatal; a flood of connections is capped (``ingest``), and the supervisor's own log of loop errors is
-rate-limited (``limits``).
+Malformed, oversized, invalid (``events.validate``), forged (a rank speaking for the supervisor or for
+another rank: ``admission``), rate-limited or unauthenticated input is dropped and counted, never fatal;
+a flood of connections is capped (``ingest``), a client that falls behind is cut off and resumes from
+the file (``eventlog``), and the supervisor's own log of loop errors is rate-limited. Every limit is
+in ``limits``, with its reason.
 
 The parts, one job each: ``eventlog`` (events.jsonl, subscribers, ``read_events``), ``ingest`` (the ranks'
-connections), ``control`` (the control socket protocol), ``processes`` (the launcher's tree, the ranks,
-the failed rank), ``escalation`` (how a stop escalates: SIGINT, then past ``launch.stop_grace_seconds``
-SIGCONT + SIGTERM, then SIGKILL), ``deepspeed_env`` (DeepSpeed's env file),
-``limits`` (open-file limit, rate-limited loop errors), ``runrecord`` (processes.json, how a run
-outlives its supervisor; the one-supervisor lock) and ``core`` (the ``Supervisor`` composing them,
-``Spec``, ``Outcome``, ``serve``).
+connections), ``admission`` (who may speak for which rank, and how much), ``control`` (the control socket
+protocol), ``processes`` (the launcher's tree, the ranks, the failed rank), ``escalation`` (how a stop
+escalates: SIGINT, then past ``launch.stop_grace_seconds`` SIGCONT + SIGTERM, then SIGKILL),
+``deepspeed_env`` (DeepSpeed's env file), ``limits`` (every limit; the open-file limit, rate-limited
+loop errors and notices), ``runrecord`` (processes.json, how a run outlives its supervisor; the
+one-supervisor lock) and ``core`` (the ``Supervisor`` composing them, ``Spec``, ``Outcome``, ``serve``).
+The run's batch job, if any, is its scheduler's ``Job`` (``ctc_tui.schedulers``).
 """
 
 from ctc_tui.supervisor import runrecord
@@ -42,7 +45,7 @@ from ctc_tui.supervisor.core import (
     main,
     serve,
 )
-from ctc_tui.supervisor.eventlog import SUBSCRIBER_QUEUE, Counters, read_events
+from ctc_tui.supervisor.eventlog import SUBSCRIBER_BYTES, Counters, iter_events, read_events
 from ctc_tui.supervisor.processes import GRACE_STOP, GRACE_TERM
 
 __all__ = [
@@ -51,12 +54,13 @@ __all__ = [
     "GRACE_TERM",
     "LOG_SOCKET",
     "SPEC_FILE",
-    "SUBSCRIBER_QUEUE",
+    "SUBSCRIBER_BYTES",
     "SUPERVISOR_RANK",
     "Counters",
     "Outcome",
     "Spec",
     "Supervisor",
+    "iter_events",
     "main",
     "read_events",
     "runrecord",

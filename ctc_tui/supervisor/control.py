@@ -3,7 +3,9 @@ and the TUI.
 
 A client sends one JSON line ``{"op": OP}``:
 
-- ``subscribe``: the run's history, then every live event, until the run ends;
+- ``subscribe`` (``"from": BYTE`` optional): the run's history (from that byte of events.jsonl), then
+  every live event, until the run ends; a client that falls too far behind is cut off with a notice
+  naming the byte to resume from (``eventlog``);
 - ``stop``: graceful (ranks save a checkpoint and exit 0), ``kill``: at once, ``status``: nothing;
   these three are answered with one line ``{"ok": true, "op", "pid", "states", "events", "acted"}`` and
   the supervisor's details (``write_errors``: failed writes of events.jsonl, ...); ``acted`` says whether
@@ -22,7 +24,8 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-REQUEST_TIMEOUT = 10.0  # seconds a client has to send its request
+from ctc_tui.supervisor.limits import REQUEST_TIMEOUT
+
 COMMANDS = ("stop", "kill", "status")  # ops answered with one status line
 UNKNOWN_OP = b'{"ok": false, "error": "unknown op"}\n'
 
@@ -32,6 +35,15 @@ def parse_request(line: bytes) -> str | None:
     Raises ValueError when it is not JSON."""
     request = json.loads(line)
     return request.get("op") if isinstance(request, dict) else None
+
+
+def parse_start(line: bytes) -> int:
+    """The byte of events.jsonl a ``subscribe`` request asks to start from (``"from"``; 0 if none)."""
+    try:
+        start = json.loads(line).get("from", 0)
+    except (ValueError, AttributeError, RecursionError):
+        return 0
+    return start if isinstance(start, int) and not isinstance(start, bool) and start > 0 else 0
 
 
 def status_reply(
@@ -48,7 +60,7 @@ class ControlServer:
 
     def __init__(
         self,
-        subscribe: Callable[[asyncio.StreamWriter], Awaitable[None]],
+        subscribe: Callable[[asyncio.StreamWriter, int], Awaitable[None]],
         stop: Callable[[], bool],
         kill: Callable[[], bool],
         status: Callable[[], tuple[dict[int, str], int]],
@@ -78,7 +90,7 @@ class ControlServer:
             writer.close()
             return
         try:
-            await self.answer(op, writer)
+            await self.answer(op, writer, parse_start(line) if op == "subscribe" else 0)
         except (ConnectionError, OSError):
             pass
         finally:
@@ -86,10 +98,10 @@ class ControlServer:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def answer(self, op: Any, writer: asyncio.StreamWriter) -> None:
-        """Carry out ``op`` and write its answer (for ``subscribe``: the event stream)."""
+    async def answer(self, op: Any, writer: asyncio.StreamWriter, start: int = 0) -> None:
+        """Carry out ``op`` and write its answer (for ``subscribe``: the event stream from byte ``start``)."""
         if op == "subscribe":
-            await self.subscribe(writer)
+            await self.subscribe(writer, start)
             return
         if op in COMMANDS:
             acted = False

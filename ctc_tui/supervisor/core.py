@@ -38,8 +38,8 @@ from ctc_tui.supervisor import escalation
 from ctc_tui.supervisor.control import ControlServer
 from ctc_tui.supervisor.deepspeed_env import write_deepspeed_env
 from ctc_tui.supervisor.eventlog import Counters, EventLog, read_events
-from ctc_tui.supervisor.ingest import TOKEN_LINE, RankIngest
-from ctc_tui.supervisor.limits import AcceptErrorLog, raise_open_files
+from ctc_tui.supervisor.ingest import RankIngest
+from ctc_tui.supervisor.limits import CLIENT_LINE, TOKEN_LINE, AcceptErrorLog, Limits, raise_open_files
 from ctc_tui.supervisor.processes import ProcessTree, RankBook
 from ctc_tui.supervisor.runrecord import AdoptedLauncher, ProcessRecord, RunLocked, acquire_lock
 
@@ -72,6 +72,8 @@ class Spec:
     deepspeed_env: list[str] = field(default_factory=list)  # names written to RUN_DIR/.deepspeed_env
     scheduler: str = schedulers.LOCAL  # what placed the ranks (ctc_tui.schedulers)
     job_file: str | None = None  # where a batch job's id is recorded (the job is cancelled on teardown)
+    world_size: int | None = None  # the ranks the launch starts: ids 0..world_size-1 (None: unknown)
+    limits: dict[str, float] = field(default_factory=dict)  # overrides of limits.Limits for this run
     stop_grace: float = escalation.STOP_GRACE  # launch.stop_grace_seconds: SIGINT, then this long, SIGTERM
 
     def save(self, run_dir: Path) -> None:
@@ -102,11 +104,14 @@ class Supervisor:
         self.on_event = on_event
         self.spec = spec or Spec(command=command)
         self.counters = Counters()
+        self.limits = Limits.with_overrides(self.spec.limits)
         self.socket_path = self.run_dir / LOG_SOCKET
         self.control_path = self.run_dir / CONTROL_SOCKET
         self.tcp_address: str | None = None
-        self.log = EventLog(self.run_dir / rundir.EVENTS, self.counters)
-        self.ingest = RankIngest(self.record, self.counters, self.spec.token)
+        self.log = EventLog(self.run_dir / rundir.EVENTS, self.counters, self.limits.subscriber_bytes)
+        self.ingest = RankIngest(
+            self.record, self.counters, self.spec.token, world=self.spec.world_size, limits=self.limits
+        )
         self.control = ControlServer(
             self.log.stream_to, self.request_stop, self.request_kill, self.status, self.details
         )
@@ -262,7 +267,8 @@ class Supervisor:
         recorded here is recorded now, so that an exit it reported there counts."""
         for rank, pid in sorted(self.ranks.pids.items()):
             if rank not in self.ranks.exited and self.ranks.gone(pid):
-                for event in rank_events_after(self.run_dir, rank, self._last_seen.get(rank, 0.0)):
+                after = self._last_seen.get(rank, 0.0)
+                for event in rank_events_after(self.run_dir, rank, after, self.spec.world_size):
                     self.record(event)
 
     def _report_dead(self, dead: tuple[int, int] | None) -> None:
@@ -357,6 +363,7 @@ class Supervisor:
             command=self.command,
             pid=os.getpid(),
             log_address=env[events.ENV_SOCKET],
+            world_size=self.spec.world_size,
         )
         try:
             self.process = await asyncio.create_subprocess_exec(
@@ -396,6 +403,7 @@ class Supervisor:
         for event in history:
             self.ranks.observe(event)
             self._last_seen[event["rank"]] = event["t"]
+        self.ingest.admission.seed(history)
         self.processes = record
         self.processes.supervisor_pid = os.getpid()
         if record.tcp_port:
@@ -500,15 +508,20 @@ class Supervisor:
                 path.unlink()
 
 
-def rank_events_after(run_dir: Path, rank: int, after: float) -> list[dict[str, Any]]:
-    """The events of a rank's own file (logs/events-rank-N.jsonl) later than ``after``, skipping damaged
-    lines; [] when it cannot be read."""
+def rank_events_after(
+    run_dir: Path, rank: int, after: float, world: int | None = None
+) -> list[dict[str, Any]]:
+    """The events of a rank's own file (logs/events-rank-N.jsonl) later than ``after``: only that rank's,
+    each keeping the rules of its type within ``world`` (the rank wrote the file: it speaks for nobody
+    else), skipping damaged and oversized lines; [] when it cannot be read."""
     out = []
     path = rundir.logs_dir(run_dir) / rundir.rank_events_name(rank)
     with contextlib.suppress(OSError), open(path, "rb") as handle:
-        for line in handle:
+        for line in events.read_lines(handle, CLIENT_LINE):
+            if line is None:  # an oversized line, skipped unread
+                continue
             with contextlib.suppress(events.BadEvent):
-                event = events.decode(line)
+                event = events.validate(events.decode(line), world)
                 if event["t"] > after and event["rank"] == rank:
                     out.append(event)
     return out

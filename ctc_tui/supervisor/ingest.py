@@ -2,10 +2,13 @@
 
 Ranks on this node connect to ``RUN_DIR/log.sock`` (a Unix socket, mode 0600); ranks on other hosts
 connect over TCP and must first send ``{"token": ...}`` with the run's token. Each line is decoded and
-validated once, here (``events.validate``: the rules of its type, ranks within the world once a hello
-told it), stamped with the supervisor's receive time ``rt`` and handed to the ``record`` callback;
-oversized lines (over ``events.MAX_LINE``), malformed and invalid lines and unauthenticated connections
-are dropped and counted, never fatal.
+validated once, here (``events.validate``: the rules of its type, ranks within the run's world, which
+the launch spec gives), admitted (``admission``: rank -1 is the supervisor's, a connection speaks for
+the rank of its hello only, each rank within its budget of events and bytes), stamped with the
+supervisor's receive time ``rt`` and handed to the ``record`` callback. Oversized lines (over
+``events.MAX_LINE``), malformed, invalid, forged and rate-limited lines and unauthenticated connections
+are dropped and counted, never fatal; what ``admission`` refuses is also told in a notice (a warning
+``log`` event of rank -1, ``limits.Notices``).
 
 The TCP side holds under abuse from anyone who can reach the port. A rank sends its token as soon as it
 has connected, so a sender has ``FAST_TOKEN`` seconds to present it without taking a slot (at most
@@ -13,9 +16,11 @@ has connected, so a sender has ``FAST_TOKEN`` seconds to present it without taki
 most ``MAX_PENDING`` connections may wait (a newcomer closes the longest-waiting one), each until
 ``TOKEN_TIMEOUT`` seconds after it connected. The token line may be at most ``TOKEN_LINE`` bytes. So an
 idle flood holds at most MAX_PENDING + MAX_ARRIVING descriptors (fewer under a low open-file limit,
-``slots``) and cannot starve a rank. The same
-connections carry the supervisor's one message back to the ranks: ``{"op":"stop"}`` (save a checkpoint,
-then exit 0).
+``slots``) and cannot starve a rank. Authenticated connections are capped too (``Limits.tcp_cap``: a
+newcomer beyond is closed and counted as refused) and closed when silent for
+``Limits.tcp_idle_timeout`` seconds (a quiet rank reconnects at once). All of these limits live in
+``limits``. The same connections carry the supervisor's one message back to the ranks:
+``{"op":"stop"}`` (save a checkpoint, then exit 0).
 """
 
 from __future__ import annotations
@@ -30,30 +35,65 @@ from collections.abc import Callable
 from typing import Any
 
 from ctc_tui.core import events
+from ctc_tui.supervisor.admission import Admission, Peer, Refusal
 from ctc_tui.supervisor.eventlog import Counters
+from ctc_tui.supervisor.limits import (
+    FAST_TOKEN,
+    MAX_ARRIVING,
+    MAX_PENDING,
+    RESERVED_FDS,
+    TOKEN_LINE,
+    TOKEN_TIMEOUT,
+    Limits,
+    Notices,
+)
+
+__all__ = [
+    "FAST_TOKEN",
+    "MAX_ARRIVING",
+    "MAX_PENDING",
+    "RESERVED_FDS",
+    "STOP_MESSAGE",
+    "TOKEN_LINE",
+    "TOKEN_TIMEOUT",
+    "RankIngest",
+]
 
 STOP_MESSAGE = b'{"op":"stop"}\n'
-TOKEN_TIMEOUT = 2.0  # seconds a TCP sender has to present its token
-TOKEN_LINE = 512  # bytes the token line may have (the reader's limit until the sender is authenticated)
-MAX_PENDING = 64  # TCP connections that may wait to authenticate at once; a newcomer evicts the oldest
-FAST_TOKEN = 0.25  # seconds a sender may take to present its token before it must take a pending slot
-MAX_ARRIVING = 256  # senders within their FAST_TOKEN at once; beyond, a newcomer takes a slot at once
-RESERVED_FDS = 64 + 100  # descriptors kept for everything else, and for one burst of accepts (the backlog)
+SUPERVISOR_RANK = -1
 
 
 class RankIngest:
     """Reads the ranks' connections into ``record(event, line)`` and can tell every rank to stop."""
 
-    def __init__(self, record: Callable[[dict[str, Any], bytes], None], counters: Counters, token: str = ""):
+    def __init__(
+        self,
+        record: Callable[[dict[str, Any], bytes | None], None],
+        counters: Counters,
+        token: str = "",
+        world: int | None = None,
+        limits: Limits | None = None,
+    ):
+        """``record(event, line)`` records an admitted event with its stamped line (``line`` None: a
+        notice of the supervisor's, to be encoded); ``world`` is the run's world size from its launch
+        spec (None: unknown)."""
         self.record = record
         self.counters = counters
         self.token = token
+        self.limits = limits or Limits()
+        self.admission = Admission(world, self.limits)
+        self.notices = Notices(self._tell)
         self.writers: set[asyncio.StreamWriter] = set()
         self.stopping = False  # once set, every rank (also one connecting later) is told to stop
         self.pending: dict[asyncio.StreamWriter, None] = {}  # not yet authenticated, oldest first
         self.arriving = 0  # senders within their FAST_TOKEN
+        self.tcp_open = 0  # authenticated TCP connections now
         self._slots: tuple[int, int] | None = None  # (pending, arriving) caps, from the open-file limit
-        self.world: int | None = None  # from the first valid hello: ranks then lie in -1..world-1
+
+    @property
+    def world(self) -> int | None:
+        """The run's world size (from its launch spec; None: unknown)."""
+        return self.admission.world
 
     @property
     def connected(self) -> bool:
@@ -66,13 +106,15 @@ class RankIngest:
         for writer in list(self.writers):
             send_stop(writer)
 
-    async def handle_rank(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle_rank(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Peer | None = None
+    ) -> None:
         """One rank's connection, until it hangs up."""
         self.writers.add(writer)
         if self.stopping:
             send_stop(writer)
         try:
-            await self._read_lines(reader)
+            await self._read_lines(reader, peer or Peer(seen=time.time()))
         except (ConnectionError, OSError):
             pass
         finally:
@@ -81,9 +123,10 @@ class RankIngest:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _read_lines(self, reader: asyncio.StreamReader) -> None:
+    async def _read_lines(self, reader: asyncio.StreamReader, peer: Peer) -> None:
         counters, record, decode, bad_event = self.counters, self.record, events.decode, events.BadEvent
-        validate, stamp, clock = events.validate, events.stamp, time.time
+        validate, stamp, clock, admit = events.validate, events.stamp, time.time, self.admission.check
+        world = self.world
         while True:
             try:
                 line = await reader.readuntil(b"\n")
@@ -93,19 +136,32 @@ class RankIngest:
                 continue
             except asyncio.IncompleteReadError:
                 return
+            peer.seen = now = clock()
             try:
                 event = decode(line)
             except bad_event:
                 counters.malformed += 1
                 continue
             try:
-                validate(event, self.world)
-            except bad_event:
-                counters.invalid += 1
+                validate(event, world)
+            except bad_event as exc:
+                self.refuse(Refusal("invalid", f"refused an event of rank {event['rank']}: {exc}"))
                 continue
-            if self.world is None and event["type"] == "hello":
-                self.world = event["world_size"]
-            record(event, stamp(event, line, round(clock(), 3)))
+            refusal = admit(event, len(line), now, peer)
+            if refusal is not None:
+                self.refuse(refusal)
+                continue
+            record(event, stamp(event, line, now))
+
+    def refuse(self, refusal: Refusal) -> None:
+        """Count a refused event by its reason and tell the clients (at most every few seconds)."""
+        total = getattr(self.counters, refusal.kind) + 1
+        setattr(self.counters, refusal.kind, total)
+        self.notices.note(refusal.kind, refusal.text, total)
+
+    def _tell(self, kind: str, message: str) -> None:
+        """Record one notice: a warning of the supervisor's that the run's clients show."""
+        self.record(events.make("log", SUPERVISOR_RANK, level="warning", message=message, refused=kind), None)
 
     async def handle_tcp_rank(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """TCP senders (ranks on other hosts) first send ``{"token": ...}``; anything else is dropped, and
@@ -124,8 +180,43 @@ class RankIngest:
             self.counters.unauthenticated += 1
             abort(writer)
             return
+        if self.tcp_open >= self.limits.tcp_cap(self.world):
+            abort(writer)
+            self.counters.refused += 1
+            self.notices.note(
+                "refused",
+                f"refused an authenticated TCP connection: {self.tcp_open} are open, the most a run of "
+                f"this size may have",
+                self.counters.refused,
+            )
+            return
         reader._limit = events.MAX_LINE  # type: ignore[attr-defined]  # the server's limit was TOKEN_LINE
-        await self.handle_rank(reader, writer)
+        peer = Peer(seen=time.time())
+        timer = self._watch_idle(peer, writer)
+        self.tcp_open += 1
+        try:
+            await self.handle_rank(reader, writer, peer)
+        finally:
+            self.tcp_open -= 1
+            timer.cancel()
+
+    def _watch_idle(self, peer: Peer, writer: asyncio.StreamWriter) -> Any:
+        """Close ``writer``'s connection once its peer has sent nothing for ``tcp_idle_timeout`` seconds;
+        returns a handle whose ``cancel`` ends the watch."""
+        loop = asyncio.get_running_loop()
+        timeout = self.limits.tcp_idle_timeout
+        watch = _Watch()
+
+        def check() -> None:
+            quiet = time.time() - peer.seen
+            if quiet >= timeout:
+                self.counters.idle_closed += 1
+                abort(writer)
+            else:
+                watch.handle = loop.call_later(timeout - quiet, check)
+
+        watch.handle = loop.call_later(timeout, check)
+        return watch
 
     async def _fast_line(self, reader: asyncio.StreamReader) -> bytes | None:
         """The first line if it comes within FAST_TOKEN (None if not, or if too many are arriving)."""
@@ -209,3 +300,13 @@ async def discard_line(reader: asyncio.StreamReader, consumed: int) -> None:
             return
         except asyncio.LimitOverrunError as exc:
             await reader.readexactly(exc.consumed)
+
+
+class _Watch:
+    """The pending check of one connection's idle watch (re-armed as the connection sends)."""
+
+    handle: asyncio.TimerHandle | None = None
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()

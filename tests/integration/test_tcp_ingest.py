@@ -130,7 +130,14 @@ def test_tcp_senders_need_the_token_and_garbage_is_dropped_and_counted(tmp_path)
         sock.sendall(json.dumps({"token": TOKEN}).encode() + b"\n")
         sock.sendall(b"not json\n" + b"[1,2]\n" + b'{"type":"step","t":1}\n' + b"\xff\xfe\n")
         sock.sendall(b"y" * (events.MAX_LINE * 3) + b"\n")
-        # rank 0: since issue 11 a rank outside the world (1, from the hello) is rejected as invalid
+        # issue 17: nobody but the supervisor speaks as rank -1, and only rank 0's own connections (its
+        # hello said) speak for it: both forged, refused and counted
+        sock.sendall(events.encode(events.make("exit", -1, code=0, state="done")))
+        sock.sendall(events.encode(events.make("state", 0, state="done")))
+        # rank 0 as it says hello again after reconnecting: the same pid and host, then it is heard
+        (said,) = [e for e in read_events(run_dir) if e["type"] == "hello"]
+        again = {k: said[k] for k in ("world_size", "host", "pid", "device")}
+        sock.sendall(events.encode(events.make("hello", 0, **again)))
         sock.sendall(events.encode(events.make("log", 0, level="info", message="after the garbage")))
         wait_for(
             lambda: any(e.get("message") == "after the garbage" for e in read_events(run_dir)),
@@ -152,7 +159,14 @@ def test_tcp_senders_need_the_token_and_garbage_is_dropped_and_counted(tmp_path)
         "refused": 0,
         "accept_errors": 0,
         "torn_lines": 0,
+        "forged": 2,
+        "rate_limited": 0,
+        "idle_closed": 0,
+        "slow_subscribers": 0,
     }
+    assert [e for e in recorded if e["type"] == "exit" and e["rank"] == -1] == [last]  # not the forged one
+    notice = next(e for e in recorded if e.get("refused") == "forged")  # the clients were told
+    assert notice["rank"] == -1 and "exit event of rank -1" in notice["message"]
     log = (run_dir / "logs" / "supervisor.log").read_text()
     assert "Traceback" not in log and "Unhandled exception" not in log, log[-2000:]
 

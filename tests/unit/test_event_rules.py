@@ -156,22 +156,27 @@ def serve(handler, data: bytes, eof: bool = True, limit: int = ingest.TOKEN_LINE
     return asyncio.run(main())
 
 
-def test_ingest_validates_once_counts_rejects_and_learns_the_world():
+def test_ingest_validates_once_counts_rejects_within_the_world_of_its_launch_spec():
+    """Issue 17, item 5: the world size is the launch spec's (given to the ingest), never a hello's."""
     got: list = []
-    rank = ingest.RankIngest(lambda event, raw: got.append(raw), Counters())
+    rank = ingest.RankIngest(lambda event, raw: got.append((event, raw)), Counters(), world=2)
     data = b"".join(
         events.encode(e)
         for e in (
             ev("step", step="1e3"),
             ev("hello", rank=0, world_size=2, host="h"),
             ev("step", rank=3, step=1),
-            ev("step", rank=1, step=1),
+            ev("step", rank=0, step=1),
         )
     )
     serve(rank.handle_rank, data, limit=events.MAX_LINE)
     assert rank.counters.invalid == 2 and rank.world == 2
-    assert [json.loads(raw)["type"] for raw in got] == ["hello", "step"]
-    assert all("rt" in json.loads(raw) for raw in got)
+    recorded = [raw for _, raw in got if raw is not None]
+    assert [json.loads(raw)["type"] for raw in recorded] == ["hello", "step"]
+    assert all("rt" in json.loads(raw) for raw in recorded)
+    # the refusals are told too: the first at once, the second at the end of its window
+    (notice,) = [event for event, raw in got if raw is None]
+    assert notice["rank"] == -1 and notice["refused"] == "invalid" and "step.step" in notice["message"]
 
 
 def test_a_pre_auth_flood_evicts_the_oldest_and_a_rank_still_gets_in():

@@ -24,7 +24,7 @@ from ctc_tui.core import events, rundir
 from ctc_tui.runner import report
 from ctc_tui.runs import client, discovery, service
 from ctc_tui.supervisor import Supervisor, runrecord
-from ctc_tui.supervisor.eventlog import Counters, EventLog, read_events
+from ctc_tui.supervisor.eventlog import Counters, EventLog, Subscriber, read_events
 from ctc_tui.supervisor.runrecord import AdoptedLauncher, ProcessRecord, RunLocked
 
 HOST = socket.gethostname()
@@ -264,18 +264,19 @@ def test_a_full_disk_is_counted_and_told_never_fatal(tmp_path):
     counters = Counters()
     log = EventLog(tmp_path / rundir.EVENTS, counters)
     log._file = FullDisk()  # type: ignore[assignment]
-    queue: asyncio.Queue = asyncio.Queue(100)
-    log.subscribers.add(queue)
+    subscriber = Subscriber(1 << 20)
+    log.subscribers.add(subscriber)
     log.append(events.encode(events.make("step", 0, step=1)))
     log.append(events.encode(events.make("step", 0, step=2)))
     log.flush()
     log.close()
     assert counters.write_errors == 4
     got = []
-    while not queue.empty():
-        item = queue.get_nowait()
-        got.append(item and events.decode(item))
-    notice, step1, step2, end = got
+    while (item := subscriber.get_nowait()) is not None:
+        got.append(events.decode(item[0]))
+        assert item[1] is None  # not in events.jsonl: a client cut off later resumes before it
+    notice, step1, step2 = got
+    end = None if subscriber.ended else "not ended"
     assert (
         notice["type"] == "log"
         and notice["level"] == "error"
@@ -293,9 +294,9 @@ def test_a_client_that_subscribes_after_writes_failed_is_told_at_once(tmp_path):
     log._file = FullDisk()  # type: ignore[assignment]
     log.append(events.encode(events.make("step", 0, step=1)))
     late, _ = log.subscribe()  # its own flush fails once more
-    notice = events.decode(late.get_nowait())
+    notice = events.decode(late.get_nowait()[0])
     assert notice["type"] == "log" and notice["write_errors"] == counters.write_errors == 2
-    assert "No space left on device" in notice["message"] and late.empty()
+    assert "No space left on device" in notice["message"] and late.get_nowait() is None
 
 
 class FakeTree:

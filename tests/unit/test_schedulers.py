@@ -55,9 +55,10 @@ def test_the_local_scheduler_places_ranks_here_with_no_job():
     job = local.job(None, lambda *a, **k: None)
     assert local.places_here and local.runs and not local.exports
     assert not job.enabled and job.job_id() is None and not job.cancelled_pending
-    assert local.supervised(REPO, demo(), ["python", "x"], {"A": "1"}, None) == {
+    assert local.supervised(REPO, demo("launch.world_size=1"), ["python", "x"], {"A": "1"}, None) == {
         "command": ["python", "x"],
         "env": {"A": "1"},
+        "world_size": 1,
     }
 
 

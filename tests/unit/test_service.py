@@ -190,3 +190,15 @@ def test_stop_of_an_ended_run_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(client, "stop", gone)
     with pytest.raises(RunError, match="has no live supervisor: the run has already ended"):
         service.stop(tmp_path)
+
+
+def test_the_supervisor_is_told_how_many_ranks_the_launch_starts(tmp_path, monkeypatch):
+    """Issue 17, item 5: the world size is the launch spec's, so no rank's hello can reshape it."""
+    monkeypatch.setenv("CTC_TUI_LOG_HOST", "127.0.0.1")  # no route lookup for the Slurm run's listener
+    plain = prepared(tmp_path, "launch.launcher=torchrun", "launch.world_size=3", name="plain")
+    assert service.supervisor_spec(plain).world_size == 3
+    options = slurm.SlurmOptions(nodes=2, cards_per_node=4, time="10", partition="p")
+    on_slurm = service.prepare(
+        StartRequest(preset=DEMO, output_dir=str(tmp_path / "slurm"), check=False, job=options)
+    )
+    assert service.supervisor_spec(on_slurm).world_size == 8

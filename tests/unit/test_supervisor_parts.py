@@ -74,8 +74,8 @@ def feed(handler, data: bytes, writer: FakeWriter | None = None, limit: int = ev
 
 
 # -- eventlog ---------------------------------------------------------------------------------------
-def open_log(tmp_path, queue_size: int = eventlog.SUBSCRIBER_QUEUE) -> EventLog:
-    log = EventLog(tmp_path / "events.jsonl", Counters(), queue_size)
+def open_log(tmp_path, subscriber_bytes: int = eventlog.SUBSCRIBER_BYTES) -> EventLog:
+    log = EventLog(tmp_path / "events.jsonl", Counters(), subscriber_bytes)
     log.open()
     return log
 
@@ -83,13 +83,14 @@ def open_log(tmp_path, queue_size: int = eventlog.SUBSCRIBER_QUEUE) -> EventLog:
 def test_eventlog_appends_to_the_file_and_fans_out_to_subscribers(tmp_path):
     async def main():
         log = open_log(tmp_path)
-        queue, upto = log.subscribe()
+        subscriber, upto = log.subscribe()
         log.append(line(step=1))
         log.close()
-        return upto, [queue.get_nowait(), queue.get_nowait()]
+        return upto, [await subscriber.get(), await subscriber.get()]
 
     upto, got = run(main())
-    assert upto == 0 and got == [line(step=1), None]
+    # each line with where it ends in events.jsonl (a dropped client resumes from there); then the end
+    assert upto == 0 and got == [(line(step=1), len(line(step=1))), None]
     assert (tmp_path / "events.jsonl").read_bytes() == line(step=1)
 
 
@@ -105,19 +106,25 @@ def test_eventlog_subscribe_reports_the_history_before_it(tmp_path):
     assert run(main()) == len(line(step=1)) + len(line(step=2))
 
 
-def test_eventlog_cuts_off_a_subscriber_that_cannot_keep_up(tmp_path):
-    async def main():
-        log = open_log(tmp_path, queue_size=1)
-        queue, _ = log.subscribe()
-        log.append(line(step=1))
-        log.append(line(step=2))  # the queue is full: cut off
-        log.append(line(step=3))
-        log.close()
-        return log, queue
+def test_eventlog_drops_a_subscriber_over_its_byte_limit_and_lets_its_events_go(tmp_path):
+    """Issue 17, item 6: the bound is in bytes, not events; one that falls further behind is dropped at
+    once and holds nothing any more (Redis' client-output-buffer-limit)."""
 
-    log, queue = run(main())
+    async def main():
+        log = open_log(tmp_path, subscriber_bytes=2 * len(line(step=1)))
+        subscriber, _ = log.subscribe()
+        log.append(line(step=1))
+        log.append(line(step=2))  # exactly the limit
+        assert subscriber.size == 2 * len(line(step=1)) and not subscriber.dropped
+        log.append(line(step=3))  # one byte more than it may hold: cut off
+        log.append(line(step=4))
+        log.close()
+        return log, subscriber
+
+    log, subscriber = run(main())
     assert log.counters.slow_subscribers == 1 and not log.subscribers
-    assert queue.qsize() == 1 and queue.get_nowait() == line(step=1)
+    assert subscriber.dropped and subscriber.size == 0 and not subscriber.items
+    assert log.counters.dropped()["slow_subscribers"] == 1
 
 
 def test_eventlog_close_completes_the_file_before_subscribers_hear_the_end(tmp_path):
@@ -125,11 +132,11 @@ def test_eventlog_close_completes_the_file_before_subscribers_hear_the_end(tmp_p
 
     async def main():
         log = open_log(tmp_path)
-        queue, _ = log.subscribe()
+        subscriber, _ = log.subscribe()
         for step in range(100):
             log.append(line(step=step))
         log.close()
-        while await queue.get() is not None:
+        while await subscriber.get() is not None:
             pass
         seen["on_disk"] = len((tmp_path / "events.jsonl").read_bytes().splitlines())
 
@@ -259,8 +266,8 @@ class FakeRun:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    async def subscribe(self, writer) -> None:
-        self.calls.append("subscribe")
+    async def subscribe(self, writer, start: int = 0) -> None:
+        self.calls.append(f"subscribe from {start}")
         writer.write(line(step=1))
 
     def stop(self) -> bool:
@@ -311,7 +318,18 @@ def test_control_acts_and_answers_with_the_status(op):
 
 def test_control_subscribe_streams_events():
     fake, writer = ask(b'{"op": "subscribe"}\n')
-    assert fake.calls == ["subscribe"] and writer.lines()[0]["step"] == 1
+    assert fake.calls == ["subscribe from 0"] and writer.lines()[0]["step"] == 1
+
+
+@pytest.mark.parametrize(
+    ("request_", "start"),
+    [(b'{"op": "subscribe", "from": 1234}\n', 1234), (b'{"op": "subscribe", "from": -5}\n', 0)]
+    + [(b'{"op": "subscribe", "from": "9"}\n', 0), (b'{"op": "subscribe", "from": true}\n', 0)],
+)
+def test_control_subscribe_from_a_byte_of_the_history(request_, start):
+    """Issue 17, item 6: a client cut off for falling behind subscribes again from where it was."""
+    fake, _ = ask(request_)
+    assert fake.calls == [f"subscribe from {start}"]
 
 
 def test_control_answers_an_unknown_op():

@@ -31,6 +31,7 @@ from ctc_tui.schedulers.slurm.queue import SlurmJob
 from ctc_tui.schedulers.slurm.script import (
     PRESET_EOF,
     STOP_LEAD,
+    cards_per_node,
     export_script,
     job_name_for,
     rank_env,
@@ -136,14 +137,15 @@ class Slurm(Scheduler):
         env: dict[str, str],
         options: JobOptions | None,
     ) -> dict[str, Any]:
-        """The submitter around the sbatch (the job id recorded so that a stop cancels it), and a TCP
-        listener the compute nodes reach."""
+        """The submitter around the sbatch (the job id recorded so that a stop cancels it), a TCP
+        listener the compute nodes reach, and the job's ranks (nodes x cards per node)."""
         assert isinstance(options, SlurmOptions)
         job_id_file = run_dir / JOB_ID_FILE
         return {
             "command": supervised_command(command, job_id_file),
             "scheduler": NAME,
             "job_file": str(job_id_file),
+            "world_size": options.nodes * cards_per_node(preset, options),
             **log_transport(preset, options.partition),
         }
 
