@@ -13,7 +13,7 @@ a config, fp32, batch 16, length-grouped batches) for the same steps in two ways
   skips it).
 
 Same work on both sides, and checked: the bare loop's batches are the runner's own, taken in order from
-the DataLoader of the Trainer that ``ctc_tui.runner.train.build_trainer`` makes for the same preset (its
+the DataLoader of the Trainer that ``ctc_tui.runner.train.set_up`` makes for the same preset (its
 sampler, its collator, so the same order and padding); its model starts from the weights that builder
 made (the runner seeds them with ``training.seed``); its optimizer is the class and settings the Trainer
 picks (fused AdamW). Both sides run with ``lr_scheduler_type=constant``, ``warmup_steps=0`` and
@@ -239,6 +239,7 @@ def prepare(plan: Plan, work: Path) -> Bench:
     from ctc_tui.runner import train
     from ctc_tui.runner.distributed import DistInfo
     from ctc_tui.runner.report import Reporter
+    from ctc_tui.runner.stopping import StopRequest
 
     # The cache is filled by a process of its own, so that this one, like every runner run, only reads it
     # (preprocessing leaves the process's allocator configured differently: see runner.data).
@@ -258,9 +259,7 @@ def prepare(plan: Plan, work: Path) -> Bench:
         )
     preset = load_preset(PRESET, [*plan.overrides(), f"training.output_dir={work / 'in-process'}"])
     dist = DistInfo(rank=0, world_size=1, local_rank=0, local_world_size=1, host="bench")
-    setup = train.build_trainer(
-        preset, Path(preset.training.output_dir), dist, Reporter(0, None), train.StopRequest()
-    )
+    setup = train.set_up(preset, Path(preset.training.output_dir), dist, Reporter(0, None), StopRequest())
     trainer = setup.trainer
     model = trainer.model
     init_state = copy.deepcopy(model.state_dict())

@@ -205,17 +205,17 @@ def data_section(layout: str, corpus: Path, workers: int) -> Any:
 
 def child_ours(args: argparse.Namespace) -> dict[str, Any]:
     """One rank's data section: load the split, preprocess it (or open the cache), plan batches."""
-    from ctc_tui.runner import data as data_mod
+    from ctc_tui.runner.data import cache_root, load_raw_split, preprocess
     from ctc_tui.runner.text import make_normaliser
 
     started = time.perf_counter()
     cfg = data_section(args.layout, Path(args.corpus), args.workers)
-    raw = data_mod.load_raw_split(cfg, cfg.train_split_name)
+    raw = load_raw_split(cfg, cfg.train_split_name)
     loaded = time.perf_counter()
     tokenizer, fe = processor(Path(args.scratch))
     normalise = make_normaliser(cfg.chars_to_ignore, True)
     begun, cpu = time.perf_counter(), time.process_time()
-    prepared = data_mod.preprocess(raw, "train", normalise, tokenizer, fe, cfg, "bench")
+    prepared = preprocess(raw, "train", normalise, tokenizer, fe, cfg, "bench")
     took = time.perf_counter() - begun
     result = {
         "cpu_s": time.process_time() - cpu,
@@ -237,9 +237,9 @@ def child_ours(args: argparse.Namespace) -> dict[str, Any]:
         if args.fresh:  # a new one: the last run's pages stay in the page cache
             os.environ["CTC_TUI_CACHE"] = str(Path(os.environ["CTC_TUI_CACHE"]) / f"again-{again}")
         else:  # the same one, emptied: the last run's page-cache pages are freed for this one
-            shutil.rmtree(data_mod.cache_root() / "preprocessed")
+            shutil.rmtree(cache_root() / "preprocessed")
         begun, cpu = time.perf_counter(), time.process_time()
-        data_mod.preprocess(raw, "train", normalise, tokenizer, fe, cfg, "bench")
+        preprocess(raw, "train", normalise, tokenizer, fe, cfg, "bench")
         result["preprocess_s"] = min(result["preprocess_s"], time.perf_counter() - begun)
         result["cpu_s"] = min(result["cpu_s"], time.process_time() - cpu)
     return result

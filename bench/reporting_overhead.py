@@ -5,7 +5,7 @@ from ``presets/demo-cpu.yaml``) takes real AdamW steps (forward, CTC loss, backw
 optimizer step) on 16 clips of the embedded demo corpus. Each step runs in one of three modes:
 
 - ``off``:    no reporting at all;
-- ``file``:   the runner's reporting (``ctc_tui.runner.train.EventCallback`` +
+- ``file``:   the runner's reporting (``ctc_tui.runner.events.EventCallback`` +
               ``ctc_tui.runner.report.Reporter``, with ``ReportingMixin``'s per-step loss/sample accounting),
               log socket off: events go to ``logs/events-rank-0.jsonl`` only;
 - ``socket``: the same, with the reporter also connected to the log socket of a real supervisor
@@ -49,18 +49,18 @@ def build(batch_size: int, workdir: Path):
     import torch
 
     from ctc_tui.core.preset import load_preset
-    from ctc_tui.runner import model as model_mod
-    from ctc_tui.runner import text as text_mod
-    from ctc_tui.runner.train import CtcCollator
+    from ctc_tui.runner.collate import CtcCollator
+    from ctc_tui.runner.model import build, make_tokenizer
+    from ctc_tui.runner.text import make_normaliser
 
     preset = load_preset(REPO / "presets" / "demo-cpu.yaml")
     folder = REPO / "presets" / "data" / "demo-speech" / "train"
     with open(folder / "metadata.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    normalise = text_mod.make_normaliser(preset.data.chars_to_ignore, preset.data.do_lower_case)
+    normalise = make_normaliser(preset.data.chars_to_ignore, preset.data.do_lower_case)
     texts = [normalise(r["text"]) for r in rows]
-    tokenizer, vocab = model_mod.make_tokenizer(preset, texts, workdir / "vocab")
-    built = model_mod.build(preset, tokenizer, vocab)
+    tokenizer, vocab = make_tokenizer(preset, texts, workdir / "vocab")
+    built = build(preset, tokenizer, vocab)
     fe = built.feature_extractor
     features = []
     for row, text in list(zip(rows, texts))[:batch_size]:
@@ -92,7 +92,9 @@ class Reporting:
         import torch
         from transformers import TrainerControl, TrainerState
 
-        from ctc_tui.runner.train import EventCallback, RankStats, ReportingMixin, StopRequest
+        from ctc_tui.runner.events import EventCallback, RankStats
+        from ctc_tui.runner.stopping import StopRequest
+        from ctc_tui.runner.trainer import ReportingMixin
 
         class Shim(ReportingMixin):  # the attributes EventCallback reads from the trainer
             pass

@@ -6,7 +6,7 @@ Also a drop-in for optimum-habana's run_speech_recognition_ctc.py:
 Exit codes: 0 done (or stopped gracefully with a checkpoint), 2 bad preset, data or model, or a save
 that could not be written (a full disk; the message says what to fix), 1 an unexpected error (traceback
 in the rank's log), 130 a second SIGINT (stopped without a checkpoint), 143 SIGTERM (stopped at once, no
-save started; see ctc_tui.runner.train).
+save started; see ctc_tui.runner.stopping).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -105,54 +106,88 @@ def _preset_from_flags(argv: list[str], world_size: int):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    from ctc_tui.core.preset import (
-        PRESET_FILENAME,
-        PresetError,
-        has_placeholders,
-        load_preset,
-        preset_stem,
-        resolve_output_dir,
-    )
+    from ctc_tui.core.preset import PresetError
     from ctc_tui.runner import distributed
+    from ctc_tui.runner.errors import RunError
 
     dist = distributed.setup()
     try:
-        if _flags_mode(argv):
-            source = "command line"
-            preset, resume = _preset_from_flags(argv, dist.world_size)
-        else:
-            args = parse_args(argv)
-            source, resume = args.preset, args.resume
-            preset = load_preset(args.preset, args.overrides)
-        if has_placeholders(preset.training.output_dir):
-            if dist.world_size > 1:
-                print(
-                    "error: training.output_dir has placeholders that each rank would fill differently; "
-                    "start multi-rank runs with `ctc-tui run`, or give a concrete training.output_dir",
-                    file=sys.stderr,
-                )
-                return 2
-            preset = resolve_output_dir(preset, preset_stem(source))
+        preset, source, resume = read_preset(argv, dist.world_size)
     except PresetError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
+    except RunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    run_dir = Path(preset.training.output_dir)
+    set_up_process(run_dir, dist.rank)
+    if not attach_hub_token(preset, run_dir):
+        return 2
+    reporter = start_reporter(preset, run_dir, dist)
+    code = 1
+    try:
+        if dist.rank == 0:
+            write_run_files(preset, source, run_dir, dist)
+        code = run_rank(preset, run_dir, dist, reporter, resume)
+    finally:
+        if code == 0:
+            _leave_process_group()
+        reporter.emit("exit", code=code)
+        reporter.close()
+    return code
 
-    _redirect_output(preset.training.output_dir, dist.rank)
+
+def read_preset(argv: list[str], world_size: int) -> tuple[Any, str, bool]:
+    """The rank's preset (a preset file and overrides, or the reference script's flags), where it came
+    from, and whether to resume. A ``training.output_dir`` with placeholders is filled here on a single
+    rank; several ranks would each fill it differently (RunError)."""
+    from ctc_tui.core.preset import has_placeholders, load_preset, preset_stem, resolve_output_dir
+    from ctc_tui.runner.errors import RunError
+
+    if _flags_mode(argv):
+        source = "command line"
+        preset, resume = _preset_from_flags(argv, world_size)
+    else:
+        args = parse_args(argv)
+        source, resume = args.preset, args.resume
+        preset = load_preset(args.preset, args.overrides)
+    if has_placeholders(preset.training.output_dir):
+        if world_size > 1:
+            raise RunError(
+                "training.output_dir has placeholders that each rank would fill differently; "
+                "start multi-rank runs with `ctc-tui run`, or give a concrete training.output_dir"
+            )
+        preset = resolve_output_dir(preset, preset_stem(source))
+    return preset, source, resume
+
+
+def set_up_process(run_dir: Path, rank: int) -> None:
+    """The rank's output (its own log under a supervisor), environment defaults and logging."""
+    _redirect_output(str(run_dir), rank)
     os.environ.setdefault("HF_DATASETS_DISABLE_TORCHCODEC", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(
-        format=f"%(asctime)s rank{dist.rank} %(levelname)s %(name)s: %(message)s",
-        level=logging.INFO if dist.rank == 0 else logging.WARNING,
+        format=f"%(asctime)s rank{rank} %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if rank == 0 else logging.WARNING,
         stream=sys.stdout,
     )
-    run_dir = Path(preset.training.output_dir)
+
+
+def attach_hub_token(preset: Any, run_dir: Path) -> bool:
+    """Give the preset its Hub token, never stored in preset.yaml: $HF_TOKEN, else the run's 0600 file.
+    False (the problem printed) when that file is not private."""
     from ctc_tui.core import private
 
-    try:  # the Hub token is never in preset.yaml: $HF_TOKEN, else the run's 0600 file
+    try:
         preset.model.token = preset.model.token or private.hf_token(run_dir)
     except private.PrivacyError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return False
+    return True
+
+
+def start_reporter(preset: Any, run_dir: Path, dist: Any) -> Any:
+    """The rank's event reporter, its first event (``hello``) sent."""
     from ctc_tui.runner.report import Reporter
 
     reporter = Reporter.from_env(dist.rank, run_dir)
@@ -164,44 +199,48 @@ def main(argv: list[str] | None = None) -> int:
         pid=os.getpid(),
         device="hpu" if preset.gaudi.use_habana else "auto",
     )
-    code = 1
-    try:
-        from ctc_tui.runner import train
-        from ctc_tui.runner.data import DataError
-        from ctc_tui.runner.model import ModelError
-        from ctc_tui.runner.saving import SaveFailed
+    return reporter
 
-        if dist.rank == 0:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            target = run_dir / PRESET_FILENAME
-            if not target.exists():
-                target.write_text(preset.to_yaml(header=f"resolved from {source}"), encoding="utf-8")
-            train.dump_env(run_dir, preset, dist)
-        try:
-            code = train.run(preset, run_dir, dist, reporter, resume=resume)
-        except (DataError, ModelError, train.RunError, SaveFailed) as exc:
-            reporter.emit("log", level="error", message=str(exc))
-            reporter.emit("state", state="failed")
-            print(f"error: {exc}", file=sys.stderr)
-            code = 2
-        except KeyboardInterrupt:
-            reporter.emit("state", state="failed", reason="interrupted")
-            code = 130
-        except train.Terminated:  # SIGTERM: stopped at once, no checkpoint started (see train's docstring)
-            reporter.emit("log", level="warning", message="SIGTERM: stopped at once, without a checkpoint")
-            reporter.emit("state", state="failed", reason="terminated")
-            code = 143
-        except Exception as exc:  # noqa: BLE001 - a bug or an environment failure: keep the traceback
-            traceback.print_exc()
-            reporter.emit("log", level="error", message=f"{type(exc).__name__}: {exc}")
-            reporter.emit("state", state="failed")
-            code = 1
-    finally:
-        if code == 0:
-            _leave_process_group()
-        reporter.emit("exit", code=code)
-        reporter.close()
-    return code
+
+def write_run_files(preset: Any, source: str, run_dir: Path, dist: Any) -> None:
+    """Rank 0's record of the run: the resolved ``preset.yaml`` (unless the run dir has one) and
+    ``env.json``."""
+    from ctc_tui.core.preset import PRESET_FILENAME
+    from ctc_tui.runner import envinfo
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    target = run_dir / PRESET_FILENAME
+    if not target.exists():
+        target.write_text(preset.to_yaml(header=f"resolved from {source}"), encoding="utf-8")
+    envinfo.dump(run_dir, preset, dist)
+
+
+def run_rank(preset: Any, run_dir: Path, dist: Any, reporter: Any, resume: bool) -> int:
+    """Train (ctc_tui.runner.train); every way it ends becomes an exit code and, on failure, a last
+    state event (see the module docstring for the codes)."""
+    from ctc_tui.runner import train
+    from ctc_tui.runner.errors import USER_ERRORS
+    from ctc_tui.runner.stopping import Terminated
+
+    try:
+        return train.run(preset, run_dir, dist, reporter, resume=resume)
+    except USER_ERRORS as exc:
+        reporter.emit("log", level="error", message=str(exc))
+        reporter.emit("state", state="failed")
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        reporter.emit("state", state="failed", reason="interrupted")
+        return 130
+    except Terminated:  # SIGTERM: stopped at once, no checkpoint started (see ctc_tui.runner.stopping)
+        reporter.emit("log", level="warning", message="SIGTERM: stopped at once, without a checkpoint")
+        reporter.emit("state", state="failed", reason="terminated")
+        return 143
+    except Exception as exc:  # noqa: BLE001 - a bug or an environment failure: keep the traceback
+        traceback.print_exc()
+        reporter.emit("log", level="error", message=f"{type(exc).__name__}: {exc}")
+        reporter.emit("state", state="failed")
+        return 1
 
 
 def _leave_process_group() -> None:

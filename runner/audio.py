@@ -18,6 +18,12 @@ class AudioError(Exception):
     """An audio file that cannot be used, with the reason."""
 
 
+def seconds_to_samples(seconds: float, rate: int) -> int:
+    """How many samples ``seconds`` of audio are at ``rate`` Hz (rounded down, as every duration limit
+    and fixed padding length has always been: preprocessing's bounds and the collator's lengths agree)."""
+    return int(seconds * rate)
+
+
 def decode(source: Any) -> tuple[np.ndarray, int]:
     """Decode a path, raw bytes, or a datasets ``Audio(decode=False)`` dict into (samples, rate)."""
     with _opened(source) as audio:

@@ -1,4 +1,5 @@
-"""Trainer backends: the only place where HPU, CUDA and CPU differ.
+"""Trainer backends: the only place where HPU, CUDA and CPU differ (which one a preset runs on:
+ctc_tui.runner.load.backend_name).
 
 ``transformers.Trainer`` + ``TrainingArguments`` on CPU and CUDA; optimum-habana's ``GaudiTrainer`` +
 ``GaudiTrainingArguments`` + ``GaudiConfig`` on HPU. ``optimum.habana`` is imported only on the HPU
@@ -21,16 +22,6 @@ log = logging.getLogger("ctc_tui.runner.backends")
 KNOWN_GAUDI_CONFIGS: dict[str, dict[str, Any]] = {
     "Habana/wav2vec2": {"use_fused_adam": True, "use_fused_clip_norm": True, "use_torch_autocast": True},
 }
-
-
-def backend_name(preset: Preset) -> str:
-    if preset.gaudi.use_habana:
-        return "hpu"
-    if preset.training.use_cpu:
-        return "cpu"
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def common_arguments(preset: Preset, run_dir: str, backend: str, world_size: int) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Data sources and preprocessing.
+"""Data sources and preprocessing; the runner's build-the-data step (``read_splits``, then
+``prepare_splits`` once the model's feature extractor and tokenizer exist).
 
 Every source ends as a RawSplit: transcripts in a list, audio as a sequence of file paths (local sources,
 read by their own modules in ``ctc_tui.sources``; no datasets ``audiofolder`` builder, no pandas: both
@@ -33,10 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from ctc_tui.core.preset import DataSection
+from ctc_tui.core.preset import DataSection, Preset
 from ctc_tui.core.sources import DataError, RawSplit, fingerprint
-from ctc_tui.runner import audio as audio_io
+from ctc_tui.runner import audio, progress
+from ctc_tui.runner.audio import seconds_to_samples
 from ctc_tui.runner.features import featuriser, in_place_featuriser, labeller
+from ctc_tui.runner.model import Built
+from ctc_tui.runner.report import Reporter
+from ctc_tui.runner.text import make_normaliser
 from ctc_tui.sources import source
 
 log = logging.getLogger("ctc_tui.runner.data")
@@ -298,80 +303,86 @@ def preprocess(
 ) -> Prepared:
     """Decode, resample, featurise and tokenise one split; cached by content and settings."""
     os.environ.setdefault("HF_DATASETS_DISABLE_TORCHCODEC", "1")
-    import datasets  # deferred: heavy; the runner's --help and error paths stay fast
-
     rate = int(feature_extractor.sampling_rate)
+    folder = cache_root() / "preprocessed" / cache_key(raw, settings_key, rate, name)
+    cached = _open_cache(folder, cfg.overwrite_cache)
+    if cached is not None:
+        return cached
+    min_len = seconds_to_samples(cfg.min_duration_in_seconds, rate)
+    max_len = seconds_to_samples(cfg.max_duration_in_seconds, rate)
     input_name = feature_extractor.model_input_names[0]
-    key = cache_key(raw, settings_key, rate, name)
-    folder = cache_root() / "preprocessed" / key
+    job = _Job(raw, name, normalise, tokenizer, feature_extractor, input_name, rate, min_len, max_len)
+    workers = max(1, min(cfg.preprocessing_num_workers or 1, len(raw.text)))
+    _build_cache(job, workers, folder, cfg.max_duration_in_seconds, on_progress)
+    return _load_cache(folder, from_cache=False)
+
+
+def _open_cache(folder: Path, overwrite: bool) -> Prepared | None:
+    """The complete cache in ``folder`` (None if there is none, or ``overwrite``); an incomplete,
+    unreadable or overwritten one is removed (never a complete one another rank just made)."""
     marker = folder / "done.json"
-
-    def load(cached: bool) -> Prepared:
-        meta = json.loads(marker.read_text())
-        shards = [datasets.Dataset.from_file(str(folder / f)) for f in meta["files"]]
-        dataset = shards[0] if len(shards) == 1 else datasets.concatenate_datasets(shards)
-        return Prepared(
-            dataset,
-            meta["dropped_long"],
-            meta["dropped_short"],
-            meta["dropped_broken"],
-            meta["dropped_empty"],
-            meta["resampled_from"],
-            folder,
-            cached,
-        )
-
-    rebuild = cfg.overwrite_cache
-    if marker.is_file() and not cfg.overwrite_cache:
+    rebuild = overwrite
+    if marker.is_file() and not overwrite:
         try:
-            return load(True)
+            return _load_cache(folder, from_cache=True)
         except (OSError, KeyError, ValueError, json.JSONDecodeError):
             log.warning("preprocessing cache %s is unreadable; rebuilding it", folder)
             rebuild = True
-    if folder.exists() and (rebuild or not marker.is_file()):  # never a complete one another rank just made
+    if folder.exists() and (rebuild or not marker.is_file()):
         shutil.rmtree(folder, ignore_errors=True)
-    # Built in a folder of this process's own, then renamed into place: the main rank of every node
-    # may preprocess at once into one shared cache (a shared home on a cluster); the first to finish wins.
-    final_folder = folder
-    final_folder.parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(
-        tempfile.mkdtemp(prefix=f".{key}-{socket.gethostname()}-", suffix=".tmp", dir=final_folder.parent)
-    )
-    marker = folder / "done.json"
+    return None
 
-    max_len = int(cfg.max_duration_in_seconds * rate)
-    min_len = int(cfg.min_duration_in_seconds * rate)
-    job = _Job(raw, name, normalise, tokenizer, feature_extractor, input_name, rate, min_len, max_len)
-    workers = max(1, min(cfg.preprocessing_num_workers or 1, len(raw.text)))
+
+def _load_cache(folder: Path, from_cache: bool) -> Prepared:
+    """The preprocessed split in the complete cache ``folder`` (its ``done.json`` names its files)."""
+    import datasets  # deferred: heavy; the runner's --help and error paths stay fast
+
+    meta = json.loads((folder / "done.json").read_text())
+    shards = [datasets.Dataset.from_file(str(folder / f)) for f in meta["files"]]
+    dataset = shards[0] if len(shards) == 1 else datasets.concatenate_datasets(shards)
+    return Prepared(
+        dataset,
+        meta["dropped_long"],
+        meta["dropped_short"],
+        meta["dropped_broken"],
+        meta["dropped_empty"],
+        meta["resampled_from"],
+        folder,
+        from_cache,
+    )
+
+
+def _build_cache(
+    job: _Job,
+    workers: int,
+    final_folder: Path,
+    max_duration: float,
+    on_progress: Callable[[int, int], None] | None,
+) -> None:
+    """Preprocess ``job``'s split into ``final_folder``. Built in a folder of this process's own, then
+    renamed into place: the main rank of every node may preprocess at once into one shared cache (a
+    shared home on a cluster); the first to finish wins."""
+    final_folder.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{final_folder.name}-{socket.gethostname()}-"
+    folder = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=final_folder.parent))
     try:
         files, stats = _run_shards(job, workers, folder, on_progress)
-        _check_usable(name, stats, cfg.max_duration_in_seconds)
+        _check_usable(job.name, stats, max_duration)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     if stats.broken:
         log.warning(
             "%s: %d clip(s) could not be decoded and are skipped, e.g. %s",
-            name,
+            job.name,
             stats.broken,
             "; ".join(stats.errors[:3]),
         )
-    meta = {
-        "files": files,
-        "dropped_long": stats.long,
-        "dropped_short": stats.short,
-        "dropped_broken": stats.broken,
-        "dropped_empty": stats.empty,
-        "resampled_from": sorted(stats.rates),
-        "rows": stats.kept,
-    }
-    marker.write_text(json.dumps(meta))
+    (folder / "done.json").write_text(json.dumps(stats.meta(files)))
     try:
         os.rename(folder, final_folder)
     except OSError:  # another process finished first: use its copy
         shutil.rmtree(folder, ignore_errors=True)
-    folder, marker = final_folder, final_folder / "done.json"
-    return load(False)
 
 
 # -- preprocessing, batch by batch --------------------------------------------------------------------
@@ -419,6 +430,18 @@ class _Stats:
     empty: int = 0
     rates: set[int] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
+
+    def meta(self, files: list[str]) -> dict[str, Any]:
+        """The cache's ``done.json``: its files, in order, and what was dropped."""
+        return {
+            "files": files,
+            "dropped_long": self.long,
+            "dropped_short": self.short,
+            "dropped_broken": self.broken,
+            "dropped_empty": self.empty,
+            "resampled_from": sorted(self.rates),
+            "rows": self.kept,
+        }
 
     def add(self, other: _Stats) -> None:
         for name in ("kept", "long", "short", "broken", "empty"):
@@ -504,70 +527,104 @@ def _shard(start: int, stop: int, path: str) -> _Stats:
     return stats
 
 
-def _audio_batches(audio: Sequence[Any], start: int, stop: int) -> Iterator[Sequence[Any]]:
-    if isinstance(audio, HubAudio):
-        yield from audio.batches(start, stop, BATCH_CLIPS)
+def _audio_batches(column: Sequence[Any], start: int, stop: int) -> Iterator[Sequence[Any]]:
+    if isinstance(column, HubAudio):
+        yield from column.batches(start, stop, BATCH_CLIPS)
         return
     for at in range(start, stop, BATCH_CLIPS):
-        yield audio[at : min(at + BATCH_CLIPS, stop)]
+        yield column[at : min(at + BATCH_CLIPS, stop)]
 
 
 def _prepare_batch(job: _Job, values: Sequence[Any], raw_texts: Sequence[str], stats: _Stats) -> Any:
     """One batch of clips as an arrow table of the kept ones (None if none is kept); drops are counted.
     With a wav2vec2-style extractor every clip is decoded straight into one buffer of the batch and
     featurised there (``_Samples``), which becomes the table's feature column without a copy."""
-    import pyarrow as pa  # deferred: heavy; the runner's --help and error paths stay fast
-
     buffer = _Samples(job.batch_capacity) if job.featurise_in_place is not None else None
-    features, lengths, labels, texts, rates = [], [], [], [], []
+    kept = _Kept()
     for value, raw_text in zip(values, raw_texts):
         text = job.normalise(raw_text)
-        try:
-            if buffer is not None:
-                samples, original = audio_io.load_into(value, job.rate, buffer.reserve)
-            else:
-                samples, original = audio_io.load(value, job.rate)
-        except audio_io.AudioError as exc:
-            stats.broken += 1
-            if len(stats.errors) < 3:
-                stats.errors.append(str(exc))
+        decoded = _decode(job, value, buffer, stats)
+        if decoded is None or _dropped(job, int(decoded[0].shape[0]), text, stats):
             continue
-        if original != job.rate:
-            stats.rates.add(original)
-        count = int(samples.shape[0])
-        if count > job.max_len:
-            stats.long += 1
-        elif count < job.min_len or count == 0:
-            stats.short += 1
-        elif not text:
-            stats.empty += 1
+        samples, original = decoded
+        if buffer is not None:
+            job.featurise_in_place(samples)
+            buffer.keep(int(samples.shape[0]))
         else:
-            if buffer is not None:
-                job.featurise_in_place(samples)
-                buffer.keep(count)
-            else:
-                features.append(job.featurise(samples))
-            lengths.append(count)
-            labels.append(job.label(text))
-            texts.append(text)
-            rates.append(original)
-    if not lengths:
+            kept.features.append(job.featurise(samples))
+        kept.add(int(samples.shape[0]), job.label(text), text, original)
+    if not kept.lengths:
         return None
-    stats.kept += len(lengths)
+    stats.kept += len(kept.lengths)
     if buffer is not None:
         job.batch_capacity = max(job.batch_capacity, buffer.data.shape[0])
-        column = buffer.list_array(lengths)
+        column = buffer.list_array(kept.lengths)
     else:
-        column = _list_array(features)
-    return pa.table(
-        {
-            job.input_name: column,
-            "input_length": pa.array(lengths, type=pa.int64()),
-            "labels": _list_array(labels),
-            "text": pa.array(texts, type=pa.string()),
-            "source_rate": pa.array(rates, type=pa.int64()),
-        }
-    )
+        column = _list_array(kept.features)
+    return kept.table(job.input_name, column)
+
+
+def _decode(job: _Job, value: Any, buffer: _Samples | None, stats: _Stats) -> tuple[np.ndarray, int] | None:
+    """One clip's samples at the job's rate (into ``buffer`` when there is one) and its original rate;
+    None, counted as broken, when it cannot be decoded."""
+    try:
+        if buffer is not None:
+            samples, original = audio.load_into(value, job.rate, buffer.reserve)
+        else:
+            samples, original = audio.load(value, job.rate)
+    except audio.AudioError as exc:
+        stats.broken += 1
+        if len(stats.errors) < 3:
+            stats.errors.append(str(exc))
+        return None
+    if original != job.rate:
+        stats.rates.add(original)
+    return samples, original
+
+
+def _dropped(job: _Job, count: int, text: str, stats: _Stats) -> bool:
+    """Whether a clip of ``count`` samples with ``text`` is dropped (too long, too short or without
+    text), counted in ``stats``."""
+    if count > job.max_len:
+        stats.long += 1
+    elif count < job.min_len or count == 0:
+        stats.short += 1
+    elif not text:
+        stats.empty += 1
+    else:
+        return False
+    return True
+
+
+@dataclass
+class _Kept:
+    """The kept clips of one batch, column by column (the features only when not in a ``_Samples``)."""
+
+    features: list[np.ndarray] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    labels: list[Any] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    rates: list[int] = field(default_factory=list)
+
+    def add(self, length: int, labels: Any, text: str, rate: int) -> None:
+        self.lengths.append(length)
+        self.labels.append(labels)
+        self.texts.append(text)
+        self.rates.append(rate)
+
+    def table(self, input_name: str, features: Any) -> Any:
+        """The batch's arrow table, with ``features`` as its ``input_name`` column."""
+        import pyarrow as pa  # deferred: heavy; the runner's --help and error paths stay fast
+
+        return pa.table(
+            {
+                input_name: features,
+                "input_length": pa.array(self.lengths, type=pa.int64()),
+                "labels": _list_array(self.labels),
+                "text": pa.array(self.texts, type=pa.string()),
+                "source_rate": pa.array(self.rates, type=pa.int64()),
+            }
+        )
 
 
 class _Samples:
@@ -620,3 +677,112 @@ def _check_usable(name: str, stats: _Stats, max_duration: float) -> None:
             f"{name}: no usable clips left ({stats.broken} undecodable, {stats.long} longer than "
             f"max_duration_in_seconds={max_duration}, {stats.short} too short, {stats.empty} with empty text)"
         )
+
+
+# -- the runner's step: build the data ----------------------------------------------------------------
+
+
+@dataclass
+class Splits:
+    """The splits a run uses (None where the preset does not train, or does not evaluate), read but not
+    yet preprocessed, and the preset's transcript normaliser."""
+
+    normalise: Callable[[str], str]
+    train: RawSplit | None
+    eval: RawSplit | None
+
+    def named(self) -> list[tuple[str, RawSplit]]:
+        return [(name, raw) for name, raw in (("train", self.train), ("eval", self.eval)) if raw is not None]
+
+    def vocabulary_text(self) -> list[str]:
+        """The normalised text a character vocabulary is built from: the training split's, else the
+        evaluation split's."""
+        return [self.normalise(t) for t in (self.train or self.eval).text]  # type: ignore[union-attr]
+
+
+def read_splits(preset: Preset) -> Splits:
+    """The preset's training and evaluation splits (transcripts first, cheap: the vocabulary needs them),
+    cut to ``max_train_samples`` / ``max_eval_samples``."""
+    cfg, token = preset.data, preset.model.token
+    normalise = make_normaliser(cfg.chars_to_ignore, cfg.do_lower_case)
+    train = (
+        limit(load_raw_split(cfg, cfg.train_split_name, token), cfg.max_train_samples)
+        if preset.training.do_train
+        else None
+    )
+    evaluation = (
+        limit(load_raw_split(cfg, cfg.eval_split_name, token), cfg.max_eval_samples)
+        if preset.training.do_eval
+        else None
+    )
+    return Splits(normalise, train, evaluation)
+
+
+def cache_settings(preset: Preset, vocab: dict[str, int] | None, feature_extractor: Any) -> str:
+    """The settings part of every split's cache key (``cache_key``): what changes the preprocessed rows.
+    It must never change for the same preset (tests/unit/test_runner_steps.py pins it)."""
+    cfg = preset.data
+    return json.dumps(
+        {
+            "chars": cfg.chars_to_ignore,
+            "lower": cfg.do_lower_case,
+            "vocab": vocab or str(preset.model.tokenizer_name_or_path),
+            "fe": feature_extractor.to_dict(),
+            "max": cfg.max_duration_in_seconds,
+            "min": cfg.min_duration_in_seconds,
+        },
+        sort_keys=True,
+        default=str,
+    )
+
+
+def prepare_splits(
+    preset: Preset, splits: Splits, built: Built, args: Any, reporter: Reporter, rank: int
+) -> dict[str, Prepared]:
+    """Every split preprocessed for ``built``'s feature extractor and tokenizer (cached). The node's main
+    process goes first (``args.main_process_first``); the others wait, then read its cache."""
+    settings = cache_settings(preset, built.vocab, built.feature_extractor)
+    named = splits.named()
+    prepared: dict[str, Prepared] = {}
+    waiting = None  # every rank but the node's main one waits for the main one to fill the cache
+    if args.world_size > 1 and args.local_process_index != 0:
+        waiting = progress.Progress(reporter.emit, progress.WAIT_CACHE, len(named))
+        waiting.update(0)
+    with args.main_process_first(desc="preprocessing"):
+        for name, raw in named:
+            tracker = progress.Progress(reporter.emit, progress.PREPROCESS.format(split=name))
+            prepared[name] = preprocess(
+                raw,
+                name,
+                splits.normalise,
+                built.tokenizer,
+                built.feature_extractor,
+                preset.data,
+                settings,
+                on_progress=tracker.update,
+            )
+            if waiting is not None:
+                waiting.update(len(prepared))
+            if rank == 0:
+                reporter.emit("log", level="info", message=summary(name, prepared[name]))
+    return prepared
+
+
+def summary(name: str, prepared: Prepared) -> str:
+    """One log line: a split's clips, whether they came from the cache, what was dropped and resampled."""
+    dropped = {
+        k: v
+        for k, v in (
+            ("too_long", prepared.dropped_long),
+            ("too_short", prepared.dropped_short),
+            ("undecodable", prepared.dropped_broken),
+            ("empty_text", prepared.dropped_empty),
+        )
+        if v
+    }
+    message = f"{name}: {len(prepared.dataset)} clips" + (" (cached)" if prepared.from_cache else "")
+    if dropped:
+        message += ", dropped " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in dropped.items())
+    if prepared.resampled_from:
+        message += f", resampled from {'/'.join(map(str, prepared.resampled_from))} Hz"
+    return message

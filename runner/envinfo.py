@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ctc_tui.core import rundir
 from ctc_tui.core.preset import Preset
 from ctc_tui.runner.distributed import DistInfo
 
@@ -77,3 +79,8 @@ def collect(preset: Preset, dist: DistInfo) -> dict[str, Any]:
         "seed": preset.training.seed,
         "argv": sys.argv,
     }
+
+
+def dump(run_dir: Path, preset: Preset, dist: DistInfo) -> None:
+    """Write ``env.json`` into the run dir."""
+    (run_dir / rundir.ENV_INFO).write_text(json.dumps(collect(preset, dist), indent=2, default=str))

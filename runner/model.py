@@ -139,74 +139,75 @@ def make_tokenizer(
 
 def build(preset: Preset, tokenizer: Any, vocab: dict[str, int] | None) -> Built:
     """Config, feature extractor and CTC model for ``preset``, sized to ``tokenizer``."""
-    from transformers import (
-        AutoConfig,
-        AutoFeatureExtractor,
-        AutoModelForCTC,
-        Wav2Vec2Config,
-        Wav2Vec2FeatureExtractor,
-    )
-
     cfg = preset.model
     update = _regularisation(cfg)
     update.update(pad_token_id=tokenizer.pad_token_id, vocab_size=len(tokenizer))
     update["gradient_checkpointing"] = preset.training.gradient_checkpointing
     attn = attention_implementation(preset)
     if cfg.architecture:
-        shape = dict(SHAPES[cfg.architecture])
-        shape.update(update)
-        shape.update(cfg.config_overrides)
-        try:
-            config = Wav2Vec2Config(**shape)
-        except (TypeError, ValueError) as exc:
-            raise ModelError(f"model.config_overrides: {exc}") from None
-        if attn:
-            config._attn_implementation = attn
-        feature_extractor = Wav2Vec2FeatureExtractor(
-            feature_size=1,
-            sampling_rate=16000,
-            padding_value=0.0,
-            do_normalize=True,
-            return_attention_mask=True,
-        )
-        from transformers import Wav2Vec2ForCTC
-
-        model = Wav2Vec2ForCTC(config)
+        config, feature_extractor, model = _from_architecture(cfg, update, attn)
     else:
-        name = cfg.model_name_or_path
-        kwargs = _hub_kwargs(cfg)
-        if Path(name).expanduser().is_dir():
-            name = str(Path(name).expanduser())
-            if is_checkpoint_dir(name):
-                log.info(
-                    "%s is a Trainer checkpoint: fine-tuning from its weights (use --resume to continue "
-                    "that run with its optimizer state)",
-                    name,
-                )
-        try:
-            config = AutoConfig.from_pretrained(
-                name, **kwargs, **({"attn_implementation": attn} if attn else {})
-            )
-            feature_extractor = AutoFeatureExtractor.from_pretrained(name, **kwargs)
-        except Exception as exc:  # noqa: BLE001
-            raise _explain_load_error(name, exc) from None
-        config.update(update)
-        config.update(cfg.config_overrides)
-        try:
-            model = AutoModelForCTC.from_pretrained(
-                name,
-                config=config,
-                ignore_mismatched_sizes=True,
-                **kwargs,
-                **({"attn_implementation": attn} if attn else {}),
-            )
-        except Exception as exc:  # noqa: BLE001
-            raise _explain_load_error(name, exc) from None
+        config, feature_extractor, model = _from_pretrained(cfg, update, attn)
     if cfg.freeze_feature_encoder and hasattr(model, "freeze_feature_encoder"):
         model.freeze_feature_encoder()
     return Built(
         model=model, tokenizer=tokenizer, feature_extractor=feature_extractor, config=config, vocab=vocab
     )
+
+
+def _from_architecture(cfg: ModelSection, update: dict[str, Any], attn: str | None) -> tuple[Any, Any, Any]:
+    """A wav2vec2 of the named shape with random weights: (config, feature extractor, model)."""
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
+
+    shape = dict(SHAPES[cfg.architecture])
+    shape.update(update)
+    shape.update(cfg.config_overrides)
+    try:
+        config = Wav2Vec2Config(**shape)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"model.config_overrides: {exc}") from None
+    if attn:
+        config._attn_implementation = attn
+    feature_extractor = Wav2Vec2FeatureExtractor(
+        feature_size=1,
+        sampling_rate=16000,
+        padding_value=0.0,
+        do_normalize=True,
+        return_attention_mask=True,
+    )
+    return config, feature_extractor, Wav2Vec2ForCTC(config)
+
+
+def _from_pretrained(cfg: ModelSection, update: dict[str, Any], attn: str | None) -> tuple[Any, Any, Any]:
+    """A hub id or a local folder (a model copy or a Trainer checkpoint: only its weights are used):
+    (config, feature extractor, model), the config updated with the preset's settings."""
+    from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForCTC
+
+    name = cfg.model_name_or_path
+    kwargs = _hub_kwargs(cfg)
+    attn_kwargs = {"attn_implementation": attn} if attn else {}
+    if Path(name).expanduser().is_dir():
+        name = str(Path(name).expanduser())
+        if is_checkpoint_dir(name):
+            log.info(
+                "%s is a Trainer checkpoint: fine-tuning from its weights (use --resume to continue "
+                "that run with its optimizer state)",
+                name,
+            )
+    try:
+        config = AutoConfig.from_pretrained(name, **kwargs, **attn_kwargs)
+        feature_extractor = AutoFeatureExtractor.from_pretrained(name, **kwargs)
+    except Exception as exc:  # noqa: BLE001
+        raise _explain_load_error(name, exc) from None
+    config.update(update)
+    config.update(cfg.config_overrides)
+    try:
+        model = AutoModelForCTC.from_pretrained(
+            name, config=config, ignore_mismatched_sizes=True, **kwargs, **attn_kwargs
+        )
+    except Exception as exc:  # noqa: BLE001
+        raise _explain_load_error(name, exc) from None
+    return config, feature_extractor, model
 
 
 def save_processor(built: Built, out_dir: Path) -> None:

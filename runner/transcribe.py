@@ -10,6 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ctc_tui.runner import audio
+from ctc_tui.runner.load import has_trained_model, load_trained
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ctc-tui transcribe", description=__doc__.splitlines()[0])
@@ -18,29 +21,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     run_dir = Path(args.run_dir)
-    if (
-        not (run_dir / "config.json").is_file()
-        or not any(run_dir.glob("*.safetensors"))
-        and not any(run_dir.glob("*.bin"))
-    ):
+    if not has_trained_model(run_dir):
         print(
             f"error: {run_dir} holds no trained model (config.json + weights); train one with ctc-tui run",
             file=sys.stderr,
         )
         return 2
     import torch
-    from transformers import AutoModelForCTC, AutoProcessor
 
-    from ctc_tui.runner import audio as audio_io
-
-    processor = AutoProcessor.from_pretrained(str(run_dir))
-    model = AutoModelForCTC.from_pretrained(str(run_dir)).eval()
+    trained = load_trained(run_dir)
+    processor, model = trained.processor, trained.model
     fe = processor.feature_extractor
     code = 0
     for path in args.audio:
         try:
-            samples, _ = audio_io.load(path, fe.sampling_rate)
-        except audio_io.AudioError as exc:
+            samples, _ = audio.load(path, fe.sampling_rate)
+        except audio.AudioError as exc:
             print(f"error: {exc}", file=sys.stderr)
             code = 2
             continue

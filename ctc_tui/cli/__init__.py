@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import-command": ("presets", "turn a gaudi_spawn/run_speech_recognition_ctc.py command into a preset"),
     "init": ("presets", "the wizard's questions as plain prompts; writes a preset"),
     "transcribe": ("transcribe", "transcribe audio files with a trained run dir"),
+    "lm": ("lm", "lm build RUN_DIR: a word n-gram language model of the run's training text"),
+    "eval": ("lm", "WER/CER of a trained run on its eval (or other) splits; --lm adds beam search + LM"),
 }
 
 

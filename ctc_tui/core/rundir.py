@@ -34,6 +34,13 @@ DEEPSPEED_ENV = ".deepspeed_env"  # what the DeepSpeed launcher forwards to othe
 RUN_TOKEN = "run-token"  # 0600: the secret TCP senders present (ranks read it; never in env or argv)
 HF_TOKEN_FILE = "hf-token"  # 0600: the Hub token for this run's ranks (from model.token or HF_TOKEN)
 
+LM_DIR = "lm"  # ctc-tui lm build: the run's word n-gram LM (ctc_tui.lmbuild)
+LM_ARPA = "lm.arpa"  # in LM_DIR: the model in ARPA format
+LM_UNIGRAMS = "unigrams.txt"  # in LM_DIR: its words, one a line
+LM_INFO = "lm.json"  # in LM_DIR: what went in (sources, counts, order, hashes)
+LM_WEIGHTS = "weights.json"  # in LM_DIR: alpha/beta tuned by ctc-tui eval --lm for that ARPA file
+EVAL_DIR = "eval"  # ctc-tui eval: eval/<split>.json, one result per split
+
 #: Everything above: files a training run must not mistake for a previous run's output.
 OWN_FILES = frozenset(
     {
@@ -55,6 +62,8 @@ OWN_FILES = frozenset(
         DEEPSPEED_ENV,
         RUN_TOKEN,
         HF_TOKEN_FILE,
+        LM_DIR,
+        EVAL_DIR,
     }
 )
 

@@ -5,7 +5,7 @@ group): ``ranks()`` picks this node's ranks (``python -m ctc_tui.runner``) but n
 forks, and ``stop()`` ends the whole tree through ``escalation`` (the tree is its ``Target``): SIGINT (if
 graceful), then SIGCONT + SIGTERM, then SIGKILL, until no process of the run is left (out of descriptors,
 when psutil cannot read /proc, it signals the launcher's process group instead). The ranks' contract
-(ctc_tui.runner.train): SIGINT = save a checkpoint, then exit 0; SIGTERM = stop at once, never starting a
+(ctc_tui.runner.stopping): SIGINT = save a checkpoint, then exit 0; SIGTERM = stop at once, never starting a
 save. So a kill (``graceful=False``) never begins a checkpoint, and a graceful teardown's SIGTERM, after
 GRACE_STOP, only cuts short a save that overran it; the SIGCONT before it reaches a stopped process.
 ``RankBook`` follows the ranks through their events (hello, state, exit) and

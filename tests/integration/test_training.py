@@ -170,7 +170,7 @@ def test_a_stop_by_socket_then_sigint_still_checkpoints(tmp_path):
     import os
 
     from ctc_tui.runner.report import Reporter
-    from ctc_tui.runner.train import StopRequest, install_stop_handlers
+    from ctc_tui.runner.stopping import StopRequest, install_stop_handlers
 
     previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     stop = StopRequest()

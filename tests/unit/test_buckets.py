@@ -208,7 +208,7 @@ def test_trainer_stream_reaches_each_rank_as_its_plan_column():
     from accelerate.data_loader import BatchSamplerShard
     from torch.utils.data import BatchSampler
 
-    from ctc_tui.runner.train import BucketSampler
+    from ctc_tui.runner.collate import BucketSampler
 
     lengths = skewed(n=1001)
     bounds = batching.bucket_boundaries(lengths, 8)
@@ -234,7 +234,7 @@ def test_collator_pads_only_to_bucket_lengths():
     import torch
     from transformers import Wav2Vec2FeatureExtractor
 
-    from ctc_tui.runner.train import CtcCollator
+    from ctc_tui.runner.collate import CtcCollator
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(800, 16000, 200).tolist()
@@ -263,7 +263,7 @@ def test_collator_pads_audio_as_the_feature_extractor_does(mask, buckets):
     import torch
     from transformers import Wav2Vec2FeatureExtractor
 
-    from ctc_tui.runner.train import CtcCollator
+    from ctc_tui.runner.collate import CtcCollator
 
     rng = np.random.default_rng(1)
     fe = Wav2Vec2FeatureExtractor(return_attention_mask=mask, padding_value=0.25)
@@ -292,7 +292,7 @@ def test_collator_hands_other_inputs_to_the_feature_extractor():
     import torch
     from transformers import Wav2Vec2FeatureExtractor
 
-    from ctc_tui.runner.train import CtcCollator
+    from ctc_tui.runner.collate import CtcCollator
 
     fe = Wav2Vec2FeatureExtractor(return_attention_mask=True)
     out = CtcCollator(fe)([{"input_values": np.ones(n), "labels": [1]} for n in (3, 5)])
@@ -329,7 +329,8 @@ def test_padding_key_validates_with_a_hint(tmp_path):
 
 
 def test_runner_resolves_padding():
-    from ctc_tui.runner.train import RunError, padding_mode, static_shape_padding
+    from ctc_tui.runner.collate import padding_mode, static_shape_padding
+    from ctc_tui.runner.errors import RunError
 
     seed = load_preset(SEED_PRESET)
     assert seed.data.padding == "auto"

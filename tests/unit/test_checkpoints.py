@@ -163,7 +163,7 @@ def test_the_runner_with_only_a_partial_checkpoint_starts_over(tmp_path):
 
 def test_sigint_stops_gracefully_and_sigterm_stops_at_once():
     from ctc_tui.runner.report import Reporter
-    from ctc_tui.runner.train import StopRequest, Terminated, install_stop_handlers
+    from ctc_tui.runner.stopping import StopRequest, Terminated, install_stop_handlers
 
     previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     stop = StopRequest()

@@ -287,9 +287,7 @@ def test_hub_split_preprocesses_from_the_files_and_caches(tmp_path, monkeypatch)
         def __call__(self, samples, sampling_rate):
             raise AssertionError("a non-main rank decoded audio")
 
-    monkeypatch.setattr(
-        data_mod.audio_io, "load", lambda *a: (_ for _ in ()).throw(AssertionError("decoded"))
-    )
+    monkeypatch.setattr(data_mod.audio, "load", lambda *a: (_ for _ in ()).throw(AssertionError("decoded")))
     again = preprocess(raw, "train", normalise, _Tok(), _NoDecoding(), c, "settings")
     assert again.from_cache and again.dataset["text"] == first.dataset["text"]
 

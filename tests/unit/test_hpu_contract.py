@@ -127,7 +127,7 @@ def test_gaudi_config_known_values(optimum_habana):
 
 
 def test_reporting_mixin_composes_with_gaudi_trainer(optimum_habana):
-    from ctc_tui.runner.train import ReportingMixin
+    from ctc_tui.runner.trainer import ReportingMixin
 
     cls = backends.trainer_class("hpu", ReportingMixin)
     assert cls.__mro__[1] is ReportingMixin and issubclass(cls, optimum_habana.GaudiTrainer)
@@ -147,7 +147,7 @@ def test_reporting_mixin_composes_with_gaudi_trainer(optimum_habana):
 
 def test_seed_presets_pad_to_buckets_on_hpu_and_dynamically_elsewhere():
     from ctc_tui.runner.batching import bucket_boundaries
-    from ctc_tui.runner.train import static_shape_padding
+    from ctc_tui.runner.collate import static_shape_padding
 
     preset = load_preset(SEED)
     lengths = [16000 * s // 10 for s in range(10, 200, 3)]  # 1.0 .. 19.9 s

@@ -3,7 +3,7 @@
 The runner's throttle (ctc_tui.runner.progress) on a fake clock, the events' rules (core.events), the fold
 into per-rank records and per-phase groups (runs.state), the bars of the live view and the plain lines
 (runs.headless), preprocessing's calls in one process (runner.data) and the eval loop's events
-(runner.train.ReportingMixin). Forked workers counting: tests/integration/test_progress.py."""
+(runner.trainer.ReportingMixin). Forked workers counting: tests/integration/test_progress.py."""
 
 from __future__ import annotations
 
@@ -319,7 +319,7 @@ def test_preprocessing_reports_the_start_each_batch_and_the_end_and_nothing_from
 def test_the_eval_loop_sends_its_start_batches_and_end(world, estimate):
     import torch
 
-    from ctc_tui.runner.train import ReportingMixin
+    from ctc_tui.runner.trainer import ReportingMixin
 
     class Reporter:
         def __init__(self) -> None:

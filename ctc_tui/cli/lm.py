@@ -1,0 +1,94 @@
+"""``ctc-tui lm build`` (a run's word n-gram LM, ctc_tui.lmbuild) and ``ctc-tui eval`` (WER/CER of a run on
+its splits, greedy and with the LM: the runner's ``score`` module in a child process, as torch is needed)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from ctc_tui.cli.common import CliError
+
+
+def cmd_lm_build(args: argparse.Namespace) -> int:
+    from ctc_tui.core.sources import DataError
+    from ctc_tui.lmbuild import ARPA, LM_DIR, LmBuildError, build
+
+    run_dir = Path(args.run_dir)
+    try:
+        info = build(run_dir, [Path(t) for t in args.text], args.order, transcripts=not args.no_transcripts)
+    except (LmBuildError, DataError) as exc:
+        raise CliError(str(exc)) from None
+    grams = ", ".join(f"{n}-grams {count}" for n, count in info["ngrams"].items())
+    print(
+        f"{run_dir / LM_DIR / ARPA}: order {info['order']}, {info['sentences']} sentences, "
+        f"{info['words']} words, vocabulary {info['vocabulary']}; {grams}"
+    )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    command = [sys.executable, "-m", "ctc_tui.runner.score", args.run_dir]
+    for split in args.split:
+        command += ["--split", split]
+    if args.checkpoint is not None:
+        command += ["--checkpoint", str(args.checkpoint)]
+    if args.lm:
+        command.append("--lm")
+    try:
+        proc = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+    except KeyboardInterrupt:
+        return 130
+    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    if args.json:
+        for result in results:
+            print(json.dumps(result))
+    elif results:
+        print_table(results)
+    return proc.returncode
+
+
+def print_table(results: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    with_lm = any("wer_lm" in r for r in results)
+    columns = ["split", "clips", "hours", "WER", "CER"] + (
+        ["WER+LM", "CER+LM", "alpha", "beta"] if with_lm else []
+    )
+    for name in columns:
+        table.add_column(name, justify="left" if name == "split" else "right")
+    for r in results:
+        row = [r["split"], str(r["clips"]), f"{r['hours']:.2f}", f"{r['wer']:.4f}", f"{r['cer']:.4f}"]
+        if with_lm:
+            row += [f"{r['wer_lm']:.4f}", f"{r['cer_lm']:.4f}", f"{r['alpha']:g}", f"{r['beta']:g}"]
+        table.add_row(*row)
+    Console().print(table)
+
+
+def _lm_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="lm_command", metavar="ACTION", required=True)
+    b = sub.add_parser("build", help="a word n-gram LM of the run's training transcripts, in RUN_DIR/lm/")
+    b.add_argument("run_dir")
+    b.add_argument("--text", action="append", default=[], metavar="FILE", help="more text, a sentence a line")
+    b.add_argument("--order", type=int, default=3, help="the n-gram order (default 3)")
+    b.add_argument(
+        "--no-transcripts", action="store_true", help="only the --text files (for hub data, or a test)"
+    )
+    b.set_defaults(func=cmd_lm_build)
+
+
+def _eval_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir")
+    p.add_argument("--split", action="append", default=[], metavar="NAME", help="default: the eval split")
+    p.add_argument("--checkpoint", type=int, metavar="N", help="score checkpoint-N, not the final model")
+    p.add_argument("--lm", action="store_true", help="also beam search with the LM of ctc-tui lm build")
+    p.add_argument("--json", action="store_true", help="one JSON object a line per split")
+    p.set_defaults(func=cmd_eval)
+
+
+#: Each command's arguments, by name (see ctc_tui.cli.COMMANDS).
+ARGUMENTS = {"lm": _lm_arguments, "eval": _eval_arguments}
