@@ -3,7 +3,8 @@
 ``RUN_DIR/processes.json`` (written atomically, mode 0600, by the supervisor when it starts the launcher
 and again as ranks say hello) says how to find and signal the run's processes when the supervisor is
 gone (kill -9, an OOM killer, a session reaper): the launcher's pid, start time and process group, each
-rank's pid and host, the Slurm job id file, and the addresses the ranks were told to report to. With it
+rank's pid and host, the scheduler and its job id file (a batch job's), and the addresses the ranks
+were told to report to. With it
 ``ctc-tui runs`` tells an orphaned run (supervisor gone, processes alive) from a lost one, ``ctc-tui
 attach``/``stop`` adopt it, and ``signal_directly`` stops or kills it without any supervisor.
 
@@ -25,7 +26,7 @@ from typing import Any
 
 import psutil
 
-from ctc_tui import launchers
+from ctc_tui import launchers, schedulers
 from ctc_tui.core import rundir
 from ctc_tui.supervisor.escalation import INTERRUPT, KILL, Stage
 
@@ -45,7 +46,8 @@ class ProcessRecord:
     launcher_started: float | None = None  # psutil's create_time: tells the launcher from a reused pid
     process_group: int | None = None
     ranks: dict[str, dict[str, Any]] = field(default_factory=dict)  # "rank" -> {"pid": ..., "host": ...}
-    slurm_job_file: str | None = None
+    scheduler: str = schedulers.LOCAL  # what placed the ranks (ctc_tui.schedulers)
+    job_file: str | None = None  # where a batch job's id is recorded
     log_socket: str | None = None  # the Unix socket ranks on this node were told
     tcp_address: str | None = None  # host:port ranks on other hosts were told
     tcp_port: int | None = None
@@ -73,7 +75,7 @@ class ProcessRecord:
         """The run's record; None when there is none or it is unreadable."""
         try:
             data = json.loads((Path(run_dir) / rundir.PROCESSES).read_text())
-            return cls(**data) if isinstance(data, dict) else None
+            return cls(**schedulers.upgrade_record(data)) if isinstance(data, dict) else None
         except (OSError, ValueError, TypeError):
             return None
 
