@@ -372,7 +372,7 @@ class LaunchSection(_Section):
     stop_grace_seconds: float = Field(120.0, ge=1, le=86400)
     """How long a graceful stop (``ctc-tui stop``, the dashboard's s) waits for the ranks to save their
     checkpoint and exit before it ends whatever is left (SIGCONT + SIGTERM, then SIGKILL a few seconds
-    later), as Slurm's KillWait does; raise it when saving a checkpoint takes longer."""
+    later), as a batch scheduler's kill wait does; raise it when saving a checkpoint takes longer."""
 
     @field_validator("master_addr", "log_host")
     @classmethod

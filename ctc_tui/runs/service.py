@@ -3,11 +3,12 @@
 ``prepare`` resolves the preset, runs the pre-flight check, creates the run dir (never clobbering one;
 mode 0700 or ``$CTC_TUI_RUN_DIR_MODE``; an existing one, and every folder above it, must pass the trust
 rules of ctc_tui.core.trust), takes the run dir's lock before it writes anything (git's ``index.lock``
-habit: a live run's dir is refused untouched) and writes ``preset.yaml`` and ``command.sh`` (and for
-Slurm runs the job script); ``start`` then starts the run's detached supervisor, which inherits the lock.
-Every command that acts on an existing run dir (``stop``, ``attach``, resume) checks it the same way
-first. Errors are typed: ``RunError`` (its message says what to do) and the preset's own
-``PresetError``. Nothing here knows about argparse or prints.
+habit: a live run's dir is refused untouched) and writes ``preset.yaml`` and ``command.sh`` (and what the
+run's scheduler writes: a batch job's script); ``start`` then starts the run's detached supervisor, which
+inherits the lock. Every command that acts on an existing run dir (``stop``, ``attach``, resume) checks it
+the same way first. Where the ranks run is the scheduler's to say (``ctc_tui.schedulers``: the local
+process tree, or a batch job), asked, never branched on. Errors are typed: ``RunError`` (its message says
+what to do) and the preset's own ``PresetError``. Nothing here knows about argparse or prints.
 """
 
 from __future__ import annotations
@@ -21,19 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ctc_tui import launchers
+from ctc_tui import launchers, schedulers
 from ctc_tui.core import private, rundir, trust
 from ctc_tui.core.preset import fill_output_dir, load_preset, preset_stem, resolve_output_dir
 from ctc_tui.core.presetfile import PRESET_FILENAME
 from ctc_tui.core.problems import PresetError
 from ctc_tui.core.shipped import find_preset
-from ctc_tui.launchers import slurm
 from ctc_tui.runs import client
 from ctc_tui.supervisor import Spec, runrecord
 
 if TYPE_CHECKING:
     from ctc_tui.core.preset import Preset
-    from ctc_tui.launchers.slurm import SlurmOptions
+    from ctc_tui.schedulers import JobOptions, Scheduler
 
 Warn = Callable[[str], None]
 
@@ -46,14 +46,14 @@ class RunError(Exception):
 class StartRequest:
     """A new run of ``preset`` (a file or a shipped preset's name) with dotted ``overrides``.
 
-    ``output_dir`` replaces training.output_dir; ``check`` runs the pre-flight check first; ``slurm``
-    submits the run as a Slurm job with these options."""
+    ``output_dir`` replaces training.output_dir; ``check`` runs the pre-flight check first; ``job``
+    submits the run as a batch job with these options (their scheduler's; None: the local process tree)."""
 
     preset: str | Path
     overrides: tuple[str, ...] = ()
     output_dir: str | None = None
     check: bool = True
-    slurm: SlurmOptions | None = None
+    job: JobOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class ResumeRequest:
     run_dir: str | Path
     overrides: tuple[str, ...] = ()
     check: bool = True
-    slurm: SlurmOptions | None = None
+    job: JobOptions | None = None
 
 
 Request = StartRequest | ResumeRequest
@@ -72,8 +72,8 @@ Request = StartRequest | ResumeRequest
 
 @dataclass(frozen=True)
 class PreparedRun:
-    """A run dir ready to start: its preset, the launch command (an sbatch for Slurm runs), the
-    environment the ranks need, and the pre-flight check's warnings."""
+    """A run dir ready to start: its preset, the launch command (a batch job's submission when ``job``
+    options are given), the environment the ranks need, and the pre-flight check's warnings."""
 
     preset: Preset
     run_dir: Path
@@ -81,7 +81,11 @@ class PreparedRun:
     env: Mapping[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     resumed: bool = False
-    slurm: SlurmOptions | None = None
+    job: JobOptions | None = None
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return schedulers.of(self.job)
 
 
 @dataclass(frozen=True)
@@ -178,12 +182,10 @@ def _refuse_running_processes(run_dir: Path) -> None:
         )
 
 
-def saved_slurm_options(run_dir: str | Path) -> SlurmOptions | None:
-    """The Slurm options a run dir was started with (None when it was not a Slurm run): a Slurm run
+def saved_job_options(run_dir: str | Path) -> JobOptions | None:
+    """The batch job options a run dir was started with (None when its ranks ran locally): a batch run
     resumes as one, with these options unless others are given."""
-    with contextlib.suppress(OSError):
-        return slurm.options_from_json((Path(run_dir).expanduser() / slurm.OPTIONS_FILE).read_text())
-    return None
+    return schedulers.saved_options(run_dir)
 
 
 def _existing_nonempty(path: Path) -> bool:
@@ -195,20 +197,20 @@ def _existing_nonempty(path: Path) -> bool:
 # -- prepare --------------------------------------------------------------------------------------
 
 
-def preflight(preset: Preset, *, resume: bool, slurm_run: bool, warn: Warn) -> dict[str, str]:
+def preflight(preset: Preset, *, resume: bool, scheduler: Scheduler, warn: Warn) -> dict[str, str]:
     """``ctc-tui check`` before a run starts: warnings to ``warn``, errors raise RunError.
 
     Returns what the cards found add to the ranks' environment: HABANA_VISIBLE_MODULES naming free
-    Gaudi cards when some of this node's are busy (not for Slurm runs: the cards are the nodes')."""
+    Gaudi cards when some of this node's are busy (only when the scheduler places the ranks here)."""
     # The check's probes (devices, hostfiles, packages) load only when a check runs.
     from ctc_tui.check import card_environment, run_checks
 
     detected = None
-    if preset.gaudi.use_habana and not slurm_run:
+    if preset.gaudi.use_habana and scheduler.places_here:
         from ctc_tui import devices  # as above: only Gaudi runs look at this node's cards
 
         detected = devices.detect()
-    findings = run_checks(preset, resume=resume, slurm=slurm_run, detected=detected)
+    findings = run_checks(preset, resume=resume, scheduler=scheduler, detected=detected)
     for finding in findings:
         if finding.level == "warning":
             warn(finding.render())
@@ -219,7 +221,7 @@ def preflight(preset: Preset, *, resume: bool, slurm_run: bool, warn: Warn) -> d
             f"the pre-flight check found {len(errors)} problem{'s' if len(errors) != 1 else ''}; "
             f"nothing was started:\n{lines}\n(skip the check with ctc-tui run --no-check)"
         )
-    cards = {} if slurm_run else card_environment(preset, detected)
+    cards = card_environment(preset, detected) if scheduler.places_here else {}
     for name, value in cards.items():
         warn(f"some Gaudi cards are busy: this run uses {name}={value}")
     return cards
@@ -239,11 +241,8 @@ def _resumed_preset(request: ResumeRequest, warn: Warn) -> tuple[Preset, Path, d
         )
     preset = load_preset(saved, list(request.overrides))
     preset.training.output_dir = str(run_dir)
-    cards = (
-        preflight(preset, resume=True, slurm_run=request.slurm is not None, warn=warn)
-        if request.check
-        else {}
-    )
+    scheduler = schedulers.of(request.job)
+    cards = preflight(preset, resume=True, scheduler=scheduler, warn=warn) if request.check else {}
     return preset, run_dir, cards
 
 
@@ -262,11 +261,8 @@ def _new_preset(request: StartRequest, warn: Warn) -> tuple[Preset, Path, dict[s
     if run_dir.exists():
         _private(private.check_run_dir, run_dir)
         refuse_live(run_dir)
-    cards = (
-        preflight(preset, resume=False, slurm_run=request.slurm is not None, warn=warn)
-        if request.check
-        else {}
-    )
+    scheduler = schedulers.of(request.job)
+    cards = preflight(preset, resume=False, scheduler=scheduler, warn=warn) if request.check else {}
     if _existing_nonempty(run_dir) and not preset.training.overwrite_output_dir:
         raise RunError(
             f"output dir {run_dir} exists and is not empty. Resume it with: ctc-tui run --resume {run_dir}\n"
@@ -323,22 +319,11 @@ def _write_preset(request: Request, preset: Preset, run_dir: Path) -> Path:
     return preset_file
 
 
-def _slurm_command(preset: Preset, options: SlurmOptions, preset_file: Path, resume: bool) -> list[str]:
-    """Write the Slurm job script and options into the run dir; the command is its sbatch."""
-    run_dir = preset_file.parent
-    job = slurm.run_script(
-        preset, options, preset_file, job_name=slurm.job_name_for(run_dir.name), resume=resume
-    )
-    (run_dir / slurm.JOB_SCRIPT).write_text(job, encoding="utf-8")
-    (run_dir / slurm.OPTIONS_FILE).write_text(slurm.options_json(options), encoding="utf-8")
-    (run_dir / slurm.JOB_ID_FILE).unlink(missing_ok=True)  # a resumed run's previous job is not this one
-    return slurm.submit_command(run_dir / slurm.JOB_SCRIPT, run_dir)
-
-
 def prepare(request: Request, warn: Warn | None = None) -> PreparedRun:
     """Resolve the preset, check it (unless ``request.check`` is false), create the run dir (never
-    clobbering one), take its lock, and write preset.yaml and command.sh (and for Slurm runs
-    job.sbatch); the lock is let go on return (``start`` hands it to the supervisor instead).
+    clobbering one), take its lock, and write preset.yaml and command.sh (and what the scheduler writes:
+    a batch job's script and options); the lock is let go on return (``start`` hands it to the supervisor
+    instead).
 
     Each warning goes to ``warn`` as it is found, and is kept in the result's ``warnings``."""
     with _prepared(request, warn) as (run, _lock):
@@ -381,13 +366,8 @@ def _write_run_dir(
     _private(private.make_run_dir, run_dir)
     _store_hub_token(preset, run_dir, collect)
     preset_file = _write_preset(request, preset, run_dir)
-    if request.slurm is not None:
-        command, env = _slurm_command(preset, request.slurm, preset_file, resume), {}
-    else:
-        command, env = (
-            launchers.build_command(preset, preset_file, resume=resume),
-            {**launchers.launch_env(preset), **cards},
-        )
+    command, env = schedulers.of(request.job).prepare(preset, request.job, preset_file, resume=resume)
+    env = {**env, **cards}
     (run_dir / rundir.COMMAND).write_text(launchers.command_script(command, env), encoding="utf-8")
     os.chmod(run_dir / rundir.COMMAND, 0o755)
     return PreparedRun(
@@ -397,7 +377,7 @@ def _write_run_dir(
         env=dict(env),
         warnings=tuple(warnings),
         resumed=resume,
-        slurm=request.slurm,
+        job=request.job,
     )
 
 
@@ -405,25 +385,12 @@ def _write_run_dir(
 
 
 def supervisor_spec(run: PreparedRun) -> Spec:
-    """What the run's supervisor runs: the launch command with the ranks' log transport, or for Slurm
-    runs the job's submission (its job id recorded so that a stop cancels it); and how many ranks it
-    starts (the supervisor takes events of those ranks only)."""
-    grace = run.preset.launch.stop_grace_seconds
-    if run.slurm is None:
-        return Spec(
-            command=list(run.command),
-            env=dict(run.env),
-            world_size=launchers.get(run.preset.launch.launcher).world_size(run.preset),
-            stop_grace=grace,
-            **launchers.log_transport(run.preset),
-        )
-    job_id_file = run.run_dir / slurm.JOB_ID_FILE
+    """What the run's supervisor runs, as its scheduler says: the launch command with the ranks' log
+    transport, or a batch job's submission (its job id recorded so that a stop cancels it); and how many
+    ranks it starts (the supervisor takes events of those ranks only)."""
     return Spec(
-        command=slurm.supervised_command(list(run.command), job_id_file),
-        slurm_job_file=str(job_id_file),
-        world_size=run.slurm.nodes * slurm.cards_per_node(run.preset, run.slurm),
-        stop_grace=grace,
-        **slurm.log_transport(run.preset, run.slurm.partition),
+        stop_grace=run.preset.launch.stop_grace_seconds,
+        **run.scheduler.supervised(run.run_dir, run.preset, list(run.command), dict(run.env), run.job),
     )
 
 
@@ -590,7 +557,7 @@ __all__ = [
     "preflight",
     "prepare",
     "resolve_run_dir",
-    "saved_slurm_options",
+    "saved_job_options",
     "start",
     "stop",
     "supervisor_spec",

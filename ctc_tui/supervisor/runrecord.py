@@ -3,13 +3,14 @@
 ``RUN_DIR/processes.json`` (written atomically, mode 0600, by the supervisor when it starts the launcher
 and again as ranks say hello) says how to find and signal the run's processes when the supervisor is
 gone (kill -9, an OOM killer, a session reaper): the launcher's pid, start time and process group, each
-rank's pid and host, the Slurm job id file, and the addresses the ranks were told to report to. With it
+rank's pid and host, the scheduler and its job id file (a batch job's), and the addresses the ranks
+were told to report to. With it
 ``ctc-tui runs`` tells an orphaned run (supervisor gone, processes alive) from a lost one, ``ctc-tui
 attach``/``stop`` adopt it, and ``signal_directly`` stops or kills it without any supervisor.
 
 The record is read only as a private file of this user (ctc_tui.core.trust), and a recorded process is
 signalled only while it is still the one recorded: the same pid and start time, this user's, and a
-command line of the run's kind (a rank, a launcher, the Slurm submitter, or the launcher's very argv as
+command line of the run's kind (a rank, a launcher, a batch job's submitter, or the launcher's very argv as
 the supervisor started it): a forged or stale record never makes ctc-tui signal an unrelated process.
 
 ``RUN_DIR/supervisor.lock`` is ``flock``'d before anything is written into the run dir, by the ``ctc-tui
@@ -31,7 +32,7 @@ from typing import Any
 
 import psutil
 
-from ctc_tui import launchers
+from ctc_tui import launchers, schedulers
 from ctc_tui.core import rundir, trust
 from ctc_tui.launchers.base import RANK_MODULE
 from ctc_tui.supervisor.escalation import INTERRUPT, KILL, Stage
@@ -49,9 +50,10 @@ class RunLocked(Exception):
 
 
 def is_run_command(cmd: list[str]) -> bool:
-    """Whether a command line is one a run starts: a rank, or a launcher's own process (mpirun, deepspeed,
-    torchrun, the Slurm submitter, ...), named by its program or ``-m`` module."""
-    names = {RANK_MODULE, *launchers.owned_processes()}
+    """Whether a command line is one a run starts: a rank, or a launcher's or scheduler's own process
+    (mpirun, deepspeed, torchrun, a batch job's submitter, ...), named by its program or ``-m`` module."""
+    scheduled = (name for scheduler in schedulers.all_schedulers() for name in scheduler.owned_processes)
+    names = {RANK_MODULE, *launchers.owned_processes(), *scheduled}
     return any(os.path.basename(arg) in names for arg in cmd)
 
 
@@ -71,7 +73,8 @@ class ProcessRecord:
     process_group: int | None = None
     #: "rank" -> {"pid": ..., "host": ..., "started": create_time of a rank on the supervisor's host}
     ranks: dict[str, dict[str, Any]] = field(default_factory=dict)
-    slurm_job_file: str | None = None
+    scheduler: str = schedulers.LOCAL  # what placed the ranks (ctc_tui.schedulers)
+    job_file: str | None = None  # where a batch job's id is recorded
     log_socket: str | None = None  # the Unix socket ranks on this node were told
     tcp_address: str | None = None  # host:port ranks on other hosts were told
     tcp_port: int | None = None
@@ -106,7 +109,7 @@ class ProcessRecord:
         try:
             text = trust.read_private(Path(run_dir) / rundir.PROCESSES)
             data = json.loads(text) if text is not None else None
-            return cls(**data) if isinstance(data, dict) else None
+            return cls(**schedulers.upgrade_record(data)) if isinstance(data, dict) else None
         except (OSError, ValueError, TypeError):
             return None
 

@@ -304,7 +304,7 @@ def test_exports_never_carry_the_token(tmp_path, token_preset, capsys):
 
 
 def test_the_exported_slurm_job_makes_a_private_run_dir(tmp_path):
-    from ctc_tui.launchers import slurm
+    from ctc_tui.schedulers import slurm
 
     script = slurm.export_script(load_preset(CPU), slurm.SlurmOptions(nodes=1), preset_name="demo")
     assert 'mkdir -p -m "${CTC_TUI_RUN_DIR_MODE:-700}" "$run_dir" "$run_dir/logs"' in script

@@ -84,6 +84,7 @@ def test_a_recorded_process_whose_command_is_not_a_runs_is_not_the_launcher():
     assert runrecord.is_run_command(["python", "-m", "ctc_tui.runner", "/r/preset.yaml"])
     assert runrecord.is_run_command(["mpirun", "-n", "2", "python", "-m", "ctc_tui.runner", "p.yaml"])
     assert not runrecord.is_run_command(["sleep", "1000"])
+    assert runrecord.is_run_command(["python", "-m", "ctc_tui.schedulers.slurm", "submit", "--", "sbatch"])
     assert runrecord.is_supervisor_command(["python", "-m", "ctc_tui.supervisor", "/r"])
     assert not runrecord.is_supervisor_command(["python", "-m", "pytest"])
 
