@@ -15,7 +15,8 @@ What is checked:
 - model: a local folder with config.json, or a hub id present in the Hugging Face cache when offline;
 - data: local folders and splits exist, a few clips' sample rates; hub datasets cached when offline;
 - output dir: writable, enough free disk, and not someone's earlier run (unless overwrite_output_dir);
-  short enough for its Unix sockets (checked before anything is written);
+  short enough for its Unix sockets (checked before anything is written); yours, below folders no one
+  else can swap (ctc_tui.core.trust: OpenSSH's StrictModes rule);
 - hostfile: every other host answers ``ssh -o BatchMode=yes``.
 
 Standard library (and psutil through devices) only: never torch, transformers or datasets. Packages are
@@ -37,7 +38,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ctc_tui import launchers, schedulers
-from ctc_tui.core import checkpoints, rundir
+from ctc_tui.core import checkpoints, rundir, trust
 from ctc_tui.core.findings import Finding
 from ctc_tui.core.findings import error as _error
 from ctc_tui.core.findings import warning as _warning
@@ -464,9 +465,16 @@ def check_output_dir(preset: Preset, resume: bool = False) -> list[Finding]:
     sockets = rundir.socket_path_problem(out)
     if sockets:
         return [_error("training.output_dir", sockets)]
+    try:
+        untrusted = trust.path_problem(out)
+    except trust.Untrusted as exc:
+        untrusted = str(exc)
+    if untrusted:
+        return [_error("training.output_dir", untrusted)]
     if out.exists() and not out.is_dir():
         return [_error("training.output_dir", f"{out} is a file: choose another --output-dir")]
-    if not resume and out.is_dir() and any(out.iterdir()) and not preset.training.overwrite_output_dir:
+    holds = out.is_dir() and any(p.name != rundir.SUPERVISOR_LOCK for p in out.iterdir())
+    if not resume and holds and not preset.training.overwrite_output_dir:
         return [
             _error(
                 "training.output_dir",

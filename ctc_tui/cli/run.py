@@ -125,14 +125,18 @@ def _request(args: argparse.Namespace, job_options):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ctc_tui import schedulers  # as in _usage_errors
-    from ctc_tui.runs import service  # likewise
+    from ctc_tui.runs import client, service  # likewise
 
     if args.resume and args.preset and "=" in args.preset:  # `run --resume DIR k=v`: k=v is an override
         args.overrides = [args.preset, *args.overrides]
         args.preset = None
     job_options = _job_options(args, schedulers.runners())  # bad ones stop here, before a run dir is made
     with _usage_errors():
-        run_dir = service.start(_request(args, job_options), warn=print_err).run_dir
+        try:
+            run_dir = service.start(_request(args, job_options), warn=print_err).run_dir
+        except client.StartFailed as exc:
+            print_err(f"error: {exc}")
+            return 1
     if args.detach:
         print(
             f"run dir: {run_dir}\nfollow it with: ctc-tui attach {run_dir}\n"
@@ -189,9 +193,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not args.output:
         sys.stdout.write(text)
         return 0
-    out = write_output(args.output, text, args.force, mode=0o755)
+    with _usage_errors(), _run_dir_locked(Path(args.output).expanduser().parent):
+        out = write_output(args.output, text, args.force, mode=0o755)
     print(f"wrote {out}; submit it with: {scheduler.submit_program} {out}")
     return 0
+
+
+@contextlib.contextmanager
+def _run_dir_locked(folder: Path) -> Iterator[None]:
+    """When ``folder`` is a run dir: its trust rules checked and its lock held inside the block (a live
+    run's job script is never replaced); otherwise nothing."""
+    from ctc_tui.core import rundir  # as in _usage_errors
+    from ctc_tui.runs import service
+
+    if not rundir.is_run_dir(folder):
+        yield
+        return
+    path = service.resolve_run_dir(folder)
+    with service.locked_run_dir(path):
+        yield
 
 
 def _export_arguments(p: argparse.ArgumentParser) -> None:
@@ -244,10 +264,15 @@ def _positive_seconds(text: str) -> float:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from ctc_tui.runs.service import adopt_if_orphaned, resolve_run_dir  # as in _usage_errors
+    from ctc_tui.runs.service import (  # as in _usage_errors
+        adopt_if_orphaned,
+        check_supervisor,
+        resolve_run_dir,
+    )
 
     with _usage_errors():
         run_dir = resolve_run_dir(args.run_dir)
+        check_supervisor(run_dir)  # another user's socket here: refused before anything is followed
         adopted = adopt_if_orphaned(run_dir)
     if adopted is not None:
         print_err(f"the run's supervisor was gone: supervisor {adopted} adopted the running run")

@@ -1,27 +1,30 @@
 """The run service: start, resume and stop runs from typed requests (the CLI, the TUI and scripts alike).
 
 ``prepare`` resolves the preset, runs the pre-flight check, creates the run dir (never clobbering one;
-mode 0700 or ``$CTC_TUI_RUN_DIR_MODE``; an existing one must be the user's own and not writable by others)
-and writes ``preset.yaml`` and ``command.sh`` (and what the run's scheduler writes: a batch job's
-script); ``start`` then starts the run's detached supervisor. Where the ranks run is the scheduler's to
-say (``ctc_tui.schedulers``: the local process tree, or a batch job), asked, never branched on. Errors
-are typed: ``RunError`` (its message says what to do) and the preset's own ``PresetError``. Nothing
-here knows about argparse or prints.
+mode 0700 or ``$CTC_TUI_RUN_DIR_MODE``; an existing one, and every folder above it, must pass the trust
+rules of ctc_tui.core.trust), takes the run dir's lock before it writes anything (git's ``index.lock``
+habit: a live run's dir is refused untouched) and writes ``preset.yaml`` and ``command.sh`` (and what the
+run's scheduler writes: a batch job's script); ``start`` then starts the run's detached supervisor, which
+inherits the lock. Every command that acts on an existing run dir (``stop``, ``attach``, resume) checks it
+the same way first. Where the ranks run is the scheduler's to say (``ctc_tui.schedulers``: the local
+process tree, or a batch job), asked, never branched on. Errors are typed: ``RunError`` (its message says
+what to do) and the preset's own ``PresetError``. Nothing here knows about argparse or prints.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctc_tui import launchers, schedulers
-from ctc_tui.core import private, rundir
-from ctc_tui.core.preset import load_preset, preset_stem, resolve_output_dir
+from ctc_tui.core import private, rundir, trust
+from ctc_tui.core.preset import fill_output_dir, load_preset, preset_stem, resolve_output_dir
 from ctc_tui.core.presetfile import PRESET_FILENAME
 from ctc_tui.core.problems import PresetError
 from ctc_tui.core.shipped import find_preset
@@ -124,11 +127,59 @@ class StopResult:
 
 
 def resolve_run_dir(text: str | Path) -> Path:
-    """``text`` as an absolute run dir; RunError when it has no events.jsonl."""
-    path = Path(text).expanduser().resolve()
+    """``text`` as an absolute run dir that passes the trust rules (checked on the way ``text`` names it,
+    links included); RunError when it does not, or has no events.jsonl."""
+    given = Path(text).expanduser()
+    _private(trust.check_run_dir, given)
+    path = given.resolve()
     if not rundir.is_run_dir(path):
         raise RunError(f"{path} is not a ctc-tui run dir (no events.jsonl); list runs with: ctc-tui runs")
     return path
+
+
+def check_supervisor(run_dir: Path) -> None:
+    """RunError when the run's control socket is served by another user's process (nothing is sent to
+    it); nothing when it is this user's supervisor, or none listens."""
+    try:
+        asyncio.run(client.request(run_dir, "status"))
+    except (client.NotRunning, client.NotResponding):
+        pass
+    except trust.Untrusted as exc:
+        raise RunError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def locked_run_dir(run_dir: Path) -> Iterator[int]:
+    """The run dir's lock (its fd), held inside the block; taken before anything is written there.
+    RunError, with nothing written, when a live run holds it or its processes still run without their
+    supervisor."""
+    try:
+        lock = runrecord.acquire_lock(run_dir)
+    except runrecord.RunLocked as exc:
+        raise RunError(str(exc)) from None
+    except OSError as exc:
+        raise RunError(
+            f"cannot lock {run_dir / rundir.SUPERVISOR_LOCK}: {exc.strerror}; remove it if it is not a file"
+        ) from None
+    try:
+        _refuse_running_processes(run_dir)
+        yield lock
+    finally:
+        os.close(lock)
+
+
+def _refuse_running_processes(run_dir: Path) -> None:
+    """RunError when the run's recorded processes still run (its supervisor gone, the lock free)."""
+    try:
+        record = runrecord.ProcessRecord.load(run_dir)
+    except trust.Untrusted as exc:
+        raise RunError(str(exc)) from None
+    if record is not None and record.any_alive():
+        raise RunError(
+            f"{run_dir} is in use by a live run without its supervisor (launcher pid "
+            f"{record.launcher_pid or '?'}): follow it with ctc-tui attach {run_dir} (which adopts it), or "
+            f"stop it with ctc-tui stop {run_dir}; nothing was written"
+        )
 
 
 def saved_job_options(run_dir: str | Path) -> JobOptions | None:
@@ -138,7 +189,9 @@ def saved_job_options(run_dir: str | Path) -> JobOptions | None:
 
 
 def _existing_nonempty(path: Path) -> bool:
-    return path.is_dir() and any(path.iterdir())
+    """Whether ``path`` is a folder holding anything but a run dir's lock (left by a start that stopped
+    before writing: nothing else of it is there)."""
+    return path.is_dir() and any(p.name != rundir.SUPERVISOR_LOCK for p in path.iterdir())
 
 
 # -- prepare --------------------------------------------------------------------------------------
@@ -175,7 +228,9 @@ def preflight(preset: Preset, *, resume: bool, scheduler: Scheduler, warn: Warn)
 
 
 def _resumed_preset(request: ResumeRequest, warn: Warn) -> tuple[Preset, Path, dict[str, str]]:
-    run_dir = Path(request.run_dir).expanduser().resolve()
+    given = Path(request.run_dir).expanduser()
+    _private(trust.check_path, given)
+    run_dir = given.resolve()
     if run_dir.is_dir():
         _private(private.check_run_dir, run_dir)
     refuse_live(run_dir)
@@ -198,12 +253,16 @@ def _new_preset(request: StartRequest, warn: Warn) -> tuple[Preset, Path, dict[s
     preset = load_preset(path, list(request.overrides))
     if request.output_dir:
         preset.training.output_dir = request.output_dir
+    preset = fill_output_dir(preset, preset_stem(path))
+    # As given, links and all, before the check: a refusal is one line, never skippable.
+    _private(trust.check_path, Path(preset.training.output_dir))
     preset = resolve_output_dir(preset, preset_stem(path))
     run_dir = Path(preset.training.output_dir)
-    scheduler = schedulers.of(request.job)
-    cards = preflight(preset, resume=False, scheduler=scheduler, warn=warn) if request.check else {}
     if run_dir.exists():
         _private(private.check_run_dir, run_dir)
+        refuse_live(run_dir)
+    scheduler = schedulers.of(request.job)
+    cards = preflight(preset, resume=False, scheduler=scheduler, warn=warn) if request.check else {}
     if _existing_nonempty(run_dir) and not preset.training.overwrite_output_dir:
         raise RunError(
             f"output dir {run_dir} exists and is not empty. Resume it with: ctc-tui run --resume {run_dir}\n"
@@ -214,10 +273,10 @@ def _new_preset(request: StartRequest, warn: Warn) -> tuple[Preset, Path, dict[s
 
 
 def _private(check: Callable[[Path], Any], run_dir: Path) -> None:
-    """``check`` (a ctc_tui.core.private run dir check) with its PrivacyError as a RunError."""
+    """``check`` (a run dir check of ctc_tui.core.private or .trust) with its refusal as a RunError."""
     try:
         check(run_dir)
-    except private.PrivacyError as exc:
+    except trust.Untrusted as exc:
         raise RunError(str(exc)) from None
 
 
@@ -262,10 +321,19 @@ def _write_preset(request: Request, preset: Preset, run_dir: Path) -> Path:
 
 def prepare(request: Request, warn: Warn | None = None) -> PreparedRun:
     """Resolve the preset, check it (unless ``request.check`` is false), create the run dir (never
-    clobbering one) and write preset.yaml and command.sh (and what the scheduler writes: a batch job's
-    script and options).
+    clobbering one), take its lock, and write preset.yaml and command.sh (and what the scheduler writes:
+    a batch job's script and options); the lock is let go on return (``start`` hands it to the supervisor
+    instead).
 
     Each warning goes to ``warn`` as it is found, and is kept in the result's ``warnings``."""
+    with _prepared(request, warn) as (run, _lock):
+        return run
+
+
+@contextlib.contextmanager
+def _prepared(request: Request, warn: Warn | None) -> Iterator[tuple[PreparedRun, int]]:
+    """``prepare``'s work, the run dir's lock taken before anything is written into it and held inside
+    the block: yields the prepared run and the lock's fd."""
     warnings: list[str] = []
 
     def collect(message: str) -> None:
@@ -279,6 +347,22 @@ def prepare(request: Request, warn: Warn | None = None) -> PreparedRun:
     if sockets:
         raise RunError(f"{sockets}; nothing was written")
     _refuse_unsafe(preset)
+    _private(private.create_run_dir, run_dir)
+    with locked_run_dir(run_dir) as lock:
+        yield _write_run_dir(request, preset, run_dir, cards, collect, warnings), lock
+
+
+def _write_run_dir(
+    request: Request,
+    preset: Preset,
+    run_dir: Path,
+    cards: dict[str, str],
+    collect: Warn,
+    warnings: list[str],
+) -> PreparedRun:
+    """Everything a run dir holds before its supervisor starts; the caller holds the run dir's lock.
+    ``warnings``: those found so far, which ``collect`` adds to."""
+    resume = isinstance(request, ResumeRequest)
     _private(private.make_run_dir, run_dir)
     _store_hub_token(preset, run_dir, collect)
     preset_file = _write_preset(request, preset, run_dir)
@@ -311,26 +395,41 @@ def supervisor_spec(run: PreparedRun) -> Spec:
 
 
 def start(request: Request, warn: Warn | None = None) -> StartedRun:
-    """``prepare`` the run and start its detached supervisor. Raises RunError or PresetError before
-    anything is started, client.StartFailed when the supervisor does not come up."""
-    run = prepare(request, warn)
-    return StartedRun(run=run, pid=client.start_detached(run.run_dir, supervisor_spec(run)))
+    """``prepare`` the run and start its detached supervisor, which inherits the run dir's lock. Raises
+    RunError or PresetError before anything is started, client.StartFailed when the supervisor does not
+    come up."""
+    with _prepared(request, warn) as (run, lock):
+        pid = client.start_detached(run.run_dir, supervisor_spec(run), lock_fd=lock)
+    return StartedRun(run=run, pid=pid)
 
 
 def refuse_live(run_dir: Path) -> None:
-    """RunError when ``run_dir`` is running (its supervisor, or its processes without one): a second
-    supervisor would share its sockets and events.jsonl."""
-    if client.is_live(run_dir) or runrecord.is_locked(run_dir) or client.orphaned(run_dir):
+    """RunError, naming the live run's pid, when ``run_dir`` is running (its supervisor, the ``ctc-tui
+    run`` preparing it, or its processes without a supervisor): a second run would overwrite its files
+    and share its sockets and events.jsonl."""
+    holder = runrecord.locked_by(run_dir)
+    if holder is None and client.is_live(run_dir):
+        holder = client.supervisor_pid(run_dir) or 0
+    if holder is not None:
         raise RunError(
-            f"{run_dir} is still running: follow it with ctc-tui attach {run_dir}, "
-            f"or stop it with ctc-tui stop {run_dir} first"
+            f"{run_dir} is in use by a live run (pid {holder or '?'}): follow it with ctc-tui attach "
+            f"{run_dir}, or stop it with ctc-tui stop {run_dir}; nothing was written"
         )
+    _refuse_running_processes(run_dir)
+
+
+def _orphaned(run_dir: Path) -> bool:
+    """client.orphaned, a processes.json that fails the trust rules a RunError."""
+    try:
+        return client.orphaned(run_dir)
+    except trust.Untrusted as exc:
+        raise RunError(str(exc)) from None
 
 
 def adopt_if_orphaned(run_dir: Path) -> int | None:
     """When the run's supervisor is gone but its processes live: start a fresh supervisor that adopts
     it; its pid (None when there was nothing to adopt). RunError when it cannot start."""
-    if not client.orphaned(run_dir):
+    if not _orphaned(run_dir):
         return None
     try:
         return client.adopt(run_dir)
@@ -352,9 +451,9 @@ def stop(run_dir: str | Path, kill: bool = False) -> StopResult:
         reply = client.stop(path, kill=kill) or {}
         return StopResult(run_dir=path, kill=kill, reply=reply, how=how, asked_at=asked_at)
     except client.NotRunning:
-        if not client.orphaned(path):
+        if not _orphaned(path):
             raise RunError(f"{path} has no live supervisor: the run has already ended") from None
-    except client.NotResponding as exc:
+    except (client.NotResponding, trust.Untrusted) as exc:
         raise RunError(str(exc)) from None
     try:
         adopt_if_orphaned(path)
@@ -438,7 +537,7 @@ def _stop_grace(run_dir: Path) -> float:
 
     try:
         return float(Spec.load(run_dir).stop_grace)
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError, trust.Untrusted):
         return escalation.STOP_GRACE
 
 
@@ -452,6 +551,8 @@ __all__ = [
     "StartedRun",
     "StopResult",
     "adopt_if_orphaned",
+    "check_supervisor",
+    "locked_run_dir",
     "refuse_live",
     "preflight",
     "prepare",

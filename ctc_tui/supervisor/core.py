@@ -7,8 +7,11 @@ or any rank fails, and records the run's last ``state``/``exit`` events. ``serve
 process (``python -m ctc_tui.supervisor [--adopt] RUN_DIR``) that runs ``RUN_DIR/supervisor.json``, or
 with ``--adopt`` takes over a run whose supervisor died (``Supervisor.adopt``: no new launch; the history
 is kept, new events are appended, the ranks reconnect to the same socket path and TCP port). Either way
-it first takes the run dir's lock (one supervisor per run dir) and records the run's processes in
-``RUN_DIR/processes.json`` (see ``runrecord``).
+it first checks the run dir (ctc_tui.core.trust: yours, private, below folders no one else can swap),
+takes the run dir's lock (one supervisor per run dir; ``--lock-fd N``: the one ``ctc-tui run`` took
+before writing anything, inherited) and records the run's processes in ``RUN_DIR/processes.json`` (see
+``runrecord``). Its Unix sockets serve only processes of its own user (``SO_PEERCRED``); others are
+hung up on and counted (``refused_peers``).
 
 Ordering that clients rely on: ``events.jsonl`` is complete on disk before any subscriber hears the end;
 a graceful stop reaches the ranks over their socket and (locally) by SIGINT to the ranks only, and
@@ -33,7 +36,7 @@ from typing import Any
 import psutil
 
 from ctc_tui import schedulers
-from ctc_tui.core import events, private, rundir
+from ctc_tui.core import events, private, rundir, trust
 from ctc_tui.supervisor import escalation
 from ctc_tui.supervisor.control import ControlServer
 from ctc_tui.supervisor.deepspeed_env import write_deepspeed_env
@@ -84,7 +87,12 @@ class Spec:
 
     @classmethod
     def load(cls, run_dir: Path) -> Spec:
-        return cls(**schedulers.upgrade_record(json.loads((Path(run_dir) / SPEC_FILE).read_text())))
+        """The run's spec; raises trust.Untrusted when supervisor.json is not a private file of this user,
+        OSError when it is missing."""
+        text = trust.read_private(Path(run_dir) / SPEC_FILE)
+        if text is None:
+            raise FileNotFoundError(f"{Path(run_dir) / SPEC_FILE} is missing")
+        return cls(**schedulers.upgrade_record(json.loads(text)))
 
 
 class Supervisor:
@@ -128,6 +136,7 @@ class Supervisor:
         self.stop_escalation: escalation.Escalation | None = None
         self._killed = False
         self._servers: list[asyncio.base_events.Server] = []
+        self.refused_peers = 0  # connections to a Unix socket from another user's process, hung up on
 
     @property
     def process(self) -> Any:
@@ -164,7 +173,21 @@ class Supervisor:
             "dropped": self.counters.dropped(),
             "write_errors": self.counters.write_errors,
             "adopted": self.adopted,
+            "refused_peers": self.refused_peers,
         }
+
+    def own_user_only(self, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        """``handler`` for a Unix socket, serving only processes of this user (``SO_PEERCRED``): another
+        user's connection is hung up on at once and counted."""
+
+        async def serve_own(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if not trust.peer_is_me(writer.get_extra_info("socket")):
+                self.refused_peers += 1
+                writer.close()
+                return
+            await handler(reader, writer)
+
+        return serve_own
 
     def save_processes(self) -> None:
         """Rewrite RUN_DIR/processes.json; a failure (full disk) is counted, never fatal."""
@@ -307,12 +330,16 @@ class Supervisor:
         try:
             self._servers.append(
                 await asyncio.start_unix_server(
-                    self.ingest.handle_rank, path=str(self.socket_path), limit=events.MAX_LINE
+                    self.own_user_only(self.ingest.handle_rank),
+                    path=str(self.socket_path),
+                    limit=events.MAX_LINE,
                 )
             )
             self._servers.append(
                 await asyncio.start_unix_server(
-                    self.control.handle_client, path=str(self.control_path), limit=events.MAX_LINE
+                    self.own_user_only(self.control.handle_client),
+                    path=str(self.control_path),
+                    limit=events.MAX_LINE,
                 )
             )
         finally:
@@ -390,6 +417,7 @@ class Supervisor:
         self.tree.pgid = self.process.pid
         self.processes.launcher_pid = self.process.pid
         self.processes.process_group = self.process.pid
+        self.processes.launcher_command = list(self.command)
         with contextlib.suppress(psutil.Error):
             self.processes.launcher_started = psutil.Process(self.process.pid).create_time()
         self.save_processes()
@@ -541,22 +569,29 @@ def _tail(path: Path, lines: int = 20) -> list[str]:
 NOT_SERVED = 3  # the exit status of a supervisor that refused: the run dir is locked, or nothing to adopt
 
 
-async def serve(run_dir: Path, adopt: bool = False) -> int:
+async def serve(run_dir: Path, adopt: bool = False, lock_fd: int | None = None) -> int:
     """The detached supervisor process: run the spec in RUN_DIR/supervisor.json, or (``adopt``) take over
-    the run recorded in RUN_DIR/processes.json. Refuses (status 3) when another supervisor holds the run
-    dir, or when there is nothing alive to adopt."""
+    the run recorded in RUN_DIR/processes.json. Refuses (status 3) a run dir that fails the trust rules,
+    one another supervisor holds, or one with nothing alive to adopt. ``lock_fd``: the run dir's lock,
+    taken by the ``ctc-tui run`` that started this process."""
     try:
-        lock = acquire_lock(run_dir)  # held until this process ends, however it ends
-    except RunLocked as exc:
+        trust.check_run_dir(run_dir)
+        lock = acquire_lock(run_dir, lock_fd)  # held until this process ends, however it ends
+        record = ProcessRecord.load(run_dir) if adopt else None
+    except (RunLocked, trust.Untrusted) as exc:
         print(f"ctc-tui supervisor: {exc}", file=sys.stderr)
         return NOT_SERVED
-    record = ProcessRecord.load(run_dir) if adopt else None
     if adopt and (record is None or not record.any_alive()):
         message = f"{run_dir}: no process of the run is alive, nothing to adopt"
         print(f"ctc-tui supervisor: {message}", file=sys.stderr)
         os.close(lock)
         return NOT_SERVED
-    spec = Spec.load(run_dir)
+    try:
+        spec = Spec.load(run_dir)
+    except trust.Untrusted as exc:
+        print(f"ctc-tui supervisor: {exc}", file=sys.stderr)
+        os.close(lock)
+        return NOT_SERVED
     env = dict(os.environ)
     env.update(spec.env)
     sup = Supervisor(run_dir, spec.command, env, spec=spec)
@@ -573,10 +608,13 @@ async def serve(run_dir: Path, adopt: bool = False) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    args = list(sys.argv[1:] if argv is None else argv)
     adopt = bool(args) and args[0] == "--adopt"
     args = args[1:] if adopt else args
+    lock_fd = None
+    if len(args) == 3 and args[0] == "--lock-fd" and args[1].isdigit():
+        lock_fd, args = int(args[1]), args[2:]
     if len(args) != 1:
-        print("usage: python -m ctc_tui.supervisor [--adopt] RUN_DIR", file=sys.stderr)
+        print("usage: python -m ctc_tui.supervisor [--adopt] [--lock-fd N] RUN_DIR", file=sys.stderr)
         return 2
-    return asyncio.run(serve(Path(args[0]).resolve(), adopt))
+    return asyncio.run(serve(Path(args[0]).resolve(), adopt, lock_fd))

@@ -6,6 +6,8 @@ tests/integration/test_pbs.py runs its script the way PBS would.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from ctc_tui import schedulers
@@ -71,9 +73,11 @@ def test_records_from_before_the_schedulers_read_as_a_scheduler_and_its_job_file
     from ctc_tui.supervisor import Spec, runrecord
 
     (tmp_path / "supervisor.json").write_text('{"command": ["x"], "slurm_job_file": "/r/slurm-job-id"}')
+    os.chmod(tmp_path / "supervisor.json", 0o600)  # as written: a private run file (ctc_tui.core.trust)
     spec = Spec.load(tmp_path)
     assert (spec.scheduler, spec.job_file) == ("slurm", "/r/slurm-job-id")
     (tmp_path / "processes.json").write_text('{"supervisor_pid": 5, "slurm_job_file": null}')
+    os.chmod(tmp_path / "processes.json", 0o600)
     record = runrecord.ProcessRecord.load(tmp_path)
     assert record is not None and (record.scheduler, record.job_file) == ("local", None)
 

@@ -16,6 +16,7 @@ from ctc_tui.core.problems import PresetError
 from ctc_tui.runs import client, service
 from ctc_tui.runs.service import PreparedRun, ResumeRequest, RunError, StartRequest
 from ctc_tui.schedulers import slurm
+from ctc_tui.supervisor import runrecord
 
 DEMO = "demo-cpu"
 
@@ -154,14 +155,21 @@ def test_saved_slurm_options_of_a_plain_run_dir(tmp_path):
 
 
 def test_start_prepares_and_starts_the_supervisor_with_the_spec(tmp_path, monkeypatch):
+    """The supervisor is handed the run dir's lock, held since before preset.yaml was written; once it is
+    started the lock is its own (here: the fake's, so it is free again after)."""
     started = []
-    monkeypatch.setattr(
-        client, "start_detached", lambda run_dir, spec: started.append((run_dir, spec)) or 4242
-    )
+
+    def start_detached(run_dir, spec, lock_fd=None):
+        started.append((run_dir, spec, runrecord.locked_by(run_dir), lock_fd))
+        return 4242
+
+    monkeypatch.setattr(client, "start_detached", start_detached)
     result = service.start(StartRequest(preset=DEMO, output_dir=str(tmp_path / "r"), check=False))
     assert result.pid == 4242 and result.run_dir == tmp_path / "r" and result.warnings == ()
-    ((run_dir, spec),) = started
+    ((run_dir, spec, holder, lock_fd),) = started
     assert run_dir == result.run_dir and spec.command == list(result.run.command) and spec.job_file is None
+    assert holder == os.getpid() and isinstance(lock_fd, int)
+    assert runrecord.locked_by(run_dir) is None
 
 
 def test_resolve_run_dir(tmp_path):
