@@ -24,8 +24,11 @@ KNOWN_GAUDI_CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
-def common_arguments(preset: Preset, run_dir: str, backend: str, world_size: int) -> dict[str, Any]:
-    """TrainingArguments shared by every backend, under their own names."""
+def common_arguments(
+    preset: Preset, run_dir: str, backend: str, world_size: int, best_metric: str | None = None
+) -> dict[str, Any]:
+    """TrainingArguments shared by every backend, under their own names; ``best_metric`` (``wer``,
+    ``cer`` or ``loss``, lower is better) picks the best checkpoint when the run evaluates."""
     t = preset.training
     kwargs: dict[str, Any] = dict(
         output_dir=run_dir,
@@ -65,9 +68,24 @@ def common_arguments(preset: Preset, run_dir: str, backend: str, world_size: int
         dataloader_pin_memory=backend == "cuda",
         deepspeed=preset.launch.deepspeed,
     )
+    kwargs.update(best_model_arguments(preset, best_metric))
     if world_size > 1:
         kwargs["ddp_backend"] = {"cpu": "gloo", "cuda": "nccl", "hpu": "hccl"}[backend]
     return kwargs
+
+
+def best_model_arguments(preset: Preset, best_metric: str | None) -> dict[str, Any]:
+    """metric_for_best_model (``best_metric``, else the preset's; lower is better for WER, CER and the
+    loss) and load_best_model_at_end, when the run evaluates."""
+    t = preset.training
+    metric = best_metric or t.metric_for_best_model
+    if not t.do_eval or not metric:
+        return {}
+    return {
+        "metric_for_best_model": metric,
+        "greater_is_better": False,
+        "load_best_model_at_end": t.load_best_model_at_end,
+    }
 
 
 def gaudi_arguments(preset: Preset) -> dict[str, Any]:
@@ -95,8 +113,10 @@ def _fit(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k in known and v is not None}
 
 
-def training_arguments(preset: Preset, run_dir: str, backend: str, world_size: int) -> Any:
-    kwargs = common_arguments(preset, run_dir, backend, world_size)
+def training_arguments(
+    preset: Preset, run_dir: str, backend: str, world_size: int, best_metric: str | None = None
+) -> Any:
+    kwargs = common_arguments(preset, run_dir, backend, world_size, best_metric)
     if backend == "hpu":  # resolve_gaudi_config() has run: gaudi_config_name is loadable here
         from optimum.habana import GaudiTrainingArguments
 

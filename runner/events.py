@@ -32,9 +32,18 @@ class RankStats:
 class EventCallback(TrainerCallback):
     """Turns Trainer logs into step/eval/resource events and carries out a requested stop."""
 
-    def __init__(self, trainer: Any, reporter: Reporter, stop: StopRequest, warmup_steps: int, backend: str):
+    def __init__(
+        self,
+        trainer: Any,
+        reporter: Reporter,
+        stop: StopRequest,
+        warmup_steps: int,
+        backend: str,
+        primary: str = "wer",
+    ):
         self.trainer, self.reporter, self.stop = trainer, reporter, stop
         self.warmup_steps, self.backend = warmup_steps, backend
+        self.primary = primary  # the metric a run is judged by: wer, or cer for text without spaces
         self.samples_cache: list[dict[str, str]] = []
         self.started_at = 0
 
@@ -97,6 +106,7 @@ class EventCallback(TrainerCallback):
             loss=metrics.get("eval_loss"),
             blank_fraction=metrics.get("eval_blank_fraction"),
             samples=self.samples_cache[:5],
+            primary=self.primary,
         )
 
 

@@ -34,7 +34,7 @@ from ctc_tui.core.preset import Preset, load_preset
 from ctc_tui.core.problems import PresetError
 from ctc_tui.core.rundir import EVAL_DIR, LM_ARPA, LM_DIR, LM_WEIGHTS, PRESET
 from ctc_tui.core.sources import DataError
-from ctc_tui.core.textnorm import make_normaliser
+from ctc_tui.core.textnorm import is_spaced, normaliser_for
 from ctc_tui.runner import audio
 from ctc_tui.runner.decode import LmWeights, Vocab, beam_search, greedy, log_softmax
 from ctc_tui.runner.load import backend_name, has_trained_model, load_trained
@@ -56,6 +56,11 @@ class SplitLogits:
     references: list[str]
     logprobs: list[np.ndarray]
     seconds: float
+    spaced: bool = True  # words separated by spaces; else CER is the primary metric
+
+    @property
+    def primary(self) -> str:
+        return "wer" if self.spaced else "cer"
 
 
 def model_folder(run_dir: Path, checkpoint: int | None) -> Path:
@@ -92,7 +97,7 @@ def split_logits(preset: Preset, name: str, processor: Any, model: Any, device: 
     from ctc_tui.runner.data import limit, load_raw_split
 
     cfg = preset.data
-    normalise = make_normaliser(cfg.chars_to_ignore, cfg.do_lower_case)
+    normalise = normaliser_for(cfg)
     try:
         raw = load_raw_split(cfg, name, preset.model.token)
     except DataError as exc:
@@ -121,7 +126,7 @@ def split_logits(preset: Preset, name: str, processor: Any, model: Any, device: 
             print(f"[eval] {name}: {index + 1}/{len(raw.text)} clips", file=sys.stderr, flush=True)
     if not refs:
         raise ScoreError(f"split '{name}' has no clip with a transcript within the duration limits")
-    return SplitLogits(name, refs, logprobs, seconds)
+    return SplitLogits(name, refs, logprobs, seconds, is_spaced(cfg, refs))
 
 
 def error_rates(refs: list[str], hyps: list[str]) -> tuple[float, float]:
@@ -177,7 +182,8 @@ def tune(split: SplitLogits, vocab: Vocab, lm: ArpaModel) -> tuple[LmWeights, li
         wer, cer = error_rates(split.references, decode_all(split, vocab, lm, LmWeights(alpha, beta)))
         trials.append({"alpha": alpha, "beta": beta, "wer": wer, "cer": cer})
         print(f"[eval] tuning on {split.name}: alpha {alpha} beta {beta} WER {wer:.4f}", file=sys.stderr)
-    best = min(trials, key=lambda t: (t["wer"], t["cer"], t["alpha"], t["beta"]))
+    first, second = ("wer", "cer") if split.spaced else ("cer", "wer")
+    best = min(trials, key=lambda t: (t[first], t[second], t["alpha"], t["beta"]))
     return LmWeights(best["alpha"], best["beta"]), trials
 
 
@@ -198,8 +204,8 @@ def score_split(split: SplitLogits, vocab: Vocab, lm: ArpaModel | None, weights:
         "split": split.name,
         "clips": len(split.references),
         "hours": split.seconds / 3600,
-        "wer": wer,
-        "cer": cer,
+        "primary": split.primary,
+        **({"wer": wer, "cer": cer} if split.spaced else {"cer": cer, "wer": wer}),
     }
     if lm is not None and weights is not None:
         wer_lm, cer_lm = error_rates(split.references, decode_all(split, vocab, lm, weights))

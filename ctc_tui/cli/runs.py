@@ -16,7 +16,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     from ctc_tui.cli.common import print_err
     from ctc_tui.runs.discovery import find_runs
-    from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable
+    from ctc_tui.runs.fmt import fmt_duration, printable
 
     runs = find_runs(Path(args.root))
     if not runs:
@@ -40,7 +40,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             printable(run.state),
             str(run.world_size or "-"),
             str(run.step),
-            fmt_float(run.best_wer),
+            run.best_text,
             run.resumes_from,
             fmt_duration(run.duration),
             run.started_text,
