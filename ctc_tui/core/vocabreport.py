@@ -17,6 +17,9 @@ from ctc_tui.core.textnorm import missing_chars
 
 #: Transcripts kept per rare character.
 EXAMPLES = 3
+#: The least training text (characters) in which a rare character is worth a warning: in a handful of
+#: transcripts most characters are rare.
+MIN_TEXT = 1000
 
 
 def describe_char(ch: str) -> str:
@@ -47,6 +50,11 @@ class VocabReport:
     counts: Counter[str]
     threshold: int
     examples: dict[str, list[str]] = field(default_factory=dict)  # rare character -> transcripts
+
+    @property
+    def judgeable(self) -> bool:
+        """Whether there is text enough (``MIN_TEXT`` characters) for rarity to mean something."""
+        return sum(self.counts.values()) >= MIN_TEXT
 
     @property
     def rare(self) -> list[str]:

@@ -73,7 +73,7 @@ def _cached_vocab(repo_id: str, cache_dir: str | None) -> Path | None:
 
 
 def _rare_finding(report: VocabReport, preset: Preset) -> Finding | None:
-    if not report.rare or preset.data.drop_rare_char_clips:
+    if not report.rare or not report.judgeable or preset.data.drop_rare_char_clips:
         return None
     shown = "; ".join(
         f"{describe_char(ch)} {report.counts[ch]}x, e.g. in {report.examples[ch][0]!r}"

@@ -102,15 +102,18 @@ def _preset(root: Path, *overrides: str):
 
 
 def test_check_flags_rare_characters_with_a_transcript_and_the_ways_out(tmp_path):
-    root = _corpus(tmp_path / "de", ["„Straße“ ist schön"] * 4 + ["hallo wеlt"])  # a Cyrillic е
+    root = _corpus(tmp_path / "de", ["„Straße“ ist schön"] * 80 + ["hallo wеlt"])  # a Cyrillic е
     (finding,) = check_text(_preset(root))
     assert finding.level == "warning" and finding.key == "data.rare_char_threshold"
     assert "U+0435 CYRILLIC SMALL LETTER IE 1x, e.g. in 'hallo wеlt'" in finding.message
     assert "data.char_map" in finding.message and "data.drop_rare_char_clips=true" in finding.message
     assert check_text(_preset(root, "data.drop_rare_char_clips=true")) == []
     lines = report_lines(_preset(root))
-    assert lines[0] == "vocabulary of 5 training transcript(s), normalised as the run will:"
-    assert any(line.strip().startswith("4  'ß' U+00DF LATIN SMALL LETTER SHARP S") for line in lines)
+    assert lines[0] == "vocabulary of 81 training transcript(s), normalised as the run will:"
+    assert any(line.strip().startswith("80  'ß' U+00DF LATIN SMALL LETTER SHARP S") for line in lines)
+    small = _corpus(tmp_path / "small", ["„Straße“ ist schön"] * 4 + ["hallo wеlt"])
+    assert check_text(_preset(small)) == []  # too little text to call anything rare: no warning
+    assert any("rare" in line for line in report_lines(_preset(small)))  # the report still flags it
     assert not any("„" in line for line in lines)
 
 
