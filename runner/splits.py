@@ -102,7 +102,13 @@ def prepare_splits(
                 waiting.update(len(prepared))
             if rank == 0:
                 reporter.emit("log", level="info", message=summary(name, prepared[name]))
+    if rank == 0 and prepared and all(p.from_cache for p in prepared.values()):
+        reporter.emit("log", level="info", message=CACHED.format(splits=", ".join(prepared)))
     return prepared
+
+
+#: Rank 0's line when every split came from the cache (``ctc-tui preprocess``, or an earlier run).
+CACHED = "all splits cached ({splits}): nothing to preprocess"
 
 
 def summary(name: str, prepared: Prepared) -> str:
