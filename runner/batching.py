@@ -168,12 +168,19 @@ def bucket_plan(
         groups.append(_topped_up(carry, groups, arr, which, sizes, num_replicas))
     if steps is not None:
         groups.extend(_repeated(groups, steps, rng))
+    return [
+        [g[r * sizes[b] : (r + 1) * sizes[b]].tolist() for r in range(num_replicas)]
+        for b, g in _ordered(groups, rng)
+    ]
+
+
+def _ordered(groups: list[tuple[int, np.ndarray]], rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
+    """The groups shuffled, one of the longest bucket first (running out of memory shows at once)."""
     if not groups:
         return []
     first = max(range(len(groups)), key=lambda g: groups[g][0])
     rest = [groups[g] for g in range(len(groups)) if g != first]
-    order = [groups[first]] + [rest[i] for i in rng.permutation(len(rest))]
-    return [[g[r * sizes[b] : (r + 1) * sizes[b]].tolist() for r in range(num_replicas)] for b, g in order]
+    return [groups[first]] + [rest[i] for i in rng.permutation(len(rest))]
 
 
 def _topped_up(
