@@ -175,6 +175,19 @@ class DataSection(_Section):
     num_buckets: int = Field(8, ge=1, le=64)
     """With padding ``buckets``: the most bucket lengths, i.e. the most batch shapes (HPU graphs) in
     training. More buckets, less padding."""
+    max_batch_seconds: Optional[float] = Field(None, gt=0)
+    """Size each training batch by audio duration instead of a count of clips (NeMo/Lhotse
+    ``batch_duration``, icefall ``--max-duration``): at most this many seconds of padded audio per card
+    per step; replaces training.per_device_train_batch_size in training. Batches are drawn within
+    num_buckets length buckets, each bucket with its own batch size (the longest clips in small batches,
+    the short ones in large ones), so HPU graphs still see at most num_buckets shapes; every rank takes
+    the same number of steps."""
+    speed_perturb: Optional[list[float]] = None
+    """Speed perturbation of the training clips, applied on the fly: each clip, each epoch, is played at
+    one of these factors (e.g. ``[0.9, 1.0, 1.1]``, the icefall/SpeechBrain habit), chosen from the seed,
+    the epoch and the clip (the same whatever the ranks and workers). 1.1 shortens a clip by a tenth;
+    buckets and max_batch_seconds count the perturbed lengths. Needs a raw-waveform model (wav2vec2
+    style); null = off."""
 
     @field_validator("chars_to_ignore", mode="before")
     @classmethod
@@ -209,6 +222,18 @@ class DataSection(_Section):
                 + (f"; did you mean '{hint}'?" if hint else "")
             )
         return value
+
+    @field_validator("speed_perturb")
+    @classmethod
+    def _speed_factors(cls, value: Optional[list[float]]) -> Optional[list[float]]:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("give at least one factor, e.g. [0.9, 1.0, 1.1] (or null for none)")
+        bad = [f for f in value if not 0.5 <= f <= 2.0]
+        if bad:
+            raise ValueError(f"speed factors must lie between 0.5 and 2.0, got {bad[0]!r}")
+        return sorted(set(float(f) for f in value))
 
     @field_validator("train_split_name", "eval_split_name")
     @classmethod

@@ -31,7 +31,7 @@ class RawSplit:
     """Audio references and transcripts of one split, plus a fingerprint of exactly what they are.
 
     ``audio`` is a list of file paths for local sources; the runner fills it with a lazy sequence for
-    hub splits (``ctc_tui.runner.data.HubAudio``: the audio stays in the datasets library's files)."""
+    hub splits (``ctc_tui.runner.hub.HubAudio``: the audio stays in the datasets library's files)."""
 
     audio: Sequence[Any]
     text: list[str]

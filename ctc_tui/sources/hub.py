@@ -2,7 +2,7 @@
 
 Here: what can be checked without the datasets library (is the dataset in the local caches, can the
 hub be reached when it is not). The runner loads hub splits itself, with the datasets library
-(``ctc_tui.runner.data``, found there under this source's name); the wizard's data check does not
+(``ctc_tui.runner.hub``, found there under this source's name); the wizard's data check does not
 scan them.
 """
 
