@@ -324,3 +324,16 @@ def test_the_check_summary_lists_locales_splits_rates_columns_and_vocabulary(tmp
     assert lines[5] == "  vocabulary (8 tokens): egrßü|"  # the training split's, lower-cased
     hub = validate_data({"data": {"dataset_name": "x"}}, "t")
     assert data_summary(hub) == []
+
+
+def test_a_broken_clip_is_counted_unreadable_and_refused_by_the_decoder_with_its_name(tmp_path):
+    folder = tmp_path / "de"
+    clip(folder / "clips" / "good.mp3")
+    (folder / "clips" / "empty.mp3").write_bytes(b"")
+    (folder / "clips" / "text.mp3").write_text("not audio at all\n" * 50)
+    locale(folder, {"train": [row("good.mp3", "eins"), row("empty.mp3", "zwei"), row("text.mp3", "drei")]})
+    (split,) = scan("commonvoice", str(folder), ["train"]).splits
+    assert (split.clips, split.unreadable, dict(split.sample_rates)) == (3, 2, {48000: 1})
+    for name in ("empty.mp3", "text.mp3"):
+        with pytest.raises(audio.AudioError, match=f"cannot decode .*{name}"):
+            audio.load(str(folder / "clips" / name), 16000)
