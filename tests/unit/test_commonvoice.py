@@ -337,3 +337,18 @@ def test_a_broken_clip_is_counted_unreadable_and_refused_by_the_decoder_with_its
     for name in ("empty.mp3", "text.mp3"):
         with pytest.raises(audio.AudioError, match=f"cannot decode .*{name}"):
             audio.load(str(folder / "clips" / name), 16000)
+
+
+def test_the_hubs_common_voice_in_the_local_cache_still_passes_the_hub_check(tmp_path):
+    name = "mozilla-foundation/common_voice_17_0"
+    data = {
+        "source": "hub",
+        "dataset_name": name,
+        "dataset_config_name": "de",
+        "text_column_name": "sentence",
+    }
+    preset = validate_data({"data": data}, "test")
+    env = {"HF_HOME": str(tmp_path), "HF_DATASETS_OFFLINE": "1"}
+    assert source("hub").check(preset, env, online=lambda: False)[0].level == "error"  # not cached yet
+    (tmp_path / "hub" / "datasets--mozilla-foundation--common_voice_17_0").mkdir(parents=True)
+    assert source("hub").check(preset, env, online=lambda: pytest.fail("asked the network")) == []
