@@ -36,7 +36,8 @@ def _scan_splits(
                     found.scan(root, split, audio_column, text_column, limit, options=options)
                 )
             except DataError as exc:
-                result.errors.append(str(exc))
+                if str(exc) not in result.errors:  # every split of a release without a locale says it
+                    result.errors.append(str(exc))
             except OSError as exc:
                 result.errors.append(f"{split}: cannot read ({exc.strerror or exc})")
 

@@ -352,3 +352,13 @@ def test_the_hubs_common_voice_in_the_local_cache_still_passes_the_hub_check(tmp
     assert source("hub").check(preset, env, online=lambda: False)[0].level == "error"  # not cached yet
     (tmp_path / "hub" / "datasets--mozilla-foundation--common_voice_17_0").mkdir(parents=True)
     assert source("hub").check(preset, env, online=lambda: pytest.fail("asked the network")) == []
+
+
+def test_the_data_check_of_a_release_without_a_locale_lists_them_and_says_it_once(tmp_path):
+    locale(tmp_path / "de", {"train": [row("a.mp3", "eins")], "dev": [row("a.mp3", "zwei")]}, ["a.mp3"])
+    locale(tmp_path / "sw", {"train": [row("a.mp3", "moja")]}, ["a.mp3"])
+    result = scan("commonvoice", str(tmp_path), ["train", "dev"])
+    assert result.configs == ["de", "sw"] and not result.splits
+    assert result.errors == [f"{tmp_path} holds 2 locales: set data.dataset_config_name to one of de, sw"]
+    chosen = scan("commonvoice", str(tmp_path), ["train+dev"], options=SourceOptions(config_name="de"))
+    assert [(s.split, s.clips) for s in chosen.splits] == [("train", 1), ("dev", 1)] and not chosen.errors
