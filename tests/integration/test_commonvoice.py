@@ -1,6 +1,7 @@
 """A Common Voice release in German, as Mozilla lays it out (MP3 at 48 kHz, TSVs with umlauts, ß and
-quotation marks), chosen in the wizard (source and locale) and trained from the saved preset with
-``ctc-tui run`` to a real WER on the CPU."""
+quotation marks, two bad rows), chosen in the wizard (source and locale), checked (the data summary, the
+skipped rows with their lines) and trained from the saved preset with ``ctc-tui run`` to a real WER on
+the CPU, the skipped rows in the run's log."""
 
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ def make_release(root: Path) -> None:
             cwd=REPO,
         )
         assert made.returncode == 0, made.stderr
+    with (root / "de" / "train.tsv").open("a", encoding="utf-8") as tsv:  # two rows a run must skip
+        tsv.write("x\tmissing.mp3\ty\tweg\t\t2\t0\t\t\t\t\tde\t\n")
+        tsv.write("x\tcommon_voice_de_1000.mp3\ty\t \t\t2\t0\t\t\t\t\tde\t\n")
 
 
 async def choose_common_voice(release: Path, saved: Path) -> None:
@@ -86,6 +90,10 @@ async def test_a_german_common_voice_release_from_the_wizard_trains_to_a_wer(tmp
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "  locales: de, fr" in checked.stdout and "columns: client_id path sentence_id" in checked.stdout
     assert "train  48 clips" in checked.stdout and "48000 Hz" in checked.stdout
+    tsv = release / "de" / "train.tsv"
+    assert "warning: data.train_split_name: train.tsv: 2 of 50 row(s) skipped: " in checked.stdout
+    assert f"{tsv}:50: clip missing.mp3 is not in" in checked.stdout
+    assert f"{tsv}:51: empty sentence in 'sentence'" in checked.stdout
 
     run_dir = tmp_path / "run"
     out = run_cli("run", str(saved), *FAST, "--output-dir", str(run_dir), timeout=400)
@@ -96,5 +104,5 @@ async def test_a_german_common_voice_release_from_the_wizard_trains_to_a_wer(tmp
     assert {"ä", "ö", "ü", "ß"} <= set(vocab) and not {"„", "“", '"', "«"} & set(vocab)
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     logs = " ".join(e.get("message", "") for e in events if e["type"] == "log")
-    assert "resampled from 48000 Hz" in logs
+    assert "resampled from 48000 Hz" in logs and "train: train.tsv: 2 of 50 row(s) skipped" in logs
     print(f"eval WER {results['eval_wer']:.3f}, CER {results.get('eval_cer')}")
