@@ -39,6 +39,7 @@ from ctc_tui.runner.audio import seconds_to_samples
 from ctc_tui.runner.features import featuriser, in_place_featuriser, labeller
 from ctc_tui.runner.hub import MAX_MMAP_THRESHOLD, RUNNER_READERS, HubAudio, bounded_memory
 from ctc_tui.sources import source
+from ctc_tui.sources.base import SourceOptions
 
 __all__ = [
     "DataError",
@@ -62,7 +63,8 @@ def read_split(cfg: DataSection, split: str, token: str | None = None) -> RawSpl
         return reader(cfg, split, token)
     assert cfg.dataset_dir  # the preset model requires dataset_dir for local sources
     root = Path(cfg.dataset_dir).expanduser()
-    return source(cfg.source).read_split(root, split, cfg.audio_column_name, cfg.text_column_name)
+    found = source(cfg.source)
+    return found.read_split(root, split, cfg.audio_column_name, cfg.text_column_name, SourceOptions.of(cfg))
 
 
 def load_raw_split(cfg: DataSection, split_spec: str, token: str | None = None) -> RawSplit:
@@ -75,13 +77,16 @@ def load_raw_split(cfg: DataSection, split_spec: str, token: str | None = None) 
         audio=HubAudio.join(lazy) if len(lazy) == len(pieces) else [a for p in pieces for a in p.audio],
         text=[t for p in pieces for t in p.text],
         fingerprint=fingerprint([p.fingerprint for p in pieces]),
+        notes=[n for p in pieces for n in p.notes],
     )
 
 
 def limit(split: RawSplit, count: int | None) -> RawSplit:
     if count is None or count >= len(split.text):
         return split
-    return RawSplit(split.audio[:count], split.text[:count], fingerprint(split.fingerprint, count))
+    return RawSplit(
+        split.audio[:count], split.text[:count], fingerprint(split.fingerprint, count), split.notes
+    )
 
 
 def cache_key(raw: RawSplit, settings_key: str, rate: int, name: str) -> str:

@@ -87,6 +87,9 @@ def prepare_splits(
         waiting.update(0)
     with args.main_process_first(desc="preprocessing"):
         for name, raw in named:
+            if rank == 0:
+                for note in raw.notes:
+                    reporter.emit("log", level="warning", message=f"{name}: {note}")
             tracker = progress.Progress(reporter.emit, progress.PREPROCESS.format(split=name))
             prepared[name] = preprocess(
                 raw,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ctc_tui.core.findings import Finding, error
 from ctc_tui.core.sources import DataError, RawSplit
-from ctc_tui.sources.base import CHECK_SAMPLE, Source
+from ctc_tui.sources.base import CHECK_SAMPLE, NO_OPTIONS, Source, SourceOptions
 from ctc_tui.sources.hfcache import datasets_cache_dir, hub_cache, offline
 
 if TYPE_CHECKING:
@@ -57,7 +57,12 @@ class Hub(Source):
     local = False
 
     def read_split(
-        self, root: Path, split: str, audio_column: str = "audio", text_column: str = "text"
+        self,
+        root: Path,
+        split: str,
+        audio_column: str = "audio",
+        text_column: str = "text",
+        options: SourceOptions = NO_OPTIONS,
     ) -> RawSplit:
         raise DataError(
             f"hub split '{split}': hub datasets are loaded by the runner with the datasets "
