@@ -25,7 +25,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from ctc_tui.core import rundir, trust
 from ctc_tui.runs import client, hosts
 from ctc_tui.runs.alerts import alerts
-from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable, progress_text, sparkline
+from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable, progress_text, sparkline, throughput_label
 from ctc_tui.runs.state import ProgressGroup, RunState
 from ctc_tui.tui.messages import ShowRuns
 from ctc_tui.tui.widgets.dialogs import ChoiceScreen, HelpScreen, confirm
@@ -200,7 +200,7 @@ class DashboardScreen(Screen[str]):
         sps = s.samples_per_second
         lead, best = s.last(s.primary), s.best(s.primary)
         figures = Text.assemble(
-            ("samples/s ", "dim"),
+            (throughput_label(s.throughput_adjusted) + " ", "dim"),
             (fmt_float(sps, 1), "bold"),
             (f"   eval {s.primary.upper()} ", "dim"),
             (fmt_float(lead), "bold green" if lead is not None else ""),
