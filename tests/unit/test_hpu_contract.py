@@ -59,8 +59,7 @@ def test_seed_preset_lands_in_gaudi_training_arguments(optimum_habana, tmp_path,
     import dataclasses
 
     preset = load_preset(REPO / "presets" / f"{name}.yaml")
-    kwargs = backends.common_arguments(preset, str(tmp_path), "hpu", preset.launch.world_size)
-    kwargs.update(backends.gaudi_arguments(preset))
+    kwargs = backends.trainer_kwargs(preset, str(tmp_path), "hpu", preset.launch.world_size)
     # Every argument the runner passes is a GaudiTrainingArguments field of that exact name.
     fields = {f.name for f in dataclasses.fields(optimum_habana.GaudiTrainingArguments)}
     assert set(kwargs) <= fields, set(kwargs) - fields
@@ -168,8 +167,7 @@ def test_gaudi_fused_sdpa_lands_in_gaudi_training_arguments(optimum_habana, tmp_
     from ctc_tui.launchers.reference import parse_command
 
     preset = parse_command((REPO / "tests" / "data" / "optimum-habana" / "ctc-mpi-8.sh").read_text())
-    kwargs = backends.common_arguments(preset, str(tmp_path), "hpu", preset.launch.world_size)
-    kwargs.update(backends.gaudi_arguments(preset))
+    kwargs = backends.trainer_kwargs(preset, str(tmp_path), "hpu", preset.launch.world_size)
     assert kwargs["attn_implementation"] == "gaudi_fused_sdpa"
     kwargs.update(
         use_habana=False, use_lazy_mode=False, gaudi_config_name=None, ddp_backend=None, use_cpu=True

@@ -20,7 +20,7 @@ from ctc_tui.launchers import CpuTopology, build_command, get, is_rank_command, 
 from ctc_tui.launchers.base import Launcher
 from ctc_tui.launchers.reference import gaudi_spawn_command, parse_command, prefix_launch, spawn_launch
 from ctc_tui.schedulers.slurm import SLURM, SlurmOptions, run_script, supervised_command
-from tests.conftest import REPO
+from tests.conftest import EAGER_COMPILE, REPO
 
 HPU_MPI = REPO / "presets" / "librispeech-100h-2card-mpi.yaml"  # the seed: Gaudi, mpi, 2 cards
 CPU = REPO / "presets" / "demo-cpu.yaml"
@@ -187,7 +187,7 @@ def test_cpu_ranks_get_one_thread_under_mpi_and_deepspeed(name, threads):
 
 def test_every_rank_gets_the_rendezvous_and_hpu_lazy_mode(hostfile):
     assert launch_env(hpu()) == {"MASTER_ADDR": "localhost", "MASTER_PORT": "29500", "PT_HPU_LAZY_MODE": "1"}
-    assert launch_env(hpu("gaudi.use_lazy_mode=false"))["PT_HPU_LAZY_MODE"] == "0"
+    assert launch_env(hpu(*EAGER_COMPILE))["PT_HPU_LAZY_MODE"] == "0"
     assert launch_env(hpu(f"launch.hostfile={hostfile}"))["MASTER_ADDR"] == "node-a"
 
 
