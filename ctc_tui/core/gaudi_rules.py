@@ -88,7 +88,8 @@ def _modes(preset: Preset) -> list[tuple[str, str]]:
                 graphs[0],
                 "HPU graphs need lazy mode or a compile backend (optimum-habana refuses "
                 f"{' and '.join(graphs)} in eager mode otherwise): set "
-                "training.torch_compile_backend=hpu_backend with training.torch_compile=true, or gaudi.use_lazy_mode=true, or turn the HPU graphs off",
+                "training.torch_compile_backend=hpu_backend with training.torch_compile=true, "
+                "or gaudi.use_lazy_mode=true, or turn the HPU graphs off",
             )
         )
     return out
