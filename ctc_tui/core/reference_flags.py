@@ -6,8 +6,8 @@ leaf (``ctc_tui.core.trainer_args``), except the few ctc-tui sets itself (refuse
 ``gaudi_spawn.py``'s own options (``--world_size``, ``--use_mpi``, ``--use_deepspeed``, ``--hostfile``,
 ``--master_port``) map to the ``launch`` section; that half, which needs the launchers, is
 ``ctc_tui.launchers.reference`` (``parse_command``, ``gaudi_spawn_command``). Shared by
-``ctc-tui import-command`` / ``show-command`` and by the runner, which accepts the reference script's flags directly (a drop-in for
-run_speech_recognition_ctc.py).
+``ctc-tui import-command`` / ``show-command`` and by the runner, which accepts the reference script's
+flags directly (a drop-in for run_speech_recognition_ctc.py).
 """
 
 from __future__ import annotations
