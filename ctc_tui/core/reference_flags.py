@@ -18,7 +18,7 @@ from typing import Any
 
 from ctc_tui.core.preset import Preset, PresetError, Problem, _section_fields, validate_data
 from ctc_tui.core.private import FROM_ENV
-from ctc_tui.core.trainer_args import OWNED
+from ctc_tui.core.trainer_args import OWNED, OWNED_VALUES
 
 REFERENCE_SCRIPT = "run_speech_recognition_ctc.py"
 #: Preset keys that exist only in ctc-tui (no reference flag); show-command leaves them out of
@@ -108,6 +108,8 @@ def preset_from_flags(
     for name, value in flags.items():
         key = index.get(name)
         if key is None and name in OWNED:
+            if name in OWNED_VALUES and as_bool(value) == OWNED_VALUES[name]:
+                continue  # what ctc-tui sets anyway
             problems.append(Problem(key=f"--{name}", message=f"ctc-tui sets it itself: {OWNED[name]}"))
             continue
         if key is None:

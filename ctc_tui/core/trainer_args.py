@@ -35,6 +35,14 @@ OWNED = {
     "resume_from_checkpoint": "resume a run with ctc-tui run --resume RUN_DIR",
 }
 
+#: What ctc-tui sets some of them to: a command that gives the same value (optimum-habana's audio
+#: example passes --remove_unused_columns False) imports, since that is what the run does anyway.
+OWNED_VALUES: dict[str, Any] = {
+    "remove_unused_columns": False,
+    "logging_strategy": "steps",
+    "disable_tqdm": True,
+}
+
 
 @functools.cache
 def snapshot() -> dict[str, Any]:

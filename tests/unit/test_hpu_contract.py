@@ -10,11 +10,6 @@ checking that the runner asks for use_habana=True.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import types
-from pathlib import Path
-
 import pytest
 
 from ctc_tui.core.preset import load_preset
@@ -22,34 +17,6 @@ from ctc_tui.runner import backends
 from tests.conftest import REPO
 
 SEED = REPO / "presets" / "librispeech-100h-2card-mpi.yaml"
-
-
-@pytest.fixture(scope="module")
-def optimum_habana():
-    spec = importlib.util.find_spec("optimum")
-    assert spec is not None and spec.submodule_search_locations, (
-        "pip install optimum-habana (the [gaudi] extra)"
-    )
-    folder = next(
-        Path(p) / "habana" for p in spec.submodule_search_locations if (Path(p) / "habana").is_dir()
-    )
-    saved = {k: v for k, v in sys.modules.items() if k.startswith("optimum.habana")}
-    stub = types.ModuleType("optimum.habana")
-    stub.__path__ = [str(folder)]  # the real package, minus the __init__ that needs the Habana stack
-    sys.modules["optimum.habana"] = stub
-    from optimum.habana.transformers.gaudi_configuration import GaudiConfig
-    from optimum.habana.transformers.trainer import GaudiTrainer
-    from optimum.habana.transformers.training_args import GaudiTrainingArguments
-
-    stub.GaudiConfig, stub.GaudiTrainer, stub.GaudiTrainingArguments = (
-        GaudiConfig,
-        GaudiTrainer,
-        GaudiTrainingArguments,
-    )
-    yield stub
-    for key in [k for k in sys.modules if k.startswith("optimum.habana")]:
-        del sys.modules[key]
-    sys.modules.update(saved)
 
 
 @pytest.mark.parametrize(
