@@ -377,3 +377,31 @@ def test_slurm_job_script_and_submitter():
         "sbatch",
         "job",
     ]
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_eager_compile_gives_every_rank_pt_hpu_lazy_mode_0_on_every_launcher(launcher, hostfile):
+    """The Habana bridge reads PT_HPU_LAZY_MODE when it loads: eager + torch.compile sets it to 0 for
+    every rank, whatever the user's shell says, on one node and (mpirun -x, .deepspeed_env, Slurm's
+    export) on many."""
+    world = "launch.world_size=1" if launcher == "single" else "launch.world_size=2"
+    preset = hpu(*EAGER_COMPILE, f"launch.launcher={launcher}", world)
+    assert launch_env(preset)["PT_HPU_LAZY_MODE"] == "0"
+    if launcher == "single":
+        return
+    nodes = hpu(*EAGER_COMPILE, f"launch.launcher={launcher}", f"launch.hostfile={hostfile}")
+    assert launch_env(nodes)["PT_HPU_LAZY_MODE"] == "0"
+    environ = {"PT_HPU_LAZY_MODE": "1"}  # the user's shell, still in lazy mode
+    if launcher == "mpi":
+        cmd = build_command(nodes, "/r/p.yaml", topology=TOPO, python="py", environ=environ)
+        assert "PT_HPU_LAZY_MODE" in [cmd[i + 1] for i, part in enumerate(cmd) if part == "-x"]
+    if launcher == "deepspeed":
+        chosen = hpu(
+            *EAGER_COMPILE,
+            "launch.launcher=deepspeed",
+            "launch.log_host=10.9.9.9",
+            f"launch.hostfile={hostfile}",
+        )
+        assert "PT_HPU_LAZY_MODE" in log_transport(chosen, environ)["deepspeed_env"]
+    script = run_script(preset, SlurmOptions(nodes=2), "p", job_name="j")
+    assert "export PT_HPU_LAZY_MODE=0" in script
