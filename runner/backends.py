@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ctc_tui.core.preset import Preset
+from ctc_tui.runner import compiling
 
 log = logging.getLogger("ctc_tui.runner.backends")
 
@@ -83,7 +84,17 @@ def gaudi_arguments(preset: Preset) -> dict[str, Any]:
         throughput_warmup_steps=preset.training.throughput_warmup_steps,
         pipelining_fwd_bwd=g.pipelining_fwd_bwd,
         attn_implementation=preset.model.attn_implementation,
+        **compile_arguments(preset),
     )
+
+
+def compile_arguments(preset: Preset) -> dict[str, Any]:
+    """torch.compile on HPU: GaudiTrainer compiles (backend ``hpu_backend`` unless the preset names one).
+    On CPU and CUDA the runner compiles the model itself (ctc_tui.runner.compiling) and TrainingArguments
+    keeps ``torch_compile`` off, so the model is not compiled twice."""
+    if not compiling.requested(preset):
+        return {}
+    return {"torch_compile": True, "torch_compile_backend": compiling.backend_for(preset, "hpu")}
 
 
 def _fit(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ctc_tui.core.preset import Preset
-from ctc_tui.runner import backends, batching, progress, saving
+from ctc_tui.runner import backends, batching, compiling, progress, saving
 from ctc_tui.runner.collate import (
     BucketSampler,
     CtcCollator,
@@ -100,13 +100,23 @@ def build_trainer(
     metrics = make_metrics(built.tokenizer, references, callback_box, preset.data.eval_metrics)
     fe = built.feature_extractor
     collator = CtcCollator(fe, fe.model_input_names[0], **shapes.padding)
+    compile_plan = compiling.plan_for(preset, arguments.backend, shapes.padding.get("pad_to_lengths"))
+    if compile_plan is not None:
+        compiling.compile_model(built.model, compile_plan)
+        reporter.emit("log", level="info", message=compile_plan.describe())
     trainer = new_trainer(arguments, built, train_ds, eval_ds, collator, metrics)
     trainer.ctc_reporter, trainer.ctc_stats = reporter, RankStats()
     if (preset.training.group_by_length or shapes.bucketed) and train_ds is not None:
         trainer.ctc_lengths = train_lengths
         trainer.ctc_buckets = shapes.padding["pad_to_lengths"] if shapes.bucketed else None
     warmup = preset.training.throughput_warmup_steps
-    callback = EventCallback(trainer, reporter, stop, warmup, arguments.backend)
+    compiled = compiling.requested(preset)
+    if compiled:  # the first step compiles: never counted in samples/s
+        warmup = max(warmup, 1)
+        trainer.add_callback(
+            compiling.CompileCallback(reporter, compiling.backend_for(preset, arguments.backend))
+        )
+    callback = EventCallback(trainer, reporter, stop, warmup, arguments.backend, compiled)
     callback_box.append(callback)
     trainer.add_callback(callback)
     return trainer

@@ -304,6 +304,14 @@ class TrainingSection(_Section):
     """Train on the CPU even where a GPU is present."""
     throughput_warmup_steps: int = Field(0, ge=0)
     """Steps left out of samples/s (graph compilation and warm-up)."""
+    torch_compile: bool = False
+    """Train the model compiled with ``torch.compile``: on CPU and CUDA the runner compiles it (backend
+    inductor unless torch_compile_backend says otherwise; few recompiles with data.padding ``buckets``);
+    on HPU GaudiTrainer does (backend hpu_backend, eager mode: gaudi.use_lazy_mode false). The run
+    reports the graphs compiled and the first step's time."""
+    torch_compile_backend: Optional[str] = None
+    """The ``torch.compile`` backend (``inductor``, ``hpu_backend``, ``eager``, ...); setting it turns
+    torch_compile on. Default: ``hpu_backend`` on HPU, ``inductor`` elsewhere."""
     report_to: list[str] = Field(default_factory=list)
     """Extra Trainer integrations (tensorboard, wandb, ...); ctc-tui's own events are always on."""
 

@@ -79,3 +79,20 @@ def progress_text(group: Any) -> str:
     if group.ranks > 1:
         parts.append(f"{group.ranks - group.finished} of {group.ranks} ranks at it")
     return "  ".join(parts)
+
+
+def compile_text(compiled: dict[str, Any]) -> str:
+    """A ``compile`` event's figures as one line: ``compiled 4 graphs, first step 12.3 s (inductor)``."""
+    graphs, first, breaks = (
+        compiled.get("graphs"),
+        compiled.get("first_step_seconds"),
+        compiled.get("graph_breaks"),
+    )
+    text = f"compiled {graphs if graphs is not None else '?'} graph{'' if graphs == 1 else 's'}"
+    if breaks:
+        text += f" ({breaks} graph break{'' if breaks == 1 else 's'})"
+    if first is not None:
+        text += f", first step {first:.1f} s"
+    if compiled.get("backend"):
+        text += f" ({printable(compiled['backend'], 40)})"
+    return text
