@@ -35,7 +35,17 @@ Then a breakdown of where the runner's extra time goes: the same Trainer trained
 process, its parts timed (exclusive times: a part's time without the timed parts it calls), next to the
 bare loop's forward, backward and optimizer times. ``--profile FILE`` also writes a cProfile of that run.
 
+``--compile``: the runner trains with ``training.torch_compile=true`` (inductor; the bare loop stays
+eager, on the same batches and first weights) and the goal is 1.2x the bare loop. The losses are then
+compared within ``LOSS_TOLERANCE_COMPILED`` (compiled kernels sum in another order), and a line gives the
+graphs the runner compiled and its first step's time (compiling included) against the eager first
+step; the timed windows leave the first ``--warmup`` steps out on both sides. ``--padding buckets``
+trains both sides on bucket-padded batches (the runner then compiles one graph per bucket length
+instead of one with dynamic lengths). ``--op-profile N``: torch.profiler's top N operators of the bare
+loop, eager and compiled (bench/opprofile.py).
+
 Usage: python bench/limit.py [--steps 60] [--warmup 10] [--repeats 3] [--batch-size 16] [--clip] [--profile F]
+       [--compile] [--padding longest|buckets|max_length] [--op-profile N]
 Last line: ``limit bare_sps=... runner_sps=... ratio=... paired_ratio=... best_window_ratio=...``
 """
 
