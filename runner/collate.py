@@ -142,11 +142,14 @@ def _pad_audio(feature_extractor: Any, input_name: str, values: list[np.ndarray]
 
 
 def padding_mode(preset: Preset, backend: str) -> str:
-    """``data.padding`` with ``auto`` resolved: buckets on HPU (few graph shapes), dynamic elsewhere."""
+    """``data.padding`` with ``auto`` resolved: buckets on HPU and with torch.compile (few graph shapes),
+    dynamic elsewhere. (Inductor on the CPU, compiled with dynamic shapes, still recompiled twice a step
+    on the demo's every-length batches: docs/benchmarks.md.)"""
     mode = preset.data.padding
     if mode != "auto":
         return mode
-    return "buckets" if backend == "hpu" else "longest"
+    compiled = preset.training.torch_compile or preset.training.torch_compile_backend
+    return "buckets" if backend == "hpu" or compiled else "longest"
 
 
 def static_shape_padding(

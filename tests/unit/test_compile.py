@@ -50,6 +50,16 @@ def test_dynamic_shapes_for_longest_padding_one_graph_per_bucket_otherwise():
     assert "dynamic shapes" in longest.describe() and "one graph per batch shape" in buckets.describe()
 
 
+def test_auto_padding_is_buckets_when_compiling():
+    """Few batch shapes, few graphs: inductor on the CPU recompiled as dynamic lengths changed."""
+    from ctc_tui.runner.collate import padding_mode
+
+    assert padding_mode(demo(), "cpu") == "longest"
+    assert padding_mode(demo("training.torch_compile=true"), "cpu") == "buckets"
+    assert padding_mode(demo("training.torch_compile_backend=inductor"), "cuda") == "buckets"
+    assert padding_mode(demo("training.torch_compile=true", "data.padding=longest"), "cpu") == "longest"
+
+
 def test_cpu_training_arguments_never_compile_twice(tmp_path):
     """On CPU / CUDA the runner compiles the model itself: TrainingArguments keep torch_compile off."""
     from ctc_tui.runner.trainer import make_arguments
