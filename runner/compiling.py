@@ -67,13 +67,16 @@ def plan_for(preset: Preset, device: str, fixed_lengths: list[int] | None) -> Pl
 
 
 def compile_model(model: Any, plan: Plan) -> Any:
-    """Compile ``model`` in place for ``plan``; returns it."""
+    """Compile ``model``'s base model (a Hugging Face model's ``base_model``: wav2vec2's feature encoder
+    and transformer) in place for ``plan``; returns ``model``. The CTC head and loss stay eager: the loss
+    selects the batch's labels (``masked_select``, a size known only from the data), so a compiled loss
+    broke the graph there and compiled anew at every step."""
     import torch._dynamo
 
     config = torch._dynamo.config
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
     setattr(config, name, max(getattr(config, name), plan.recompile_limit))
-    model.compile(backend=plan.backend, dynamic=plan.dynamic)
+    getattr(model, "base_model", model).compile(backend=plan.backend, dynamic=plan.dynamic)
     return model
 
 

@@ -104,6 +104,15 @@ def test_a_real_compile_counts_its_graphs_and_keeps_the_state_dict_keys():
     model(torch.ones(5, 4))
     assert compiling.compile_counts()["graphs"] == before + 2
     assert list(model.state_dict()) == keys
+
+    class WithHead(torch.nn.Module):  # a Hugging Face model: its base model compiles, its head does not
+        def __init__(self) -> None:
+            super().__init__()
+            self.base_model, self.head = Tiny(), torch.nn.Linear(3, 2)
+
+    wrapped = WithHead()
+    compiling.compile_model(wrapped, compiling.Plan("eager", False, 16))
+    assert wrapped.base_model._compiled_call_impl is not None and wrapped._compiled_call_impl is None
     assert torch._dynamo.config.recompile_limit >= 16
 
 
