@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ctc_tui.core.preset import Preset
-from ctc_tui.runner import batching
+from ctc_tui.runner import batching, compiling
 from ctc_tui.runner.audio import seconds_to_samples
 from ctc_tui.runner.errors import RunError
 
@@ -148,8 +148,7 @@ def padding_mode(preset: Preset, backend: str) -> str:
     mode = preset.data.padding
     if mode != "auto":
         return mode
-    compiled = preset.training.torch_compile or preset.training.torch_compile_backend
-    return "buckets" if backend == "hpu" or compiled else "longest"
+    return "buckets" if backend == "hpu" or compiling.requested(preset) else "longest"
 
 
 def static_shape_padding(
@@ -166,9 +165,10 @@ def static_shape_padding(
     mode = padding_mode(preset, backend)
     if mode == "longest":
         return {}
-    if mode == "max_length":
+    if mode == "max_length":  # raised to hold the longest clip: speed-perturbed ones can outgrow it
+        fixed = seconds_to_samples(preset.data.max_duration_in_seconds, rate)
         return {
-            "pad_to_lengths": [seconds_to_samples(preset.data.max_duration_in_seconds, rate)],
+            "pad_to_lengths": batching.cover([fixed], max(lengths or [0]), multiple),
             "label_multiple": 500,
         }
     if not lengths:

@@ -32,10 +32,15 @@ DEFAULT_BACKEND = {"hpu": "hpu_backend"}  # and inductor elsewhere
 SPARE_GRAPHS = 8
 
 
+#: The trainer arguments that ask for torch.compile: on CPU and CUDA the runner compiles instead, and
+#: TrainingArguments never sees them (backends.trainer_kwargs).
+TRAINER_FIELDS = ("torch_compile", "torch_compile_backend", "torch_compile_mode")
+
+
 def requested(preset: Preset) -> bool:
-    """Whether the preset compiles: ``torch_compile``, or a backend named (as TrainingArguments)."""
+    """Whether the preset compiles: ``torch_compile``, or a backend or mode named (as TrainingArguments)."""
     t = preset.training
-    return bool(t.torch_compile or t.torch_compile_backend)
+    return bool(t.torch_compile or t.torch_compile_backend or t.torch_compile_mode)
 
 
 def backend_for(preset: Preset, device: str) -> str:
@@ -50,10 +55,12 @@ class Plan:
     backend: str
     dynamic: bool
     recompile_limit: int
+    mode: str | None = None  # training.torch_compile_mode (default, max-autotune-no-cudagraphs, ...)
 
     def describe(self) -> str:
         shapes = "dynamic shapes" if self.dynamic else "one graph per batch shape"
-        return f"torch.compile, backend {self.backend}, {shapes}"
+        mode = f", mode {self.mode}" if self.mode else ""
+        return f"torch.compile, backend {self.backend}{mode}, {shapes}"
 
 
 def plan_for(preset: Preset, device: str, fixed_lengths: list[int] | None) -> Plan | None:
@@ -63,7 +70,8 @@ def plan_for(preset: Preset, device: str, fixed_lengths: list[int] | None) -> Pl
     if not requested(preset) or device == "hpu":
         return None
     shapes = len(fixed_lengths) if fixed_lengths else 1
-    return Plan(backend_for(preset, device), not fixed_lengths, max(8, 2 * shapes + SPARE_GRAPHS))
+    limit = max(8, 2 * shapes + SPARE_GRAPHS)
+    return Plan(backend_for(preset, device), not fixed_lengths, limit, preset.training.torch_compile_mode)
 
 
 def compile_model(model: Any, plan: Plan) -> Any:
@@ -76,7 +84,8 @@ def compile_model(model: Any, plan: Plan) -> Any:
     config = torch._dynamo.config
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
     setattr(config, name, max(getattr(config, name), plan.recompile_limit))
-    getattr(model, "base_model", model).compile(backend=plan.backend, dynamic=plan.dynamic)
+    mode = {"mode": plan.mode} if plan.mode else {}
+    getattr(model, "base_model", model).compile(backend=plan.backend, dynamic=plan.dynamic, **mode)
     return model
 
 

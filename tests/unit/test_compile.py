@@ -61,21 +61,39 @@ def test_auto_padding_is_buckets_when_compiling():
 
 
 def test_cpu_training_arguments_never_compile_twice(tmp_path):
-    """On CPU / CUDA the runner compiles the model itself: TrainingArguments keep torch_compile off."""
+    """On CPU / CUDA the runner compiles the model itself: TrainingArguments never see the compile fields."""
+    from ctc_tui.runner import backends
     from ctc_tui.runner.trainer import make_arguments
 
-    arguments = make_arguments(demo("training.torch_compile=true"), tmp_path, "cpu", 1)
-    assert arguments.training.torch_compile is False
+    preset = demo("training.torch_compile=true", "training.torch_compile_mode=max-autotune-no-cudagraphs")
+    arguments = make_arguments(preset, tmp_path, "cpu", 1)
+    assert arguments.training.torch_compile is False and arguments.training.torch_compile_mode is None
+    for device in ("cpu", "cuda"):
+        assert not {"torch_compile", "torch_compile_mode"} & set(
+            backends.trainer_kwargs(preset, "d", device, 1)
+        )
 
 
-def test_hpu_arguments_pass_compile_to_gaudi_trainer_with_hpu_backend():
-    from ctc_tui.runner import backends
+def test_hpu_arguments_pass_compile_to_gaudi_trainer():
+    """On HPU GaudiTrainer compiles: the fields pass through (GaudiTrainingArguments picks hpu_backend)."""
+    from ctc_tui.runner import backends, compiling
 
-    assert "torch_compile" not in backends.gaudi_arguments(demo())
-    passed = backends.gaudi_arguments(demo("training.torch_compile=true"))
-    assert (passed["torch_compile"], passed["torch_compile_backend"]) == (True, "hpu_backend")
-    named = backends.gaudi_arguments(demo("training.torch_compile_backend=eager"))
-    assert (named["torch_compile"], named["torch_compile_backend"]) == (True, "eager")
+    kwargs = backends.trainer_kwargs(demo("training.torch_compile=true"), "d", "hpu", 1)
+    assert kwargs["torch_compile"] is True and "torch_compile_backend" not in kwargs
+    assert compiling.backend_for(demo("training.torch_compile=true"), "hpu") == "hpu_backend"
+    named = backends.trainer_kwargs(demo("training.torch_compile_backend=eager"), "d", "hpu", 1)
+    assert named["torch_compile_backend"] == "eager"
+
+
+def test_the_mode_reaches_the_compile_plan():
+    from ctc_tui.runner import compiling
+
+    plan = compiling.plan_for(demo("training.torch_compile_mode=max-autotune-no-cudagraphs"), "cpu", [16000])
+    assert (
+        plan is not None
+        and plan.mode == "max-autotune-no-cudagraphs"
+        and "mode max-autotune" in plan.describe()
+    )
 
 
 def test_a_real_compile_counts_its_graphs_and_keeps_the_state_dict_keys():
