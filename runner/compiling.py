@@ -89,6 +89,26 @@ def compile_model(model: Any, plan: Plan) -> Any:
     return model
 
 
+def prepare(
+    preset: Preset, device: str, model: Any, fixed_lengths: list[int] | None, reporter: Reporter
+) -> None:
+    """Compile ``model`` as ``plan_for`` says (nothing when it says None), and log how."""
+    plan = plan_for(preset, device, fixed_lengths)
+    if plan is not None:
+        compile_model(model, plan)
+        reporter.emit("log", level="info", message=plan.describe())
+
+
+def watch(trainer: Any, preset: Preset, device: str, reporter: Reporter) -> int:
+    """With compiling on, add ``CompileCallback`` to ``trainer``. Returns the throughput warm-up steps:
+    the preset's, and with compiling at least 1 (the first step compiles: never counted in samples/s)."""
+    warmup = preset.training.throughput_warmup_steps
+    if not requested(preset):
+        return warmup
+    trainer.add_callback(CompileCallback(reporter, backend_for(preset, device)))
+    return max(warmup, 1)
+
+
 def compile_counts() -> dict[str, int]:
     """Graphs dynamo has compiled in this process and the graph breaks it met."""
     from torch._dynamo.utils import counters

@@ -167,10 +167,7 @@ def build_trainer(
     metrics = make_metrics(built.tokenizer, references, callback_box, preset.data.eval_metrics)
     fe = built.feature_extractor
     collator = CtcCollator(fe, fe.model_input_names[0], **shapes.padding)
-    compile_plan = compiling.plan_for(preset, arguments.backend, shapes.padding.get("pad_to_lengths"))
-    if compile_plan is not None:
-        compiling.compile_model(built.model, compile_plan)
-        reporter.emit("log", level="info", message=compile_plan.describe())
+    compiling.prepare(preset, arguments.backend, built.model, shapes.padding.get("pad_to_lengths"), reporter)
     trainer = new_trainer(arguments, built, train_ds, eval_ds, collator, metrics)
     trainer.ctc_reporter, trainer.ctc_stats = reporter, RankStats()
     if (preset.training.group_by_length or shapes.bucketed) and train_ds is not None:
@@ -182,13 +179,8 @@ def build_trainer(
     if trainer.ctc_planner is not None and rank == 0:
         line = batch_sizes_line(trainer.ctc_planner, fe.sampling_rate, preset.data.max_batch_seconds)
         reporter.emit("log", level="info", message=line)
-    warmup = preset.training.throughput_warmup_steps
+    warmup = compiling.watch(trainer, preset, arguments.backend, reporter)
     compiled = compiling.requested(preset)
-    if compiled:  # the first step compiles: never counted in samples/s
-        warmup = max(warmup, 1)
-        trainer.add_callback(
-            compiling.CompileCallback(reporter, compiling.backend_for(preset, arguments.backend))
-        )
     callback = EventCallback(trainer, reporter, stop, warmup, arguments.backend, compiled)
     callback_box.append(callback)
     trainer.add_callback(callback)
