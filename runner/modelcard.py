@@ -128,17 +128,33 @@ def _versions(versions: dict[str, dict[str, str | None]]) -> list[str]:
     return rows
 
 
+USAGE = [
+    "```python",
+    "from transformers import pipeline",
+    "",
+    'asr = pipeline("automatic-speech-recognition", model="PATH_OR_REPO_ID")',
+    'print(asr("speech.wav")["text"])',
+    "```",
+]
+
+
+def _reproduce(facts: CardFacts) -> list[str]:
+    return [
+        "The preset (`ctc-tui-preset.yaml` in this folder), then:",
+        "",
+        "```bash",
+        *facts.commands,
+        "```",
+        "",
+        "```yaml",
+        facts.preset_yaml.rstrip(),
+        "```",
+    ]
+
+
 def render(facts: CardFacts) -> str:
     """The whole README.md."""
     meta = yaml.safe_dump(front_matter(facts), sort_keys=False, allow_unicode=True).rstrip()
-    usage = [
-        "```python",
-        "from transformers import pipeline",
-        "",
-        'asr = pipeline("automatic-speech-recognition", model="PATH_OR_REPO_ID")',
-        'print(asr("speech.wav")["text"])',
-        "```",
-    ]
     lines = [
         "---",
         meta,
@@ -149,7 +165,7 @@ def render(facts: CardFacts) -> str:
         f"A {facts.architecture} CTC speech recognizer fine-tuned with ctc-tui; these weights are "
         f"{facts.origin}. The license above is a placeholder: set it to what the data and base model allow.",
         "",
-        *usage,
+        *USAGE,
         "",
         "## Data",
         "",
@@ -165,15 +181,7 @@ def render(facts: CardFacts) -> str:
         "",
         "## Reproduce",
         "",
-        "The preset (`ctc-tui-preset.yaml` in this folder), then:",
-        "",
-        "```bash",
-        *facts.commands,
-        "```",
-        "",
-        "```yaml",
-        facts.preset_yaml.rstrip(),
-        "```",
+        *_reproduce(facts),
         "",
         "## Software",
         "",
