@@ -58,7 +58,7 @@ def push(folder: Path, repo_id: str, token: str, private_repo: bool, message: st
         commit = api.upload_folder(
             repo_id=repo.repo_id, folder_path=str(folder), repo_type="model", commit_message=message
         )
-    except (HfHubHTTPError, OSError) as exc:
+    except (HfHubHTTPError, OSError, ValueError) as exc:  # ValueError: the Hub refused the card's metadata
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UploadFailed(f"upload to {repo_id} failed: {reason}; the folder is kept in {folder}") from None
     return str(commit.commit_url)

@@ -6,6 +6,8 @@ It answers, on a threaded ``http.server`` bound to 127.0.0.1:
 - ``POST /api/repos/create``: records the repo (409 when it exists, which ``exist_ok`` accepts);
 - ``POST /api/models/NS/NAME/preupload/REV``: every file "regular" (so no LFS or Xet transfer: the
   contents travel base64 in the commit itself);
+- ``POST /api/validate-yaml``: a README.md (what the client sends before it commits a model card): 400
+  when its front matter is not a YAML mapping, a warning when it has none;
 - ``POST /api/models/NS/NAME/commit/REV``: the NDJSON commit (a header line, then one ``file`` line per
   file with base64 content), whose files it keeps.
 
@@ -22,6 +24,8 @@ import re
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import yaml
 
 _REPO = r"(?P<repo>[^/]+(?:/[^/]+)?)"
 _PREUPLOAD = re.compile(rf"^/api/models/{_REPO}/preupload/(?P<rev>[^/?]+)")
@@ -43,6 +47,7 @@ class HubState:
     repos: dict[str, dict] = field(default_factory=dict)
     files: dict[str, dict[str, bytes]] = field(default_factory=dict)
     commits: list[dict] = field(default_factory=list)
+    cards: list[str] = field(default_factory=list)  # README.md contents sent to validate-yaml
     unknown: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -79,6 +84,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._body()
         if self.path.split("?")[0] == "/api/repos/create":
             return self._create(json.loads(body))
+        if self.path.split("?")[0] == "/api/validate-yaml":
+            return self._validate(json.loads(body)["content"])
         match = _PREUPLOAD.match(self.path)
         if match:
             files = json.loads(body)["files"]
@@ -96,6 +103,24 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.state.lock:
             self.server.state.unknown.append(f"{self.command} {self.path}")
         self._reply(404, {"error": "not in the stand-in"})
+
+    def _validate(self, content: str) -> None:
+        with self.server.state.lock:
+            self.server.state.cards.append(content)
+        parts = content.split("---\n")
+        if not content.startswith("---\n") or len(parts) < 3:
+            return self._reply(
+                200, {"errors": [], "warnings": [{"message": "empty or missing yaml metadata"}]}
+            )
+        try:
+            meta = yaml.safe_load(parts[1])
+        except yaml.YAMLError as exc:
+            meta = str(exc)
+        if not isinstance(meta, dict):
+            return self._reply(
+                400, {"errors": [{"message": f"the front matter is not a YAML mapping: {meta!r}"}]}
+            )
+        self._reply(200, {"errors": [], "warnings": []})
 
     def _create(self, request: dict) -> None:
         repo = "/".join(p for p in (request.get("organization"), request["name"]) if p)

@@ -25,7 +25,7 @@ from tests.hub_standin import HubStandIn
 from tests.integration.test_lm_eval import FAST
 
 pytestmark = pytest.mark.slow
-CLIPS = 6
+CLIPS = 4
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
@@ -122,6 +122,7 @@ def test_package_loads_in_plain_transformers_and_pushes(tmp_path, demo_data):
     assert "pushed to me/demo-asr" in pushed.stdout and token not in pushed.stdout + pushed.stderr
     assert hub.state.files["me/demo-asr"] == files_of(avg) and "alphabet.json" not in files_of(avg)
     assert hub.state.unknown == [] and {r.authorization for r in hub.state.requests} == {f"Bearer {token}"}
+    assert set(hub.state.cards) == {(avg / "README.md").read_text()}  # the card's metadata, validated
     assert (
         "average of the last 2 checkpoints (checkpoint-6, checkpoint-12)" in (avg / "README.md").read_text()
     )
@@ -181,6 +182,22 @@ def test_push_uploads_every_file_with_the_token(tmp_path, monkeypatch):
     assert hub.state.files["me/demo"] == files and hub.state.repos["me/demo"]["private"] is True
     assert hub.state.unknown == [] and {r.authorization for r in hub.state.requests} == {"Bearer hf_secret"}
     assert hub.state.commits[0]["value"]["summary"] == "ctc-tui package run"
+    assert set(hub.state.cards) == {"# card\n"}  # the card went through validate-yaml
+
+
+def test_a_card_the_hub_refuses_is_one_line(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "README.md").write_text("---\n- a list, not a mapping\n---\n")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    with HubStandIn() as hub:
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)
+        with pytest.raises(
+            hubpush.UploadFailed, match="upload to me/demo failed: Invalid metadata in README.md"
+        ):
+            hubpush.push(tmp_path / "out", "me/demo", "hf_secret", False, "m")
+    assert hub.state.files["me/demo"] == {}
 
 
 def test_a_failed_upload_keeps_the_folder_and_says_so(tmp_path, monkeypatch):
