@@ -39,6 +39,7 @@ def hub_env(url: str) -> dict:
     return {**env, "HF_ENDPOINT": url, "HF_HOME": str(Path(env.get("TMPDIR", "/tmp")) / "no-hf-login")}
 
 
+@pytest.mark.timeout(1200)  # ~1 min alone; its eight child programs each wait for cores on a busy machine
 def test_package_loads_in_plain_transformers_and_pushes(tmp_path, demo_data):
     run_dir, out, avg = tmp_path / "run", tmp_path / "demo-asr", tmp_path / "demo-asr-avg"
     trained = run_cli("run", "demo-cpu", *FAST, "--output-dir", str(run_dir), timeout=400)
