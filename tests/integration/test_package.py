@@ -35,8 +35,9 @@ def files_of(folder: Path) -> dict[str, bytes]:
 
 
 def hub_env(url: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HF_HUB_OFFLINE")}
-    return {**env, "HF_ENDPOINT": url, "HF_HOME": str(Path(env.get("TMPDIR", "/tmp")) / "no-hf-login")}
+    """What run_cli adds to this environment: the stand-in as the Hub, online, no token but the run's."""
+    home = Path(os.environ.get("TMPDIR", "/tmp")) / "no-hf-login"
+    return {"HF_ENDPOINT": url, "HF_HUB_OFFLINE": "0", "HF_TOKEN": "", "HF_HOME": str(home)}
 
 
 @pytest.mark.timeout(1200)  # ~1 min alone; its eight child programs each wait for cores on a busy machine
