@@ -39,10 +39,13 @@ class EventCallback(TrainerCallback):
         stop: StopRequest,
         warmup_steps: int,
         backend: str,
+        compiled: bool = False,
         primary: str = "wer",
     ):
         self.trainer, self.reporter, self.stop = trainer, reporter, stop
         self.warmup_steps, self.backend = warmup_steps, backend
+        # The warm-up steps show as "compiling" where graphs are made then: HPU graphs, torch.compile.
+        self.compiles = bool(warmup_steps) and (compiled or backend == "hpu")
         self.primary = primary  # the metric a run is judged by: wer, or cer for text without spaces
         self.samples_cache: list[dict[str, str]] = []
         self.started_at = 0
@@ -53,7 +56,7 @@ class EventCallback(TrainerCallback):
         stats.steps_at_log = state.global_step
         stats.timed = self.warmup_steps == 0
         stats.window_start = time.perf_counter()
-        self.trainer.ctc_set_state("compiling" if self.backend == "hpu" and self.warmup_steps else "training")
+        self.trainer.ctc_set_state("compiling" if self.compiles else "training")
 
     def on_step_end(self, args, state, control, **kwargs):
         stats = self.trainer.ctc_stats

@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "transcribe": ("transcribe", "transcribe audio files with a trained run dir"),
     "lm": ("lm", "lm build RUN_DIR: a word n-gram language model of the run's training text"),
     "eval": ("lm", "WER/CER of a trained run on its eval (or other) splits; --lm adds beam search + LM"),
+    "package": ("package", "a trained run as a folder plain transformers loads (with its LM); --push-to-hub"),
 }
 
 
