@@ -1,7 +1,7 @@
-"""``ctc-tui runs``: the run dirs under a folder, newest first, with state, world size, best WER and the
-checkpoint a resume would continue from (the newest complete one, ctc_tui.core.checkpoints) and the newer
-ones it would skip. A run dir that fails the trust rules is listed ``untrusted``, with a note saying why
-(ctc_tui.core.trust)."""
+"""``ctc-tui runs``: the run dirs under a folder, newest first, with state, world size, best WER,
+``ctc-tui eval``'s WER per split (greedy, and with the LM in brackets), and the checkpoint a resume would
+continue from (the newest complete one, ctc_tui.core.checkpoints) and the newer ones it would skip. A run
+dir that fails the trust rules is listed ``untrusted``, with a note saying why (ctc_tui.core.trust)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     from ctc_tui.cli.common import print_err
     from ctc_tui.runs.discovery import find_runs
+    from ctc_tui.runs.evalresults import summary
     from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable
 
     runs = find_runs(Path(args.root))
@@ -29,6 +30,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         ("world", "right"),
         ("step", "right"),
         ("best WER", "right"),
+        ("eval WER (LM)", "left"),
         ("resumes from", "left"),
         ("duration", "right"),
         ("started", "left"),
@@ -41,6 +43,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             str(run.world_size or "-"),
             str(run.step),
             fmt_float(run.best_wer),
+            summary(list(run.results)),
             run.resumes_from,
             fmt_duration(run.duration),
             run.started_text,

@@ -86,3 +86,31 @@ def test_lm_build_then_eval_with_the_lm(tmp_path, demo_data):
     cut = run_cli("eval", str(run_dir), "--checkpoint", "9", timeout=120)
     assert cut.returncode == 2 and "checkpoint-9 is incomplete" in cut.stderr
     assert "Traceback" not in cut.stderr
+
+
+def test_lm_build_reads_hub_transcripts_from_the_local_cache(tmp_path):
+    """Hub data (a dataset loaded by the datasets library, offline): lm build reads the training split's
+    transcripts through the runner's reader in a child process, normalised as the labels are."""
+    import yaml
+
+    from tests.conftest import preset_dict
+    from tests.unit.test_data import _hub_repo
+
+    repo = _hub_repo(tmp_path)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    preset = preset_dict(tmp_path)
+    preset["data"] = {"source": "hub", "dataset_name": str(repo), "chars_to_ignore": [","]}
+    preset["data"].update(train_split_name="train", eval_split_name="validation")
+    (run_dir / "preset.yaml").write_text(yaml.safe_dump(preset))
+    built = run_cli("lm", "build", str(run_dir), timeout=120)
+    assert built.returncode == 0, built.stderr
+    info = json.loads((run_dir / "lm" / "lm.json").read_text())
+    assert info["sources"][0] == {**info["sources"][0], "kind": "transcripts", "source": "hub", "clips": 5}
+    assert (run_dir / "lm" / "unigrams.txt").read_text().split() == ["0", "1", "2", "3", "4", "word"]
+    # a split the dataset lacks: one line, naming it and the --text way round
+    preset["data"]["train_split_name"] = "nosuch"
+    (run_dir / "preset.yaml").write_text(yaml.safe_dump(preset))
+    absent = run_cli("lm", "build", str(run_dir), timeout=120)
+    assert absent.returncode == 2 and "cannot read the training split 'nosuch'" in absent.stderr
+    assert "--no-transcripts" in absent.stderr and "Traceback" not in absent.stderr
