@@ -90,7 +90,9 @@ def decode_all(
     ``progress``."""
     if lm is None:
         return [greedy(lp, vocab) for lp in split.logprobs]
-    hyps = []
+    hyps: list[str] = []
+    if progress is not None:
+        progress.update(0)
     for lp in split.logprobs:
         hyps.append(beam_search(lp, vocab, lm, weights))
         if progress is not None:

@@ -10,6 +10,10 @@ from pathlib import Path
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    if args.app:  # the run list in the app: eval results, and lm build / eval / package on a finished run
+        from ctc_tui.cli.common import open_app
+
+        return open_app(runs_root=Path(args.root))
     # rich and the runs' discovery (psutil, the supervisor's event reader) load only for this command.
     from rich.console import Console
     from rich.table import Table
@@ -57,6 +61,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def _runs_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("root", nargs="?", default="runs")
+    p.add_argument(
+        "--app", action="store_true", help="open the run list in the app (build an LM, evaluate, package)"
+    )
     p.set_defaults(func=cmd_runs)
 
 
