@@ -62,3 +62,23 @@ def test_actions_are_ctc_tui_commands_on_finished_runs_only(tmp_path):
     assert actions.refusal("eval", run(tmp_path)) is None
     assert "is training; only a finished run (done)" in actions.refusal("lm", run(tmp_path, "training"))
     assert "untrusted" in actions.refusal("package", run(tmp_path, "untrusted", "writable by others"))
+
+
+def test_runs_shows_the_results_column_once_a_run_has_results(tmp_path, capsys, monkeypatch):
+    from ctc_tui import cli
+
+    monkeypatch.setenv("COLUMNS", "200")
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir(mode=0o700)
+        (tmp_path / name / "events.jsonl").write_text(
+            json.dumps({"type": "exit", "t": 1.7e9, "rank": -1, "code": 0, "state": "done"}) + "\n"
+        )
+    assert cli.main(["runs", str(tmp_path)]) == 0
+    assert "eval WER" not in capsys.readouterr().out  # no results anywhere: the table as before
+    write(tmp_path / "b", "eval.json", {"split": "eval", "wer": 0.25, "wer_lm": 0.125})
+    assert cli.main(["runs", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "eval WER (LM)" in lines[0]
+    row_b = next(line for line in lines if line.startswith("b "))
+    row_a = next(line for line in lines if line.startswith("a "))
+    assert "eval 0.250 (LM 0.125)" in row_b and " - " in row_a
