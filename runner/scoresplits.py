@@ -23,6 +23,7 @@ from ctc_tui.runner import audio
 from ctc_tui.runner.decode import log_softmax
 from ctc_tui.runner.progress import Progress
 from ctc_tui.sources import source
+from ctc_tui.sources.base import NO_OPTIONS, SourceOptions
 from ctc_tui.sources.evalsplit import PRESET, EvalSplit
 
 
@@ -42,7 +43,8 @@ class SplitLogits:
 
 def read_raw(preset: Preset, spec: EvalSplit) -> RawSplit:
     """The split's (audio, text) table, by the reader of its source."""
-    from ctc_tui.runner.data import limit, load_raw_split, read_hub_split
+    from ctc_tui.runner.data import limit, load_raw_split
+    from ctc_tui.runner.hub import read_hub_split
 
     cfg = preset.data
     token = preset.model.token
@@ -60,8 +62,9 @@ def read_raw(preset: Preset, spec: EvalSplit) -> RawSplit:
             }
         )
         return read_hub_split(other, spec.split, token)
+    options = SourceOptions.of(cfg) if spec.source == cfg.source else NO_OPTIONS  # e.g. the locale
     return source(spec.source).read_split(
-        Path(spec.root), spec.split, cfg.audio_column_name, cfg.text_column_name
+        Path(spec.root), spec.split, cfg.audio_column_name, cfg.text_column_name, options
     )
 
 

@@ -30,10 +30,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from ctc_tui.check import check_preset_file  # the checks' probes: see the module docstring
+    from ctc_tui.sources.summary import data_summary  # reads file headers: see the module docstring
 
     preset, findings = check_preset_file(args.preset, args.overrides, args.output_dir)
     for finding in findings:
         print(finding.render())
+    for line in data_summary(preset):
+        print(line)
     errors = sum(f.level == "error" for f in findings)
     warnings = len(findings) - errors
     if not findings:

@@ -120,14 +120,24 @@ class DataSection(_Section):
     source: DataSource = "hub"
     """``hub``: a datasets-library dataset (works offline from the local HF cache); ``manifest``: CSV or
     JSON-lines files of audio path + text; ``audiofolder``: one folder per split with a metadata.csv;
-    ``librispeech``: the original LibriSpeech tree (<split>/<speaker>/<chapter>/*.flac + .trans.txt)."""
+    ``librispeech``: the original LibriSpeech tree (<split>/<speaker>/<chapter>/*.flac + .trans.txt);
+    ``commonvoice``: a Mozilla Common Voice release as downloaded (<locale>/clips/*.mp3 + <split>.tsv)."""
     dataset_name: Optional[str] = None
     """Hub dataset name (source ``hub``), e.g. ``librispeech_asr``."""
     dataset_config_name: Optional[str] = None
-    """Hub dataset configuration, e.g. ``clean``."""
+    """Hub dataset configuration, e.g. ``clean``; with source ``commonvoice``, the locale folder of a
+    release folder (``de``, ``sw``, ``ja``...)."""
     dataset_dir: Optional[str] = None
-    """Local data folder: the LibriSpeech root, the audiofolder root, the folder holding manifests, or
-    the ``data_dir`` handed to a hub loader. Relative paths are taken from the preset file's folder."""
+    """Local data folder: the LibriSpeech root, the audiofolder root, the folder holding manifests, a
+    Common Voice release or locale folder, or the ``data_dir`` handed to a hub loader. Relative paths
+    are taken from the preset file's folder."""
+    audio_dir: Optional[str] = None
+    """Where relative audio paths start (sources ``manifest`` and ``commonvoice``): by default a
+    manifest's own folder and a Common Voice locale's ``clips/``. Relative to the preset file's folder."""
+    min_up_votes: Optional[int] = Field(None, ge=0)
+    """Source ``commonvoice``: leave out clips with fewer up-votes than this."""
+    max_down_votes: Optional[int] = Field(None, ge=0)
+    """Source ``commonvoice``: leave out clips with more down-votes than this."""
     train_split_name: str = "train+validation"
     """Training split(s); join several with ``+`` (e.g. ``train-clean-100+train-clean-360``)."""
     eval_split_name: str = "test"
@@ -175,6 +185,19 @@ class DataSection(_Section):
     num_buckets: int = Field(8, ge=1, le=64)
     """With padding ``buckets``: the most bucket lengths, i.e. the most batch shapes (HPU graphs) in
     training. More buckets, less padding."""
+    max_batch_seconds: Optional[float] = Field(None, gt=0)
+    """Size each training batch by audio duration instead of a count of clips (NeMo/Lhotse
+    ``batch_duration``, icefall ``--max-duration``): at most this many seconds of padded audio per card
+    per step; replaces training.per_device_train_batch_size in training. Batches are drawn within
+    num_buckets length buckets, each bucket with its own batch size (the longest clips in small batches,
+    the short ones in large ones), so HPU graphs still see at most num_buckets shapes; every rank takes
+    the same number of steps."""
+    speed_perturb: Optional[list[float]] = None
+    """Speed perturbation of the training clips, applied on the fly: each clip, each epoch, is played at
+    one of these factors (e.g. ``[0.9, 1.0, 1.1]``, the icefall/SpeechBrain habit), chosen from the seed,
+    the epoch and the clip (the same whatever the ranks and workers). 1.1 shortens a clip by a tenth;
+    buckets and max_batch_seconds count the perturbed lengths. Needs a raw-waveform model (wav2vec2
+    style); null = off."""
 
     @field_validator("chars_to_ignore", mode="before")
     @classmethod
@@ -210,6 +233,18 @@ class DataSection(_Section):
             )
         return value
 
+    @field_validator("speed_perturb")
+    @classmethod
+    def _speed_factors(cls, value: Optional[list[float]]) -> Optional[list[float]]:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("give at least one factor, e.g. [0.9, 1.0, 1.1] (or null for none)")
+        bad = [f for f in value if not 0.5 <= f <= 2.0]
+        if bad:
+            raise ValueError(f"speed factors must lie between 0.5 and 2.0, got {bad[0]!r}")
+        return sorted(set(float(f) for f in value))
+
     @field_validator("train_split_name", "eval_split_name")
     @classmethod
     def _splits_not_blank(cls, value: str) -> str:
@@ -226,6 +261,12 @@ class DataSection(_Section):
             raise ValueError(f"source '{self.source}' needs data.dataset_dir (the folder holding the data)")
         if self.min_duration_in_seconds >= self.max_duration_in_seconds:
             raise ValueError("min_duration_in_seconds must be smaller than max_duration_in_seconds")
+        if self.audio_dir and self.source not in ("manifest", "commonvoice"):
+            raise ValueError(
+                f"audio_dir is read by the sources manifest and commonvoice, not '{self.source}': remove it"
+            )
+        if self.source != "commonvoice" and (self.min_up_votes, self.max_down_votes) != (None, None):
+            raise ValueError("min_up_votes and max_down_votes filter source 'commonvoice' only: remove them")
         return self
 
 
@@ -664,8 +705,10 @@ def resolve_relative_paths(preset: Preset, base: Path) -> Preset:
     """Make local paths that are relative to the preset file absolute (output_dir stays cwd-relative)."""
     updated = preset.model_copy(deep=True)
     data = updated.data
-    if data.dataset_dir and not Path(data.dataset_dir).expanduser().is_absolute():
-        data.dataset_dir = str((base / data.dataset_dir).resolve())
+    for attr in ("dataset_dir", "audio_dir"):
+        value = getattr(data, attr)
+        if value and not Path(value).expanduser().is_absolute():
+            setattr(data, attr, str((base / value).resolve()))
     model = updated.model
     for attr in ("model_name_or_path", "tokenizer_name_or_path"):
         setattr(model, attr, local_model_path(getattr(model, attr), base))

@@ -27,6 +27,8 @@ CTC_TUI_ONLY = {
     "model.config_overrides",
     "data.padding",
     "data.num_buckets",
+    "data.max_batch_seconds",
+    "data.speed_perturb",
     "launch.launcher",
     "launch.world_size",
     "launch.hostfile",
