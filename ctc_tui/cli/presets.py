@@ -25,6 +25,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"{path}: valid ({launch.launcher}, world_size {launch.world_size}, "
         f"{'hpu' if preset.gaudi.use_habana else 'cpu' if preset.training.use_cpu else 'cuda/cpu'})"
     )
+    from ctc_tui.core.gaudi_rules import warnings
+
+    for key, message in warnings(preset):
+        print(f"warning: {key}: {message}")
     return 0
 
 

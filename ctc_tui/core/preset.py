@@ -14,10 +14,19 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional, Union, get_args
+from typing import Any, ClassVar, Literal, Optional, Union, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from ctc_tui.core.architectures import ARCHITECTURES, DEFAULT_MODEL
 from ctc_tui.core.fielddocs import field_doc
@@ -27,6 +36,7 @@ from ctc_tui.core.presetfile import PRESET_FILENAME, local_model_path, read_docu
 from ctc_tui.core.private import FROM_ENV
 from ctc_tui.core.problems import PresetError, Problem
 from ctc_tui.core.sources import SOURCES
+from ctc_tui.core.trainer_args import OWNED, with_trainer_arguments
 from ctc_tui.core.yamlio import YamlDocument, YamlError, parse_scalar
 
 #: The seed's list, as the reference README passes it: ``'",?.!-;:\\"“%‘”"'``.
@@ -40,6 +50,16 @@ class _Section(BaseModel):
     # Field docstrings are read from this file only when asked for (ctc_tui.core.fielddocs): pydantic's
     # use_attribute_docstrings reads them for every class at import, on the app's way to its first screen.
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    #: Trainer arguments passed through unchanged (ctc_tui.core.trainer_args): dumped only once set.
+    __pass_through__: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_pass_through(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        for name in self.__pass_through__:
+            if data.get(name, 0) is None:
+                del data[name]
+        return data
 
 
 class ModelSection(_Section):
@@ -270,7 +290,7 @@ class DataSection(_Section):
         return self
 
 
-class TrainingSection(_Section):
+class TrainingFields(_Section):
     """The (Gaudi)TrainingArguments that a CTC fine-tune uses, under their own names."""
 
     output_dir: str = "runs/{preset}-{timestamp}"
@@ -354,7 +374,7 @@ class TrainingSection(_Section):
         return "no" if value is False else value  # YAML reads an unquoted `no` as false
 
     @model_validator(mode="after")
-    def _consistent(self) -> "TrainingSection":
+    def _consistent(self) -> "TrainingFields":
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError("max_steps must be a positive number of steps, or -1 to use num_train_epochs")
         if self.bf16 and self.fp16:
@@ -364,13 +384,15 @@ class TrainingSection(_Section):
         return self
 
 
-class GaudiSection(_Section):
+class GaudiFields(_Section):
     """Intel Gaudi (HPU) settings; ignored unless use_habana is true."""
 
     use_habana: bool = False
     """Train on HPUs with optimum-habana's GaudiTrainer."""
     use_lazy_mode: bool = True
-    """Lazy graph mode (PT_HPU_LAZY_MODE=1); false = eager / torch.compile mode."""
+    """Lazy graph mode (PT_HPU_LAZY_MODE=1; Intel calls it legacy). false = eager mode
+    (PT_HPU_LAZY_MODE=0 for every rank), with training.torch_compile true and
+    training.torch_compile_backend ``hpu_backend``: eager + torch.compile, Intel's default path now."""
     gaudi_config_name: Optional[str] = "Habana/wav2vec2"
     """GaudiConfig to load (hub id or local JSON/dir); ``Habana/wav2vec2`` turns on fused AdamW, fused
     clipping and autocast. When it cannot be loaded offline, its known values are used."""
@@ -429,6 +451,22 @@ class LaunchSection(_Section):
                 "use launcher mpi, deepspeed or torchrun"
             )
         return self
+
+
+#: Leaf names the sections above type by hand; every other trainer argument passes through.
+_TYPED = {
+    n for m in (ModelSection, DataSection, TrainingFields, GaudiFields, LaunchSection) for n in m.model_fields
+}
+
+
+class TrainingSection(with_trainer_arguments(TrainingFields, "training", _TYPED)):  # type: ignore[misc]
+    """The TrainingArguments fields above, and every other field of transformers' TrainingArguments
+    as a pass-through leaf (None until set: the trainer's default applies)."""
+
+
+class GaudiSection(with_trainer_arguments(GaudiFields, "gaudi", _TYPED)):  # type: ignore[misc]
+    """The Gaudi fields above, and every other field that only GaudiTrainingArguments has (the
+    torch.compile family, distribution_strategy, max_hpu_graphs, profiling_*, ...) as a pass-through leaf."""
 
 
 class Preset(_Section):
@@ -496,6 +534,8 @@ def _did_you_mean(section: str | None, name: str) -> str:
     """A hint for an unknown key: where it moved, the nearest key in its section, else anywhere."""
     if f"{section}.{name}" in MOVED_KEYS:
         return f"; it is now {MOVED_KEYS[f'{section}.{name}']}"
+    if name in OWNED:
+        return f"; ctc-tui sets {name} itself: {OWNED[name]}"
     sections = _section_fields()
     if section is None:
         close = difflib.get_close_matches(name, list(sections), n=1, cutoff=0.6)
@@ -526,6 +566,16 @@ def _describe_input(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _literal_problem(expected: str, value: Any, got: str) -> str:
+    """The choices, or for a long list (TrainingArguments.optim has 40) the nearest few."""
+    choices = re.findall(r"'([^']*)'", expected)
+    if len(choices) <= 8:
+        return f"expected one of {expected}, got {got}"
+    close = difflib.get_close_matches(str(value), choices, n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return f"expected one of {len(choices)} choices ({', '.join(choices[:4])}, ...), got {got}{hint}"
+
+
 def _friendly(error: dict[str, Any]) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
@@ -547,7 +597,7 @@ def _friendly(error: dict[str, Any]) -> str:
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return f"expected a mapping of keys, got {got}"
     if kind == "literal_error":
-        return f"expected one of {ctx.get('expected')}, got {got}"
+        return _literal_problem(str(ctx.get("expected", "")), error.get("input"), got)
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         bound = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[
             kind
@@ -680,9 +730,23 @@ def validate_data(
     except ValidationError as exc:
         problems.extend(_validation_problems(exc, doc, origin_of))
         raise PresetError(source, problems) from None
+    problems.extend(_refusals(preset, doc, origin_of))
     if problems:
         raise PresetError(source, problems)
     return preset
+
+
+def _refusals(preset: Preset, doc: YamlDocument | None, origin_of: dict[tuple, str]) -> list[Problem]:
+    """What GaudiTrainingArguments would refuse at start (ctc_tui.core.gaudi_rules), as problems."""
+    from ctc_tui.core.gaudi_rules import refusals
+
+    out = []
+    for key, message in refusals(preset):
+        path = tuple(key.split("."))
+        origin = origin_of.get(path)
+        line = doc.line_of(path) if doc is not None and origin is None else None
+        out.append(Problem(key=key, message=message, line=line, origin=origin))
+    return out
 
 
 def _deep_copy(value: Any) -> Any:
