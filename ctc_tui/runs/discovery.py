@@ -1,4 +1,4 @@
-"""Finding and summarising run dirs (``ctc-tui runs``, the runs screen).
+"""Finding and summarising run dirs (``ctc-tui runs``, the runs screen), with ``ctc-tui eval``'s results.
 
 A run dir that fails the trust rules (ctc_tui.core.trust: another user's, writable by others, below a
 folder someone else could swap, a processes.json not private) is listed as ``untrusted`` with the reason,
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ctc_tui.core import checkpoints, rundir, trust
 from ctc_tui.runs.client import is_live
+from ctc_tui.runs.evalresults import EvalResult, read_results
 from ctc_tui.runs.state import RunState
 from ctc_tui.supervisor import iter_events, runrecord
 
@@ -41,6 +42,7 @@ class RunSummary:
     checkpoint: str | None = None  # the newest complete checkpoint-N: what a resume continues from
     skipped: tuple[str, ...] = ()  # newer checkpoint-N a resume skips (not committed, or damaged)
     problem: str | None = None  # why it is UNTRUSTED (ctc_tui.core.trust)
+    results: tuple[EvalResult, ...] = ()  # ctc-tui eval's results per split (RUN_DIR/eval/)
 
     @property
     def resumes_from(self) -> str:
@@ -91,6 +93,7 @@ def summarise(
         curve,
         point.checkpoint.name if point.checkpoint else None,
         tuple(c.name for c in point.skipped),
+        results=tuple(read_results(run_dir)),
     )
 
 
