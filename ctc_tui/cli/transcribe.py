@@ -10,7 +10,9 @@ import sys
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "ctc_tui.runner.transcribe", args.run_dir, *args.audio]
-    command += ["--format", args.format, "--chunk-seconds", str(args.chunk_seconds)]
+    command += ["--format", args.format]
+    if args.chunk_seconds is not None:
+        command += ["--chunk-seconds", str(args.chunk_seconds)]
     if args.lm:
         command.append("--lm")
     if args.checkpoint is not None:
@@ -27,7 +29,7 @@ def _transcribe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lm", action="store_true", help="beam search with RUN_DIR/lm/ (ctc-tui eval --lm tunes it)"
     )
-    p.add_argument("--chunk-seconds", type=float, default=20.0, help="window length (default 20)")
+    p.add_argument("--chunk-seconds", type=float, help="window length in seconds (default 15)")
     p.add_argument("--format", choices=("text", "json", "srt"), default="text")
     p.add_argument("--checkpoint", type=int, help="use RUN_DIR/checkpoint-N instead of the final model")
     p.set_defaults(func=cmd_transcribe)

@@ -1,0 +1,94 @@
+"""Chunked transcription of long audio on the CPU: real-time factor, a 10-minute file against its clips
+transcribed one by one, and peak memory for 1 and 10 minutes.
+
+Builds 1- and N-minute recordings (44.1 kHz stereo FLAC) from the demo's eval clips with short silences
+between them (bench/longfile.py). In this process: the model is loaded once (runner/transcribe.py's
+``load``), then the long file is transcribed in windows and, for comparison, each clip placed in it is
+transcribed as its own file. In child processes (``python -m ctc_tui.runner.transcribe``): peak RSS of the
+1-minute and the N-minute file (``os.wait4``'s ``ru_maxrss``). Goals: the long file within 1.2x the time
+of its clips; peak RSS of N minutes within 1.2x that of 1 minute.
+
+Usage: python bench/transcribe.py RUN_DIR [--minutes 10] [--chunk-seconds 20] [--repeats 3] [--threads 1]
+Last line: ``transcribe rtf=X long_s=A clips_s=B ratio=R rss_1min_mb=M1 rss_long_mb=M2 rss_ratio=Q``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+# after the sys.path insert, so that this checkout's ctc_tui is imported
+from bench.longfile import build_long, clips_of  # noqa: E402
+from ctc_tui.runner import transcribe  # noqa: E402
+
+DEMO_EVAL = REPO / "presets" / "data" / "demo-speech" / "eval"
+GAP = (0.1, 0.4)  # short silences: the long file holds about as much audio as its clips
+
+
+def peak_rss_mb(run_dir: Path, path: Path, chunk_seconds: float, threads: int) -> float:
+    """Peak resident memory (MiB) of a child transcribing ``path``."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    command = [sys.executable, "-m", "ctc_tui.runner.transcribe", str(run_dir), str(path)]
+    command += ["--chunk-seconds", str(chunk_seconds), "--format", "json"]
+    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    if status != 0:
+        raise SystemExit(f"transcribing {path} failed (status {status})")
+    return usage.ru_maxrss / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--chunk-seconds", type=float, default=transcribe.DEFAULT_CHUNK_SECONDS)
+    parser.add_argument("--repeats", type=int, default=3, help="best of this many timings")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="ctc-tui-bench-transcribe-"))
+    clips = clips_of(DEMO_EVAL)
+    short, long = work / "1min.flac", work / f"{args.minutes:g}min.flac"
+    build_long(clips, short, 60, gap=GAP)
+    placed = build_long(clips, long, args.minutes * 60, gap=GAP)
+    cli = ["--chunk-seconds", str(args.chunk_seconds)]
+    t = transcribe.load(transcribe.parse_args([str(args.run_dir), str(long), *cli]))
+
+    long_s = clips_s = float("inf")
+    for _ in range(args.repeats):  # alternated, the best of each: a shared machine's noise hits both
+        start = time.perf_counter()
+        result = transcribe.transcribe(t, str(long))
+        long_s = min(long_s, time.perf_counter() - start)
+        start = time.perf_counter()
+        for clip in placed:
+            transcribe.transcribe(t, str(clip.path))
+        clips_s = min(clips_s, time.perf_counter() - start)
+    clip_audio = sum(p.end - p.start for p in placed)
+    print(f"{long.name}: {result['duration']:.0f} s ({clip_audio:.0f} s of it clips), {len(placed)} clips")
+    print(
+        f"chunked: {long_s:.1f} s (rtf {long_s / result['duration']:.3f}); clips one by one: {clips_s:.1f} s"
+    )
+
+    rss_short = peak_rss_mb(args.run_dir, short, args.chunk_seconds, args.threads)
+    rss_long = peak_rss_mb(args.run_dir, long, args.chunk_seconds, args.threads)
+    print(f"peak RSS: 1 min {rss_short:.0f} MiB, {args.minutes:g} min {rss_long:.0f} MiB")
+    print(
+        f"transcribe rtf={long_s / result['duration']:.4f} long_s={long_s:.2f} clips_s={clips_s:.2f} "
+        f"ratio={long_s / clips_s:.3f} rss_1min_mb={rss_short:.0f} rss_long_mb={rss_long:.0f} "
+        f"rss_ratio={rss_long / rss_short:.3f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
