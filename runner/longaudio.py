@@ -32,6 +32,10 @@ class Window:
     last: bool
 
 
+#: Blank frames (in seconds) that part two words, and where ``--lm`` cuts the file into segments.
+PAUSE_SECONDS = 0.4
+
+
 def frame_hop(config) -> int:
     """Samples per output frame: the product of the model's convolution strides."""
     return math.prod(getattr(config, "conv_stride", None) or (1,))
@@ -152,10 +156,17 @@ class Word:
 
 
 def words_of(
-    tokens: Iterable[Token], texts, delimiter: int, frame_seconds: float, offset: int = 0
+    tokens: Iterable[Token],
+    texts,
+    delimiter: int,
+    frame_seconds: float,
+    offset: int = 0,
+    pause: int | None = None,
 ) -> list[Word]:
     """Words of a token path: a word starts at its first token's first frame and ends after its last
-    token's last frame; ``offset`` frames are added (a segment's place in the file)."""
+    token's last frame; ``offset`` frames are added (a segment's place in the file). With ``pause``, more
+    than that many frames between two tokens also end a word (a model trained on single utterances
+    emits no delimiter across the silence between two of them)."""
     words: list[Word] = []
     current: list[Token] = []
 
@@ -167,6 +178,8 @@ def words_of(
             current.clear()
 
     for token in tokens:
+        if current and pause is not None and token.first - current[-1].last > pause:
+            close()
         if token.id == delimiter:
             close()
         else:

@@ -56,6 +56,10 @@ class Transcriber:
     def frame_seconds(self) -> float:
         return self.hop / self.rate
 
+    @property
+    def pause_frames(self) -> int:
+        return max(round(longaudio.PAUSE_SECONDS / self.frame_seconds), 1)
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ctc-tui transcribe", description=__doc__.splitlines()[0])
@@ -129,7 +133,7 @@ def lm_words(t: Transcriber, logprobs: np.ndarray) -> list[longaudio.Word]:
     """Beam search + LM segment by segment, each segment's words placed by aligning them to its frames."""
     index = {text: i for i, text in enumerate(t.vocab.tokens)}
     words: list[longaudio.Word] = []
-    for a, b in longaudio.segments(logprobs, t.vocab.blank):
+    for a, b in longaudio.segments(logprobs, t.vocab.blank, min_gap=t.pause_frames):
         piece = logprobs[a:b]
         text = beam_search(piece, t.vocab, t.lm, t.weights)
         ids = []
@@ -148,7 +152,8 @@ def transcribe(t: Transcriber, path: str) -> dict:
         words = lm_words(t, logprobs)
     else:
         tokens = longaudio.greedy_tokens(logprobs, t.vocab.blank)
-        words = longaudio.words_of(tokens, t.vocab.tokens, t.vocab.delimiter, t.frame_seconds)
+        pause = t.pause_frames
+        words = longaudio.words_of(tokens, t.vocab.tokens, t.vocab.delimiter, t.frame_seconds, pause=pause)
     text = " ".join(w.word for w in words)
     return {"path": path, "text": text, "duration": round(duration, 3), "words": [asdict(w) for w in words]}
 
