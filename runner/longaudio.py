@@ -49,11 +49,17 @@ def receptive_field(config) -> int:
     return field
 
 
+#: The most context (seconds) on each side of a window: a CTC model's letters depend on little more, and
+#: every second of context is heard twice (by this window and the next).
+MAX_CONTEXT_SECONDS = 1.0
+
+
 def window_sizes(chunk_seconds: float, rate: int, hop: int, field: int) -> tuple[int, int]:
     """(chunk, context) in samples, multiples of ``hop``: a sixth of the chunk on each side (as the
-    transformers pipeline's default), at least two frames and the receptive ``field`` (so every kept
-    frame is one the window's model input fully covers)."""
-    context = max(int(chunk_seconds * rate) // hop // 6, 2, -(-field // hop)) * hop
+    transformers pipeline's default) up to ``MAX_CONTEXT_SECONDS``, at least two frames and the
+    receptive ``field`` (so every kept frame is one the window's model input fully covers)."""
+    sixth = min(int(chunk_seconds * rate) // 6, int(MAX_CONTEXT_SECONDS * rate)) // hop
+    context = max(sixth, 2, -(-field // hop)) * hop
     chunk = max(int(chunk_seconds * rate) // hop * hop, 2 * context + hop)
     return chunk, context
 

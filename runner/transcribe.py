@@ -30,7 +30,7 @@ from ctc_tui.runner.decode import LmWeights, Vocab, beam_search, log_softmax
 from ctc_tui.runner.load import backend_name, load_trained
 from ctc_tui.runner.score import ScoreError, model_folder, model_key, read_lm, stored_weights
 
-DEFAULT_CHUNK_SECONDS = 15.0
+DEFAULT_CHUNK_SECONDS = 10.0
 
 
 @dataclass

@@ -29,7 +29,7 @@ def _transcribe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lm", action="store_true", help="beam search with RUN_DIR/lm/ (ctc-tui eval --lm tunes it)"
     )
-    p.add_argument("--chunk-seconds", type=float, help="window length in seconds (default 15)")
+    p.add_argument("--chunk-seconds", type=float, help="window length in seconds (default 10)")
     p.add_argument("--format", choices=("text", "json", "srt"), default="text")
     p.add_argument("--checkpoint", type=int, help="use RUN_DIR/checkpoint-N instead of the final model")
     p.set_defaults(func=cmd_transcribe)

@@ -82,7 +82,7 @@ def test_a_long_recording_gets_words_where_its_clips_were_placed(run_dir, tmp_pa
 
 
 def test_chunked_and_unchunked_agree_word_for_word_where_they_match(run_dir, tmp_path):
-    """A 30 s file heard whole and in 15 s windows (the default). Each window is normalised on its own
+    """A 30 s file heard whole and in 10 s windows (the default). Each window is normalised on its own
     and attends only to itself, so a word can differ by a letter (measured: 0 to 2 of ~50 words with
     this fixture and with the fully trained demo); the words are the same otherwise, at the same times:
     nothing lost or doubled at the window edges."""

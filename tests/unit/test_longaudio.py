@@ -22,9 +22,10 @@ def test_hop_and_receptive_field_come_from_the_model_config():
     assert longaudio.frame_hop(SimpleNamespace(conv_stride=(4, 2))) == 8
 
 
-def test_window_sizes_are_hop_multiples_with_a_sixth_of_context():
+def test_window_sizes_are_hop_multiples_with_a_sixth_of_context_up_to_a_second():
+    assert longaudio.window_sizes(3.0, 16000, HOP, FIELD) == (48000, 8000)  # 150 frames, 25 each side
     chunk, context = longaudio.window_sizes(20.0, 16000, HOP, FIELD)
-    assert (chunk, context) == (320000, 53120)  # 1000 frames, 166 frames each side
+    assert (chunk, context) == (320000, 16000)  # 1000 frames; a sixth would be 166, capped at 50
     assert chunk % HOP == 0 == context % HOP
     tiny_chunk, tiny_context = longaudio.window_sizes(0.01, 16000, HOP, FIELD)
     assert tiny_context >= FIELD and tiny_chunk - 2 * tiny_context >= HOP  # never an empty middle
