@@ -100,9 +100,9 @@ def test_chunked_and_unchunked_agree_word_for_word_where_they_match(run_dir, tmp
         assert abs(x["start"] - y["start"]) <= 0.06 and abs(x["end"] - y["end"]) <= 0.06
 
 
-def test_srt_checkpoint_and_lm_without_weights(run_dir, tmp_path):
+def test_srt_checkpoint_and_the_lm(run_dir, tmp_path):
     wav = tmp_path / "few.wav"
-    build_long(clips_of(DEMO_DATA / "eval")[:6], wav, seconds=8, rate=8000, channels=1)
+    placed = build_long(clips_of(DEMO_DATA / "eval")[:6], wav, seconds=8, rate=8000, channels=1)
     subs = transcribe(run_dir, wav, "--format", "srt", "--checkpoint", STEPS)
     assert subs.returncode == 0, subs.stderr
     blocks = subs.stdout.strip().split("\n\n")
@@ -116,3 +116,12 @@ def test_srt_checkpoint_and_lm_without_weights(run_dir, tmp_path):
     untuned = transcribe(run_dir, wav, "--lm")
     assert untuned.returncode == 2 and "Traceback" not in untuned.stderr
     assert len(untuned.stderr.strip().splitlines()) == 1 and f"ctc-tui eval {run_dir} --lm" in untuned.stderr
+
+    tuned = run_cli("eval", str(run_dir), "--lm", "--json", timeout=400)
+    assert tuned.returncode == 0, tuned.stderr
+    with_lm = transcribe(run_dir, wav, "--lm", "--format", "json")
+    assert with_lm.returncode == 0, with_lm.stderr
+    words = json.loads(with_lm.stdout)["words"]
+    assert words
+    for word in words:  # beam search + LM, its words placed on their frames by forced alignment
+        assert any(p.start - SLACK <= word["start"] < word["end"] <= p.end + SLACK for p in placed), word
