@@ -1,14 +1,16 @@
 """Chunked transcription of long audio on the CPU: real-time factor, a 10-minute file against its clips
 transcribed one by one, and peak memory for 1 and 10 minutes.
 
-Builds 1- and N-minute recordings (44.1 kHz stereo FLAC) from the demo's eval clips with short silences
-between them (bench/longfile.py). In this process: the model is loaded once (runner/transcribe.py's
-``load``), then the long file is transcribed in windows and, for comparison, each clip placed in it is
-transcribed as its own file. In child processes (``python -m ctc_tui.runner.transcribe``): peak RSS of the
-1-minute and the N-minute file (``os.wait4``'s ``ru_maxrss``). Goals: the long file within 1.2x the time
-of its clips; peak RSS of N minutes within 1.2x that of 1 minute.
+Builds 1- and N-minute FLAC recordings (16 kHz mono as the clips are; ``--rate``, ``--channels`` for
+others) from the demo's eval clips with short silences between them (bench/longfile.py). In this
+process: the model is loaded once (runner/transcribe.py's ``load``), then the long file is transcribed
+in windows and, for comparison, each clip placed in it is transcribed as its own file. In child
+processes (``python -m ctc_tui.runner.transcribe``): peak RSS of the 1-minute and the N-minute file
+(``os.wait4``'s ``ru_maxrss``). Goals: the long file within 1.2x the time of its clips; peak RSS of N
+minutes within 1.2x that of 1 minute.
 
-Usage: python bench/transcribe.py RUN_DIR [--minutes 10] [--chunk-seconds 20] [--repeats 3] [--threads 1]
+Usage: python bench/transcribe.py RUN_DIR [--minutes 10] [--chunk-seconds 10] [--rate 16000]
+[--channels 1] [--repeats 3] [--threads 1]
 Last line: ``transcribe rtf=X long_s=A clips_s=B ratio=R rss_1min_mb=M1 rss_long_mb=M2 rss_ratio=Q``.
 """
 
@@ -50,6 +52,8 @@ def main() -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--chunk-seconds", type=float, default=transcribe.DEFAULT_CHUNK_SECONDS)
+    parser.add_argument("--rate", type=int, default=16000, help="the long files' rate (the clips': 16000)")
+    parser.add_argument("--channels", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3, help="best of this many timings")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = parser.parse_args()
@@ -59,8 +63,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="ctc-tui-bench-transcribe-"))
     clips = clips_of(DEMO_EVAL)
     short, long = work / "1min.flac", work / f"{args.minutes:g}min.flac"
-    build_long(clips, short, 60, gap=GAP)
-    placed = build_long(clips, long, args.minutes * 60, gap=GAP)
+    build_long(clips, short, 60, rate=args.rate, channels=args.channels, gap=GAP)
+    placed = build_long(clips, long, args.minutes * 60, rate=args.rate, channels=args.channels, gap=GAP)
     cli = ["--chunk-seconds", str(args.chunk_seconds)]
     t = transcribe.load(transcribe.parse_args([str(args.run_dir), str(long), *cli]))
 
