@@ -8,13 +8,15 @@ What is checked:
 - cards: the requested number of Gaudi cards / GPUs exist on this node and are free; CPU ranks do not
   outnumber the physical cores;
 - launcher: its own checks (``ctc_tui.launchers``: mpirun is Open MPI 4 or 5, deepspeed on PATH, pdsh
-  for other hosts; Slurm's commands for ``--slurm``); the runner's packages (torch, transformers,
-  ...) installed for this Python; the Habana stack and optimum-habana for HPU runs; HPU graphs only
-  where optimum-habana allows them (lazy mode);
+  for other hosts) and the scheduler's (``ctc_tui.schedulers``: a batch scheduler's commands, checked
+  instead of the cards, the launcher and the hostfile, which are the job's nodes'); the runner's
+  packages (torch, transformers, ...) installed for this Python; the Habana stack and optimum-habana
+  for HPU runs; HPU graphs only where optimum-habana allows them (lazy mode);
 - model: a local folder with config.json, or a hub id present in the Hugging Face cache when offline;
 - data: local folders and splits exist, a few clips' sample rates; hub datasets cached when offline;
 - output dir: writable, enough free disk, and not someone's earlier run (unless overwrite_output_dir);
-  short enough for its Unix sockets (checked before anything is written);
+  short enough for its Unix sockets (checked before anything is written); yours, below folders no one
+  else can swap (ctc_tui.core.trust: OpenSSH's StrictModes rule);
 - hostfile: every other host answers ``ssh -o BatchMode=yes``.
 
 Standard library (and psutil through devices) only: never torch, transformers or datasets. Packages are
@@ -35,15 +37,15 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from ctc_tui import launchers
-from ctc_tui.core import checkpoints, rundir
+from ctc_tui import launchers, schedulers
+from ctc_tui.core import checkpoints, rundir, trust
 from ctc_tui.core.findings import Finding
 from ctc_tui.core.findings import error as _error
 from ctc_tui.core.findings import warning as _warning
 from ctc_tui.core.preset import Preset
 from ctc_tui.devices import run_bounded
 from ctc_tui.launchers.hostfile import read_hostfile
-from ctc_tui.launchers.slurm import SLURM
+from ctc_tui.schedulers import Scheduler
 from ctc_tui.sources import source
 from ctc_tui.sources.base import CHECK_SAMPLE
 from ctc_tui.sources.hfcache import hub_cache
@@ -463,9 +465,16 @@ def check_output_dir(preset: Preset, resume: bool = False) -> list[Finding]:
     sockets = rundir.socket_path_problem(out)
     if sockets:
         return [_error("training.output_dir", sockets)]
+    try:
+        untrusted = trust.path_problem(out)
+    except trust.Untrusted as exc:
+        untrusted = str(exc)
+    if untrusted:
+        return [_error("training.output_dir", untrusted)]
     if out.exists() and not out.is_dir():
         return [_error("training.output_dir", f"{out} is a file: choose another --output-dir")]
-    if not resume and out.is_dir() and any(out.iterdir()) and not preset.training.overwrite_output_dir:
+    holds = out.is_dir() and any(p.name != rundir.SUPERVISOR_LOCK for p in out.iterdir())
+    if not resume and holds and not preset.training.overwrite_output_dir:
         return [
             _error(
                 "training.output_dir",
@@ -589,14 +598,16 @@ def run_checks(
     detected=None,
     environ: Mapping[str, str] | None = None,
     which: Callable[[str], str | None] = shutil.which,
-    slurm: bool = False,
+    scheduler: Scheduler | None = None,
 ) -> list[Finding]:
     """Every check for ``preset`` (output_dir already resolved); errors first, then warnings.
 
     ``resume``: the output dir is meant to exist (``ctc-tui run --resume``). ``detected``: the result of
     devices.detect() when the caller has one (the wizard); found here only when the preset needs it.
-    ``slurm``: Slurm places the ranks (``ctc-tui run --slurm``): the Slurm commands are checked instead of
-    this machine's cards, the launcher and the hostfile."""
+    ``scheduler``: what places the ranks (default: the local process tree); its own checks run, and this
+    machine's cards, the launcher and the hostfile are checked only when it places the ranks here."""
+    if scheduler is None:
+        scheduler = schedulers.get(schedulers.LOCAL)
     env = os.environ if environ is None else environ
     reachable: dict[str, bool] = {}
 
@@ -605,7 +616,7 @@ def run_checks(
             reachable["ok"] = hub_reachable(env)
         return reachable["ok"]
 
-    if detected is None and not slurm:
+    if detected is None and scheduler.places_here:
         from ctc_tui import devices
 
         if preset.device_kind == "cpu":
@@ -613,10 +624,9 @@ def run_checks(
         else:
             detected = devices.detect()
     findings: list[Finding] = []
-    if slurm:
-        placement = [lambda: SLURM.checks(preset, which, run_bounded)]
-    else:
-        placement = [
+    placement = [lambda: scheduler.checks(preset, which, run_bounded)]
+    if scheduler.places_here:
+        placement += [
             lambda: check_cards(preset, detected),
             lambda: check_launcher(preset, which),
             lambda: check_hostfile(preset, which),

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ctc_tui.core import events, private, rundir
+from ctc_tui.core import events, private, rundir, trust
 
 QUEUE_SIZE = 10_000
 RECONNECT_FIRST = 0.25  # seconds before the first reconnection attempt
@@ -236,12 +236,16 @@ def _run_token(run_dir: Path | None) -> str | None:
 
 
 def _connect(address: str, token: str | None) -> socket.socket | None:
-    """Connect to ``/path/log.sock`` or ``host:port``; None (and training goes on) when impossible."""
+    """Connect to ``/path/log.sock`` or ``host:port``; None (and training goes on) when impossible, or when
+    the Unix socket is served by another user (SO_PEERCRED, ctc_tui.core.trust): nothing is sent to it."""
     try:
         if "/" in address or address.endswith(".sock"):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(5)
             sock.connect(address)
+            if not trust.peer_is_me(sock):  # not this user's supervisor: never told a thing
+                sock.close()
+                return None
         else:
             host, _, port = address.rpartition(":")
             sock = socket.create_connection((host.strip("[]"), int(port)), timeout=5)

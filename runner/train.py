@@ -151,7 +151,7 @@ def check_output_dir(run_dir: Path, preset: Preset, resume: bool) -> checkpoints
     foreign = sorted(
         p.name
         for p in run_dir.iterdir()
-        if p.name not in rundir.OWN_FILES
+        if not rundir.is_own_file(p.name)
         and not (resume and (p.name in PRODUCED_FILES or checkpoints.is_set_aside(p.name)))
     )
     if foreign and preset.training.do_train:

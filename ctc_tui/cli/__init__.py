@@ -16,12 +16,13 @@ from pathlib import Path
 from ctc_tui import __version__
 from ctc_tui.cli.common import EXIT_USAGE, CliError, open_app, print_err
 from ctc_tui.core.problems import PresetError, Problem
+from ctc_tui.core.trust import Untrusted
 
 #: The sub-commands, in the order ``--help`` lists them: name -> (module under ctc_tui.cli, summary).
 #: Known without building the parser (the wizard's start skips it).
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "launch a run from a preset and follow it"),
-    "export": ("run", "write the preset as a job script: --slurm for sbatch"),
+    "export": ("run", "write the preset as a batch job script (for sbatch or qsub)"),
     "attach": ("run", "follow a run (history, then live); leaving never stops it"),
     "stop": ("run", "stop a run gracefully (checkpoint first), or --kill it"),
     "runs": ("runs", "list runs under ROOT (default ./runs): state, world size, best WER"),
@@ -90,14 +91,15 @@ def _looks_like_preset(word: str) -> bool:
 
 
 def _guard(action, broken_pipe: bool = False) -> int:
-    """Run a command: a preset's problems or a usage error print one message and exit 2; Ctrl-C exits
-    130; with ``broken_pipe``, a closed pipe (``ctc-tui schema | head``) ends quietly."""
+    """Run a command: a preset's problems, a usage error or a refusal of the trust rules (a run dir, file
+    or socket another user could control) print one message and exit 2; Ctrl-C exits 130; with
+    ``broken_pipe``, a closed pipe (``ctc-tui schema | head``) ends quietly."""
     try:
         return int(action() or 0)
     except PresetError as exc:
         print_err(exc.render())
         return EXIT_USAGE
-    except CliError as exc:
+    except (CliError, Untrusted) as exc:
         print_err(f"error: {exc}")
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -1,5 +1,8 @@
 """``ctc-tui run``, ``export``, ``attach`` and ``stop``: thin callers of the run service
-(ctc_tui.runs.service)."""
+(ctc_tui.runs.service).
+
+The batch schedulers' flags (``--NAME`` and the options each declares as data, ``ctc_tui.schedulers``)
+join ``run`` (the schedulers that run a preset) and ``export`` (those that write a job script)."""
 
 from __future__ import annotations
 
@@ -27,37 +30,87 @@ def _usage_errors() -> Iterator[None]:
 # -- run ------------------------------------------------------------------------------------------
 
 
-def _slurm_options(args: argparse.Namespace):
-    """The Slurm options of ``run`` / ``export``; None without --slurm (then giving any is an error).
+def _flags(choices) -> str:
+    return " or ".join(f"--{s.name}" for s in choices)
 
-    A resumed Slurm run resumes as one, with its saved options unless others are given."""
-    from ctc_tui.launchers import slurm  # as in _usage_errors: only when a command runs
-    from ctc_tui.runs.service import saved_slurm_options  # likewise
 
+def _chosen(args: argparse.Namespace, choices):
+    """The scheduler picked with ``--NAME`` among ``choices`` (None: none); a resumed batch run is
+    placed as it was."""
     saved = None
     if getattr(args, "resume", None):
-        saved = saved_slurm_options(args.resume)
-        args.slurm = getattr(args, "slurm", False) or saved is not None
-    if not getattr(args, "slurm", False):
-        given = slurm.given_without_slurm(args)
-        if given:
-            raise CliError(
-                f"{', '.join(given)}: Slurm options, for --slurm runs only (add --slurm or leave them out)"
-            )
+        from ctc_tui.schedulers import saved_options  # as in _usage_errors: only when a command runs
+
+        saved = saved_options(args.resume)
+    chosen = [s for s in choices if getattr(args, s.name, False)]
+    if len(chosen) > 1:
+        raise CliError(f"{', '.join(f'--{s.name}' for s in chosen)}: give one of them")
+    if not chosen and saved is not None:
+        chosen = [s for s in choices if s.name == saved.scheduler]
+    return (chosen[0] if chosen else None), saved
+
+
+def _job_options(args: argparse.Namespace, choices):
+    """The batch job options of ``run`` / ``export`` (None without a scheduler's ``--NAME``: then giving
+    an option of one is an error, as is giving one the chosen scheduler does not take).
+
+    A resumed batch run resumes as one, with its saved options unless others are given."""
+    from ctc_tui.schedulers import SchedulerError  # as in _chosen
+
+    scheduler, saved = _chosen(args, choices)
+    own = set(scheduler.given(args)) if scheduler else set()
+    foreign = [
+        (flag, [s for s in choices if flag in s.given(args)])
+        for flag in dict.fromkeys(f for s in choices for f in s.given(args))
+        if flag not in own
+    ]
+    if foreign:
+        flags = ", ".join(flag for flag, _ in foreign)
+        owners = list(dict.fromkeys(s for _, owners in foreign for s in owners))
+        raise CliError(
+            f"{flags}: {' / '.join(s.title for s in owners)} options, for {_flags(owners)} runs only "
+            f"(add {_flags(owners)} or leave them out)"
+        )
+    if scheduler is None:
         return None
     try:
-        return slurm.options_from_args(args, saved)
-    except slurm.SlurmError as exc:
+        return scheduler.options_from_args(
+            args, saved if saved and saved.scheduler == scheduler.name else None
+        )
+    except SchedulerError as exc:
         raise CliError(str(exc)) from None
 
 
-def _request(args: argparse.Namespace, slurm_options):
+def _scheduler_arguments(p: argparse.ArgumentParser, choices) -> None:
+    """``--NAME`` for each scheduler in ``choices`` and the options it declares; an option several
+    declare (``--nodes``) is added once, in the first one's group."""
+    added: set[str] = set()
+    for scheduler in choices:
+        shared = [o.flag for o in scheduler.options if o.flag in added]
+        group = p.add_argument_group(
+            f"{scheduler.title} (with --{scheduler.name})",
+            f"also takes {', '.join(shared)}" if shared else None,
+        )
+        group.add_argument(f"--{scheduler.name}", action="store_true", help=scheduler.flag_help)
+        for option in scheduler.options:
+            if option.flag in added:
+                continue
+            added.add(option.flag)
+            if option.repeat:
+                group.add_argument(
+                    option.flag, action="append", default=[], metavar=option.metavar, help=option.help
+                )
+            else:
+                group.add_argument(option.flag, type=option.type, metavar=option.metavar, help=option.help)
+
+
+def _request(args: argparse.Namespace, job_options):
     """The service request ``run``'s arguments describe: a resume, or a new run of a preset."""
     from ctc_tui.runs.service import ResumeRequest, StartRequest  # as in _usage_errors
 
     if args.resume:
         return ResumeRequest(
-            run_dir=args.resume, overrides=tuple(args.overrides), check=not args.no_check, slurm=slurm_options
+            run_dir=args.resume, overrides=tuple(args.overrides), check=not args.no_check, job=job_options
         )
     if not args.preset:
         raise CliError("ctc-tui run needs a preset (see ctc-tui presets) or --resume RUN_DIR")
@@ -66,19 +119,24 @@ def _request(args: argparse.Namespace, slurm_options):
         overrides=tuple(args.overrides),
         output_dir=args.output_dir,
         check=not args.no_check,
-        slurm=slurm_options,
+        job=job_options,
     )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ctc_tui.runs import service  # as in _usage_errors
+    from ctc_tui import schedulers  # as in _usage_errors
+    from ctc_tui.runs import client, service  # likewise
 
     if args.resume and args.preset and "=" in args.preset:  # `run --resume DIR k=v`: k=v is an override
         args.overrides = [args.preset, *args.overrides]
         args.preset = None
-    slurm_options = _slurm_options(args)  # bad Slurm options stop here, before a run dir is made
+    job_options = _job_options(args, schedulers.runners())  # bad ones stop here, before a run dir is made
     with _usage_errors():
-        run_dir = service.start(_request(args, slurm_options), warn=print_err).run_dir
+        try:
+            run_dir = service.start(_request(args, job_options), warn=print_err).run_dir
+        except client.StartFailed as exc:
+            print_err(f"error: {exc}")
+            return 1
     if args.detach:
         print(
             f"run dir: {run_dir}\nfollow it with: ctc-tui attach {run_dir}\n"
@@ -92,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
-    from ctc_tui.launchers import slurm  # its options join the parser only when the parser is built
+    from ctc_tui import schedulers  # their options join the parser only when the parser is built
 
     p.add_argument("preset", nargs="?", help="preset file or shipped preset name (ctc-tui presets)")
     p.add_argument(
@@ -104,7 +162,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detach", action="store_true", help="start the run and return at once (see attach)")
     p.add_argument("--no-check", action="store_true", help="skip the pre-flight check (ctc-tui check)")
     _silent_after_argument(p)
-    slurm.add_arguments(p)
+    _scheduler_arguments(p, schedulers.runners())
     p.set_defaults(func=cmd_run)
 
 
@@ -112,31 +170,52 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from ctc_tui import schedulers  # as in _usage_errors
     from ctc_tui.core.preset import load_preset, preset_stem  # likewise
     from ctc_tui.core.shipped import find_preset
-    from ctc_tui.launchers import slurm  # as in _usage_errors
 
-    if not args.slurm:
-        raise CliError("ctc-tui export needs a format: --slurm (an sbatch script)")
-    options = _slurm_options(args)
+    formats = schedulers.exporters()
+    options = _job_options(args, formats)
+    if options is None:
+        raise CliError(
+            "ctc-tui export needs a format: "
+            + " or ".join(f"--{s.name} ({s.export_format})" for s in formats)
+        )
+    scheduler = schedulers.of(options)
     path = find_preset(args.preset)
     preset = load_preset(path, args.overrides)
     if args.output_dir:
         preset.training.output_dir = args.output_dir
     try:
-        text = slurm.export_script(preset, options, preset_name=preset_stem(path))
-    except slurm.SlurmError as exc:
+        text = scheduler.export_script(preset, options, preset_name=preset_stem(path))
+    except schedulers.SchedulerError as exc:
         raise CliError(str(exc)) from None
     if not args.output:
         sys.stdout.write(text)
         return 0
-    out = write_output(args.output, text, args.force, mode=0o755)
-    print(f"wrote {out}; submit it with: sbatch {out}")
+    with _usage_errors(), _run_dir_locked(Path(args.output).expanduser().parent):
+        out = write_output(args.output, text, args.force, mode=0o755)
+    print(f"wrote {out}; submit it with: {scheduler.submit_program} {out}")
     return 0
 
 
+@contextlib.contextmanager
+def _run_dir_locked(folder: Path) -> Iterator[None]:
+    """When ``folder`` is a run dir: its trust rules checked and its lock held inside the block (a live
+    run's job script is never replaced); otherwise nothing."""
+    from ctc_tui.core import rundir  # as in _usage_errors
+    from ctc_tui.runs import service
+
+    if not rundir.is_run_dir(folder):
+        yield
+        return
+    path = service.resolve_run_dir(folder)
+    with service.locked_run_dir(path):
+        yield
+
+
 def _export_arguments(p: argparse.ArgumentParser) -> None:
-    from ctc_tui.launchers import slurm  # as in _run_arguments
+    from ctc_tui import schedulers  # as in _run_arguments
 
     p.add_argument("preset", help="preset file or shipped preset name (ctc-tui presets)")
     p.add_argument(
@@ -149,7 +228,7 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
         help="the runs' directory (overrides training.output_dir; {timestamp} is "
         "filled in when each job starts)",
     )
-    slurm.add_arguments(p)
+    _scheduler_arguments(p, schedulers.exporters())
     p.set_defaults(func=cmd_export)
 
 
@@ -185,10 +264,15 @@ def _positive_seconds(text: str) -> float:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from ctc_tui.runs.service import adopt_if_orphaned, resolve_run_dir  # as in _usage_errors
+    from ctc_tui.runs.service import (  # as in _usage_errors
+        adopt_if_orphaned,
+        check_supervisor,
+        resolve_run_dir,
+    )
 
     with _usage_errors():
         run_dir = resolve_run_dir(args.run_dir)
+        check_supervisor(run_dir)  # another user's socket here: refused before anything is followed
         adopted = adopt_if_orphaned(run_dir)
     if adopted is not None:
         print_err(f"the run's supervisor was gone: supervisor {adopted} adopted the running run")

@@ -1,6 +1,7 @@
 """``ctc-tui runs``: the run dirs under a folder, newest first, with state, world size, best WER and the
 checkpoint a resume would continue from (the newest complete one, ctc_tui.core.checkpoints) and the newer
-ones it would skip."""
+ones it would skip. A run dir that fails the trust rules is listed ``untrusted``, with a note saying why
+(ctc_tui.core.trust)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from ctc_tui.cli.common import print_err
     from ctc_tui.runs.discovery import find_runs
     from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable
 
@@ -44,6 +46,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
             run.started_text,
         )
     Console().print(table)
+    for run in runs:
+        if run.problem:
+            print_err(f"note: {printable(run.name)} is untrusted and was not read: {printable(run.problem)}")
     return 0
 
 

@@ -11,6 +11,7 @@ This module is shared by both halves of the project (the login-node ``ctc_tui`` 
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args
@@ -371,7 +372,7 @@ class LaunchSection(_Section):
     stop_grace_seconds: float = Field(120.0, ge=1, le=86400)
     """How long a graceful stop (``ctc-tui stop``, the dashboard's s) waits for the ranks to save their
     checkpoint and exit before it ends whatever is left (SIGCONT + SIGTERM, then SIGKILL a few seconds
-    later), as Slurm's KillWait does; raise it when saving a checkpoint takes longer."""
+    later), as a batch scheduler's kill wait does; raise it when saving a checkpoint takes longer."""
 
     @field_validator("master_addr", "log_host")
     @classmethod
@@ -724,8 +725,9 @@ def fill_placeholders(template: str, values: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(one, template)
 
 
-def resolve_output_dir(preset: Preset, name: str, now: float | None = None) -> Preset:
-    """Fill ``{preset}`` and ``{timestamp}`` in training.output_dir and make it absolute."""
+def fill_output_dir(preset: Preset, name: str, now: float | None = None) -> Preset:
+    """Fill ``{preset}`` and ``{timestamp}`` in training.output_dir and make it absolute, its symbolic
+    links kept (what the trust rules walk: ctc_tui.core.trust)."""
     import time as _time
 
     stamp = _time.strftime("%Y%m%d-%H%M%S", _time.localtime(now))
@@ -746,5 +748,12 @@ def resolve_output_dir(preset: Preset, name: str, now: float | None = None) -> P
             ],
         ) from None
     resolved = preset.model_copy(deep=True)
-    resolved.training.output_dir = str(Path(filled).expanduser().resolve())
+    resolved.training.output_dir = os.path.abspath(Path(filled).expanduser())
+    return resolved
+
+
+def resolve_output_dir(preset: Preset, name: str, now: float | None = None) -> Preset:
+    """Fill ``{preset}`` and ``{timestamp}`` in training.output_dir and make it absolute and real."""
+    resolved = fill_output_dir(preset, name, now)
+    resolved.training.output_dir = str(Path(resolved.training.output_dir).resolve())
     return resolved

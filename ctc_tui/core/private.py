@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from ctc_tui.core import rundir
+from ctc_tui.core import rundir, trust
 
 MODE_ENV = "CTC_TUI_RUN_DIR_MODE"  # octal, e.g. 750 to share a run dir read-only with the group
 DEFAULT_MODE = 0o700
@@ -25,8 +25,8 @@ HF_TOKEN_ENV = "HF_TOKEN"
 FROM_ENV = "<from HF_TOKEN>"
 
 
-class PrivacyError(Exception):
-    """A run dir or secret file that is not private; the message names the cause and the fix."""
+#: Every refusal of a run dir or secret file: the trust rules' own error (ctc_tui.core.trust).
+PrivacyError = trust.Untrusted
 
 
 # -- run dirs -------------------------------------------------------------------------------------
@@ -51,30 +51,38 @@ def run_dir_mode(environ: Mapping[str, str] | None = None) -> int:
 
 
 def check_run_dir(path: str | Path) -> None:
-    """Refuse an existing run dir that another user owns or that group or others can write to: they
-    could plant files (a symlinked secret, a forged preset) that this run would trust."""
+    """Refuse an existing run dir that another user owns or could write into, one below a folder someone
+    else could swap, or one whose private files are not private (ctc_tui.core.trust): they could plant
+    files (a symlinked secret, a forged processes.json) that this run would trust."""
+    if os.path.islink(path):
+        raise PrivacyError(
+            f"{path} is a symbolic link, not a directory: give the real path, or another output dir"
+        )
+    trust.check_run_dir(path)
+
+
+def create_run_dir(path: str | Path, environ: Mapping[str, str] | None = None) -> Path:
+    """The run dir itself, made with ``run_dir_mode()`` when missing (missing parents get the usual
+    umask), and nothing in it: what must exist before its lock can be taken. An existing one must pass
+    ``check_run_dir``; either way every folder above it must pass the StrictModes rule."""
     path = Path(path)
-    st = os.lstat(path)
-    if not os.path.isdir(path) or os.path.islink(path):
-        raise PrivacyError(f"{path} is a symbolic link or a file, not a directory: choose another output dir")
-    if st.st_uid != os.geteuid():
-        raise PrivacyError(
-            f"{path} belongs to {_user(st.st_uid)}, not to you: a run dir must be your own "
-            "(choose another output dir, or ask its owner)"
-        )
-    if st.st_mode & 0o022:
-        raise PrivacyError(
-            f"{path} can be written by {'group and others' if st.st_mode & 0o002 else 'its group'} "
-            f"(mode {st.st_mode & 0o777:o}): make it private with chmod go-w {path}, "
-            "or choose another output dir"
-        )
+    mode = run_dir_mode(environ)
+    if path.exists() or path.is_symlink():
+        check_run_dir(path)
+        return path
+    trust.check_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trust.check_path(path.parent)  # the folders just made, and what they were made in
+    os.mkdir(path, mode)
+    os.chmod(path, mode)  # the umask may have taken bits away
+    return path
 
 
 def make_run_dir(path: str | Path, environ: Mapping[str, str] | None = None) -> Path:
     """Create the run dir and its ``logs/`` with ``run_dir_mode()`` (missing parents get the usual
     umask); an existing one must pass ``check_run_dir`` and loses what the mode does not grant (a run
     dir made before runs were private becomes private on its resume)."""
-    path = Path(path)
+    path = create_run_dir(path, environ)
     mode = run_dir_mode(environ)
     for directory in (path, rundir.logs_dir(path)):
         if directory.exists() or directory.is_symlink():
@@ -83,19 +91,9 @@ def make_run_dir(path: str | Path, environ: Mapping[str, str] | None = None) -> 
             if current & ~mode:
                 os.chmod(directory, current & mode)
             continue
-        directory.parent.mkdir(parents=True, exist_ok=True)
         os.mkdir(directory, mode)
         os.chmod(directory, mode)  # the umask may have taken bits away
     return path
-
-
-def _user(uid: int) -> str:
-    import pwd  # deferred: only for the error message
-
-    try:
-        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
-    except KeyError:
-        return f"uid {uid}"
 
 
 # -- secret files ---------------------------------------------------------------------------------
@@ -123,24 +121,10 @@ def open_log(path: str | Path) -> BinaryIO:
 
 
 def read_secret(path: str | Path) -> str | None:
-    """The stripped text of the secret file ``path``; None when there is none. Raises PrivacyError for a
-    symbolic link, a file of another user or one that group or others can read."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        if os.path.islink(path):
-            raise PrivacyError(f"{path} is a symbolic link: secrets are never read through one") from None
-        raise PrivacyError(f"cannot read {path}: {exc.strerror}") from None
-    with os.fdopen(fd, encoding="utf-8") as handle:
-        st = os.fstat(handle.fileno())
-        if st.st_uid != os.geteuid() or st.st_mode & 0o077:
-            raise PrivacyError(
-                f"{path} is not private (owner uid {st.st_uid}, mode {st.st_mode & 0o777:o}): "
-                f"remove it (or chmod 600 {path} if it is yours) and start again"
-            )
-        return handle.read().strip() or None
+    """The stripped text of the secret file ``path``; None when there is none (or it is empty). Raises
+    PrivacyError for a symbolic link, a file of another user or one that group or others can read."""
+    text = trust.read_private(path)
+    return (text or "").strip() or None
 
 
 def run_token(run_dir: str | Path) -> str | None:

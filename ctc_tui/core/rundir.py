@@ -8,6 +8,7 @@ below so that a name is never typed twice.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -40,11 +41,6 @@ LM_INFO = "lm.json"  # in LM_DIR: what went in (sources, counts, order, hashes)
 LM_WEIGHTS = "weights.json"  # in LM_DIR: alpha/beta tuned by ctc-tui eval --lm for that ARPA file
 EVAL_DIR = "eval"  # ctc-tui eval: eval/<split>.json, one result per split
 
-SLURM_JOB_SCRIPT = "job.sbatch"
-SLURM_JOB_ID = "slurm-job-id"
-SLURM_JOB_ID_TMP = "slurm-job-id.tmp"
-SLURM_OPTIONS = "slurm-options.json"
-
 #: Everything above: files a training run must not mistake for a previous run's output.
 OWN_FILES = frozenset(
     {
@@ -66,14 +62,28 @@ OWN_FILES = frozenset(
         DEEPSPEED_ENV,
         RUN_TOKEN,
         HF_TOKEN_FILE,
-        SLURM_JOB_SCRIPT,
-        SLURM_JOB_ID,
-        SLURM_JOB_ID_TMP,
-        SLURM_OPTIONS,
         LM_DIR,
         EVAL_DIR,
     }
 )
+
+#: A batch scheduler's files (``ctc_tui.schedulers``; NAME is the scheduler's): its job script
+#: ``job.KIND``, the job's id ``NAME-job-id`` (written aside first as ``NAME-job-id.tmp``) and its options
+#: ``NAME-options.json`` (what a resumed run is placed with again). Own files too.
+JOB_FILES = re.compile(r"job\.[a-z]+|[a-z]+-job-id(\.tmp)?|[a-z]+-options\.json")
+
+
+def job_id_file(scheduler: str) -> str:
+    return f"{scheduler}-job-id"
+
+
+def job_options_file(scheduler: str) -> str:
+    return f"{scheduler}-options.json"
+
+
+def is_own_file(name: str) -> bool:
+    """Whether ``name`` in a run dir is a file ctc-tui adds (never a previous run's output)."""
+    return name in OWN_FILES or JOB_FILES.fullmatch(name) is not None
 
 
 #: The longest Unix socket path: sun_path holds 108 bytes on Linux, 104 on macOS, its final NUL included.

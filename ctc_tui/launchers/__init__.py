@@ -6,7 +6,8 @@ so adding a launcher is a module plus its name in that tuple. Shared pieces: ``h
 rank 0's address, the address ranks reach this machine at), ``topology`` (CPU sockets for mpirun's
 binding), ``environment`` (the ranks' environment), ``transport`` (how ranks reach the supervisor),
 ``script`` (``command.sh``), ``reference`` (gaudi_spawn.py and launcher prefixes <-> the launch
-section). Slurm, which wraps a preset rather than being a launcher value, is ``ctc_tui.launchers.slurm``.
+section). Where the ranks run (this machine's process tree, or a batch job) is a scheduler's choice
+(``ctc_tui.schedulers``), not a launcher's.
 
 This module is the public face: the functions callers use, with the signatures they always had.
 """

@@ -7,6 +7,9 @@ from there, so the caller sees the notice and then every event. Every line is re
 (``limits.CLIENT_LINE``): a longer one is skipped and counted, never loaded whole. A run whose
 supervisor died while its processes live on is ``orphaned``; ``adopt`` starts a fresh supervisor that
 takes it over.
+
+A supervisor is believed only when the kernel says it runs as this user (``SO_PEERCRED``, see
+ctc_tui.core.trust): a socket served by anyone else raises ``trust.Untrusted`` before anything is sent.
 """
 
 from __future__ import annotations
@@ -21,9 +24,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import psutil
-
-from ctc_tui.core import rundir
+from ctc_tui.core import private, rundir, trust
 from ctc_tui.supervisor import CONTROL_SOCKET, Spec, runrecord
 from ctc_tui.supervisor.eventlog import Skipped, iter_events
 from ctc_tui.supervisor.ingest import discard_line
@@ -42,23 +43,27 @@ class StartFailed(RuntimeError):
     """The detached supervisor did not come up; the message ends with its log's tail."""
 
 
-def start_detached(run_dir: Path, spec: Spec | None, wait: float = 10.0) -> int:
+def start_detached(run_dir: Path, spec: Spec | None, wait: float = 10.0, lock_fd: int | None = None) -> int:
     """Start ``python -m ctc_tui.supervisor RUN_DIR`` in its own session (with ``spec`` None: ``--adopt``
-    the orphaned run, its spec unchanged); return its pid once it listens on its control socket."""
+    the orphaned run, its spec unchanged); return its pid once it listens on its control socket.
+    ``lock_fd``: the run dir's lock, taken by the caller before it wrote anything; the supervisor
+    inherits it and holds it for the run's life."""
     run_dir = Path(run_dir)
     rundir.logs_dir(run_dir).mkdir(parents=True, exist_ok=True)
     if spec is not None:
         spec.save(run_dir)
     adopt = [] if spec is not None else ["--adopt"]
-    with open(rundir.logs_dir(run_dir) / rundir.SUPERVISOR_LOG, "ab") as log:
+    lock = [] if lock_fd is None else ["--lock-fd", str(lock_fd)]
+    with private.open_log(rundir.logs_dir(run_dir) / rundir.SUPERVISOR_LOG) as log:
         start = log.tell()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ctc_tui.supervisor", *adopt, str(run_dir)],
+            [sys.executable, "-m", "ctc_tui.supervisor", *adopt, *lock, str(run_dir)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            pass_fds=() if lock_fd is None else (lock_fd,),
         )
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
@@ -84,26 +89,30 @@ def orphaned(run_dir: Path) -> bool:
 
 
 def is_live(run_dir: Path) -> bool:
-    """Whether ``run_dir``'s supervisor process exists and its control socket is there."""
-    pid_file = Path(run_dir) / rundir.SUPERVISOR_PID
-    try:
-        pid = int(pid_file.read_text())
-    except (OSError, ValueError):
-        return False
-    try:  # a supervisor killed -9 may stay a zombie for a while (nobody reaped it): not live
-        running = psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+    """Whether ``run_dir``'s supervisor process exists (a supervisor of this user, not a reused pid or a
+    zombie: one killed -9 may stay one for a while) and its control socket is there."""
+    pid = supervisor_pid(run_dir)
+    running = trust.recorded_process(pid, None, runrecord.is_supervisor_command) is not None
     return running and (Path(run_dir) / CONTROL_SOCKET).exists()
+
+
+async def _connect(path: Path, **kwargs: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to the control socket ``path``; trust.Untrusted (hung up) when it is not served by a
+    process of this user."""
+    reader, writer = await asyncio.open_unix_connection(str(path), **kwargs)
+    try:
+        trust.check_server(writer.get_extra_info("socket"), path)
+    except trust.Untrusted:
+        writer.close()
+        raise
+    return reader, writer
 
 
 async def request(run_dir: Path, op: str, timeout: float = 10.0) -> dict[str, Any]:
     """Send one control request (``stop``, ``kill``, ...) and return the supervisor's reply."""
     path = Path(run_dir) / CONTROL_SOCKET
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_unix_connection(str(path), limit=CLIENT_LINE), timeout
-        )
+        reader, writer = await asyncio.wait_for(_connect(path, limit=CLIENT_LINE), timeout)
     except (FileNotFoundError, ConnectionRefusedError, asyncio.TimeoutError):
         raise NotRunning(str(run_dir)) from None
     try:
@@ -131,9 +140,7 @@ async def follow(run_dir: Path, skipped: Skipped | None = None) -> AsyncIterator
     start: int | None = 0
     while start is not None:
         try:
-            reader, writer = await asyncio.open_unix_connection(
-                str(Path(run_dir) / CONTROL_SOCKET), limit=CLIENT_LINE
-            )
+            reader, writer = await _connect(Path(run_dir) / CONTROL_SOCKET, limit=CLIENT_LINE)
         except (FileNotFoundError, ConnectionRefusedError):
             for event in iter_events(run_dir, start, skipped):
                 yield event

@@ -1,4 +1,8 @@
-"""Finding and summarising run dirs (``ctc-tui runs``, the runs screen)."""
+"""Finding and summarising run dirs (``ctc-tui runs``, the runs screen).
+
+A run dir that fails the trust rules (ctc_tui.core.trust: another user's, writable by others, below a
+folder someone else could swap, a processes.json not private) is listed as ``untrusted`` with the reason,
+and nothing in it is read: never as an ``orphaned`` run of yours that ``stop`` would act on."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctc_tui.core import checkpoints, rundir
+from ctc_tui.core import checkpoints, rundir, trust
 from ctc_tui.runs.client import is_live
 from ctc_tui.runs.state import RunState
 from ctc_tui.supervisor import iter_events, runrecord
@@ -18,6 +22,8 @@ from ctc_tui.supervisor import iter_events, runrecord
 ORPHANED = "orphaned"
 LOST = "lost"
 EMPTY = "empty"
+#: A run dir that fails the trust rules: not read, not acted on; its summary's ``problem`` says why.
+UNTRUSTED = "untrusted"
 
 
 @dataclass
@@ -34,6 +40,7 @@ class RunSummary:
     wer_curve: list[tuple[int, float]]
     checkpoint: str | None = None  # the newest complete checkpoint-N: what a resume continues from
     skipped: tuple[str, ...] = ()  # newer checkpoint-N a resume skips (not committed, or damaged)
+    problem: str | None = None  # why it is UNTRUSTED (ctc_tui.core.trust)
 
     @property
     def resumes_from(self) -> str:
@@ -87,10 +94,33 @@ def summarise(
     )
 
 
+def untrusted(run_dir: Path, problem: str) -> RunSummary:
+    """The summary of a run dir that fails the trust rules: nothing read from it."""
+    return RunSummary(run_dir, UNTRUSTED, None, 0, None, 0.0, None, [], problem=problem)
+
+
+def summarise_trusted(
+    run_dir: Path,
+    live: Callable[[Path], bool] = is_live,
+    orphaned: Callable[[Path], bool] = runrecord.orphaned,
+    check: Callable[[Path], None] = trust.check_run_dir,
+) -> RunSummary:
+    """``summarise`` of a run dir that passes ``check`` (the trust rules); ``untrusted`` otherwise."""
+    try:
+        check(run_dir)
+        return summarise(run_dir, live, orphaned)
+    except trust.Untrusted as exc:
+        return untrusted(run_dir, str(exc))
+
+
 def find_runs(
-    root: Path, live: Callable[[Path], bool] = is_live, orphaned: Callable[[Path], bool] = runrecord.orphaned
+    root: Path,
+    live: Callable[[Path], bool] = is_live,
+    orphaned: Callable[[Path], bool] = runrecord.orphaned,
+    check: Callable[[Path], None] = trust.check_run_dir,
 ) -> list[RunSummary]:
-    """Run dirs directly under ``root`` (or ``root`` itself), newest first."""
+    """Run dirs directly under ``root`` (or ``root`` itself), newest first; those failing ``check`` (the
+    trust rules) as ``untrusted``."""
     root = Path(root)
     candidates = (
         [root]
@@ -101,4 +131,4 @@ def find_runs(
             reverse=True,
         )
     )
-    return [summarise(p, live, orphaned) for p in candidates]
+    return [summarise_trusted(p, live, orphaned, check) for p in candidates]

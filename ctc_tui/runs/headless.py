@@ -326,11 +326,12 @@ async def follow_run(run_dir, plain: bool, own_run: bool = False, silent_after: 
 
 
 async def _safe_request(run_dir, op: str) -> None:
+    from ctc_tui.core.trust import Untrusted
     from ctc_tui.runs import client  # as in follow_run: only when a run is followed
 
     try:
         await client.request(run_dir, op)
-    except (client.NotRunning, client.NotResponding, OSError, ValueError):
+    except (client.NotRunning, client.NotResponding, Untrusted, OSError, ValueError):
         pass
 
 

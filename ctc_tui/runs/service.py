@@ -1,10 +1,14 @@
 """The run service: start, resume and stop runs from typed requests (the CLI, the TUI and scripts alike).
 
 ``prepare`` resolves the preset, runs the pre-flight check, creates the run dir (never clobbering one;
-mode 0700 or ``$CTC_TUI_RUN_DIR_MODE``; an existing one must be the user's own and not writable by others)
-and writes ``preset.yaml`` and ``command.sh`` (and for Slurm runs the job script); ``start`` then starts the
-run's detached supervisor. Errors are typed: ``RunError`` (its message says what to do) and the preset's
-own ``PresetError``. Nothing here knows about argparse or prints.
+mode 0700 or ``$CTC_TUI_RUN_DIR_MODE``; an existing one, and every folder above it, must pass the trust
+rules of ctc_tui.core.trust), takes the run dir's lock before it writes anything (git's ``index.lock``
+habit: a live run's dir is refused untouched) and writes ``preset.yaml`` and ``command.sh`` (and what the
+run's scheduler writes: a batch job's script); ``start`` then starts the run's detached supervisor, which
+inherits the lock. Every command that acts on an existing run dir (``stop``, ``attach``, resume) checks it
+the same way first. Where the ranks run is the scheduler's to say (``ctc_tui.schedulers``: the local
+process tree, or a batch job), asked, never branched on. Errors are typed: ``RunError`` (its message says
+what to do) and the preset's own ``PresetError``. Nothing here knows about argparse or prints.
 """
 
 from __future__ import annotations
@@ -13,24 +17,23 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ctc_tui import launchers
-from ctc_tui.core import private, rundir
-from ctc_tui.core.preset import load_preset, preset_stem, resolve_output_dir
+from ctc_tui import launchers, schedulers
+from ctc_tui.core import private, rundir, trust
+from ctc_tui.core.preset import fill_output_dir, load_preset, preset_stem, resolve_output_dir
 from ctc_tui.core.presetfile import PRESET_FILENAME
 from ctc_tui.core.problems import PresetError
 from ctc_tui.core.shipped import find_preset
-from ctc_tui.launchers import slurm
 from ctc_tui.runs import client
 from ctc_tui.supervisor import Spec, runrecord
 
 if TYPE_CHECKING:
     from ctc_tui.core.preset import Preset
-    from ctc_tui.launchers.slurm import SlurmOptions
+    from ctc_tui.schedulers import JobOptions, Scheduler
 
 Warn = Callable[[str], None]
 
@@ -43,14 +46,14 @@ class RunError(Exception):
 class StartRequest:
     """A new run of ``preset`` (a file or a shipped preset's name) with dotted ``overrides``.
 
-    ``output_dir`` replaces training.output_dir; ``check`` runs the pre-flight check first; ``slurm``
-    submits the run as a Slurm job with these options."""
+    ``output_dir`` replaces training.output_dir; ``check`` runs the pre-flight check first; ``job``
+    submits the run as a batch job with these options (their scheduler's; None: the local process tree)."""
 
     preset: str | Path
     overrides: tuple[str, ...] = ()
     output_dir: str | None = None
     check: bool = True
-    slurm: SlurmOptions | None = None
+    job: JobOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class ResumeRequest:
     run_dir: str | Path
     overrides: tuple[str, ...] = ()
     check: bool = True
-    slurm: SlurmOptions | None = None
+    job: JobOptions | None = None
 
 
 Request = StartRequest | ResumeRequest
@@ -69,8 +72,8 @@ Request = StartRequest | ResumeRequest
 
 @dataclass(frozen=True)
 class PreparedRun:
-    """A run dir ready to start: its preset, the launch command (an sbatch for Slurm runs), the
-    environment the ranks need, and the pre-flight check's warnings."""
+    """A run dir ready to start: its preset, the launch command (a batch job's submission when ``job``
+    options are given), the environment the ranks need, and the pre-flight check's warnings."""
 
     preset: Preset
     run_dir: Path
@@ -78,7 +81,11 @@ class PreparedRun:
     env: Mapping[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     resumed: bool = False
-    slurm: SlurmOptions | None = None
+    job: JobOptions | None = None
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return schedulers.of(self.job)
 
 
 @dataclass(frozen=True)
@@ -120,42 +127,90 @@ class StopResult:
 
 
 def resolve_run_dir(text: str | Path) -> Path:
-    """``text`` as an absolute run dir; RunError when it has no events.jsonl."""
-    path = Path(text).expanduser().resolve()
+    """``text`` as an absolute run dir that passes the trust rules (checked on the way ``text`` names it,
+    links included); RunError when it does not, or has no events.jsonl."""
+    given = Path(text).expanduser()
+    _private(trust.check_run_dir, given)
+    path = given.resolve()
     if not rundir.is_run_dir(path):
         raise RunError(f"{path} is not a ctc-tui run dir (no events.jsonl); list runs with: ctc-tui runs")
     return path
 
 
-def saved_slurm_options(run_dir: str | Path) -> SlurmOptions | None:
-    """The Slurm options a run dir was started with (None when it was not a Slurm run): a Slurm run
+def check_supervisor(run_dir: Path) -> None:
+    """RunError when the run's control socket is served by another user's process (nothing is sent to
+    it); nothing when it is this user's supervisor, or none listens."""
+    try:
+        asyncio.run(client.request(run_dir, "status"))
+    except (client.NotRunning, client.NotResponding):
+        pass
+    except trust.Untrusted as exc:
+        raise RunError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def locked_run_dir(run_dir: Path) -> Iterator[int]:
+    """The run dir's lock (its fd), held inside the block; taken before anything is written there.
+    RunError, with nothing written, when a live run holds it or its processes still run without their
+    supervisor."""
+    try:
+        lock = runrecord.acquire_lock(run_dir)
+    except runrecord.RunLocked as exc:
+        raise RunError(str(exc)) from None
+    except OSError as exc:
+        raise RunError(
+            f"cannot lock {run_dir / rundir.SUPERVISOR_LOCK}: {exc.strerror}; remove it if it is not a file"
+        ) from None
+    try:
+        _refuse_running_processes(run_dir)
+        yield lock
+    finally:
+        os.close(lock)
+
+
+def _refuse_running_processes(run_dir: Path) -> None:
+    """RunError when the run's recorded processes still run (its supervisor gone, the lock free)."""
+    try:
+        record = runrecord.ProcessRecord.load(run_dir)
+    except trust.Untrusted as exc:
+        raise RunError(str(exc)) from None
+    if record is not None and record.any_alive():
+        raise RunError(
+            f"{run_dir} is in use by a live run without its supervisor (launcher pid "
+            f"{record.launcher_pid or '?'}): follow it with ctc-tui attach {run_dir} (which adopts it), or "
+            f"stop it with ctc-tui stop {run_dir}; nothing was written"
+        )
+
+
+def saved_job_options(run_dir: str | Path) -> JobOptions | None:
+    """The batch job options a run dir was started with (None when its ranks ran locally): a batch run
     resumes as one, with these options unless others are given."""
-    with contextlib.suppress(OSError):
-        return slurm.options_from_json((Path(run_dir).expanduser() / slurm.OPTIONS_FILE).read_text())
-    return None
+    return schedulers.saved_options(run_dir)
 
 
 def _existing_nonempty(path: Path) -> bool:
-    return path.is_dir() and any(path.iterdir())
+    """Whether ``path`` is a folder holding anything but a run dir's lock (left by a start that stopped
+    before writing: nothing else of it is there)."""
+    return path.is_dir() and any(p.name != rundir.SUPERVISOR_LOCK for p in path.iterdir())
 
 
 # -- prepare --------------------------------------------------------------------------------------
 
 
-def preflight(preset: Preset, *, resume: bool, slurm_run: bool, warn: Warn) -> dict[str, str]:
+def preflight(preset: Preset, *, resume: bool, scheduler: Scheduler, warn: Warn) -> dict[str, str]:
     """``ctc-tui check`` before a run starts: warnings to ``warn``, errors raise RunError.
 
     Returns what the cards found add to the ranks' environment: HABANA_VISIBLE_MODULES naming free
-    Gaudi cards when some of this node's are busy (not for Slurm runs: the cards are the nodes')."""
+    Gaudi cards when some of this node's are busy (only when the scheduler places the ranks here)."""
     # The check's probes (devices, hostfiles, packages) load only when a check runs.
     from ctc_tui.check import card_environment, run_checks
 
     detected = None
-    if preset.gaudi.use_habana and not slurm_run:
+    if preset.gaudi.use_habana and scheduler.places_here:
         from ctc_tui import devices  # as above: only Gaudi runs look at this node's cards
 
         detected = devices.detect()
-    findings = run_checks(preset, resume=resume, slurm=slurm_run, detected=detected)
+    findings = run_checks(preset, resume=resume, scheduler=scheduler, detected=detected)
     for finding in findings:
         if finding.level == "warning":
             warn(finding.render())
@@ -166,14 +221,16 @@ def preflight(preset: Preset, *, resume: bool, slurm_run: bool, warn: Warn) -> d
             f"the pre-flight check found {len(errors)} problem{'s' if len(errors) != 1 else ''}; "
             f"nothing was started:\n{lines}\n(skip the check with ctc-tui run --no-check)"
         )
-    cards = {} if slurm_run else card_environment(preset, detected)
+    cards = card_environment(preset, detected) if scheduler.places_here else {}
     for name, value in cards.items():
         warn(f"some Gaudi cards are busy: this run uses {name}={value}")
     return cards
 
 
 def _resumed_preset(request: ResumeRequest, warn: Warn) -> tuple[Preset, Path, dict[str, str]]:
-    run_dir = Path(request.run_dir).expanduser().resolve()
+    given = Path(request.run_dir).expanduser()
+    _private(trust.check_path, given)
+    run_dir = given.resolve()
     if run_dir.is_dir():
         _private(private.check_run_dir, run_dir)
     refuse_live(run_dir)
@@ -184,11 +241,8 @@ def _resumed_preset(request: ResumeRequest, warn: Warn) -> tuple[Preset, Path, d
         )
     preset = load_preset(saved, list(request.overrides))
     preset.training.output_dir = str(run_dir)
-    cards = (
-        preflight(preset, resume=True, slurm_run=request.slurm is not None, warn=warn)
-        if request.check
-        else {}
-    )
+    scheduler = schedulers.of(request.job)
+    cards = preflight(preset, resume=True, scheduler=scheduler, warn=warn) if request.check else {}
     return preset, run_dir, cards
 
 
@@ -199,15 +253,16 @@ def _new_preset(request: StartRequest, warn: Warn) -> tuple[Preset, Path, dict[s
     preset = load_preset(path, list(request.overrides))
     if request.output_dir:
         preset.training.output_dir = request.output_dir
+    preset = fill_output_dir(preset, preset_stem(path))
+    # As given, links and all, before the check: a refusal is one line, never skippable.
+    _private(trust.check_path, Path(preset.training.output_dir))
     preset = resolve_output_dir(preset, preset_stem(path))
     run_dir = Path(preset.training.output_dir)
-    cards = (
-        preflight(preset, resume=False, slurm_run=request.slurm is not None, warn=warn)
-        if request.check
-        else {}
-    )
     if run_dir.exists():
         _private(private.check_run_dir, run_dir)
+        refuse_live(run_dir)
+    scheduler = schedulers.of(request.job)
+    cards = preflight(preset, resume=False, scheduler=scheduler, warn=warn) if request.check else {}
     if _existing_nonempty(run_dir) and not preset.training.overwrite_output_dir:
         raise RunError(
             f"output dir {run_dir} exists and is not empty. Resume it with: ctc-tui run --resume {run_dir}\n"
@@ -218,10 +273,10 @@ def _new_preset(request: StartRequest, warn: Warn) -> tuple[Preset, Path, dict[s
 
 
 def _private(check: Callable[[Path], Any], run_dir: Path) -> None:
-    """``check`` (a ctc_tui.core.private run dir check) with its PrivacyError as a RunError."""
+    """``check`` (a run dir check of ctc_tui.core.private or .trust) with its refusal as a RunError."""
     try:
         check(run_dir)
-    except private.PrivacyError as exc:
+    except trust.Untrusted as exc:
         raise RunError(str(exc)) from None
 
 
@@ -264,23 +319,21 @@ def _write_preset(request: Request, preset: Preset, run_dir: Path) -> Path:
     return preset_file
 
 
-def _slurm_command(preset: Preset, options: SlurmOptions, preset_file: Path, resume: bool) -> list[str]:
-    """Write the Slurm job script and options into the run dir; the command is its sbatch."""
-    run_dir = preset_file.parent
-    job = slurm.run_script(
-        preset, options, preset_file, job_name=slurm.job_name_for(run_dir.name), resume=resume
-    )
-    (run_dir / slurm.JOB_SCRIPT).write_text(job, encoding="utf-8")
-    (run_dir / slurm.OPTIONS_FILE).write_text(slurm.options_json(options), encoding="utf-8")
-    (run_dir / slurm.JOB_ID_FILE).unlink(missing_ok=True)  # a resumed run's previous job is not this one
-    return slurm.submit_command(run_dir / slurm.JOB_SCRIPT, run_dir)
-
-
 def prepare(request: Request, warn: Warn | None = None) -> PreparedRun:
     """Resolve the preset, check it (unless ``request.check`` is false), create the run dir (never
-    clobbering one) and write preset.yaml and command.sh (and for Slurm runs job.sbatch).
+    clobbering one), take its lock, and write preset.yaml and command.sh (and what the scheduler writes:
+    a batch job's script and options); the lock is let go on return (``start`` hands it to the supervisor
+    instead).
 
     Each warning goes to ``warn`` as it is found, and is kept in the result's ``warnings``."""
+    with _prepared(request, warn) as (run, _lock):
+        return run
+
+
+@contextlib.contextmanager
+def _prepared(request: Request, warn: Warn | None) -> Iterator[tuple[PreparedRun, int]]:
+    """``prepare``'s work, the run dir's lock taken before anything is written into it and held inside
+    the block: yields the prepared run and the lock's fd."""
     warnings: list[str] = []
 
     def collect(message: str) -> None:
@@ -294,16 +347,27 @@ def prepare(request: Request, warn: Warn | None = None) -> PreparedRun:
     if sockets:
         raise RunError(f"{sockets}; nothing was written")
     _refuse_unsafe(preset)
+    _private(private.create_run_dir, run_dir)
+    with locked_run_dir(run_dir) as lock:
+        yield _write_run_dir(request, preset, run_dir, cards, collect, warnings), lock
+
+
+def _write_run_dir(
+    request: Request,
+    preset: Preset,
+    run_dir: Path,
+    cards: dict[str, str],
+    collect: Warn,
+    warnings: list[str],
+) -> PreparedRun:
+    """Everything a run dir holds before its supervisor starts; the caller holds the run dir's lock.
+    ``warnings``: those found so far, which ``collect`` adds to."""
+    resume = isinstance(request, ResumeRequest)
     _private(private.make_run_dir, run_dir)
     _store_hub_token(preset, run_dir, collect)
     preset_file = _write_preset(request, preset, run_dir)
-    if request.slurm is not None:
-        command, env = _slurm_command(preset, request.slurm, preset_file, resume), {}
-    else:
-        command, env = (
-            launchers.build_command(preset, preset_file, resume=resume),
-            {**launchers.launch_env(preset), **cards},
-        )
+    command, env = schedulers.of(request.job).prepare(preset, request.job, preset_file, resume=resume)
+    env = {**env, **cards}
     (run_dir / rundir.COMMAND).write_text(launchers.command_script(command, env), encoding="utf-8")
     os.chmod(run_dir / rundir.COMMAND, 0o755)
     return PreparedRun(
@@ -313,7 +377,7 @@ def prepare(request: Request, warn: Warn | None = None) -> PreparedRun:
         env=dict(env),
         warnings=tuple(warnings),
         resumed=resume,
-        slurm=request.slurm,
+        job=request.job,
     )
 
 
@@ -321,49 +385,51 @@ def prepare(request: Request, warn: Warn | None = None) -> PreparedRun:
 
 
 def supervisor_spec(run: PreparedRun) -> Spec:
-    """What the run's supervisor runs: the launch command with the ranks' log transport, or for Slurm
-    runs the job's submission (its job id recorded so that a stop cancels it); and how many ranks it
-    starts (the supervisor takes events of those ranks only)."""
-    grace = run.preset.launch.stop_grace_seconds
-    if run.slurm is None:
-        return Spec(
-            command=list(run.command),
-            env=dict(run.env),
-            world_size=launchers.get(run.preset.launch.launcher).world_size(run.preset),
-            stop_grace=grace,
-            **launchers.log_transport(run.preset),
-        )
-    job_id_file = run.run_dir / slurm.JOB_ID_FILE
+    """What the run's supervisor runs, as its scheduler says: the launch command with the ranks' log
+    transport, or a batch job's submission (its job id recorded so that a stop cancels it); and how many
+    ranks it starts (the supervisor takes events of those ranks only)."""
     return Spec(
-        command=slurm.supervised_command(list(run.command), job_id_file),
-        slurm_job_file=str(job_id_file),
-        world_size=run.slurm.nodes * slurm.cards_per_node(run.preset, run.slurm),
-        stop_grace=grace,
-        **slurm.log_transport(run.preset, run.slurm.partition),
+        stop_grace=run.preset.launch.stop_grace_seconds,
+        **run.scheduler.supervised(run.run_dir, run.preset, list(run.command), dict(run.env), run.job),
     )
 
 
 def start(request: Request, warn: Warn | None = None) -> StartedRun:
-    """``prepare`` the run and start its detached supervisor. Raises RunError or PresetError before
-    anything is started, client.StartFailed when the supervisor does not come up."""
-    run = prepare(request, warn)
-    return StartedRun(run=run, pid=client.start_detached(run.run_dir, supervisor_spec(run)))
+    """``prepare`` the run and start its detached supervisor, which inherits the run dir's lock. Raises
+    RunError or PresetError before anything is started, client.StartFailed when the supervisor does not
+    come up."""
+    with _prepared(request, warn) as (run, lock):
+        pid = client.start_detached(run.run_dir, supervisor_spec(run), lock_fd=lock)
+    return StartedRun(run=run, pid=pid)
 
 
 def refuse_live(run_dir: Path) -> None:
-    """RunError when ``run_dir`` is running (its supervisor, or its processes without one): a second
-    supervisor would share its sockets and events.jsonl."""
-    if client.is_live(run_dir) or runrecord.is_locked(run_dir) or client.orphaned(run_dir):
+    """RunError, naming the live run's pid, when ``run_dir`` is running (its supervisor, the ``ctc-tui
+    run`` preparing it, or its processes without a supervisor): a second run would overwrite its files
+    and share its sockets and events.jsonl."""
+    holder = runrecord.locked_by(run_dir)
+    if holder is None and client.is_live(run_dir):
+        holder = client.supervisor_pid(run_dir) or 0
+    if holder is not None:
         raise RunError(
-            f"{run_dir} is still running: follow it with ctc-tui attach {run_dir}, "
-            f"or stop it with ctc-tui stop {run_dir} first"
+            f"{run_dir} is in use by a live run (pid {holder or '?'}): follow it with ctc-tui attach "
+            f"{run_dir}, or stop it with ctc-tui stop {run_dir}; nothing was written"
         )
+    _refuse_running_processes(run_dir)
+
+
+def _orphaned(run_dir: Path) -> bool:
+    """client.orphaned, a processes.json that fails the trust rules a RunError."""
+    try:
+        return client.orphaned(run_dir)
+    except trust.Untrusted as exc:
+        raise RunError(str(exc)) from None
 
 
 def adopt_if_orphaned(run_dir: Path) -> int | None:
     """When the run's supervisor is gone but its processes live: start a fresh supervisor that adopts
     it; its pid (None when there was nothing to adopt). RunError when it cannot start."""
-    if not client.orphaned(run_dir):
+    if not _orphaned(run_dir):
         return None
     try:
         return client.adopt(run_dir)
@@ -385,9 +451,9 @@ def stop(run_dir: str | Path, kill: bool = False) -> StopResult:
         reply = client.stop(path, kill=kill) or {}
         return StopResult(run_dir=path, kill=kill, reply=reply, how=how, asked_at=asked_at)
     except client.NotRunning:
-        if not client.orphaned(path):
+        if not _orphaned(path):
             raise RunError(f"{path} has no live supervisor: the run has already ended") from None
-    except client.NotResponding as exc:
+    except (client.NotResponding, trust.Untrusted) as exc:
         raise RunError(str(exc)) from None
     try:
         adopt_if_orphaned(path)
@@ -471,7 +537,7 @@ def _stop_grace(run_dir: Path) -> float:
 
     try:
         return float(Spec.load(run_dir).stop_grace)
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError, trust.Untrusted):
         return escalation.STOP_GRACE
 
 
@@ -485,11 +551,13 @@ __all__ = [
     "StartedRun",
     "StopResult",
     "adopt_if_orphaned",
+    "check_supervisor",
+    "locked_run_dir",
     "refuse_live",
     "preflight",
     "prepare",
     "resolve_run_dir",
-    "saved_slurm_options",
+    "saved_job_options",
     "start",
     "stop",
     "supervisor_spec",

@@ -12,9 +12,10 @@ that started it. It
 - tears the whole process tree down when the launcher exits or any rank fails (SIGINT, SIGCONT +
   SIGTERM, SIGKILL), and ends a graceful stop the ranks did not finish within its grace the same way;
   records which rank failed and its last log lines, and exits with the run's status;
-- for a Slurm run (``ctc-tui run --slurm``: the launcher is ``sbatch --wait``, ranks are Slurm's), reports
-  the job's queue state, cancels a job still queued on a graceful stop, and ``scancel``s the job on any
-  teardown, ending only once ``squeue`` no longer lists it.
+- for a batch job (``ctc-tui run --NAME`` of a batch scheduler, ``ctc_tui.schedulers``: the launcher
+  is the job's submission, the ranks are the scheduler's), asks the scheduler's ``Job`` to report the
+  job's queue state, to cancel a job still queued on a graceful stop, and to cancel the job on any
+  teardown, ending only once the scheduler no longer lists it.
 
 Malformed, oversized, invalid (``events.validate``), forged (a rank speaking for the supervisor or for
 another rank: ``admission``), rate-limited or unauthenticated input is dropped and counted, never fatal;
@@ -25,11 +26,11 @@ in ``limits``, with its reason.
 The parts, one job each: ``eventlog`` (events.jsonl, subscribers, ``read_events``), ``ingest`` (the ranks'
 connections), ``admission`` (who may speak for which rank, and how much), ``control`` (the control socket
 protocol), ``processes`` (the launcher's tree, the ranks, the failed rank), ``escalation`` (how a stop
-escalates: SIGINT, then past ``launch.stop_grace_seconds`` SIGCONT + SIGTERM, then SIGKILL), ``slurm_job``
-(the run's Slurm job), ``deepspeed_env`` (DeepSpeed's env file), ``limits`` (every limit; the open-file
-limit, rate-limited loop errors and notices), ``runrecord`` (processes.json, how a run outlives its
-supervisor; the one-supervisor lock) and ``core`` (the ``Supervisor`` composing them, ``Spec``,
-``Outcome``, ``serve``).
+escalates: SIGINT, then past ``launch.stop_grace_seconds`` SIGCONT + SIGTERM, then SIGKILL),
+``deepspeed_env`` (DeepSpeed's env file), ``limits`` (every limit; the open-file limit, rate-limited
+loop errors and notices), ``runrecord`` (processes.json, how a run outlives its supervisor; the
+one-supervisor lock) and ``core`` (the ``Supervisor`` composing them, ``Spec``, ``Outcome``, ``serve``).
+The run's batch job, if any, is its scheduler's ``Job`` (``ctc_tui.schedulers``).
 """
 
 from ctc_tui.supervisor import runrecord
@@ -46,15 +47,12 @@ from ctc_tui.supervisor.core import (
 )
 from ctc_tui.supervisor.eventlog import SUBSCRIBER_BYTES, Counters, iter_events, read_events
 from ctc_tui.supervisor.processes import GRACE_STOP, GRACE_TERM
-from ctc_tui.supervisor.slurm_job import SLURM_GONE, SLURM_POLL
 
 __all__ = [
     "CONTROL_SOCKET",
     "GRACE_STOP",
     "GRACE_TERM",
     "LOG_SOCKET",
-    "SLURM_GONE",
-    "SLURM_POLL",
     "SPEC_FILE",
     "SUBSCRIBER_BYTES",
     "SUPERVISOR_RANK",

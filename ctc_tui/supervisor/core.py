@@ -1,5 +1,5 @@
 """The supervisor of one run: composes the event log, the rank ingest, the control socket, the process
-tree and the Slurm job, and decides how the run ended.
+tree and the run's batch job (its scheduler's ``Job``), and decides how the run ended.
 
 ``Supervisor.run`` opens ``events.jsonl``, listens (``log.sock``, ``supervisor.sock``, TCP if the spec asks
 for it), starts the launcher in a session of its own, tears the whole tree down when the launcher exits
@@ -7,12 +7,15 @@ or any rank fails, and records the run's last ``state``/``exit`` events. ``serve
 process (``python -m ctc_tui.supervisor [--adopt] RUN_DIR``) that runs ``RUN_DIR/supervisor.json``, or
 with ``--adopt`` takes over a run whose supervisor died (``Supervisor.adopt``: no new launch; the history
 is kept, new events are appended, the ranks reconnect to the same socket path and TCP port). Either way
-it first takes the run dir's lock (one supervisor per run dir) and records the run's processes in
-``RUN_DIR/processes.json`` (see ``runrecord``).
+it first checks the run dir (ctc_tui.core.trust: yours, private, below folders no one else can swap),
+takes the run dir's lock (one supervisor per run dir; ``--lock-fd N``: the one ``ctc-tui run`` took
+before writing anything, inherited) and records the run's processes in ``RUN_DIR/processes.json`` (see
+``runrecord``). Its Unix sockets serve only processes of its own user (``SO_PEERCRED``); others are
+hung up on and counted (``refused_peers``).
 
 Ordering that clients rely on: ``events.jsonl`` is complete on disk before any subscriber hears the end;
 a graceful stop reaches the ranks over their socket and (locally) by SIGINT to the ranks only, and
-cancels a Slurm job still queued; a stop or kill signals the ranks before it is recorded (recording may
+cancels a batch job still queued; a stop or kill signals the ranks before it is recorded (recording may
 fail on a full disk, signalling must not).
 """
 
@@ -32,7 +35,8 @@ from typing import Any
 
 import psutil
 
-from ctc_tui.core import events, private, rundir
+from ctc_tui import schedulers
+from ctc_tui.core import events, private, rundir, trust
 from ctc_tui.supervisor import escalation
 from ctc_tui.supervisor.control import ControlServer
 from ctc_tui.supervisor.deepspeed_env import write_deepspeed_env
@@ -41,7 +45,6 @@ from ctc_tui.supervisor.ingest import RankIngest
 from ctc_tui.supervisor.limits import CLIENT_LINE, TOKEN_LINE, AcceptErrorLog, Limits, raise_open_files
 from ctc_tui.supervisor.processes import ProcessTree, RankBook
 from ctc_tui.supervisor.runrecord import AdoptedLauncher, ProcessRecord, RunLocked, acquire_lock
-from ctc_tui.supervisor.slurm_job import SlurmJob
 
 SUPERVISOR_RANK = -1
 SPEC_FILE = rundir.SUPERVISOR_SPEC
@@ -70,7 +73,8 @@ class Spec:
     tcp_advertise: str | None = None  # the address remote ranks connect to
     token: str = ""
     deepspeed_env: list[str] = field(default_factory=list)  # names written to RUN_DIR/.deepspeed_env
-    slurm_job_file: str | None = None  # where the launcher records its Slurm job id (scancel'd on teardown)
+    scheduler: str = schedulers.LOCAL  # what placed the ranks (ctc_tui.schedulers)
+    job_file: str | None = None  # where a batch job's id is recorded (the job is cancelled on teardown)
     world_size: int | None = None  # the ranks the launch starts: ids 0..world_size-1 (None: unknown)
     limits: dict[str, float] = field(default_factory=dict)  # overrides of limits.Limits for this run
     stop_grace: float = escalation.STOP_GRACE  # launch.stop_grace_seconds: SIGINT, then this long, SIGTERM
@@ -83,7 +87,12 @@ class Spec:
 
     @classmethod
     def load(cls, run_dir: Path) -> Spec:
-        return cls(**json.loads((Path(run_dir) / SPEC_FILE).read_text()))
+        """The run's spec; raises trust.Untrusted when supervisor.json is not a private file of this user,
+        OSError when it is missing."""
+        text = trust.read_private(Path(run_dir) / SPEC_FILE)
+        if text is None:
+            raise FileNotFoundError(f"{Path(run_dir) / SPEC_FILE} is missing")
+        return cls(**schedulers.upgrade_record(json.loads(text)))
 
 
 class Supervisor:
@@ -116,8 +125,10 @@ class Supervisor:
         )
         self.tree = ProcessTree()
         self.ranks = RankBook()
-        self.slurm = SlurmJob(self.spec.slurm_job_file, self.emit)
-        self.processes = ProcessRecord(supervisor_pid=os.getpid(), slurm_job_file=self.spec.slurm_job_file)
+        self.job = schedulers.get(self.spec.scheduler).job(self.spec.job_file, self.emit)
+        self.processes = ProcessRecord(
+            supervisor_pid=os.getpid(), scheduler=self.spec.scheduler, job_file=self.spec.job_file
+        )
         self.adopted = False
         self._last_seen: dict[int, float] = {}  # each rank's latest event time recorded
         self._stop_requested = False
@@ -125,6 +136,7 @@ class Supervisor:
         self.stop_escalation: escalation.Escalation | None = None
         self._killed = False
         self._servers: list[asyncio.base_events.Server] = []
+        self.refused_peers = 0  # connections to a Unix socket from another user's process, hung up on
 
     @property
     def process(self) -> Any:
@@ -161,7 +173,21 @@ class Supervisor:
             "dropped": self.counters.dropped(),
             "write_errors": self.counters.write_errors,
             "adopted": self.adopted,
+            "refused_peers": self.refused_peers,
         }
+
+    def own_user_only(self, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        """``handler`` for a Unix socket, serving only processes of this user (``SO_PEERCRED``): another
+        user's connection is hung up on at once and counted."""
+
+        async def serve_own(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if not trust.peer_is_me(writer.get_extra_info("socket")):
+                self.refused_peers += 1
+                writer.close()
+                return
+            await handler(reader, writer)
+
+        return serve_own
 
     def save_processes(self) -> None:
         """Rewrite RUN_DIR/processes.json; a failure (full disk) is counted, never fatal."""
@@ -191,12 +217,12 @@ class Supervisor:
 
     def _tell_ranks_to_stop(self) -> int:
         """The graceful stop's first stage: the stop message on every rank's socket, SIGINT to this
-        node's ranks (not the launcher), a queued Slurm job cancelled; how many ranks were told."""
+        node's ranks (not the launcher), a queued batch job cancelled; how many ranks were told."""
         told = len(self.ingest.writers)
         self.ingest.stop_all()
         interrupted = self.tree.interrupt_ranks()
-        if self.slurm.enabled and not self.ingest.connected:
-            asyncio.ensure_future(self.slurm.stop_unconnected(lambda: self.ingest.connected))
+        if self.job.enabled and not self.ingest.connected:
+            asyncio.ensure_future(self.job.stop_unconnected(lambda: self.ingest.connected))
         return max(told, interrupted or 0)
 
     def _report_stage(self, stage: escalation.Stage, line: str) -> None:
@@ -205,7 +231,7 @@ class Supervisor:
 
     def request_kill(self) -> bool:
         """Kill (no save): SIGTERM to every process of the run now, recorded after, then the teardown
-        (SIGKILL, scancel) goes on. Whether the run was running."""
+        (SIGKILL, the batch job cancelled) goes on. Whether the run was running."""
         if not self.tree.running:
             return False
         self._killed = True
@@ -222,18 +248,18 @@ class Supervisor:
         return self.tree.ranks()
 
     async def teardown(self, graceful: bool = True) -> None:
-        """Until no process of the run is left: SIGINT (if graceful), SIGTERM, SIGKILL; a Slurm job is
-        scancel'd and waited for. A graceful stop's escalation is waited for (a kill cuts it short)."""
-        job = self.slurm.job_id()
-        if job is not None:  # the ranks are Slurm's processes, maybe on other nodes: scancel ends them
-            await self.slurm.cancel(job)
+        """Until no process of the run is left: SIGINT (if graceful), SIGTERM, SIGKILL; a batch job is
+        cancelled and waited for. A graceful stop's escalation is waited for (a kill cuts it short)."""
+        job = self.job.job_id()
+        if job is not None:  # the ranks are the scheduler's processes, maybe on other nodes: it ends them
+            await self.job.cancel(job)
         await self._end_stop_escalation(graceful)
         await self.tree.stop(graceful)
-        if job is None and self.slurm.job_id() is not None:  # submitted while the submitter was being stopped
-            job = self.slurm.job_id()
-            await self.slurm.cancel(job)
+        if job is None and self.job.job_id() is not None:  # submitted while the submitter was being stopped
+            job = self.job.job_id()
+            await self.job.cancel(job)
         if job is not None:
-            await self.slurm.wait_gone(job)
+            await self.job.wait_gone(job)
 
     async def _end_stop_escalation(self, wait: bool) -> None:
         if self._stopping is None or self._stopping.done():
@@ -304,12 +330,16 @@ class Supervisor:
         try:
             self._servers.append(
                 await asyncio.start_unix_server(
-                    self.ingest.handle_rank, path=str(self.socket_path), limit=events.MAX_LINE
+                    self.own_user_only(self.ingest.handle_rank),
+                    path=str(self.socket_path),
+                    limit=events.MAX_LINE,
                 )
             )
             self._servers.append(
                 await asyncio.start_unix_server(
-                    self.control.handle_client, path=str(self.control_path), limit=events.MAX_LINE
+                    self.own_user_only(self.control.handle_client),
+                    path=str(self.control_path),
+                    limit=events.MAX_LINE,
                 )
             )
         finally:
@@ -387,6 +417,7 @@ class Supervisor:
         self.tree.pgid = self.process.pid
         self.processes.launcher_pid = self.process.pid
         self.processes.process_group = self.process.pid
+        self.processes.launcher_command = list(self.command)
         with contextlib.suppress(psutil.Error):
             self.processes.launcher_started = psutil.Process(self.process.pid).create_time()
         self.save_processes()
@@ -439,13 +470,13 @@ class Supervisor:
         return Outcome(127, "failed", None, self.counters)
 
     async def _wait_launcher(self) -> int:
-        """The launcher's exit code, watching for failed ranks (and the Slurm job) meanwhile."""
+        """The launcher's exit code, watching for failed ranks (and the batch job) meanwhile."""
         watchers = [
             asyncio.create_task(self._watch_failures()),
             asyncio.create_task(self.log.flush_periodically()),
         ]
-        if self.slurm.enabled:
-            watchers.append(asyncio.create_task(self.slurm.watch()))
+        if self.job.enabled:
+            watchers.append(asyncio.create_task(self.job.watch()))
         code = await self.process.wait()
         for watcher in watchers:
             watcher.cancel()
@@ -462,13 +493,13 @@ class Supervisor:
                 f"the stop was not done within launch.stop_grace_seconds ({self.spec.stop_grace:g} s): "
                 f"ended by {self.escalated.signal_names}"
             )
-        if self.slurm.enabled and failed_rank is None and not self._killed:
-            if self.slurm.cancelled_pending:
+        if self.job.enabled and failed_rank is None and not self._killed:
+            if self.job.cancelled_pending:
                 code = 0
             elif code == 0 and not self.ranks.any_rank_started:
-                code, reason = 1, "the Slurm job ended before any rank started (cancelled?)"
+                code, reason = 1, f"the {self.job.label} job ended before any rank started (cancelled?)"
         if code == 0 and failed_rank is None and not self._killed:
-            stopped = "stopped" in self.ranks.states.values() or self.slurm.cancelled_pending
+            stopped = "stopped" in self.ranks.states.values() or self.job.cancelled_pending
             return code, "stopped" if stopped else "done", reason
         return code or 1, "failed", reason
 
@@ -538,22 +569,29 @@ def _tail(path: Path, lines: int = 20) -> list[str]:
 NOT_SERVED = 3  # the exit status of a supervisor that refused: the run dir is locked, or nothing to adopt
 
 
-async def serve(run_dir: Path, adopt: bool = False) -> int:
+async def serve(run_dir: Path, adopt: bool = False, lock_fd: int | None = None) -> int:
     """The detached supervisor process: run the spec in RUN_DIR/supervisor.json, or (``adopt``) take over
-    the run recorded in RUN_DIR/processes.json. Refuses (status 3) when another supervisor holds the run
-    dir, or when there is nothing alive to adopt."""
+    the run recorded in RUN_DIR/processes.json. Refuses (status 3) a run dir that fails the trust rules,
+    one another supervisor holds, or one with nothing alive to adopt. ``lock_fd``: the run dir's lock,
+    taken by the ``ctc-tui run`` that started this process."""
     try:
-        lock = acquire_lock(run_dir)  # held until this process ends, however it ends
-    except RunLocked as exc:
+        trust.check_run_dir(run_dir)
+        lock = acquire_lock(run_dir, lock_fd)  # held until this process ends, however it ends
+        record = ProcessRecord.load(run_dir) if adopt else None
+    except (RunLocked, trust.Untrusted) as exc:
         print(f"ctc-tui supervisor: {exc}", file=sys.stderr)
         return NOT_SERVED
-    record = ProcessRecord.load(run_dir) if adopt else None
     if adopt and (record is None or not record.any_alive()):
         message = f"{run_dir}: no process of the run is alive, nothing to adopt"
         print(f"ctc-tui supervisor: {message}", file=sys.stderr)
         os.close(lock)
         return NOT_SERVED
-    spec = Spec.load(run_dir)
+    try:
+        spec = Spec.load(run_dir)
+    except trust.Untrusted as exc:
+        print(f"ctc-tui supervisor: {exc}", file=sys.stderr)
+        os.close(lock)
+        return NOT_SERVED
     env = dict(os.environ)
     env.update(spec.env)
     sup = Supervisor(run_dir, spec.command, env, spec=spec)
@@ -570,10 +608,13 @@ async def serve(run_dir: Path, adopt: bool = False) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    args = list(sys.argv[1:] if argv is None else argv)
     adopt = bool(args) and args[0] == "--adopt"
     args = args[1:] if adopt else args
+    lock_fd = None
+    if len(args) == 3 and args[0] == "--lock-fd" and args[1].isdigit():
+        lock_fd, args = int(args[1]), args[2:]
     if len(args) != 1:
-        print("usage: python -m ctc_tui.supervisor [--adopt] RUN_DIR", file=sys.stderr)
+        print("usage: python -m ctc_tui.supervisor [--adopt] [--lock-fd N] RUN_DIR", file=sys.stderr)
         return 2
-    return asyncio.run(serve(Path(args[0]).resolve(), adopt))
+    return asyncio.run(serve(Path(args[0]).resolve(), adopt, lock_fd))

@@ -1,4 +1,5 @@
-"""How a run's processes are ended: a graceful stop with a deadline that escalates, as Slurm's KillWait does.
+"""How a run's processes are ended: a graceful stop with a deadline that escalates, as a batch scheduler's
+kill wait does.
 
 A stop is a sequence of ``Stage``s: ``interrupt`` (SIGINT: the ranks save a checkpoint, then exit 0), then,
 when the run has not ended ``launch.stop_grace_seconds`` later, ``terminate`` (SIGCONT, so that a stopped

@@ -85,7 +85,10 @@ def test_stop_adopts_a_run_whose_supervisor_was_killed_and_checkpoints_it(tmp_pa
     # one supervisor per run dir: a resume or a second supervisor is refused, the sockets stay
     log_socket = os.stat(run_dir / "log.sock").st_ino
     resume = run_cli("run", "--resume", str(run_dir), "--no-check", timeout=60)
-    assert resume.returncode == 2 and "is still running: follow it with ctc-tui attach" in resume.stderr
+    supervisor = int((run_dir / "supervisor.pid").read_text())
+    assert (
+        resume.returncode == 2 and f"is in use by a live run (pid {supervisor}): follow it" in resume.stderr
+    )
     second = subprocess.run(
         [sys.executable, "-m", "ctc_tui.supervisor", str(run_dir)],
         cwd=REPO,
@@ -93,7 +96,9 @@ def test_stop_adopts_a_run_whose_supervisor_was_killed_and_checkpoints_it(tmp_pa
         text=True,
         timeout=60,
     )
-    assert second.returncode == 3 and "already has a live supervisor" in second.stderr, second.stderr
+    assert second.returncode == 3 and f"in use by a live run (pid {supervisor})" in second.stderr, (
+        second.stderr
+    )
     assert os.stat(run_dir / "log.sock").st_ino == log_socket and (run_dir / "supervisor.sock").exists()
 
     # the record of the run's processes

@@ -21,7 +21,7 @@ import yaml
 
 from ctc_tui.core.preset import load_preset
 from ctc_tui.core.shipped import find_preset
-from ctc_tui.launchers import slurm
+from ctc_tui.schedulers import slurm
 from tests.conftest import events_of, has, run_cli, sbatch_lines, wait_for
 
 SMALL = [

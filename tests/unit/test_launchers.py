@@ -19,7 +19,7 @@ from ctc_tui.core.preset import LaunchSection, load_preset
 from ctc_tui.launchers import CpuTopology, build_command, get, is_rank_command, launch_env, log_transport
 from ctc_tui.launchers.base import Launcher
 from ctc_tui.launchers.reference import gaudi_spawn_command, parse_command, prefix_launch, spawn_launch
-from ctc_tui.launchers.slurm import SLURM, SlurmOptions, run_script, supervised_command
+from ctc_tui.schedulers.slurm import SLURM, SlurmOptions, run_script, supervised_command
 from tests.conftest import REPO
 
 HPU_MPI = REPO / "presets" / "librispeech-100h-2card-mpi.yaml"  # the seed: Gaudi, mpi, 2 cards
@@ -222,7 +222,7 @@ def test_owned_processes_per_launcher():
             False,
         ),
         (["/venv/bin/deepspeed", "--num_gpus", "2", "--module", "ctc_tui.runner", "p"], False),
-        (["python", "-m", "ctc_tui.launchers.slurm", "submit"], False),
+        (["python", "-m", "ctc_tui.schedulers.slurm", "submit"], False),
     ],
 )
 def test_is_rank_command(cmd, rank):
@@ -355,7 +355,7 @@ def test_slurm_has_the_interface_where_it_applies():
     assert SLURM.env(preset) == {"PT_HPU_LAZY_MODE": "1"}  # the job finds rank 0 itself
     (missing,) = SLURM.checks(preset, {"sbatch": "/bin/sbatch"}.get, fake_run(""))
     assert missing.message.startswith("squeue, scancel not found on PATH")
-    assert "ctc_tui.launchers.slurm" in SLURM.owned_processes and "slurm" not in LAUNCHERS
+    assert "ctc_tui.schedulers.slurm" in SLURM.owned_processes and "slurm" not in LAUNCHERS
 
 
 def test_slurm_job_script_and_submitter():
@@ -369,7 +369,7 @@ def test_slurm_job_script_and_submitter():
     assert supervised_command(["sbatch", "job"], "/r/id", python="py") == [
         "py",
         "-m",
-        "ctc_tui.launchers.slurm",
+        "ctc_tui.schedulers.slurm",
         "submit",
         "--job-id-file",
         "/r/id",

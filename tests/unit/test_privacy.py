@@ -133,11 +133,11 @@ def test_a_secret_file_others_can_read_or_own_is_refused(tmp_path):
     path = tmp_path / "hf-token"
     path.write_text("x")
     os.chmod(path, 0o644)
-    with pytest.raises(private.PrivacyError, match="is not private"):
+    with pytest.raises(private.PrivacyError, match=r"has mode 644, open to others: it must be 0600"):
         private.read_secret(path)
     os.chmod(path, 0o600)
     os.chown(path, OTHER_UID, OTHER_UID)
-    with pytest.raises(private.PrivacyError, match="owner uid 4242"):
+    with pytest.raises(private.PrivacyError, match="belongs to uid 4242, not to you"):
         private.read_secret(path)
     assert private.run_token(tmp_path) is None  # a rank just goes on without the socket
 
@@ -304,7 +304,7 @@ def test_exports_never_carry_the_token(tmp_path, token_preset, capsys):
 
 
 def test_the_exported_slurm_job_makes_a_private_run_dir(tmp_path):
-    from ctc_tui.launchers import slurm
+    from ctc_tui.schedulers import slurm
 
     script = slurm.export_script(load_preset(CPU), slurm.SlurmOptions(nodes=1), preset_name="demo")
     assert 'mkdir -p -m "${CTC_TUI_RUN_DIR_MODE:-700}" "$run_dir" "$run_dir/logs"' in script

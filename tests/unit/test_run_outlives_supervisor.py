@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from ctc_tui import cli
-from ctc_tui.core import events, rundir
+from ctc_tui.core import events, rundir, trust
 from ctc_tui.runner import report
 from ctc_tui.runs import client, discovery, service
 from ctc_tui.supervisor import Supervisor, runrecord
@@ -30,8 +30,14 @@ from ctc_tui.supervisor.runrecord import AdoptedLauncher, ProcessRecord, RunLock
 HOST = socket.gethostname()
 
 
+@pytest.fixture
+def ours(monkeypatch):
+    """This test process counts as one of a run's (its command line is pytest's, not a launcher's)."""
+    monkeypatch.setattr(runrecord, "is_run_command", lambda cmd: True)
+
+
 def me() -> ProcessRecord:
-    """A record whose launcher is this test process (alive, and truly itself)."""
+    """A record whose launcher is this test process (alive, and truly itself; see ``ours``)."""
     return ProcessRecord(
         supervisor_pid=1,
         launcher_pid=os.getpid(),
@@ -58,10 +64,11 @@ def test_the_record_round_trips_atomically_and_privately(tmp_path):
 def test_a_missing_or_damaged_record_is_none(tmp_path, content):
     if content is not None:
         (tmp_path / rundir.PROCESSES).write_text(content)
+        os.chmod(tmp_path / rundir.PROCESSES, 0o600)
     assert ProcessRecord.load(tmp_path) is None and not runrecord.orphaned(tmp_path)
 
 
-def test_the_launcher_is_alive_only_as_the_same_process():
+def test_the_launcher_is_alive_only_as_the_same_process(ours):
     assert me().launcher_alive()
     reused = me()
     reused.launcher_started -= 3600  # same pid, another process: the launcher is gone
@@ -70,7 +77,32 @@ def test_the_launcher_is_alive_only_as_the_same_process():
     assert not ProcessRecord(launcher_pid=2**22 + 12345).launcher_alive()
 
 
+def test_a_recorded_process_whose_command_is_not_a_runs_is_not_the_launcher():
+    """pid and start time match (both are world-readable in /proc), but pytest is no launcher of a run."""
+    assert me().launcher() is None and not me().launcher_alive()
+    assert runrecord.is_run_command(["/usr/bin/python3", "/usr/local/bin/deepspeed", "-m", "ctc_tui.runner"])
+    assert runrecord.is_run_command(["python", "-m", "ctc_tui.runner", "/r/preset.yaml"])
+    assert runrecord.is_run_command(["mpirun", "-n", "2", "python", "-m", "ctc_tui.runner", "p.yaml"])
+    assert not runrecord.is_run_command(["sleep", "1000"])
+    assert runrecord.is_run_command(["python", "-m", "ctc_tui.schedulers.slurm", "submit", "--", "sbatch"])
+    assert runrecord.is_supervisor_command(["python", "-m", "ctc_tui.supervisor", "/r"])
+    assert not runrecord.is_supervisor_command(["python", "-m", "pytest"])
+
+
+def test_a_record_that_is_not_private_is_refused_not_read(tmp_path):
+    me().save(tmp_path)
+    os.chmod(tmp_path / rundir.PROCESSES, 0o644)
+    with pytest.raises(trust.Untrusted, match=r"processes.json has mode 644"):
+        ProcessRecord.load(tmp_path)
+    os.chmod(tmp_path / rundir.PROCESSES, 0o600)
+    os.chown(tmp_path / rundir.PROCESSES, 4242, 4242)
+    with pytest.raises(trust.Untrusted, match=r"belongs to uid 4242, not to you"):
+        runrecord.signal_directly(tmp_path, kill=True)
+
+
 def test_local_ranks_are_this_hosts_living_rank_processes(monkeypatch):
+    """A rank's pid counts only while that process is a rank of this host, this user's, and (once its
+    start time was recorded) started then."""
     record = ProcessRecord()
     record.note_rank(0, os.getpid(), HOST)
     record.note_rank(1, os.getpid(), "another-node")
@@ -78,9 +110,12 @@ def test_local_ranks_are_this_hosts_living_rank_processes(monkeypatch):
     assert record.local_ranks() == {}  # this process does not run ctc_tui.runner
     monkeypatch.setattr(runrecord.launchers, "is_rank_command", lambda cmd: True)
     assert list(record.local_ranks()) == [0] and record.any_alive()
+    assert record.ranks["0"]["started"] == psutil.Process().create_time()  # noted at its hello
+    record.ranks["0"]["started"] -= 3600  # the pid was reused since
+    assert record.local_ranks() == {}
 
 
-def test_orphaned_means_processes_alive_and_no_supervisor_holding_the_dir(tmp_path):
+def test_orphaned_means_processes_alive_and_no_supervisor_holding_the_dir(tmp_path, ours):
     me().save(tmp_path)
     assert runrecord.orphaned(tmp_path)
     fd = runrecord.acquire_lock(tmp_path)
@@ -103,7 +138,7 @@ class FakeRank:
 
 
 @pytest.mark.parametrize("kill", [False, True])
-def test_signal_directly_interrupts_or_kills_the_recorded_processes(tmp_path, monkeypatch, kill):
+def test_signal_directly_interrupts_or_kills_the_recorded_processes(tmp_path, monkeypatch, ours, kill):
     me().save(tmp_path)
     ranks = {0: FakeRank(), 1: FakeRank()}
     groups: list = []
@@ -131,7 +166,7 @@ def test_one_supervisor_per_run_dir(tmp_path):
     try:
         assert runrecord.is_locked(tmp_path)
         with pytest.raises(
-            RunLocked, match=rf"already has a live supervisor \(pid {os.getpid()}\).*ctc-tui attach"
+            RunLocked, match=rf"is in use by a live run \(pid {os.getpid()}\).*ctc-tui attach .*ctc-tui stop"
         ):
             runrecord.acquire_lock(tmp_path)
         assert (os.stat(tmp_path / rundir.SUPERVISOR_LOCK).st_mode & 0o777) == 0o600
@@ -145,7 +180,7 @@ def test_a_locked_run_dir_is_not_resumed(tmp_path):
     (tmp_path / "preset.yaml").write_text("x: 1\n")
     fd = runrecord.acquire_lock(tmp_path)
     try:
-        with pytest.raises(service.RunError, match="is still running: follow it with ctc-tui attach"):
+        with pytest.raises(service.RunError, match=rf"in use by a live run \(pid {os.getpid()}\): follow it"):
             service.prepare(service.ResumeRequest(run_dir=tmp_path, overrides=("training.max_steps=9",)))
     finally:
         os.close(fd)
@@ -449,6 +484,7 @@ def test_cli_stop_exits_non_zero_when_the_supervisor_did_not_act(tmp_path, monke
 
 def test_attach_adopts_an_orphaned_run_first(tmp_path, monkeypatch, capsys):
     orphan(tmp_path, monkeypatch, adopt_works=True)
+    monkeypatch.setattr(service, "check_supervisor", lambda run_dir: None)
     followed = []
     monkeypatch.setattr(
         "ctc_tui.cli.run.attach",

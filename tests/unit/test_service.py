@@ -13,9 +13,10 @@ import pytest
 from ctc_tui.core import rundir
 from ctc_tui.core.preset import load_preset
 from ctc_tui.core.problems import PresetError
-from ctc_tui.launchers import slurm
 from ctc_tui.runs import client, service
 from ctc_tui.runs.service import PreparedRun, ResumeRequest, RunError, StartRequest
+from ctc_tui.schedulers import slurm
+from ctc_tui.supervisor import runrecord
 
 DEMO = "demo-cpu"
 
@@ -28,7 +29,7 @@ def prepared(tmp_path: Path, *overrides: str, name: str = "run") -> PreparedRun:
 
 def test_requests_and_results_are_frozen(tmp_path):
     request = StartRequest(preset=DEMO)
-    assert (request.overrides, request.output_dir, request.check, request.slurm) == ((), None, True, None)
+    assert (request.overrides, request.output_dir, request.check, request.job) == ((), None, True, None)
     with pytest.raises(dataclasses.FrozenInstanceError):
         request.check = False  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -142,30 +143,33 @@ def test_check_errors_stop_before_a_run_dir_is_made(tmp_path, monkeypatch):
 
 def test_a_slurm_run_writes_its_job_script_and_submits_it(tmp_path):
     options = slurm.SlurmOptions(nodes=1, time="10", partition="p")
-    run = service.prepare(
-        StartRequest(preset=DEMO, output_dir=str(tmp_path / "r"), check=False, slurm=options)
-    )
+    run = service.prepare(StartRequest(preset=DEMO, output_dir=str(tmp_path / "r"), check=False, job=options))
     assert (run.run_dir / slurm.JOB_SCRIPT).read_text().startswith("#!/bin/bash")
-    assert service.saved_slurm_options(run.run_dir) == options
+    assert service.saved_job_options(run.run_dir) == options
     assert run.command == tuple(slurm.submit_command(run.run_dir / slurm.JOB_SCRIPT, run.run_dir))
-    assert run.env == {} and run.slurm == options
+    assert run.env == {} and run.job == options
 
 
 def test_saved_slurm_options_of_a_plain_run_dir(tmp_path):
-    assert service.saved_slurm_options(tmp_path) is None
+    assert service.saved_job_options(tmp_path) is None
 
 
 def test_start_prepares_and_starts_the_supervisor_with_the_spec(tmp_path, monkeypatch):
+    """The supervisor is handed the run dir's lock, held since before preset.yaml was written; once it is
+    started the lock is its own (here: the fake's, so it is free again after)."""
     started = []
-    monkeypatch.setattr(
-        client, "start_detached", lambda run_dir, spec: started.append((run_dir, spec)) or 4242
-    )
+
+    def start_detached(run_dir, spec, lock_fd=None):
+        started.append((run_dir, spec, runrecord.locked_by(run_dir), lock_fd))
+        return 4242
+
+    monkeypatch.setattr(client, "start_detached", start_detached)
     result = service.start(StartRequest(preset=DEMO, output_dir=str(tmp_path / "r"), check=False))
     assert result.pid == 4242 and result.run_dir == tmp_path / "r" and result.warnings == ()
-    ((run_dir, spec),) = started
-    assert (
-        run_dir == result.run_dir and spec.command == list(result.run.command) and spec.slurm_job_file is None
-    )
+    ((run_dir, spec, holder, lock_fd),) = started
+    assert run_dir == result.run_dir and spec.command == list(result.run.command) and spec.job_file is None
+    assert holder == os.getpid() and isinstance(lock_fd, int)
+    assert runrecord.locked_by(run_dir) is None
 
 
 def test_resolve_run_dir(tmp_path):
@@ -203,6 +207,6 @@ def test_the_supervisor_is_told_how_many_ranks_the_launch_starts(tmp_path, monke
     assert service.supervisor_spec(plain).world_size == 3
     options = slurm.SlurmOptions(nodes=2, cards_per_node=4, time="10", partition="p")
     on_slurm = service.prepare(
-        StartRequest(preset=DEMO, output_dir=str(tmp_path / "slurm"), check=False, slurm=options)
+        StartRequest(preset=DEMO, output_dir=str(tmp_path / "slurm"), check=False, job=options)
     )
     assert service.supervisor_spec(on_slurm).world_size == 8

@@ -18,9 +18,9 @@ import pytest
 from ctc_tui.cli import main
 from ctc_tui.core.preset import load_preset
 from ctc_tui.core.shipped import find_preset
-from ctc_tui.launchers import slurm
 from ctc_tui.runner.distributed import setup as dist_setup
 from ctc_tui.runner.distributed import slurm_tasks_on_node
+from ctc_tui.schedulers import slurm
 from tests.conftest import sbatch_lines
 
 

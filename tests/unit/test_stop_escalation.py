@@ -6,7 +6,9 @@ The real SIGSTOPped rank is tests/integration/test_stop_escalation.py."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+from types import SimpleNamespace
 
 import pytest
 
@@ -211,8 +213,11 @@ def test_a_stop_without_any_supervisor_walks_the_same_escalation_on_the_recorded
             sent.append(("rank", sig))
 
     class Record:
-        process_group = 77
+        process_group = os.getpgid(0)  # the launcher (this process, as recorded) still leads its group
         alive = True  # a SIGSTOPped rank: deaf to SIGINT, gone at SIGTERM once continued
+
+        def launcher(self):
+            return SimpleNamespace(pid=os.getpid()) if self.alive else None
 
         def launcher_alive(self) -> bool:
             return self.alive

@@ -17,7 +17,8 @@ import psutil
 import pytest
 
 from ctc_tui.core import events
-from ctc_tui.supervisor import Spec, Supervisor, control, eventlog, ingest, processes, slurm_job
+from ctc_tui.schedulers.slurm import queue
+from ctc_tui.supervisor import Spec, Supervisor, control, eventlog, ingest, processes
 from ctc_tui.supervisor.deepspeed_env import write_deepspeed_env
 from ctc_tui.supervisor.eventlog import Counters, EventLog, read_events
 
@@ -438,7 +439,7 @@ def test_otherwise_the_first_rank_to_report_failed():
     assert not processes.RankBook().any_rank_started
 
 
-# -- slurm_job --------------------------------------------------------------------------------------
+# -- a Slurm job (schedulers.slurm.queue) ------------------------------------------------------------
 @pytest.mark.parametrize(
     "out, state",
     [
@@ -451,16 +452,16 @@ def test_otherwise_the_first_rank_to_report_failed():
     ],
 )
 def test_parse_squeue(out, state):
-    assert slurm_job.parse_squeue(out) == state
+    assert queue.parse_squeue(out) == state
 
 
 def test_read_job_id(tmp_path):
     job_file = tmp_path / "slurm-job-id"
-    assert slurm_job.read_job_id(str(job_file)) is None and slurm_job.read_job_id(None) is None
+    assert queue.read_job_id(str(job_file)) is None and queue.read_job_id(None) is None
     job_file.write_text("1234\n")
-    assert slurm_job.read_job_id(str(job_file)) == "1234"
+    assert queue.read_job_id(str(job_file)) == "1234"
     job_file.write_text("Submitted batch job 1234")
-    assert slurm_job.read_job_id(str(job_file)) is None
+    assert queue.read_job_id(str(job_file)) is None
 
 
 class FakeSlurm:
@@ -477,17 +478,17 @@ class FakeSlurm:
         return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
 
-def slurm_run(tmp_path, slurm: FakeSlurm, job: str | None = "77") -> tuple[slurm_job.SlurmJob, list]:
+def slurm_run(tmp_path, slurm: FakeSlurm, job: str | None = "77") -> tuple[queue.SlurmJob, list]:
     job_file = tmp_path / "slurm-job-id"
     if job is not None:
         job_file.write_text(job)
     emitted: list = []
-    return slurm_job.SlurmJob(str(job_file), lambda type_, **f: emitted.append(f["message"]), slurm), emitted
+    return queue.SlurmJob(str(job_file), lambda type_, **f: emitted.append(f["message"]), slurm), emitted
 
 
 def test_slurm_watch_reports_each_queue_state_until_the_job_leaves(tmp_path, monkeypatch):
-    monkeypatch.setattr(slurm_job, "SLURM_POLL", 0)
-    monkeypatch.setattr(slurm_job, "JOB_FILE_POLL", 0)
+    monkeypatch.setattr(queue, "SLURM_POLL", 0)
+    monkeypatch.setattr(queue, "JOB_FILE_POLL", 0)
     job, emitted = slurm_run(
         tmp_path, FakeSlurm("PENDING|Priority|", "PENDING|Priority|", "RUNNING|None|n1", "")
     )
@@ -530,7 +531,7 @@ def test_a_graceful_stop_without_a_job_id_asks_nothing(tmp_path):
 
 
 def test_wait_gone_names_a_job_that_stays_in_the_queue(tmp_path, monkeypatch):
-    monkeypatch.setattr(slurm_job, "GONE_POLL", 0)
+    monkeypatch.setattr(queue, "GONE_POLL", 0)
     job, emitted = slurm_run(tmp_path, FakeSlurm("RUNNING|None|n1"))
     run(job.wait_gone("77", timeout=0.01))
     assert emitted == ["Slurm job 77 is still in the queue after scancel: check squeue -j 77"]

@@ -22,7 +22,7 @@ from textual.css.scalar import Unit
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from ctc_tui.core import rundir
+from ctc_tui.core import rundir, trust
 from ctc_tui.runs import client, hosts
 from ctc_tui.runs.alerts import alerts
 from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable, progress_text, sparkline
@@ -155,8 +155,11 @@ class DashboardScreen(Screen[str]):
 
     @work(exclusive=True, group="follow", exit_on_error=False)
     async def follow_events(self) -> None:
-        async for event in client.follow(self.run_dir):
-            self.state.feed(event)
+        try:
+            async for event in client.follow(self.run_dir):
+                self.state.feed(event)
+        except trust.Untrusted as exc:  # another user's socket in the run dir: nothing is believed
+            self.notify(str(exc), severity="error", timeout=30)
         self.following = False
         self.redraw()
 
@@ -422,7 +425,7 @@ class DashboardScreen(Screen[str]):
         except client.NotRunning:
             self.notify("the run has already ended", severity="warning")
             return
-        except client.NotResponding as exc:
+        except (client.NotResponding, trust.Untrusted) as exc:
             self.notify(str(exc), severity="error")
             return
         self.notify("stopping: every rank saves a checkpoint first" if op == "stop" else "killing the run")

@@ -66,6 +66,7 @@ class RunsScreen(Screen[None]):
                 "training": "cyan",
                 "lost": "yellow",
                 "orphaned": "magenta",
+                "untrusted": "red",
             }.get(run.state, "")
             table.add_row(
                 "●" if str(run.path) in self.marked else " ",
@@ -114,6 +115,9 @@ class RunsScreen(Screen[None]):
     def action_open(self) -> None:
         run = self._current()
         if run is None:
+            return
+        if run.problem:  # fails the trust rules (ctc_tui.core.trust): never opened
+            self.notify(run.problem, severity="error", timeout=15)
             return
         self.post_message(OpenRun(run.path))
 

@@ -1,4 +1,5 @@
-"""The run's Slurm job (``ctc-tui run --slurm``): watching it in the queue and cancelling it.
+"""The run's Slurm job as its supervisor sees it (``ctc-tui run --slurm``): watching it in the queue
+(``squeue``) and cancelling it (``scancel``).
 
 The launcher (``sbatch --wait``) records the job id in a file; ``SlurmJob`` reads it, reports the job's
 queue state as log events (submitted, PENDING and why, RUNNING and where), cancels a job that is still
@@ -17,13 +18,14 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from ctc_tui.schedulers.base import Emit, Job
+
 SLURM_POLL = 5.0  # seconds between squeue looks at a run's Slurm job
 SLURM_GONE = 120.0  # how long a teardown waits for a cancelled job to leave squeue
 GONE_POLL = 0.5  # seconds between squeue looks while waiting for a cancelled job to leave
 JOB_FILE_POLL = 0.2  # seconds between looks for the job id file
 
 Runner = Callable[[list[str]], Awaitable[str | None]]
-Emit = Callable[..., None]
 
 
 async def run_quiet(command: list[str], timeout: float = 30.0) -> str | None:
@@ -70,8 +72,10 @@ def read_job_id(job_file: str | None) -> str | None:
     return None
 
 
-class SlurmJob:
+class SlurmJob(Job):
     """One run's Slurm job, known by the file its id is recorded in (None: not a Slurm run)."""
+
+    label = "Slurm"
 
     def __init__(self, job_file: str | None, emit: Emit, run: Runner = run_quiet):
         self.job_file = job_file
