@@ -14,7 +14,8 @@ from ctc_tui.core.preset import load_preset
 from ctc_tui.core.textnorm import make_normaliser
 from tests.conftest import DEMO_DATA, run_cli
 
-pytestmark = pytest.mark.slow
+#: The fixture trains 400 steps: ~1.5 min on an idle 2-core machine, over 10 min on a loaded one (load 4).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 STEPS = 400
 TRAIN = [
     f"training.max_steps={STEPS}",
