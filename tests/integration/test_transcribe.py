@@ -36,7 +36,7 @@ MAX_WER = 0.45
 def run_dir(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("transcribe") / "run"
     cache = {"CTC_TUI_CACHE": str(run_dir.parent / "cache")}
-    out = run_cli("run", "demo-cpu", *TRAIN, "--plain", "--output-dir", str(run_dir), env=cache, timeout=600)
+    out = run_cli("run", "demo-cpu", *TRAIN, "--plain", "--output-dir", str(run_dir), env=cache, timeout=1200)
     assert out.returncode == 0, out.stdout + out.stderr
     return run_dir
 
