@@ -33,7 +33,7 @@ import psutil
 from ctc_tui.core import events
 from ctc_tui.runs import client
 from ctc_tui.runs.state import RunState
-from ctc_tui.supervisor import LOG_SOCKET, Spec, read_events
+from ctc_tui.supervisor import LOG_SOCKET, Spec, control, read_events
 from ctc_tui.supervisor.limits import Limits
 from tests.conftest import REPO, run_cli, wait_for
 
@@ -329,19 +329,25 @@ def test_a_client_reading_a_400_mb_line_from_the_supervisor_stays_small(tmp_path
     server.listen(4)
 
     def serve() -> None:
-        conn, _ = server.accept()
-        with conn:
-            conn.recv(4096)  # the subscription
-            conn.sendall(events.encode({"type": "state", "t": 99, "rank": -1, "state": "starting"}))
-            chunk = b"h" * MiB
-            conn.sendall(b'{"type":"log","t":100,"rank":0,"level":"info","message":"')
-            for _ in range(HUGE // MiB):
-                conn.sendall(chunk)
-            conn.sendall(b'"}\n')
-            conn.sendall(
-                events.encode({"type": "log", "t": 101, "rank": 0, "level": "info", "message": "past it"})
-            )
-            conn.sendall(events.encode({"type": "exit", "t": 102, "rank": -1, "code": 0, "state": "done"}))
+        while True:  # attach first asks for the status (is the supervisor this user's?), then subscribes
+            conn, _ = server.accept()
+            with conn:
+                if b'"subscribe"' in conn.recv(4096):
+                    stream(conn)
+                    return
+                conn.sendall(control.status_reply("status", {}, 0))
+
+    def stream(conn: socket.socket) -> None:
+        conn.sendall(events.encode({"type": "state", "t": 99, "rank": -1, "state": "starting"}))
+        chunk = b"h" * MiB
+        conn.sendall(b'{"type":"log","t":100,"rank":0,"level":"info","message":"')
+        for _ in range(HUGE // MiB):
+            conn.sendall(chunk)
+        conn.sendall(b'"}\n')
+        conn.sendall(
+            events.encode({"type": "log", "t": 101, "rank": 0, "level": "info", "message": "past it"})
+        )
+        conn.sendall(events.encode({"type": "exit", "t": 102, "rank": -1, "code": 0, "state": "done"}))
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
