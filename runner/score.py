@@ -37,7 +37,7 @@ from ctc_tui.core.sources import DataError
 from ctc_tui.core.textnorm import make_normaliser
 from ctc_tui.runner import audio
 from ctc_tui.runner.decode import LmWeights, Vocab, beam_search, greedy, log_softmax
-from ctc_tui.runner.load import backend_name, has_trained_model, load_trained
+from ctc_tui.runner.load import has_trained_model, inference_device, load_trained
 
 #: The alpha/beta grid tried on the eval split (alpha 0 = no LM: tuning can always fall back to it).
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
@@ -79,8 +79,10 @@ def model_folder(run_dir: Path, checkpoint: int | None) -> Path:
 
 def load_model(preset: Preset, run_dir: Path, folder: Path) -> tuple[Any, Any, str]:
     """The run's processor, the model in ``folder`` and the device, by the runner's load step (the
-    device training used: ``load.backend_name``)."""
-    device = backend_name(preset)
+    device training used, or the CPU with a note where this machine lacks it: ``load.inference_device``)."""
+    device, note = inference_device(preset)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     trained = load_trained(run_dir, folder, device)
     return trained.processor, trained.model, device
 
