@@ -11,7 +11,9 @@ minutes within 1.2x that of 1 minute.
 
 Usage: python bench/transcribe.py RUN_DIR [--minutes 10] [--chunk-seconds 10] [--rate 16000]
 [--channels 1] [--repeats 3] [--threads 1]
-Last line: ``transcribe rtf=X long_s=A clips_s=B ratio=R rss_1min_mb=M1 rss_long_mb=M2 rss_ratio=Q``.
+Also timed: the long file with the model's feature encoder run whole on each window (as before
+runner/transcribe.py ran it in pieces). Last line: ``transcribe rtf=X long_s=A clips_s=B ratio=R
+ratio_whole_encoder=W rss_1min_mb=M1 rss_long_mb=M2 rss_ratio=Q``.
 """
 
 from __future__ import annotations
@@ -67,9 +69,10 @@ def main() -> int:
     placed = build_long(clips, long, args.minutes * 60, rate=args.rate, channels=args.channels, gap=GAP)
     cli = ["--chunk-seconds", str(args.chunk_seconds)]
     t = transcribe.load(transcribe.parse_args([str(args.run_dir), str(long), *cli]))
+    whole = transcribe.load(transcribe.parse_args([str(args.run_dir), str(long), *cli]), pieces=False)
 
-    long_s = clips_s = float("inf")
-    for _ in range(args.repeats):  # alternated, the best of each: a shared machine's noise hits both
+    long_s = clips_s = whole_s = float("inf")
+    for _ in range(args.repeats):  # alternated, the best of each: a shared machine's noise hits all
         start = time.perf_counter()
         result = transcribe.transcribe(t, str(long))
         long_s = min(long_s, time.perf_counter() - start)
@@ -77,10 +80,20 @@ def main() -> int:
         for clip in placed:
             transcribe.transcribe(t, str(clip.path))
         clips_s = min(clips_s, time.perf_counter() - start)
+        start = time.perf_counter()
+        transcribe.transcribe(whole, str(long))
+        whole_s = min(whole_s, time.perf_counter() - start)
     clip_audio = sum(p.end - p.start for p in placed)
+    overlap = t.chunk / (t.chunk - 2 * t.context)
     print(f"{long.name}: {result['duration']:.0f} s ({clip_audio:.0f} s of it clips), {len(placed)} clips")
     print(
-        f"chunked: {long_s:.1f} s (rtf {long_s / result['duration']:.3f}); clips one by one: {clips_s:.1f} s"
+        f"chunked: {long_s:.1f} s (rtf {long_s / result['duration']:.3f}); "
+        f"clips one by one: {clips_s:.1f} s; chunked with the feature encoder whole (before): {whole_s:.1f} s"
+    )
+    print(
+        f"windows of {t.chunk / t.rate:g} s heard {overlap:.3f}x over, the file "
+        f"{result['duration'] / clip_audio:.3f}x its clips' audio: at equal cost per second, ratio "
+        f"{overlap * result['duration'] / clip_audio:.3f}"
     )
 
     rss_short = peak_rss_mb(args.run_dir, short, args.chunk_seconds, args.threads)
@@ -88,7 +101,8 @@ def main() -> int:
     print(f"peak RSS: 1 min {rss_short:.0f} MiB, {args.minutes:g} min {rss_long:.0f} MiB")
     print(
         f"transcribe rtf={long_s / result['duration']:.4f} long_s={long_s:.2f} clips_s={clips_s:.2f} "
-        f"ratio={long_s / clips_s:.3f} rss_1min_mb={rss_short:.0f} rss_long_mb={rss_long:.0f} "
+        f"ratio={long_s / clips_s:.3f} ratio_whole_encoder={whole_s / clips_s:.3f} "
+        f"rss_1min_mb={rss_short:.0f} rss_long_mb={rss_long:.0f} "
         f"rss_ratio={rss_long / rss_short:.3f}"
     )
     return 0

@@ -3,9 +3,10 @@
 
 Each file is streamed (soundfile blocks, soxr's streaming resampler; any rate, any channel count),
 cut into overlapping windows whose context logits are dropped (runner/longaudio.py), on the device the
-run trained on (``load.backend_name``). Greedy decoding by default; ``--lm`` beam-searches each pause-
-delimited segment with the run's n-gram LM and the weights ``ctc-tui eval --lm`` tuned (read as
-runner/score.py reads them). Word times come from the CTC frames (the model's hop / sampling rate).
+run trained on (``load.inference_device``: the CPU, with a note, where this machine lacks it). Greedy
+decoding by default; ``--lm`` beam-searches each pause-delimited segment with the run's n-gram LM and
+the weights ``ctc-tui eval --lm`` tuned (read as runner/score.py reads them). Word times come from the
+CTC frames (the model's hop / sampling rate).
 ``--format text`` prints ``path<TAB>transcript``; ``json`` one object per file; ``srt`` subtitles. A file
 that cannot be read gets one line on stderr naming it; the others are still transcribed, and the exit
 status is 1 at the end.
@@ -27,7 +28,7 @@ from ctc_tui.core.problems import PresetError
 from ctc_tui.core.rundir import LM_DIR, LM_WEIGHTS, PRESET
 from ctc_tui.runner import audio, longaudio
 from ctc_tui.runner.decode import LmWeights, Vocab, beam_search, log_softmax
-from ctc_tui.runner.load import backend_name, load_trained
+from ctc_tui.runner.load import inference_device, load_trained
 from ctc_tui.runner.score import ScoreError, model_folder, model_key, read_lm, stored_weights
 
 DEFAULT_CHUNK_SECONDS = 10.0
@@ -85,24 +86,63 @@ def lm_and_weights(run_dir: Path, folder: Path) -> tuple[Any, LmWeights]:
     return lm, weights
 
 
-def load(args: argparse.Namespace) -> Transcriber:
+def load(args: argparse.Namespace, pieces: bool = True) -> Transcriber:
+    """The model, its processor and vocabulary, the LM when asked for, and the window sizes. ``pieces``
+    False keeps the feature encoder whole (for bench/transcribe.py's comparison)."""
     run_dir: Path = args.run_dir
     if args.chunk_seconds <= 0:
         raise ScoreError(f"--chunk-seconds {args.chunk_seconds}: give a positive number of seconds")
     folder = model_folder(run_dir, args.checkpoint)
     preset_file = run_dir / PRESET
-    device = backend_name(load_preset(preset_file)) if preset_file.is_file() else "cpu"
+    device, note = inference_device(load_preset(preset_file) if preset_file.is_file() else None)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     lm, weights = lm_and_weights(run_dir, folder) if args.lm else (None, None)
     trained = load_trained(run_dir, folder if folder != run_dir else None, device)
     config = trained.model.config
     hop = longaudio.frame_hop(config)
     rate = trained.processor.feature_extractor.sampling_rate
     min_samples = longaudio.receptive_field(config)
+    if pieces and device == "cpu":
+        encode_in_pieces(trained.model, hop, min_samples)
     chunk, context = longaudio.window_sizes(args.chunk_seconds, rate, hop, min_samples)
     vocab = Vocab.from_tokenizer(trained.processor.tokenizer)
     return Transcriber(
         trained.processor, trained.model, device, vocab, hop, min_samples, chunk, context, lm, weights
     )
+
+
+#: Frames of the convolutional feature encoder computed at a time on the CPU (1 s at 20 ms frames).
+ENCODER_PIECE_FRAMES = 50
+
+
+def encode_in_pieces(model, hop: int, field: int, piece_frames: int = ENCODER_PIECE_FRAMES) -> bool:
+    """Make the model's convolutional feature encoder run over ``piece_frames`` frames at a time, and
+    say whether it was done. On a CPU its per-second cost grows ~10x once a layer's output outgrows
+    the cache (past ~2 s of audio: the first layer's 64+ channels, normalised frame by frame); in
+    pieces, a long window costs what short clips do. Exact only where each frame depends on its own
+    ``field`` samples alone: ``feat_extract_norm: layer`` (group norm spans the whole input: left
+    whole)."""
+    import torch
+
+    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    encoder = getattr(base, "feature_extractor", None)
+    if encoder is None or getattr(model.config, "feat_extract_norm", None) != "layer":
+        return False
+    whole = encoder.forward
+
+    def forward(input_values):
+        frames = (input_values.shape[-1] - field) // hop + 1
+        if frames <= 2 * piece_frames:
+            return whole(input_values)
+        parts = []
+        for first in range(0, frames, piece_frames):
+            last = min(first + piece_frames, frames) - 1
+            parts.append(whole(input_values[..., first * hop : last * hop + field]))
+        return torch.cat(parts, dim=-1)
+
+    encoder.forward = forward
+    return True
 
 
 def window_logprobs(t: Transcriber, samples: np.ndarray) -> np.ndarray:

@@ -170,3 +170,51 @@ def test_stream_of_a_malformed_file_names_it(tmp_path):
     bad.write_bytes(b"not audio at all" * 10)
     with pytest.raises(audio.AudioError, match="bad.flac"):
         list(longaudio.stream(str(bad), 16000))
+
+
+# -- the feature encoder in pieces ---------------------------------------------------------------------
+
+
+def tiny_model(norm: str):
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+    from ctc_tui.core.architectures import SHAPES
+
+    shape = {**SHAPES["wav2vec2-tiny"], "feat_extract_norm": norm, "vocab_size": 12}
+    return Wav2Vec2ForCTC(Wav2Vec2Config(**shape)).eval()
+
+
+@pytest.mark.parametrize("seconds", [4.0, 7.31])
+def test_the_feature_encoder_in_pieces_gives_the_whole_windows_logits(seconds):
+    """Run piece by piece, the convolutions see the same samples for every frame (each frame's own
+    receptive field): the same frames, the same logits, for windows of any length."""
+    import torch
+
+    from ctc_tui.runner.transcribe import encode_in_pieces
+
+    torch.manual_seed(0)
+    model = tiny_model("layer")
+    samples = torch.randn(1, int(seconds * 16000))
+    with torch.inference_mode():
+        whole = model(samples).logits
+        hop, field = longaudio.frame_hop(model.config), longaudio.receptive_field(model.config)
+        encoder, calls = model.wav2vec2.feature_extractor, []
+        original = encoder.forward
+        encoder.forward = lambda x: calls.append(x.shape[-1]) or original(x)
+        assert encode_in_pieces(model, hop, field, piece_frames=20)
+        pieces = model(samples).logits
+    assert pieces.shape == whole.shape
+    torch.testing.assert_close(pieces, whole, rtol=1e-5, atol=1e-5)
+    frames = whole.shape[1]
+    assert len(calls) == -(-frames // 20) and max(calls) == 19 * hop + field  # 20 frames a piece
+
+
+def test_a_group_norm_encoder_is_left_whole():
+    """Group norm (wav2vec2-base's first layer) normalises each channel over the whole input: pieces
+    would change it, so that encoder is left as it is."""
+    from ctc_tui.runner.transcribe import encode_in_pieces
+
+    model = tiny_model("group")
+    before = model.wav2vec2.feature_extractor.forward
+    assert not encode_in_pieces(model, 320, 400)
+    assert model.wav2vec2.feature_extractor.forward == before
