@@ -358,8 +358,9 @@ class LaunchSection(_Section):
     """Hostfile for several nodes (lines ``host slots=N``)."""
     master_addr: str = "localhost"
     """Address of rank 0 (the hostfile's first host when a hostfile is given)."""
-    master_port: int = Field(29500, ge=1, le=65535)
-    """Rendezvous port."""
+    master_port: Optional[int] = Field(None, ge=1, le=65535)
+    """Rendezvous port. Unset: on one node, a port free at launch (two runs on one node never meet at
+    the same port); with a hostfile, 29500; in a batch job, the scheduler's choice."""
     log_host: Optional[str] = None
     """With a hostfile: the address of this machine that ranks on other hosts send their events to
     (default ``$CTC_TUI_LOG_HOST``, else this machine's address on the route to the hostfile's hosts)."""

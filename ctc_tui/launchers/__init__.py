@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ctc_tui.launchers.base import RANK_MODULE, Launcher, runner_command
 from ctc_tui.launchers.deepspeed import deepspeed_env_text
-from ctc_tui.launchers.environment import forwarded_env, launch_env
+from ctc_tui.launchers.environment import forwarded_env, launch_env, pin_free_port, rendezvous_port
 from ctc_tui.launchers.hostfile import master_addr, read_hostfile
 from ctc_tui.launchers.registry import all_launchers, get
 from ctc_tui.launchers.script import argument_lines, command_script
@@ -44,8 +44,10 @@ __all__ = [
     "log_transport",
     "master_addr",
     "owned_processes",
+    "pin_free_port",
     "read_hostfile",
     "read_topology",
+    "rendezvous_port",
 ]
 
 

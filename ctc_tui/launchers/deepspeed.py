@@ -23,7 +23,7 @@ from ctc_tui.launchers.base import (
     cpu_rank_threads,
     deepspeed_config_checks,
 )
-from ctc_tui.launchers.environment import forwarded_env, launch_env
+from ctc_tui.launchers.environment import forwarded_env, launch_env, rendezvous_port
 from ctc_tui.launchers.hostfile import master_addr, read_hostfile
 
 if TYPE_CHECKING:  # only named in annotations here
@@ -127,7 +127,7 @@ class DeepSpeed(Launcher):
             *cmd,
             "--no_local_rank",
             "--master_port",
-            str(launch.master_port),
+            str(rendezvous_port(preset)),
             "--module",
             RANK_MODULE,
             *runner[3:],

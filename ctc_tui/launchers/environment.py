@@ -4,6 +4,7 @@ other hosts must be handed (``forwarded_env``: mpirun ``-x``, DeepSpeed's ``.dee
 from __future__ import annotations
 
 import os
+import socket
 from typing import TYPE_CHECKING
 
 from ctc_tui.launchers.hostfile import master_addr
@@ -30,9 +31,37 @@ USER_ENV = (
 )
 
 
+#: The rendezvous port when the preset names none and ranks on other hosts must agree on it (torch's own).
+DEFAULT_PORT = 29500
+
+
+def rendezvous_port(preset: Preset) -> int:
+    """The port ranks meet at: the preset's, else torch's default (a launch on one node pins a free one
+    first: ``pin_free_port``)."""
+    return preset.launch.master_port or DEFAULT_PORT
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on now (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def pin_free_port(preset: Preset) -> Preset:
+    """``preset`` with its rendezvous port fixed for one launch: a single-node run with no
+    ``launch.master_port`` gets a port free now, so two runs on one node (two users, two tests, two
+    four-card jobs on an eight-card box) never meet at 29500. Runs across a hostfile keep the default, which
+    every host must agree on."""
+    if preset.launch.master_port is not None or preset.launch.hostfile:
+        return preset
+    launch = preset.launch.model_copy(update={"master_port": free_port()})
+    return preset.model_copy(update={"launch": launch})
+
+
 def launch_env(preset: Preset) -> dict[str, str]:
     """Environment every rank needs: the rendezvous, HPU lazy mode, and what the launcher adds."""
-    env = {"MASTER_ADDR": master_addr(preset), "MASTER_PORT": str(preset.launch.master_port)}
+    env = {"MASTER_ADDR": master_addr(preset), "MASTER_PORT": str(rendezvous_port(preset))}
     if preset.gaudi.use_habana:
         env["PT_HPU_LAZY_MODE"] = "1" if preset.gaudi.use_lazy_mode else "0"
     env.update(get(preset.launch.launcher).env(preset))

@@ -104,6 +104,6 @@ def gaudi_spawn_command(
     cmd = ["python", spawn, "--world_size", str(launch.world_size), *get(launch.launcher).spawn_flags()]
     if launch.hostfile:
         cmd += ["--hostfile", launch.hostfile]
-    if launch.master_port != 29500:
+    if launch.master_port not in (None, 29500):
         cmd += ["--master_port", str(launch.master_port)]
     return [*cmd, script, *preset_flags(preset, reference_only=True)]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctc_tui.launchers.base import RANK_MODULE, Launcher
+from ctc_tui.launchers.environment import rendezvous_port
 from ctc_tui.launchers.hostfile import master_addr, read_hostfile
 
 if TYPE_CHECKING:  # only named in annotations here
@@ -38,7 +39,7 @@ class Torchrun(Launcher):
             "--master_addr",
             master_addr(preset),
             "--master_port",
-            str(launch.master_port),
+            str(rendezvous_port(preset)),
         ]
         if launch.hostfile:
             hosts = read_hostfile(launch.hostfile)

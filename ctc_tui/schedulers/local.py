@@ -24,7 +24,9 @@ class Local(Scheduler):
     def prepare(
         self, preset: Preset, options: JobOptions | None, preset_file: Path, *, resume: bool
     ) -> tuple[list[str], dict[str, str]]:
-        """The launcher's command around the rank (nothing else is written)."""
+        """The launcher's command around the rank (nothing else is written), at a rendezvous port
+        chosen now when the preset names none."""
+        preset = launchers.pin_free_port(preset)
         return launchers.build_command(preset, preset_file, resume=resume), launchers.launch_env(preset)
 
     def supervised(

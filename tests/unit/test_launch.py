@@ -145,3 +145,47 @@ def test_deepspeed_env_file_keeps_the_users_lines_and_never_breaks_its_format():
     )
     assert text == "NCCL_DEBUG=INFO\nCTC_TUI_RUN_DIR=/r/run 1\nCTC_TUI_LOG_SOCKET=10.0.0.1:4000\n"
     assert all("=" in line for line in text.splitlines())  # DeepSpeed splits every line at '='
+
+
+def test_a_launch_on_one_node_pins_a_free_rendezvous_port(tmp_path):
+    """Two runs on one node (two users, two four-card jobs on an eight-card box) must not both meet at
+    29500: with no launch.master_port, the local scheduler picks a port nothing listens on, and the
+    launcher's flag and every rank's MASTER_PORT carry the same one."""
+    import socket
+
+    from ctc_tui.schedulers.local import SCHEDULER
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        ports = set()
+        for _ in range(3):
+            command, env = SCHEDULER.prepare(
+                preset("launch.launcher=torchrun", "launch.world_size=2"),
+                None,
+                tmp_path / "p.yaml",
+                resume=False,
+            )
+            port = command[command.index("--master_port") + 1]
+            assert env["MASTER_PORT"] == port and int(port) != busy.getsockname()[1]
+            ports.add(port)
+        assert len(ports) > 1  # chosen at each launch, not once
+    finally:
+        busy.close()
+    chosen, env = SCHEDULER.prepare(
+        preset("launch.launcher=deepspeed", "launch.master_port=29611"),
+        None,
+        tmp_path / "p.yaml",
+        resume=False,
+    )
+    assert chosen[chosen.index("--master_port") + 1] == "29611" == env["MASTER_PORT"]
+
+
+def test_ranks_on_other_hosts_agree_on_the_default_port(tmp_path):
+    from ctc_tui.launchers import pin_free_port
+
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text("gaudi-a slots=8\ngaudi-b slots=8\n")
+    pinned = pin_free_port(preset(f"launch.hostfile={hostfile}"))
+    assert pinned.launch.master_port is None and launch_env(pinned)["MASTER_PORT"] == "29500"

@@ -113,6 +113,14 @@ def srun_command(preset: Preset, options: SlurmOptions, runner: list[str]) -> li
     return [*cmd, *runner]
 
 
+def _port_line(preset: Preset) -> str:
+    """The rendezvous port: the preset's, else one derived from the job id, so jobs that share a node
+    do not meet at the same port."""
+    if preset.launch.master_port is not None:
+        return f"export MASTER_PORT={preset.launch.master_port}"
+    return 'export MASTER_PORT="$((20000 + SLURM_JOB_ID % 20000))"'
+
+
 def _body(preset: Preset, options: SlurmOptions) -> list[str]:
     """The shell lines every job starts with (rendezvous address and environment)."""
     lines = [
@@ -121,7 +129,7 @@ def _body(preset: Preset, options: SlurmOptions) -> list[str]:
         "# Rank 0 runs on the allocation's first host.",
         'mapfile -t hosts < <(scontrol show hostnames "$SLURM_JOB_NODELIST")',
         'export MASTER_ADDR="${hosts[0]}"',
-        f"export MASTER_PORT={shlex.quote(str(preset.launch.master_port))}",
+        _port_line(preset),
     ]
     lines += [f"export {key}={shlex.quote(value)}" for key, value in sorted(rank_env(preset).items())]
     if not preset.gaudi.use_habana:  # CPU/CUDA ranks must not oversubscribe the cores with intra-op threads
