@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,6 +64,15 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="ctc-tui-bench-transcribe-"))
+    try:
+        measure(args, work)
+    finally:
+        shutil.rmtree(work)  # the recordings (a 10-minute FLAC is ~10 MB)
+    return 0
+
+
+def measure(args: argparse.Namespace, work: Path) -> None:
+    """Build the recordings in ``work``, time them and print the figures."""
     clips = clips_of(DEMO_EVAL)
     short, long = work / "1min.flac", work / f"{args.minutes:g}min.flac"
     build_long(clips, short, 60, rate=args.rate, channels=args.channels, gap=GAP)
@@ -105,7 +115,6 @@ def main() -> int:
         f"rss_1min_mb={rss_short:.0f} rss_long_mb={rss_long:.0f} "
         f"rss_ratio={rss_long / rss_short:.3f}"
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -144,14 +144,13 @@ class Token:
 def greedy_tokens(logprobs: np.ndarray, blank: int) -> list[Token]:
     """The best path: the best token per frame, runs merged, blanks dropped, with their frames."""
     best = logprobs.argmax(axis=-1)
-    tokens: list[Token] = []
-    run_start = 0
-    for t in range(1, len(best) + 1):
-        if t == len(best) or best[t] != best[run_start]:
-            if best[run_start] != blank:
-                tokens.append(Token(int(best[run_start]), run_start, t - 1))
-            run_start = t
-    return tokens
+    if len(best) == 0:
+        return []
+    starts = np.flatnonzero(np.concatenate([[True], best[1:] != best[:-1]]))
+    ends = np.append(starts[1:], len(best)) - 1
+    ids = best[starts]
+    keep = ids != blank
+    return [Token(*run) for run in zip(ids[keep].tolist(), starts[keep].tolist(), ends[keep].tolist())]
 
 
 @dataclass(frozen=True)

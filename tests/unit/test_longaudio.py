@@ -119,6 +119,21 @@ def test_repeated_letters_need_a_blank_between_them():
     assert [w.word for w in longaudio.words_of(tokens, TEXTS, DELIM, 0.02)] == ["nn", "o"]
 
 
+def test_greedy_tokens_are_the_runs_of_the_best_path():
+    """Every run of one best token is one token (blank runs none), first and last frame included; an
+    empty window has none."""
+    rng = np.random.default_rng(1)
+    best = rng.integers(0, 4, size=500)  # many runs, repeats and blanks (0)
+    tokens = longaudio.greedy_tokens(logprobs_of(best.tolist()), BLANK)
+    runs, start = [], 0
+    for t in range(1, len(best) + 1):
+        if t == len(best) or best[t] != best[start]:
+            runs.append(Token(int(best[start]), start, t - 1))
+            start = t
+    assert tokens == [r for r in runs if r.id != BLANK] and len(tokens) > 100
+    assert longaudio.greedy_tokens(np.zeros((0, len(TEXTS))), BLANK) == []
+
+
 def test_forced_alignment_places_a_transcript_on_its_frames():
     path = logprobs_of([0, 2, 2, 3, 4, 1, 0, 5, 0, 6, 2, 0])
     aligned = longaudio.align(path, [2, 3, 4, 1, 5, 6, 2], BLANK)
