@@ -12,8 +12,18 @@ Two length distributions:
 (b) a LibriSpeech train-clean-100-like distribution (see ``librispeech_like``), filtered to at most
     max_duration (20 s), as the reference does.
 
-Usage: python bench/padding.py [--batch-size 8] [--world-size 8] [--num-buckets 8]
-Last line: ``padding_waste reference=X bucketed=Y shapes=K`` for the LibriSpeech-like distribution.
+And batches by duration (data.max_batch_seconds) against a fixed count of clips, both within the same
+buckets, on the LibriSpeech-like lengths: padding, batches per epoch, and the largest batch's padded
+and real audio against the budget (default: batch size x max_duration, the memory the reference's
+fixed batches padded to max_duration take). Goal: padding at or below the fixed-count buckets', the
+largest batch's padded audio within 5 % of the budget (and never over it).
+"At or below" is met within 0.1 point: a bucket's leftover clips move up to the next bucket, and
+duration groups, larger for short buckets, leave more of them (measured +0.01 point).
+
+Usage: python bench/padding.py [--batch-size 8] [--world-size 8] [--num-buckets 8] [--budget-seconds S]
+Second-to-last line: ``duration_batches padding=X fixed_padding=Y batches=B fixed_batches=F
+largest_s=L budget_s=S``; last line: ``padding_waste reference=X bucketed=Y shapes=K``, both for the
+LibriSpeech-like distribution.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from ctc_tui.runner.batching import (  # noqa: E402
     batch_widths,
     bucket_boundaries,
     bucket_plan,
+    budget_sizes,
     length_grouped_batches,
     padding_fraction,
     random_batches,
@@ -201,11 +212,66 @@ def print_table(name: str, lengths: list[int], results: dict[str, tuple[float, i
         print(f"  {labels[key]:<38} {waste:>6.3f} {shapes:>7}")
 
 
+def by_duration(
+    lengths: list[int], batch_size: int, world: int, num_buckets: int, budget_s: float
+) -> dict[str, dict[str, float]]:
+    """Fixed-count and duration batches within the same buckets (seed-averaged padding; batches per
+    epoch, i.e. per card, and the largest batch's padded and real seconds, the worst over the seeds)."""
+    bounds = bucket_boundaries(lengths, num_buckets, DEFAULT_MULTIPLE)
+    arr = np.asarray(lengths)
+    out = {}
+    for name, size in (("fixed", batch_size), ("duration", budget_sizes(bounds, int(budget_s * RATE)))):
+        runs = []
+        for seed in SEEDS:
+            batches = [b for step in bucket_plan(lengths, bounds, size, seed, world) for b in step]
+            widths = batch_widths(lengths, batches, boundaries=bounds)
+            padded = [w * len(b) for w, b in zip(widths, batches)]
+            largest = int(np.argmax(padded))
+            runs.append(
+                {
+                    "padding": padding_fraction(lengths, batches, boundaries=bounds),
+                    "batches": len(batches) / world,
+                    "largest_s": padded[largest] / RATE,
+                    "largest_real_s": float(arr[batches[largest]].sum()) / RATE,
+                    "mean_s": float(np.mean(padded)) / RATE,
+                }
+            )
+        out[name] = {k: statistics.mean(r[k] for r in runs) for k in runs[0]}
+        out[name]["largest_s"] = max(r["largest_s"] for r in runs)
+    return out
+
+
+def print_duration(results: dict[str, dict[str, float]], batch_size: int, budget_s: float) -> None:
+    print(
+        f"\n  batches by duration, budget {budget_s:g} s of padded audio per card (LibriSpeech-like; "
+        f"both within the same buckets):"
+    )
+    print(f"  {'batches':<34} {'waste':>6} {'per epoch':>10} {'largest':>9} {'its audio':>10} {'mean':>7}")
+    for key, label in (("fixed", f"fixed count: {batch_size} clips"), ("duration", "duration budget")):
+        r = results[key]
+        print(
+            f"  {label:<34} {r['padding']:>6.4f} {r['batches']:>10.0f} {r['largest_s']:>8.1f}s "
+            f"{r['largest_real_s']:>9.1f}s {r['mean_s']:>6.1f}s"
+        )
+    d = results["duration"]
+    met = (
+        d["padding"] <= results["fixed"]["padding"] + 0.001 and 0.95 * budget_s <= d["largest_s"] <= budget_s
+    )
+    print(
+        f"  goal: padding at the fixed count's (within 0.1 point: a bucket's leftover clips move up a "
+        f"bucket, and duration groups are larger), largest batch within 5 % of the budget, never over: "
+        f"{'met' if met else 'NOT met'}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=8, help="clips per card per step")
     parser.add_argument("--world-size", type=int, default=8, help="cards")
     parser.add_argument("--num-buckets", type=int, default=8)
+    parser.add_argument(
+        "--budget-seconds", type=float, help="duration budget per card (default: batch size x max_duration)"
+    )
     args = parser.parse_args()
     print(
         f"batch size {args.batch_size} per card, {args.world_size} cards, {args.num_buckets} buckets "
@@ -239,7 +305,16 @@ def main() -> int:
     print("\n  buckets vs K (LibriSpeech-like, seed 0):", ", ".join(sweep))
     bounds = bucket_boundaries(libri, args.num_buckets, DEFAULT_MULTIPLE)
     print("  bucket lengths (s):", ", ".join(f"{b / RATE:.2f}" for b in bounds))
+    budget_s = args.budget_seconds or args.batch_size * MAX_DURATION
+    duration = by_duration(libri, args.batch_size, args.world_size, args.num_buckets, budget_s)
+    print_duration(duration, args.batch_size, budget_s)
     reference, (bucketed, shapes) = results["reference"][0], results["buckets"]
+    d, f = duration["duration"], duration["fixed"]
+    print(
+        f"duration_batches padding={d['padding']:.4f} fixed_padding={f['padding']:.4f} "
+        f"batches={d['batches']:.0f} fixed_batches={f['batches']:.0f} largest_s={d['largest_s']:.2f} "
+        f"budget_s={budget_s:g}"
+    )
     print(f"padding_waste reference={reference:.3f} bucketed={bucketed:.3f} shapes={shapes}")
     return 0
 

@@ -268,11 +268,13 @@ def check_software(preset: Preset) -> list[Finding]:
 
 
 def check_gaudi_settings(preset: Preset) -> list[Finding]:
-    """HPU graphs where optimum-habana accepts them: GaudiTrainingArguments refuses them in eager mode
-    (use_lazy_mode false without torch.compile), and they mean nothing off the HPU. Gaudi's fused
-    attention off the HPU runs as sdpa: said, not an error."""
+    """What GaudiTrainingArguments refuses is refused when the preset loads (ctc_tui.core.gaudi_rules);
+    what runs but not as written is warned of here: its rules' warnings, HPU graphs off the HPU or with
+    a new shape every batch. Gaudi's fused attention off the HPU runs as sdpa: said, not an error."""
+    from ctc_tui.core.gaudi_rules import warnings
+
     gaudi = preset.gaudi
-    findings = []
+    findings = [_warning(key, message) for key, message in warnings(preset)]
     if preset.model.attn_implementation == "gaudi_fused_sdpa" and not gaudi.use_habana:
         findings.append(
             _warning(
@@ -298,16 +300,7 @@ def _check_hpu_graphs(preset: Preset) -> list[Finding]:
                 "set gaudi.use_habana=true, or set it to false",
             )
         ]
-    findings = []
-    if not gaudi.use_lazy_mode:
-        findings.append(
-            _error(
-                f"gaudi.{graphs[0]}",
-                f"HPU graphs cannot be used in eager mode "
-                f"(optimum-habana refuses {keys} without lazy mode): set gaudi.use_lazy_mode=true, "
-                f"or set {keys}=false",
-            )
-        )
+    findings = []  # HPU graphs in eager mode without a compile backend: refused when the preset loads
     if gaudi.use_hpu_graphs_for_training and preset.data.padding == "longest":
         findings.append(
             _warning(

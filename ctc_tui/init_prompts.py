@@ -53,7 +53,8 @@ def ask_key(draft: Draft, key: str, **io: Any) -> None:
     message = f"{key}  ({spec.help.split('. ')[0][:70]})" if spec.help else key
     value = draft.get(key)
     if spec.kind == "bool":
-        draft.set(key, bool(_ask(questionary.confirm(message, default=bool(value), **io))))
+        answer = bool(_ask(questionary.confirm(message, default=bool(value), **io)))
+        draft.set(key, None if spec.optional and not answer else answer)  # unset: the trainer's default
         return
     if spec.kind == "choice":
         choices = [str(c) for c in spec.choices] + (["(none)"] if spec.optional else [])

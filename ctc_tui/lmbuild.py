@@ -29,6 +29,7 @@ from ctc_tui.core.rundir import PRESET
 from ctc_tui.core.sources import DataError
 from ctc_tui.core.textnorm import make_normaliser
 from ctc_tui.sources import source
+from ctc_tui.sources.base import SourceOptions
 
 LM_DIR, ARPA, UNIGRAMS, INFO = rundir.LM_DIR, rundir.LM_ARPA, rundir.LM_UNIGRAMS, rundir.LM_INFO
 
@@ -100,7 +101,11 @@ def _split_text(preset: Preset, split: str) -> list[str]:
         )
     try:
         raw = reader.read_split(
-            Path(cfg.dataset_dir).expanduser(), split, cfg.audio_column_name, cfg.text_column_name
+            Path(cfg.dataset_dir).expanduser(),
+            split,
+            cfg.audio_column_name,
+            cfg.text_column_name,
+            SourceOptions.of(cfg),
         )
     except DataError as exc:
         raise LmBuildError(f"cannot read the training split '{split}': {exc}") from None

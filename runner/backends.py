@@ -2,7 +2,9 @@
 ctc_tui.runner.load.backend_name).
 
 ``transformers.Trainer`` + ``TrainingArguments`` on CPU and CUDA; optimum-habana's ``GaudiTrainer`` +
-``GaudiTrainingArguments`` + ``GaudiConfig`` on HPU. ``optimum.habana`` is imported only on the HPU
+``GaudiTrainingArguments`` + ``GaudiConfig`` on HPU. Their arguments are not listed here: every preset leaf
+named like a field of the class goes to it (the fields come from the checked-in snapshot,
+ctc_tui.core.trainer_args), plus the few ctc-tui sets itself. ``optimum.habana`` is imported only on the HPU
 path: it cannot even be imported without Intel's Habana stack.
 """
 
@@ -14,6 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ctc_tui.core import trainer_args
 from ctc_tui.core.preset import Preset
 
 log = logging.getLogger("ctc_tui.runner.backends")
@@ -24,70 +27,60 @@ KNOWN_GAUDI_CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
-def common_arguments(preset: Preset, run_dir: str, backend: str, world_size: int) -> dict[str, Any]:
-    """TrainingArguments shared by every backend, under their own names."""
+#: Preset leaves named like a trainer argument that ctc-tui consumes itself instead.
+HELD_BACK = {
+    "group_by_length": "ctc-tui's own length sampler (ctc_tui.runner.batching) groups the batches",
+    "output_dir": "the resolved run directory is passed",
+}
+
+
+def preset_arguments(preset: Preset, backend: str) -> dict[str, Any]:
+    """Every preset leaf that is a field of the backend's arguments class, under its own name (the
+    snapshot: ctc_tui.core.trainer_args), unset ones left to the trainer's default. The gaudi section
+    counts on HPU only."""
+    fields = trainer_args.field_names(gaudi=backend == "hpu")
+    sections = (
+        ("model", "training", "gaudi", "launch") if backend == "hpu" else ("model", "training", "launch")
+    )
+    kwargs: dict[str, Any] = {}
+    for section in sections:
+        for name, value in getattr(preset, section).model_dump().items():
+            if name in fields and name not in HELD_BACK and value is not None:
+                kwargs[name] = value
+    return kwargs
+
+
+def owned_arguments(preset: Preset, run_dir: str, backend: str, world_size: int) -> dict[str, Any]:
+    """The arguments ctc-tui sets itself (ctc_tui.core.trainer_args.OWNED and the run's own)."""
     t = preset.training
     kwargs: dict[str, Any] = dict(
         output_dir=run_dir,
-        overwrite_output_dir=t.overwrite_output_dir,
-        do_train=t.do_train,
-        do_eval=t.do_eval,
-        num_train_epochs=t.num_train_epochs,
-        max_steps=t.max_steps,
-        per_device_train_batch_size=t.per_device_train_batch_size,
-        per_device_eval_batch_size=t.per_device_eval_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        learning_rate=t.learning_rate,
-        weight_decay=t.weight_decay,
-        adam_beta1=t.adam_beta1,
-        adam_beta2=t.adam_beta2,
-        max_grad_norm=t.max_grad_norm,
-        lr_scheduler_type=t.lr_scheduler_type,
-        warmup_steps=t.warmup_steps,
-        warmup_ratio=t.warmup_ratio,
-        seed=t.seed,
         logging_strategy="steps",
-        logging_steps=t.logging_steps,
         eval_strategy=t.eval_strategy if t.do_eval else "no",  # no eval data is prepared without do_eval
-        eval_steps=t.eval_steps,
-        save_strategy=t.save_strategy,
-        save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
-        dataloader_num_workers=t.dataloader_num_workers,
-        gradient_checkpointing=t.gradient_checkpointing,
-        bf16=t.bf16,
-        fp16=t.fp16,
         use_cpu=t.use_cpu or backend == "cpu",
         report_to=t.report_to or "none",
         remove_unused_columns=False,  # the collator picks its columns
         length_column_name="input_length",
         disable_tqdm=True,  # progress is ctc-tui's job
-        dataloader_pin_memory=backend == "cuda",
-        deepspeed=preset.launch.deepspeed,
     )
+    if backend == "hpu":
+        kwargs["use_habana"] = True
     if world_size > 1:
         kwargs["ddp_backend"] = {"cpu": "gloo", "cuda": "nccl", "hpu": "hccl"}[backend]
     return kwargs
 
 
-def gaudi_arguments(preset: Preset) -> dict[str, Any]:
-    """The GaudiTrainingArguments fields of the seed command, from the ``gaudi`` section."""
-    g = preset.gaudi
-    return dict(
-        use_habana=True,
-        use_lazy_mode=g.use_lazy_mode,
-        gaudi_config_name=g.gaudi_config_name,
-        use_hpu_graphs_for_training=g.use_hpu_graphs_for_training,
-        use_hpu_graphs_for_inference=g.use_hpu_graphs_for_inference,
-        sdp_on_bf16=g.sdp_on_bf16,
-        throughput_warmup_steps=preset.training.throughput_warmup_steps,
-        pipelining_fwd_bwd=g.pipelining_fwd_bwd,
-        attn_implementation=preset.model.attn_implementation,
-    )
+def trainer_kwargs(preset: Preset, run_dir: str, backend: str, world_size: int) -> dict[str, Any]:
+    """Everything the backend's arguments class is built from: the preset's leaves, ctc-tui's own."""
+    kwargs = {"dataloader_pin_memory": backend == "cuda"}  # a default the preset may override
+    kwargs.update(preset_arguments(preset, backend))
+    kwargs.update(owned_arguments(preset, run_dir, backend, world_size))
+    return kwargs
 
 
 def _fit(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Keep the arguments ``cls`` knows (releases differ); say which were dropped."""
+    """Keep the arguments ``cls`` knows (an installed release other than the snapshot's); say which
+    were dropped."""
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(k for k in kwargs if k not in known)
     if unknown:
@@ -96,11 +89,10 @@ def _fit(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def training_arguments(preset: Preset, run_dir: str, backend: str, world_size: int) -> Any:
-    kwargs = common_arguments(preset, run_dir, backend, world_size)
+    kwargs = trainer_kwargs(preset, run_dir, backend, world_size)
     if backend == "hpu":  # resolve_gaudi_config() has run: gaudi_config_name is loadable here
         from optimum.habana import GaudiTrainingArguments
 
-        kwargs.update(gaudi_arguments(preset))
         return GaudiTrainingArguments(**_fit(GaudiTrainingArguments, kwargs))
     from transformers import TrainingArguments
 

@@ -7,7 +7,8 @@ Two ways to keep padding small:
   similar length, so padding to the longest clip wastes little, but every batch has its own shape.
 - Buckets (static shapes): ``bucket_boundaries`` picks at most K padded lengths from the training
   set's length distribution so that padding every clip up to its bucket wastes the fewest frames;
-  ``bucket_plan`` / ``BucketBatchSampler`` draw every batch from one bucket. An HPU then sees K shapes
+  ``bucket_plan`` / ``BucketBatchSampler`` draw every batch from one bucket, with one batch size, or
+  one per bucket from a duration budget (``budget_sizes``: data.max_batch_seconds). An HPU then sees K shapes
   instead of one per batch, and pads far less than the reference, which pads every batch to
   max_duration_in_seconds.
 
@@ -125,58 +126,137 @@ def cover(boundaries: Sequence[int], length: int, multiple: int = DEFAULT_MULTIP
 def bucket_plan(
     lengths: Sequence[int],
     boundaries: Sequence[int],
-    batch_size: int,
+    batch_size: int | Sequence[int],
     seed: int | tuple[int, ...],
     num_replicas: int = 1,
     drop_last: bool = False,
+    steps: int | None = None,
 ) -> list[list[list[int]]]:
     """One epoch of bucketed batches: a list of steps, each ``num_replicas`` batches (one per rank, in
-    rank order) of exactly ``batch_size`` indices, all from the same bucket.
+    rank order) of the same size, all from the same bucket.
 
-    Each bucket's clips are shuffled (``seed``: an int, or e.g. ``(seed, epoch)``) and cut into groups
-    of ``batch_size * num_replicas``; a bucket's leftover clips move up into the next bucket (they fit:
-    its length is larger), so only the last group of the epoch can be short. That group is dropped with
-    ``drop_last``; otherwise it is topped up with clips already used this epoch (the longest ones
-    first), so every rank still gets a full batch: one batch shape per bucket, the same number of steps
-    on every rank. With N clips there are N // group steps, plus one when N is not a multiple of the
-    group and ``drop_last`` is false. The step order is shuffled, except that a step from the longest
-    bucket comes first, so running out of memory shows at once.
+    ``batch_size``: clips per batch, one number for every bucket or one per bucket (``budget_sizes``:
+    a duration budget). Each bucket's clips are shuffled (``seed``: an int, or e.g. ``(seed, epoch)``)
+    and cut into groups of its ``batch_size * num_replicas``; a bucket's leftover clips move up into
+    the next bucket (they fit: its length is larger), so only the last group of the epoch can be short.
+    That group is dropped with ``drop_last``; otherwise it is topped up with clips already used this
+    epoch (the longest ones first), so every rank still gets a full batch: one batch shape per bucket,
+    the same number of steps on every rank (``count_steps`` says how many). ``steps``: make exactly
+    that many (at least ``count_steps``), repeating whole steps already planned. The step order is
+    shuffled, except that a step from the longest bucket comes first, so running out of memory shows
+    at once.
     """
-    if batch_size < 1 or num_replicas < 1:
-        raise ValueError("batch_size and num_replicas must be at least 1")
-    arr = np.asarray(lengths, dtype=np.int64)
     bounds = np.asarray(boundaries, dtype=np.int64)
+    sizes = _sizes(batch_size, len(bounds))
+    if min(sizes) < 1 or num_replicas < 1:
+        raise ValueError("batch sizes and num_replicas must be at least 1")
+    arr = np.asarray(lengths, dtype=np.int64)
     which = np.searchsorted(bounds, arr, side="left")
     if (which >= len(bounds)).any():
         too_long = int((which >= len(bounds)).sum())
         raise ValueError(f"{too_long} length(s) exceed the largest bucket ({int(bounds[-1])})")
     rng = np.random.default_rng(seed)
-    group = batch_size * num_replicas
     groups: list[tuple[int, np.ndarray]] = []  # (bucket, indices)
     carry = np.empty(0, dtype=np.int64)
     for bucket in range(len(bounds)):
+        group = sizes[bucket] * num_replicas
         pool = np.concatenate([carry, rng.permutation(np.flatnonzero(which == bucket))])
         full = len(pool) // group * group
         groups.extend((bucket, pool[s : s + group]) for s in range(0, full, group))
         carry = pool[full:]
     if len(carry) and not drop_last:
-        used = [g for _, g in reversed(groups)] + [carry]
-        top_up = np.resize(np.concatenate(used), group - len(carry))
-        groups.append((int(which[carry].max()), np.concatenate([carry, top_up])))
+        groups.append(_topped_up(carry, groups, arr, which, sizes, num_replicas))
+    if steps is not None:
+        groups.extend(_repeated(groups, steps, rng))
+    return [
+        [g[r * sizes[b] : (r + 1) * sizes[b]].tolist() for r in range(num_replicas)]
+        for b, g in _ordered(groups, rng)
+    ]
+
+
+def _ordered(groups: list[tuple[int, np.ndarray]], rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
+    """The groups shuffled, one of the longest bucket first (running out of memory shows at once)."""
     if not groups:
         return []
     first = max(range(len(groups)), key=lambda g: groups[g][0])
     rest = [groups[g] for g in range(len(groups)) if g != first]
-    order = [groups[first]] + [rest[i] for i in rng.permutation(len(rest))]
-    return [
-        [g[r * batch_size : (r + 1) * batch_size].tolist() for r in range(num_replicas)] for _, g in order
-    ]
+    return [groups[first]] + [rest[i] for i in rng.permutation(len(rest))]
+
+
+def _topped_up(
+    carry: np.ndarray,
+    groups: list[tuple[int, np.ndarray]],
+    lengths: np.ndarray,
+    which: np.ndarray,
+    sizes: list[int],
+    num_replicas: int,
+) -> tuple[int, np.ndarray]:
+    """The epoch's last, short group filled up with clips already used (the longest first, so that the
+    group's bucket, and with it its batch size, is known before it is filled)."""
+    used = np.concatenate([g for _, g in groups] + [carry])
+    used = used[np.argsort(-lengths[used], kind="stable")]
+    bucket = int(which[used[0]])  # the longest clip of the group: the top-up's first, or in the carry
+    top_up = np.resize(used, sizes[bucket] * num_replicas - len(carry))
+    return bucket, np.concatenate([carry, top_up])
+
+
+def _sizes(batch_size: int | Sequence[int], buckets: int) -> list[int]:
+    """One batch size per bucket."""
+    if isinstance(batch_size, (int, np.integer)):
+        return [int(batch_size)] * buckets
+    if len(batch_size) != buckets:
+        raise ValueError(f"{len(batch_size)} batch sizes for {buckets} buckets")
+    return [int(b) for b in batch_size]
+
+
+def _repeated(
+    groups: list[tuple[int, np.ndarray]], steps: int, rng: np.random.Generator
+) -> list[tuple[int, np.ndarray]]:
+    """Steps repeated from ``groups`` (chosen at random) so that there are ``steps`` in all."""
+    if steps < len(groups):
+        raise ValueError(f"the plan has {len(groups)} steps, more than the {steps} asked for")
+    if not groups:
+        return []
+    return [groups[int(i)] for i in rng.integers(len(groups), size=steps - len(groups))]
 
 
 def plan_steps(n: int, batch_size: int, num_replicas: int = 1, drop_last: bool = False) -> int:
-    """How many steps ``bucket_plan`` makes of ``n`` clips (the same for every seed)."""
+    """How many steps ``bucket_plan`` makes of ``n`` clips with one batch size (the same for every seed)."""
     group = batch_size * num_replicas
     return n // group + (1 if n % group and not drop_last else 0)
+
+
+def count_steps(
+    lengths: Sequence[int],
+    boundaries: Sequence[int],
+    batch_size: int | Sequence[int],
+    num_replicas: int = 1,
+    drop_last: bool = False,
+) -> int:
+    """How many steps ``bucket_plan`` makes of ``lengths`` (without ``steps``; the same for every seed:
+    it depends on how many clips each bucket holds, not on their order)."""
+    sizes = _sizes(batch_size, len(boundaries))
+    which = np.searchsorted(np.asarray(boundaries, dtype=np.int64), np.asarray(lengths, dtype=np.int64))
+    counts = np.bincount(which, minlength=len(sizes))
+    steps, carry = 0, 0
+    for count, size in zip(counts.tolist(), sizes):
+        steps, carry = (
+            steps + (carry + count) // (size * num_replicas),
+            (carry + count) % (size * num_replicas),
+        )
+    return steps + (1 if carry and not drop_last else 0)
+
+
+def budget_sizes(boundaries: Sequence[int], budget: int) -> list[int]:
+    """Each bucket's batch size under a budget of ``budget`` padded samples per batch: as many clips of
+    the bucket's length as fit (at least one; see ``check_budget``)."""
+    return [max(1, int(budget) // int(b)) for b in boundaries]
+
+
+def check_budget(boundaries: Sequence[int], budget: int) -> None:
+    """A ValueError when the longest bucket does not fit the budget even one clip at a time."""
+    if boundaries and int(boundaries[-1]) > budget:
+        raise ValueError(f"the longest bucket ({int(boundaries[-1])} samples) exceeds the budget ({budget})")
 
 
 class BucketBatchSampler:

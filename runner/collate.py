@@ -163,9 +163,10 @@ def static_shape_padding(
     mode = padding_mode(preset, backend)
     if mode == "longest":
         return {}
-    if mode == "max_length":
+    if mode == "max_length":  # raised to hold the longest clip: speed-perturbed ones can outgrow it
+        fixed = seconds_to_samples(preset.data.max_duration_in_seconds, rate)
         return {
-            "pad_to_lengths": [seconds_to_samples(preset.data.max_duration_in_seconds, rate)],
+            "pad_to_lengths": batching.cover([fixed], max(lengths or [0]), multiple),
             "label_multiple": 500,
         }
     if not lengths:

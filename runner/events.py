@@ -79,13 +79,25 @@ class EventCallback(TrainerCallback):
             lr=logs.get("learning_rate"),
             grad_norm=logs.get("grad_norm"),
             samples_per_second=rate,
+            **({"adjusted": True} if adjusts_throughput(args) else {}),
         )
         stats.loss_sum, stats.steps_at_log = 0.0, state.global_step
         if stats.timed:
             stats.samples, stats.window_start = 0, now
         self.reporter.emit("resource", **device_memory(self.backend, args.device))
 
+    def on_save(self, args, state, control, **kwargs):
+        self._leave_out_of_throughput(args)
+
+    def _leave_out_of_throughput(self, args) -> None:
+        """With gaudi.adjust_throughput, samples/s counts training time only, as optimum-habana's own
+        figure then does: the window restarts after an evaluation or a checkpoint save."""
+        stats = self.trainer.ctc_stats
+        if adjusts_throughput(args) and stats.timed and not stats.samples:
+            stats.window_start = time.perf_counter()
+
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        self._leave_out_of_throughput(args)
         if not state.is_world_process_zero:  # metrics are gathered: every rank has the same figures
             return
         metrics = metrics or {}
@@ -98,6 +110,11 @@ class EventCallback(TrainerCallback):
             blank_fraction=metrics.get("eval_blank_fraction"),
             samples=self.samples_cache[:5],
         )
+
+
+def adjusts_throughput(args: Any) -> bool:
+    """GaudiTrainingArguments.adjust_throughput (TrainingArguments has no such field)."""
+    return bool(getattr(args, "adjust_throughput", False))
 
 
 def device_memory(backend: str, device: Any) -> dict[str, Any]:

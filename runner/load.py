@@ -25,7 +25,7 @@ from ctc_tui.runner.report import Reporter
 from ctc_tui.runner.text import missing_chars
 
 if TYPE_CHECKING:  # only a type here: importing the data module would load numpy for transcription too
-    from ctc_tui.runner.data import Splits
+    from ctc_tui.runner.splits import Splits
 
 
 def backend_name(preset: Preset) -> str:

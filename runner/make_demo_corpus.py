@@ -116,6 +116,11 @@ def synthesise(clip: Clip, rate: int) -> np.ndarray:
         check=True,
     )
     samples, source_rate = sf.read(io.BytesIO(proc.stdout), dtype="float32")
+    return trimmed(samples, source_rate, rate)
+
+
+def trimmed(samples: np.ndarray, source_rate: int, rate: int) -> np.ndarray:
+    """Mono, trimmed of leading and trailing silence, resampled to ``rate`` and scaled to full scale."""
     if samples.ndim > 1:
         samples = samples.mean(axis=1)
     loud = np.flatnonzero(np.abs(samples) > 0.01)

@@ -157,7 +157,7 @@ def build(preset: Preset, tokenizer: Any, vocab: dict[str, int] | None) -> Built
 
 def _from_architecture(cfg: ModelSection, update: dict[str, Any], attn: str | None) -> tuple[Any, Any, Any]:
     """A wav2vec2 of the named shape with random weights: (config, feature extractor, model)."""
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
 
     shape = dict(SHAPES[cfg.architecture])
     shape.update(update)
@@ -168,14 +168,38 @@ def _from_architecture(cfg: ModelSection, update: dict[str, Any], attn: str | No
         raise ModelError(f"model.config_overrides: {exc}") from None
     if attn:
         config._attn_implementation = attn
-    feature_extractor = Wav2Vec2FeatureExtractor(
+    return config, _architecture_feature_extractor(), Wav2Vec2ForCTC(config)
+
+
+def _architecture_feature_extractor() -> Any:
+    """The feature extractor of a model built from ``model.architecture``: raw 16 kHz samples,
+    normalised."""
+    from transformers import Wav2Vec2FeatureExtractor
+
+    return Wav2Vec2FeatureExtractor(
         feature_size=1,
         sampling_rate=16000,
         padding_value=0.0,
         do_normalize=True,
         return_attention_mask=True,
     )
-    return config, feature_extractor, Wav2Vec2ForCTC(config)
+
+
+def feature_extractor_for(preset: Preset) -> Any:
+    """The feature extractor ``build`` gives ``preset``'s model, without loading the model (what
+    ``ctc-tui preprocess`` needs to fill the cache under the key the run will look for)."""
+    cfg = preset.model
+    if cfg.architecture:
+        return _architecture_feature_extractor()
+    from transformers import AutoFeatureExtractor
+
+    name = cfg.model_name_or_path
+    if Path(name).expanduser().is_dir():
+        name = str(Path(name).expanduser())
+    try:
+        return AutoFeatureExtractor.from_pretrained(name, **_hub_kwargs(cfg))
+    except Exception as exc:  # noqa: BLE001
+        raise _explain_load_error(name, exc) from None
 
 
 def _from_pretrained(cfg: ModelSection, update: dict[str, Any], attn: str | None) -> tuple[Any, Any, Any]:

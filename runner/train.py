@@ -5,7 +5,7 @@ resume from, read the splits, make the Trainer's arguments, load the tokenizer a
 data, build the Trainer), ``train``, ``save`` and evaluate. Where each step lives:
 
 - load the model and processor, choose the device: ctc_tui.runner.load
-- build the data: ctc_tui.runner.data (``read_splits``, ``prepare_splits``)
+- build the data: ctc_tui.runner.splits (``read_splits``, ``prepare_splits``; preprocessing: runner.data)
 - build the trainer: ctc_tui.runner.trainer (``make_arguments``, ``build_trainer``)
 - train, resume and save: here
 - evaluate: ctc_tui.runner.evaluate
@@ -21,13 +21,13 @@ from typing import Any
 
 from ctc_tui.core import checkpoints, rundir
 from ctc_tui.core.preset import Preset
-from ctc_tui.runner.data import prepare_splits, read_splits
 from ctc_tui.runner.distributed import DistInfo
 from ctc_tui.runner.errors import RunError
 from ctc_tui.runner.evaluate import evaluate
 from ctc_tui.runner.load import backend_name, load_for_training
 from ctc_tui.runner.model import save_processor
 from ctc_tui.runner.report import Reporter
+from ctc_tui.runner.splits import prepare_splits, read_splits
 from ctc_tui.runner.stopping import StopRequest, install_stop_handlers
 from ctc_tui.runner.trainer import build_trainer, make_arguments
 

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from ctc_tui.core.preset import Preset
-from ctc_tui.runner import backends, batching, progress, saving
+from ctc_tui.runner import backends, batching, perturb, progress, saving
+from ctc_tui.runner.audio import seconds_to_samples
 from ctc_tui.runner.collate import (
     BucketSampler,
     CtcCollator,
@@ -26,8 +27,12 @@ from ctc_tui.runner.collate import (
     padding_mode,
     static_shape_padding,
 )
+from ctc_tui.runner.epochs import EpochPlanner, batch_sizes_line, horizon, make_planner
+from ctc_tui.runner.errors import RunError
 from ctc_tui.runner.evaluate import make_metrics, mask_padded_frames
 from ctc_tui.runner.events import EventCallback, RankStats
+from ctc_tui.runner.features import in_place_featuriser
+from ctc_tui.runner.loader import planned_loader
 from ctc_tui.runner.model import Built
 from ctc_tui.runner.report import Reporter
 from ctc_tui.runner.stopping import StopRequest
@@ -64,16 +69,78 @@ def batch_shapes(
 ) -> Shapes:
     """The padding for ``data.padding`` on ``backend``: bucket lengths are chosen from the training clips
     (the evaluation clips without training) and rounded to the model's total convolution stride."""
-    multiple = math.prod(getattr(built.model.config, "conv_stride", None) or (batching.DEFAULT_MULTIPLE,))
     padding = static_shape_padding(
         preset,
         backend,
         built.feature_extractor.sampling_rate,
-        train_lengths or eval_lengths,
-        multiple,
+        training_lengths(preset, train_lengths) or eval_lengths,
+        stride(built),
         max(eval_lengths, default=0),
     )
     return Shapes(padding, padding_mode(preset, backend) == "buckets")
+
+
+def stride(built: Built) -> int:
+    """The model's total convolution stride in samples: bucket lengths are multiples of it."""
+    return math.prod(getattr(built.model.config, "conv_stride", None) or (batching.DEFAULT_MULTIPLE,))
+
+
+def training_lengths(preset: Preset, lengths: list[int]) -> list[int]:
+    """The lengths training clips can have: with speed perturbation, every clip at every factor."""
+    factors = preset.data.speed_perturb or ()
+    return perturb.all_lengths(lengths, factors).tolist() if factors and lengths else lengths
+
+
+def train_planner(
+    preset: Preset, args: Any, built: Built, shapes: Shapes, lengths: list[int]
+) -> EpochPlanner | None:
+    """The plan of every epoch's batches when ``data.max_batch_seconds`` or ``data.speed_perturb`` is
+    set (None otherwise): within the padding's fixed lengths, or buckets chosen from the (perturbed)
+    lengths, with as many steps every epoch as the most demanding epoch of the run needs."""
+    cfg = preset.data
+    if not (cfg.max_batch_seconds or cfg.speed_perturb) or not lengths:
+        return None
+    rate = built.feature_extractor.sampling_rate
+    boundaries = shapes.padding.get("pad_to_lengths") or batching.bucket_boundaries(
+        training_lengths(preset, lengths), cfg.num_buckets, stride(built)
+    )
+    budget = seconds_to_samples(cfg.max_batch_seconds, rate) if cfg.max_batch_seconds else None
+    try:
+        planner = make_planner(
+            lengths,
+            boundaries,
+            budget,
+            args.per_device_train_batch_size,
+            max(1, args.world_size),
+            args.seed,
+            args.dataloader_drop_last,
+            cfg.speed_perturb or (),
+        )
+    except ValueError:
+        raise RunError(
+            f"data.max_batch_seconds={cfg.max_batch_seconds:g} is shorter than the longest training "
+            f"clips' bucket ({boundaries[-1] / rate:.2f} s): raise it to at least that"
+        ) from None
+    batches = args.max_steps * args.gradient_accumulation_steps if args.max_steps > 0 else 0
+    planner.fix_steps(horizon(planner, batches, args.num_train_epochs))
+    return planner
+
+
+def clip_perturber(preset: Preset, built: Built) -> Any:
+    """``perturb(features, slot)`` for ``data.speed_perturb`` (None without it); a RunError when the
+    model's features are not its raw samples (only those can be played faster or slower)."""
+    factors = preset.data.speed_perturb
+    if not factors:
+        return None
+    fe = built.feature_extractor
+    input_name = fe.model_input_names[0]
+    renormalise = in_place_featuriser(fe, input_name)
+    if renormalise is None:
+        raise RunError(
+            f"data.speed_perturb needs a model whose inputs are raw samples (wav2vec2 style); "
+            f"{type(fe).__name__} makes other features: remove data.speed_perturb"
+        )
+    return perturb.perturber(factors, fe.sampling_rate, renormalise)
 
 
 def build_trainer(
@@ -105,6 +172,12 @@ def build_trainer(
     if (preset.training.group_by_length or shapes.bucketed) and train_ds is not None:
         trainer.ctc_lengths = train_lengths
         trainer.ctc_buckets = shapes.padding["pad_to_lengths"] if shapes.bucketed else None
+    if train_ds is not None:
+        trainer.ctc_planner = train_planner(preset, arguments.training, built, shapes, train_lengths)
+        trainer.ctc_perturb = clip_perturber(preset, built)
+    if trainer.ctc_planner is not None and rank == 0:
+        line = batch_sizes_line(trainer.ctc_planner, fe.sampling_rate, preset.data.max_batch_seconds)
+        reporter.emit("log", level="info", message=line)
     warmup = preset.training.throughput_warmup_steps
     callback = EventCallback(trainer, reporter, stop, warmup, arguments.backend)
     callback_box.append(callback)
@@ -140,6 +213,8 @@ class ReportingMixin:
     ctc_stats: RankStats
     ctc_lengths: list[int] | None = None
     ctc_buckets: list[int] | None = None  # bucket lengths: batches drawn within buckets
+    ctc_planner: EpochPlanner | None = None  # batches by duration / speed perturbation (runner.epochs)
+    ctc_perturb: Any = None  # the clips' speed perturbation (runner.perturb.perturber)
     ctc_state: str = ""
     ctc_progress: progress.Progress | None = None  # the evaluation under way
 
@@ -155,6 +230,19 @@ class ReportingMixin:
         if stats.timed:
             stats.samples += int(inputs["labels"].shape[0])
         return loss
+
+    def get_train_dataloader(self):  # type: ignore[override]
+        if self.ctc_planner is None:
+            return super().get_train_dataloader()  # type: ignore[misc]
+        input_name = self.processing_class.model_input_names[0]  # type: ignore[attr-defined]
+        return planned_loader(
+            self.ctc_planner,
+            self.train_dataset,  # type: ignore[attr-defined]
+            self.data_collator,  # type: ignore[attr-defined]
+            self.args,  # type: ignore[attr-defined]
+            input_name,
+            self.ctc_perturb,
+        )
 
     def _get_train_sampler(self, train_dataset=None):  # type: ignore[override]
         args = self.args  # type: ignore[attr-defined]

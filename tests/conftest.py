@@ -185,6 +185,14 @@ def sbatch_lines(script: str) -> list[str]:
 SEED_TEXT = REPO.parent / "shared" / "seeds" / "000_0b2efa244f96ecab.txt"
 
 
+#: Overrides that turn a lazy-mode HPU preset into eager + torch.compile (optimum-habana's current form).
+EAGER_COMPILE = (
+    "gaudi.use_lazy_mode=false",
+    "training.torch_compile=true",
+    "training.torch_compile_backend=hpu_backend",
+)
+
+
 def seed_command() -> str:
     """The seed README's multi-card command, exactly as a user would paste it."""
     if SEED_TEXT.is_file():

@@ -22,6 +22,7 @@ from ctc_tui.core.trust import Untrusted
 #: Known without building the parser (the wizard's start skips it).
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "launch a run from a preset and follow it"),
+    "preprocess": ("preprocess", "fill the preprocessing cache for a preset, so that its run starts at once"),
     "export": ("run", "write the preset as a batch job script (for sbatch or qsub)"),
     "attach": ("run", "follow a run (history, then live); leaving never stops it"),
     "stop": ("run", "stop a run gracefully (checkpoint first), or --kill it"),

@@ -25,15 +25,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"{path}: valid ({launch.launcher}, world_size {launch.world_size}, "
         f"{'hpu' if preset.gaudi.use_habana else 'cpu' if preset.training.use_cpu else 'cuda/cpu'})"
     )
+    from ctc_tui.core.gaudi_rules import warnings
+
+    for key, message in warnings(preset):
+        print(f"warning: {key}: {message}")
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from ctc_tui.check import check_preset_file  # the checks' probes: see the module docstring
+    from ctc_tui.sources.summary import data_summary  # reads file headers: see the module docstring
 
     preset, findings = check_preset_file(args.preset, args.overrides, args.output_dir)
     for finding in findings:
         print(finding.render())
+    for line in data_summary(preset):
+        print(line)
     errors = sum(f.level == "error" for f in findings)
     warnings = len(findings) - errors
     if not findings:

@@ -23,7 +23,6 @@ def field_doc(key: str) -> str:
 def _field_docs() -> dict[str, str]:
     """``section.key`` -> docstring, for the section classes the ``Preset`` class names."""
     import ast
-    import inspect
 
     try:
         tree = ast.parse(PRESET_SOURCE.read_text(encoding="utf-8"))
@@ -37,17 +36,37 @@ def _field_docs() -> dict[str, str]:
         and isinstance(field.target, ast.Name)
         and isinstance(field.annotation, ast.Name)
     }
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
     docs = {}
-    for node in tree.body:
-        if not (isinstance(node, ast.ClassDef) and node.name in sections):
-            continue
-        for field, doc in zip(node.body, node.body[1:]):
-            if (
-                isinstance(field, ast.AnnAssign)
-                and isinstance(field.target, ast.Name)
-                and isinstance(doc, ast.Expr)
-                and isinstance(doc.value, ast.Constant)
-                and isinstance(doc.value.value, str)
-            ):
-                docs[f"{sections[node.name]}.{field.target.id}"] = inspect.cleandoc(doc.value.value)
+    for name, section in sections.items():
+        for node in _with_bases(classes.get(name), classes):
+            docs.update(_class_docs(node, section))
+    return docs
+
+
+def _with_bases(node, classes: dict) -> list:
+    """A section class and the classes of this file named in its bases (``TrainingSection`` is
+    ``with_trainer_arguments(TrainingFields, ...)``: the docstrings are under ``TrainingFields``)."""
+    import ast
+
+    if node is None:
+        return []
+    named = [n.id for base in node.bases for n in ast.walk(base) if isinstance(n, ast.Name)]
+    return [node] + [classes[n] for n in named if n in classes and n != node.name]
+
+
+def _class_docs(node, section: str) -> dict[str, str]:
+    import ast
+    import inspect
+
+    docs = {}
+    for field, doc in zip(node.body, node.body[1:]):
+        if (
+            isinstance(field, ast.AnnAssign)
+            and isinstance(field.target, ast.Name)
+            and isinstance(doc, ast.Expr)
+            and isinstance(doc.value, ast.Constant)
+            and isinstance(doc.value.value, str)
+        ):
+            docs[f"{section}.{field.target.id}"] = inspect.cleandoc(doc.value.value)
     return docs

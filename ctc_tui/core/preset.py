@@ -14,10 +14,19 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional, Union, get_args
+from typing import Any, ClassVar, Literal, Optional, Union, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from ctc_tui.core.architectures import ARCHITECTURES, DEFAULT_MODEL
 from ctc_tui.core.fielddocs import field_doc
@@ -27,6 +36,7 @@ from ctc_tui.core.presetfile import PRESET_FILENAME, local_model_path, read_docu
 from ctc_tui.core.private import FROM_ENV
 from ctc_tui.core.problems import PresetError, Problem
 from ctc_tui.core.sources import SOURCES
+from ctc_tui.core.trainer_args import OWNED, with_trainer_arguments
 from ctc_tui.core.yamlio import YamlDocument, YamlError, parse_scalar
 
 #: The seed's list, as the reference README passes it: ``'",?.!-;:\\"“%‘”"'``.
@@ -40,6 +50,16 @@ class _Section(BaseModel):
     # Field docstrings are read from this file only when asked for (ctc_tui.core.fielddocs): pydantic's
     # use_attribute_docstrings reads them for every class at import, on the app's way to its first screen.
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    #: Trainer arguments passed through unchanged (ctc_tui.core.trainer_args): dumped only once set.
+    __pass_through__: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_pass_through(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        for name in self.__pass_through__:
+            if data.get(name, 0) is None:
+                del data[name]
+        return data
 
 
 class ModelSection(_Section):
@@ -120,14 +140,24 @@ class DataSection(_Section):
     source: DataSource = "hub"
     """``hub``: a datasets-library dataset (works offline from the local HF cache); ``manifest``: CSV or
     JSON-lines files of audio path + text; ``audiofolder``: one folder per split with a metadata.csv;
-    ``librispeech``: the original LibriSpeech tree (<split>/<speaker>/<chapter>/*.flac + .trans.txt)."""
+    ``librispeech``: the original LibriSpeech tree (<split>/<speaker>/<chapter>/*.flac + .trans.txt);
+    ``commonvoice``: a Mozilla Common Voice release as downloaded (<locale>/clips/*.mp3 + <split>.tsv)."""
     dataset_name: Optional[str] = None
     """Hub dataset name (source ``hub``), e.g. ``librispeech_asr``."""
     dataset_config_name: Optional[str] = None
-    """Hub dataset configuration, e.g. ``clean``."""
+    """Hub dataset configuration, e.g. ``clean``; with source ``commonvoice``, the locale folder of a
+    release folder (``de``, ``sw``, ``ja``...)."""
     dataset_dir: Optional[str] = None
-    """Local data folder: the LibriSpeech root, the audiofolder root, the folder holding manifests, or
-    the ``data_dir`` handed to a hub loader. Relative paths are taken from the preset file's folder."""
+    """Local data folder: the LibriSpeech root, the audiofolder root, the folder holding manifests, a
+    Common Voice release or locale folder, or the ``data_dir`` handed to a hub loader. Relative paths
+    are taken from the preset file's folder."""
+    audio_dir: Optional[str] = None
+    """Where relative audio paths start (sources ``manifest`` and ``commonvoice``): by default a
+    manifest's own folder and a Common Voice locale's ``clips/``. Relative to the preset file's folder."""
+    min_up_votes: Optional[int] = Field(None, ge=0)
+    """Source ``commonvoice``: leave out clips with fewer up-votes than this."""
+    max_down_votes: Optional[int] = Field(None, ge=0)
+    """Source ``commonvoice``: leave out clips with more down-votes than this."""
     train_split_name: str = "train+validation"
     """Training split(s); join several with ``+`` (e.g. ``train-clean-100+train-clean-360``)."""
     eval_split_name: str = "test"
@@ -175,6 +205,19 @@ class DataSection(_Section):
     num_buckets: int = Field(8, ge=1, le=64)
     """With padding ``buckets``: the most bucket lengths, i.e. the most batch shapes (HPU graphs) in
     training. More buckets, less padding."""
+    max_batch_seconds: Optional[float] = Field(None, gt=0)
+    """Size each training batch by audio duration instead of a count of clips (NeMo/Lhotse
+    ``batch_duration``, icefall ``--max-duration``): at most this many seconds of padded audio per card
+    per step; replaces training.per_device_train_batch_size in training. Batches are drawn within
+    num_buckets length buckets, each bucket with its own batch size (the longest clips in small batches,
+    the short ones in large ones), so HPU graphs still see at most num_buckets shapes; every rank takes
+    the same number of steps."""
+    speed_perturb: Optional[list[float]] = None
+    """Speed perturbation of the training clips, applied on the fly: each clip, each epoch, is played at
+    one of these factors (e.g. ``[0.9, 1.0, 1.1]``, the icefall/SpeechBrain habit), chosen from the seed,
+    the epoch and the clip (the same whatever the ranks and workers). 1.1 shortens a clip by a tenth;
+    buckets and max_batch_seconds count the perturbed lengths. Needs a raw-waveform model (wav2vec2
+    style); null = off."""
 
     @field_validator("chars_to_ignore", mode="before")
     @classmethod
@@ -210,6 +253,18 @@ class DataSection(_Section):
             )
         return value
 
+    @field_validator("speed_perturb")
+    @classmethod
+    def _speed_factors(cls, value: Optional[list[float]]) -> Optional[list[float]]:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("give at least one factor, e.g. [0.9, 1.0, 1.1] (or null for none)")
+        bad = [f for f in value if not 0.5 <= f <= 2.0]
+        if bad:
+            raise ValueError(f"speed factors must lie between 0.5 and 2.0, got {bad[0]!r}")
+        return sorted(set(float(f) for f in value))
+
     @field_validator("train_split_name", "eval_split_name")
     @classmethod
     def _splits_not_blank(cls, value: str) -> str:
@@ -226,10 +281,16 @@ class DataSection(_Section):
             raise ValueError(f"source '{self.source}' needs data.dataset_dir (the folder holding the data)")
         if self.min_duration_in_seconds >= self.max_duration_in_seconds:
             raise ValueError("min_duration_in_seconds must be smaller than max_duration_in_seconds")
+        if self.audio_dir and self.source not in ("manifest", "commonvoice"):
+            raise ValueError(
+                f"audio_dir is read by the sources manifest and commonvoice, not '{self.source}': remove it"
+            )
+        if self.source != "commonvoice" and (self.min_up_votes, self.max_down_votes) != (None, None):
+            raise ValueError("min_up_votes and max_down_votes filter source 'commonvoice' only: remove them")
         return self
 
 
-class TrainingSection(_Section):
+class TrainingFields(_Section):
     """The (Gaudi)TrainingArguments that a CTC fine-tune uses, under their own names."""
 
     output_dir: str = "runs/{preset}-{timestamp}"
@@ -313,7 +374,7 @@ class TrainingSection(_Section):
         return "no" if value is False else value  # YAML reads an unquoted `no` as false
 
     @model_validator(mode="after")
-    def _consistent(self) -> "TrainingSection":
+    def _consistent(self) -> "TrainingFields":
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError("max_steps must be a positive number of steps, or -1 to use num_train_epochs")
         if self.bf16 and self.fp16:
@@ -323,13 +384,15 @@ class TrainingSection(_Section):
         return self
 
 
-class GaudiSection(_Section):
+class GaudiFields(_Section):
     """Intel Gaudi (HPU) settings; ignored unless use_habana is true."""
 
     use_habana: bool = False
     """Train on HPUs with optimum-habana's GaudiTrainer."""
     use_lazy_mode: bool = True
-    """Lazy graph mode (PT_HPU_LAZY_MODE=1); false = eager / torch.compile mode."""
+    """Lazy graph mode (PT_HPU_LAZY_MODE=1; Intel calls it legacy). false = eager mode
+    (PT_HPU_LAZY_MODE=0 for every rank), with training.torch_compile true and
+    training.torch_compile_backend ``hpu_backend``: eager + torch.compile, Intel's default path now."""
     gaudi_config_name: Optional[str] = "Habana/wav2vec2"
     """GaudiConfig to load (hub id or local JSON/dir); ``Habana/wav2vec2`` turns on fused AdamW, fused
     clipping and autocast. When it cannot be loaded offline, its known values are used."""
@@ -388,6 +451,22 @@ class LaunchSection(_Section):
                 "use launcher mpi, deepspeed or torchrun"
             )
         return self
+
+
+#: Leaf names the sections above type by hand; every other trainer argument passes through.
+_TYPED = {
+    n for m in (ModelSection, DataSection, TrainingFields, GaudiFields, LaunchSection) for n in m.model_fields
+}
+
+
+class TrainingSection(with_trainer_arguments(TrainingFields, "training", _TYPED)):  # type: ignore[misc]
+    """The TrainingArguments fields above, and every other field of transformers' TrainingArguments
+    as a pass-through leaf (None until set: the trainer's default applies)."""
+
+
+class GaudiSection(with_trainer_arguments(GaudiFields, "gaudi", _TYPED)):  # type: ignore[misc]
+    """The Gaudi fields above, and every other field that only GaudiTrainingArguments has (the
+    torch.compile family, distribution_strategy, max_hpu_graphs, profiling_*, ...) as a pass-through leaf."""
 
 
 class Preset(_Section):
@@ -455,6 +534,8 @@ def _did_you_mean(section: str | None, name: str) -> str:
     """A hint for an unknown key: where it moved, the nearest key in its section, else anywhere."""
     if f"{section}.{name}" in MOVED_KEYS:
         return f"; it is now {MOVED_KEYS[f'{section}.{name}']}"
+    if name in OWNED:
+        return f"; ctc-tui sets {name} itself: {OWNED[name]}"
     sections = _section_fields()
     if section is None:
         close = difflib.get_close_matches(name, list(sections), n=1, cutoff=0.6)
@@ -485,6 +566,16 @@ def _describe_input(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _literal_problem(expected: str, value: Any, got: str) -> str:
+    """The choices, or for a long list (TrainingArguments.optim has 40) the nearest few."""
+    choices = re.findall(r"'([^']*)'", expected)
+    if len(choices) <= 8:
+        return f"expected one of {expected}, got {got}"
+    close = difflib.get_close_matches(str(value), choices, n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return f"expected one of {len(choices)} choices ({', '.join(choices[:4])}, ...), got {got}{hint}"
+
+
 def _friendly(error: dict[str, Any]) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
@@ -506,7 +597,7 @@ def _friendly(error: dict[str, Any]) -> str:
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return f"expected a mapping of keys, got {got}"
     if kind == "literal_error":
-        return f"expected one of {ctx.get('expected')}, got {got}"
+        return _literal_problem(str(ctx.get("expected", "")), error.get("input"), got)
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         bound = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[
             kind
@@ -639,9 +730,23 @@ def validate_data(
     except ValidationError as exc:
         problems.extend(_validation_problems(exc, doc, origin_of))
         raise PresetError(source, problems) from None
+    problems.extend(_refusals(preset, doc, origin_of))
     if problems:
         raise PresetError(source, problems)
     return preset
+
+
+def _refusals(preset: Preset, doc: YamlDocument | None, origin_of: dict[tuple, str]) -> list[Problem]:
+    """What GaudiTrainingArguments would refuse at start (ctc_tui.core.gaudi_rules), as problems."""
+    from ctc_tui.core.gaudi_rules import refusals
+
+    out = []
+    for key, message in refusals(preset):
+        path = tuple(key.split("."))
+        origin = origin_of.get(path)
+        line = doc.line_of(path) if doc is not None and origin is None else None
+        out.append(Problem(key=key, message=message, line=line, origin=origin))
+    return out
 
 
 def _deep_copy(value: Any) -> Any:
@@ -664,8 +769,10 @@ def resolve_relative_paths(preset: Preset, base: Path) -> Preset:
     """Make local paths that are relative to the preset file absolute (output_dir stays cwd-relative)."""
     updated = preset.model_copy(deep=True)
     data = updated.data
-    if data.dataset_dir and not Path(data.dataset_dir).expanduser().is_absolute():
-        data.dataset_dir = str((base / data.dataset_dir).resolve())
+    for attr in ("dataset_dir", "audio_dir"):
+        value = getattr(data, attr)
+        if value and not Path(value).expanduser().is_absolute():
+            setattr(data, attr, str((base / value).resolve()))
     model = updated.model
     for attr in ("model_name_or_path", "tokenizer_name_or_path"):
         setattr(model, attr, local_model_path(getattr(model, attr), base))

@@ -1,21 +1,24 @@
 """Reference command lines <-> presets.
 
 A preset's leaf keys carry the flag names of optimum-habana's ``run_speech_recognition_ctc.py`` and
-of (Gaudi)TrainingArguments, so the mapping is by name. ``gaudi_spawn.py``'s own options
-(``--world_size``, ``--use_mpi``, ``--use_deepspeed``, ``--hostfile``, ``--master_port``) map to the
-``launch`` section; that half, which needs the launchers, is ``ctc_tui.launchers.reference``
-(``parse_command``, ``gaudi_spawn_command``). Shared by ``ctc-tui import-command`` / ``show-command``
-and by the runner, which accepts the reference script's flags directly (a drop-in for
-run_speech_recognition_ctc.py).
+of (Gaudi)TrainingArguments, so the mapping is by name: every GaudiTrainingArguments field is a preset
+leaf (``ctc_tui.core.trainer_args``), except the few ctc-tui sets itself (refused, with the reason).
+``gaudi_spawn.py``'s own options (``--world_size``, ``--use_mpi``, ``--use_deepspeed``, ``--hostfile``,
+``--master_port``) map to the ``launch`` section; that half, which needs the launchers, is
+``ctc_tui.launchers.reference`` (``parse_command``, ``gaudi_spawn_command``). Shared by
+``ctc-tui import-command`` / ``show-command`` and by the runner, which accepts the reference script's
+flags directly (a drop-in for run_speech_recognition_ctc.py).
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 from typing import Any
 
 from ctc_tui.core.preset import Preset, PresetError, Problem, _section_fields, validate_data
 from ctc_tui.core.private import FROM_ENV
+from ctc_tui.core.trainer_args import OWNED, OWNED_VALUES
 
 REFERENCE_SCRIPT = "run_speech_recognition_ctc.py"
 #: Preset keys that exist only in ctc-tui (no reference flag); show-command leaves them out of
@@ -27,6 +30,8 @@ CTC_TUI_ONLY = {
     "model.config_overrides",
     "data.padding",
     "data.num_buckets",
+    "data.max_batch_seconds",
+    "data.speed_perturb",
     "launch.launcher",
     "launch.world_size",
     "launch.hostfile",
@@ -104,6 +109,11 @@ def preset_from_flags(
     problems: list[Problem] = []
     for name, value in flags.items():
         key = index.get(name)
+        if key is None and name in OWNED:
+            if name in OWNED_VALUES and as_bool(value) == OWNED_VALUES[name]:
+                continue  # what ctc-tui sets anyway
+            problems.append(Problem(key=f"--{name}", message=f"ctc-tui sets it itself: {OWNED[name]}"))
+            continue
         if key is None:
             close = difflib.get_close_matches(name, list(index), n=1, cutoff=0.75)
             hint = f"; did you mean --{close[0]}?" if close else ""
@@ -143,8 +153,11 @@ def preset_flags(preset: Preset, reference_only: bool = False) -> list[str]:
                 continue
             if value is None or (isinstance(value, (list, dict)) and not value):
                 continue
-            if isinstance(value, dict):
-                continue  # model.config_overrides lives in presets only
+            if key == "model.config_overrides":
+                continue  # lives in presets only
+            if isinstance(value, dict):  # a pass-through mapping (gradient_checkpointing_kwargs, ...)
+                out += [f"--{name}", json.dumps(value, separators=(",", ":"))]
+                continue
             if name == "chars_to_ignore":
                 out += [f"--{name}", "".join(value)]
                 continue

@@ -15,11 +15,11 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 #: Every data source, in the order the wizard offers them; ``hub`` (the preset default) first.
-SOURCES: tuple[str, ...] = ("hub", "manifest", "audiofolder", "librispeech")
+SOURCES: tuple[str, ...] = ("hub", "manifest", "audiofolder", "librispeech", "commonvoice")
 
 
 class DataError(Exception):
@@ -31,11 +31,16 @@ class RawSplit:
     """Audio references and transcripts of one split, plus a fingerprint of exactly what they are.
 
     ``audio`` is a list of file paths for local sources; the runner fills it with a lazy sequence for
-    hub splits (``ctc_tui.runner.data.HubAudio``: the audio stays in the datasets library's files)."""
+    hub splits (``ctc_tui.runner.hub.HubAudio``: the audio stays in the datasets library's files)."""
 
     audio: Sequence[Any]
     text: list[str]
     fingerprint: str
+    notes: list[str] = field(default_factory=list)
+    """One line each about rows the source left out (skipped bad rows with FILE:LINE, filtered rows):
+    ``ctc-tui check`` warns with them, the wizard's data check and the run's log show them."""
+    columns: list[str] = field(default_factory=list)
+    """The table's columns, for sources that read one (Common Voice, TSV/CSV manifests)."""
 
 
 def fingerprint(*parts: Any) -> str:

@@ -79,3 +79,9 @@ def progress_text(group: Any) -> str:
     if group.ranks > 1:
         parts.append(f"{group.ranks - group.finished} of {group.ranks} ranks at it")
     return "  ".join(parts)
+
+
+def throughput_label(adjusted: bool) -> str:
+    """What samples/s measures: every second between step events, or with gaudi.adjust_throughput the
+    training time only (evaluation and checkpoint saves left out, as optimum-habana's own figure)."""
+    return "samples/s (training only)" if adjusted else "samples/s"

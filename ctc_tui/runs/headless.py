@@ -20,7 +20,7 @@ from rich.text import Text
 from ctc_tui.core import checkpoints
 from ctc_tui.runs import hosts
 from ctc_tui.runs.alerts import SILENT_AFTER, AlertWatch, StreamClock
-from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable, progress_text, sparkline
+from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable, progress_text, sparkline, throughput_label
 from ctc_tui.runs.state import ProgressGroup, RunState, known_states
 
 #: The states this view treats specially, checked against ctc_tui.core.events.STATES.
@@ -41,7 +41,7 @@ def render(state: RunState, title: str = "", rows: int | None = None) -> Group:
     wer = state.last_wer
     line = Text.assemble(
         (f"step {state.step}/{total or '?'}  ", "bold"),
-        f"{fmt_float(state.samples_per_second, 1)} samples/s  ",
+        f"{fmt_float(state.samples_per_second, 1)} {throughput_label(state.throughput_adjusted)}  ",
         f"elapsed {fmt_duration(state.elapsed())}  ETA {fmt_duration(state.eta_seconds())}",
     )
     parts: list[Any] = [table, bar, line]
@@ -184,7 +184,8 @@ class PlainPrinter:
             self._last = time.monotonic()
             self.console.print(
                 f"step {state.step}/{state.max_steps or '?'} loss {fmt_float(state.ranks[rank].loss)} "
-                f"{fmt_float(state.samples_per_second, 1)} samples/s ETA {fmt_duration(state.eta_seconds())}",
+                f"{fmt_float(state.samples_per_second, 1)} {throughput_label(state.throughput_adjusted)} "
+                f"ETA {fmt_duration(state.eta_seconds())}",
                 highlight=False,
             )
 

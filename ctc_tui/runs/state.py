@@ -144,6 +144,8 @@ class RunState:
     loss_curve: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=2000))
     #: Events left out: not an object, or without a usable type, rank or time.
     ignored: int = 0
+    #: Whether samples/s leaves evaluation and checkpoint time out (gaudi.adjust_throughput).
+    throughput_adjusted: bool = False
     #: Whether world_size came from the supervisor (the launch spec): no hello changes it then.
     world_from_supervisor: bool = False
 
@@ -201,6 +203,8 @@ class RunState:
             row.samples_per_second = as_float(sps) if sps is not None else None
             if event.get("max_steps"):
                 self.max_steps = event["max_steps"]
+            if event.get("adjusted"):
+                self.throughput_adjusted = True
             if self.first_step_time is None:
                 self.first_step_time, self.first_step = event["seen"], row.step
             if rank >= 0 and rank == min(r for r in self.ranks if r >= 0):  # not a supervisor's line
@@ -345,6 +349,10 @@ def _time(value: Any) -> float | None:
     return float(value) if is_finite(value) and 0 <= value <= MAX_TIME else None
 
 
+def _flag(value: Any) -> bool | None:
+    return True if value is True else None
+
+
 def _count(value: Any) -> int | None:
     return _int(value)
 
@@ -419,6 +427,7 @@ _FIELDS: dict[str, tuple[tuple[str, Any], ...]] = {
         ("max_steps", _positive),
         ("epoch", _number),
         ("lr", _number),
+        ("adjusted", _flag),
     ),
     "eval": (
         ("step", _count),

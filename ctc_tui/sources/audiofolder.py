@@ -6,10 +6,18 @@ Read here, not with the datasets library's ``audiofolder`` builder (which breaks
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ctc_tui.core.sources import DataError, RawSplit
-from ctc_tui.sources.base import AUDIO_EXTENSIONS, LocalSource, local_split, missing_split
+from ctc_tui.sources.base import (
+    AUDIO_EXTENSIONS,
+    NO_OPTIONS,
+    LocalSource,
+    SourceOptions,
+    local_split,
+    missing_split,
+)
 from ctc_tui.sources.manifest import read_manifest
 
 METADATA_FILES = ("metadata.csv", "metadata.jsonl", "metadata.json", "metadata.tsv")
@@ -31,7 +39,12 @@ class AudioFolder(LocalSource):
     name = "audiofolder"
 
     def read_split(
-        self, root: Path, split: str, audio_column: str = "audio", text_column: str = "text"
+        self,
+        root: Path,
+        split: str,
+        audio_column: str = "audio",
+        text_column: str = "text",
+        options: SourceOptions = NO_OPTIONS,
     ) -> RawSplit:
         """``root/split/`` with a metadata table (``file_name`` + ``text_column``), else .txt pairs."""
         base = root / split
@@ -40,7 +53,8 @@ class AudioFolder(LocalSource):
         for name in METADATA_FILES:
             meta = base / name
             if meta.is_file():
-                return read_manifest(meta, "file_name", text_column)
+                # its columns are file_name + the text by definition: the data check shows a manifest's
+                return replace(read_manifest(meta, "file_name", text_column), columns=[])
         return _read_transcript_pairs(base)
 
 

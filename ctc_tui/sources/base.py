@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ctc_tui.core.findings import Finding, error, warning
 from ctc_tui.core.sources import DataError, RawSplit, file_fingerprint
@@ -30,6 +31,29 @@ TARGET_RATE = 16000  # what every shipped model hears; other rates are resampled
 CHECK_SAMPLE = 5  # clips per split whose headers ctc-tui check reads
 
 
+@dataclass(frozen=True)
+class SourceOptions:
+    """The preset's data keys a source may read besides its folder, split and columns."""
+
+    config_name: str | None = None  # data.dataset_config_name (commonvoice: the locale)
+    audio_dir: str | None = None  # data.audio_dir: where relative audio paths start
+    min_up_votes: int | None = None  # data.min_up_votes (commonvoice)
+    max_down_votes: int | None = None  # data.max_down_votes (commonvoice)
+
+    @classmethod
+    def of(cls, data: Any) -> SourceOptions:
+        """The options of a preset's data section (or anything with its attribute names)."""
+        return cls(
+            config_name=getattr(data, "dataset_config_name", None),
+            audio_dir=getattr(data, "audio_dir", None),
+            min_up_votes=getattr(data, "min_up_votes", None),
+            max_down_votes=getattr(data, "max_down_votes", None),
+        )
+
+
+NO_OPTIONS = SourceOptions()
+
+
 class Source(ABC):
     """A data source: how its splits are read, scanned and checked."""
 
@@ -38,7 +62,12 @@ class Source(ABC):
 
     @abstractmethod
     def read_split(
-        self, root: Path, split: str, audio_column: str = "audio", text_column: str = "text"
+        self,
+        root: Path,
+        split: str,
+        audio_column: str = "audio",
+        text_column: str = "text",
+        options: SourceOptions = NO_OPTIONS,
     ) -> RawSplit:
         """One split (no '+' joins) under ``root``; raises DataError naming what is wrong and the fix."""
 
@@ -50,9 +79,14 @@ class Source(ABC):
         text_column: str = "text",
         limit: int = SCAN_LIMIT,
         seed: int = 0,
+        options: SourceOptions = NO_OPTIONS,
     ) -> SplitScan:
         """The wizard's data check of one split, from file headers (a seeded sample when large)."""
-        return measure(split, self.read_split(root, split, audio_column, text_column), limit, seed)
+        return measure(split, self.read_split(root, split, audio_column, text_column, options), limit, seed)
+
+    def configs(self, root: Path) -> list[str]:
+        """The names data.dataset_config_name may take under ``root`` (commonvoice: the locales)."""
+        return []
 
     @abstractmethod
     def check(
@@ -133,7 +167,9 @@ class LocalSource(Source):
         unreadable: list[str] = []
         for key, split in run_splits(preset):
             try:
-                raw = self.read_split(root, split, data.audio_column_name, data.text_column_name)
+                raw = self.read_split(
+                    root, split, data.audio_column_name, data.text_column_name, SourceOptions.of(data)
+                )
             except DataError as exc:
                 text = str(exc)
                 wrong_name = "not found" in text or "no manifest" in text
@@ -149,6 +185,7 @@ class LocalSource(Source):
                     )
                 )
                 continue
+            findings += [warning(key, note) for note in raw.notes]
             for path in spread_sample([str(a) for a in raw.audio], sample):
                 info = audio_info(path)
                 if info is None:

@@ -1,9 +1,11 @@
 """The wizard's data check: what a local data source holds, read from file headers only.
 
 For each split it reports the clip count, total hours, a duration histogram, the sample rates, a few
-transcripts and the character vocabulary the runner will build. Audio is never decoded: durations come
-from the FLAC/WAV headers (soundfile reads any other format when it is installed), so a LibriSpeech
-split is summarised in seconds on a login node without torch. Large splits are sampled.
+transcripts, the table's columns and the rows left out (TSV/CSV sources), and the character vocabulary
+the runner will build; for Common Voice the locales of a release folder. Audio is never decoded:
+durations come from the FLAC/WAV headers (soundfile reads any other format, MP3 included, when it is
+installed), so a LibriSpeech split is summarised in seconds on a login node without torch. Large splits
+are sampled.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 from ctc_tui.core.sources import SOURCES, DataError
 from ctc_tui.core.textnorm import build_vocab, make_normaliser
 from ctc_tui.sources import source
-from ctc_tui.sources.base import Source
+from ctc_tui.sources.base import NO_OPTIONS, Source, SourceOptions
 from ctc_tui.sources.scan import SCAN_LIMIT, DataScan
 
 
@@ -25,13 +27,17 @@ def _scan_splits(
     audio_column: str,
     text_column: str,
     limit: int,
+    options: SourceOptions,
 ) -> None:
     for spec in splits:
         for split in (s.strip() for s in spec.split("+") if s.strip()):
             try:
-                result.splits.append(found.scan(root, split, audio_column, text_column, limit))
+                result.splits.append(
+                    found.scan(root, split, audio_column, text_column, limit, options=options)
+                )
             except DataError as exc:
-                result.errors.append(str(exc))
+                if str(exc) not in result.errors:  # every split of a release without a locale says it
+                    result.errors.append(str(exc))
             except OSError as exc:
                 result.errors.append(f"{split}: cannot read ({exc.strerror or exc})")
 
@@ -45,9 +51,11 @@ def scan(
     chars_to_ignore: list[str] | None = None,
     lower: bool = True,
     limit: int = SCAN_LIMIT,
+    options: SourceOptions = NO_OPTIONS,
 ) -> DataScan:
     """The wizard's data check: every named split (``a+b`` joins included) of a local source, from file
-    headers, and the vocabulary of the first one's text. Never raises for bad data: errors are listed."""
+    headers, and the vocabulary of the first one's text; the configurations (Common Voice locales) found.
+    Never raises for bad data: errors are listed."""
     result = DataScan()
     if name not in SOURCES or not source(name).local:
         result.errors.append(
@@ -62,7 +70,9 @@ def scan(
     if not root.is_dir():
         result.errors.append(f"{root} is not a folder")
         return result
-    _scan_splits(result, source(name), root, splits, audio_column, text_column, limit)
+    found = source(name)
+    result.configs = found.configs(root)
+    _scan_splits(result, found, root, splits, audio_column, text_column, limit, options)
     if result.splits:
         normalise = make_normaliser(chars_to_ignore, lower)
         result.vocab = build_vocab(normalise(t) for t in result.splits[0].texts)

@@ -2,7 +2,7 @@
 
 Here: what can be checked without the datasets library (is the dataset in the local caches, can the
 hub be reached when it is not). The runner loads hub splits itself, with the datasets library
-(``ctc_tui.runner.data``, found there under this source's name); the wizard's data check does not
+(``ctc_tui.runner.hub``, found there under this source's name); the wizard's data check does not
 scan them.
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ctc_tui.core.findings import Finding, error
 from ctc_tui.core.sources import DataError, RawSplit
-from ctc_tui.sources.base import CHECK_SAMPLE, Source
+from ctc_tui.sources.base import CHECK_SAMPLE, NO_OPTIONS, Source, SourceOptions
 from ctc_tui.sources.hfcache import datasets_cache_dir, hub_cache, offline
 
 if TYPE_CHECKING:
@@ -57,7 +57,12 @@ class Hub(Source):
     local = False
 
     def read_split(
-        self, root: Path, split: str, audio_column: str = "audio", text_column: str = "text"
+        self,
+        root: Path,
+        split: str,
+        audio_column: str = "audio",
+        text_column: str = "text",
+        options: SourceOptions = NO_OPTIONS,
     ) -> RawSplit:
         raise DataError(
             f"hub split '{split}': hub datasets are loaded by the runner with the datasets "

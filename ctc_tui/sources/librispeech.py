@@ -9,7 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ctc_tui.core.sources import DataError, RawSplit
-from ctc_tui.sources.base import AUDIO_EXTENSIONS, LocalSource, local_split, missing_split
+from ctc_tui.sources.base import (
+    AUDIO_EXTENSIONS,
+    NO_OPTIONS,
+    LocalSource,
+    SourceOptions,
+    local_split,
+    missing_split,
+)
 
 
 def _audio_by_stem(folder: Path) -> dict[str, Path]:
@@ -20,7 +27,12 @@ class LibriSpeech(LocalSource):
     name = "librispeech"
 
     def read_split(
-        self, root: Path, split: str, audio_column: str = "audio", text_column: str = "text"
+        self,
+        root: Path,
+        split: str,
+        audio_column: str = "audio",
+        text_column: str = "text",
+        options: SourceOptions = NO_OPTIONS,
     ) -> RawSplit:
         """``root/split/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt`` + one audio file per line."""
         base = root / split

@@ -35,6 +35,8 @@ class SplitScan:
     sample_rates: Counter[int]
     unreadable: int
     texts: list[str]
+    columns: list[str] = field(default_factory=list)  # the table's columns (TSV/CSV sources)
+    notes: list[str] = field(default_factory=list)  # rows the source left out (RawSplit.notes)
 
     @property
     def hours(self) -> float:
@@ -58,6 +60,7 @@ class DataScan:
     splits: list[SplitScan] = field(default_factory=list)
     vocab: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    configs: list[str] = field(default_factory=list)  # what data.dataset_config_name may name (locales)
 
     @property
     def ok(self) -> bool:
@@ -92,4 +95,6 @@ def measure(split: str, raw: RawSplit, limit: int = SCAN_LIMIT, seed: int = 0) -
         sample_rates=rates,
         unreadable=unreadable,
         texts=list(raw.text),
+        columns=list(raw.columns),
+        notes=list(raw.notes),
     )

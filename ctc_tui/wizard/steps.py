@@ -81,6 +81,8 @@ STEPS: tuple[Step, ...] = (
         (
             "training.bf16",
             "gaudi.use_lazy_mode",
+            "training.torch_compile",
+            "training.torch_compile_backend",
             "gaudi.use_hpu_graphs_for_training",
             "gaudi.use_hpu_graphs_for_inference",
             "gaudi.sdp_on_bf16",

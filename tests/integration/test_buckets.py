@@ -49,8 +49,15 @@ def test_padding_bench_meets_its_goal():
         [sys.executable, str(REPO / "bench" / "padding.py")], capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr
-    last = out.stdout.strip().splitlines()[-1]
+    *_, duration, last = out.stdout.strip().splitlines()
     match = re.fullmatch(r"padding_waste reference=([\d.]+) bucketed=([\d.]+) shapes=(\d+)", last)
     assert match, last
     reference, bucketed, shapes = float(match[1]), float(match[2]), int(match[3])
     assert 0.30 < reference < 0.40 and bucketed <= 0.10 and shapes <= 8
+    # batches by duration (data.max_batch_seconds): padding at the fixed count's, the largest batch's
+    # padded audio within 5 % of the budget and never over it, fewer batches an epoch
+    figures = dict(item.split("=") for item in duration.split()[1:])
+    padding, fixed = float(figures["padding"]), float(figures["fixed_padding"])
+    largest, budget = float(figures["largest_s"]), float(figures["budget_s"])
+    assert padding <= fixed + 0.001 and 0.95 * budget <= largest <= budget, duration
+    assert int(figures["batches"]) < int(figures["fixed_batches"]), duration

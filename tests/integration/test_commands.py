@@ -84,3 +84,50 @@ def test_the_wizard_refuses_arguments_it_would_ignore(tmp_path):
     out = run_cli(str(REPO / "presets" / "demo-cpu.yaml"), "training.max_steps=40")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "takes nothing more (got: training.max_steps=40)" in out.stderr and "ctc-tui run" in out.stderr
+
+
+def test_the_eager_compile_command_imports_shows_and_trains_on_the_cpu(tmp_path, demo_data):
+    """optimum-habana's eager + torch.compile CTC command (tests/data/optimum-habana/compile-ctc-mpi-8.sh,
+    with pass-through trainer arguments) through the real CLI: import-command, show-command (which gives
+    back a command that imports to the same preset), then a few real CPU steps of it. The pass-through
+    TrainingArguments reach the trainer unchanged (its saved training_args.bin says so)."""
+    import torch
+
+    from ctc_tui.launchers.reference import parse_command
+
+    text = (REPO / "tests" / "data" / "optimum-habana" / "compile-ctc-mpi-8.sh").read_text()
+    preset_file = tmp_path / "eager.yaml"
+    imported = run_cli("import-command", text, "-o", str(preset_file))
+    assert imported.returncode == 0, imported.stderr
+    shown = run_cli("show-command", str(preset_file), "--style", "gaudi_spawn")
+    assert shown.returncode == 0 and "--torch_compile_backend hpu_backend" in shown.stdout, shown.stderr
+    assert parse_command(shown.stdout) == load_preset(preset_file)
+    cpu = [  # the same command on this CPU: a tiny model, the demo corpus, one rank, no compile
+        "gaudi.use_habana=false",
+        "training.use_cpu=true",
+        "training.bf16=false",
+        "training.torch_compile=false",
+        "training.torch_compile_backend=null",
+        "model.architecture=wav2vec2-tiny",
+        "data.source=audiofolder",
+        f"data.dataset_dir={demo_data}",
+        "data.train_split_name=train",
+        "data.eval_split_name=eval",
+        "data.preprocessing_num_workers=1",
+        "data.max_train_samples=32",
+        "data.max_eval_samples=8",
+        "training.dataloader_num_workers=0",
+        "training.max_steps=4",
+        "training.logging_steps=2",
+        "training.save_strategy=no",
+        "launch.launcher=single",
+        "launch.world_size=1",
+    ]
+    out_dir = tmp_path / "run"
+    run = run_cli("run", str(preset_file), *cpu, "--output-dir", str(out_dir), timeout=400)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "eval_wer" in json.loads((out_dir / "all_results.json").read_text())
+    args = torch.load(out_dir / "training_args.bin", weights_only=False)
+    assert args.optim == "adamw_torch_fused" and args.gradient_checkpointing_kwargs == {
+        "use_reentrant": False
+    }

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ctc_tui.core.preset import load_preset
-from tests.conftest import REPO
+from tests.conftest import EAGER_COMPILE, REPO
 
 PROBE = """
 import json, os, sys
@@ -23,10 +23,13 @@ with open(os.path.join({out!r}, f"rank-{{info.rank}}.json"), "w") as handle:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name, launcher",
-    [("librispeech-100h-2card-mpi", "mpi"), ("librispeech-100h-8card-deepspeed", "deepspeed")],
+    "name, launcher, mode",
+    [
+        ("librispeech-100h-2card-mpi", "mpi", EAGER_COMPILE),  # eager + compile: PT_HPU_LAZY_MODE=0
+        ("librispeech-100h-8card-deepspeed", "deepspeed", ()),
+    ],
 )
-def test_every_rank_gets_the_hpu_environment(tmp_path, name, launcher):
+def test_every_rank_gets_the_hpu_environment(tmp_path, name, launcher, mode):
     """The seed presets' launch exactly as ctc-tui runs it (the real mpirun / DeepSpeed launcher, the
     environment launch_env and the free-card choice give), 2 ranks, with a probe module in place of the
     runner (its HPU work cannot run here): every rank sees its own RANK/LOCAL_RANK, WORLD_SIZE,
@@ -39,7 +42,7 @@ def test_every_rank_gets_the_hpu_environment(tmp_path, name, launcher):
     from ctc_tui.check import card_environment
     from ctc_tui.devices import CpuInfo, Detected, Device
 
-    preset = load_preset(REPO / "presets" / f"{name}.yaml", ["launch.world_size=2"])
+    preset = load_preset(REPO / "presets" / f"{name}.yaml", ["launch.world_size=2", *mode])
     assert preset.launch.launcher == launcher and preset.gaudi.use_habana
     # A node whose first card is busy (no Gaudi here: the discovery result is written out).
     cards = [
@@ -56,7 +59,7 @@ def test_every_rank_gets_the_hpu_environment(tmp_path, name, launcher):
     probe.mkdir()
     (probe / "ctc_probe.py").write_text(PROBE.format(repo=str(REPO), out=str(tmp_path)))
     command[at + 1] = "ctc_probe"
-    child_env = {**os.environ, **env, "PYTHONPATH": str(probe)}
+    child_env = {**os.environ, "PT_HPU_LAZY_MODE": "1", **env, "PYTHONPATH": str(probe)}  # a lazy shell
     child_env.pop("RANK", None), child_env.pop("WORLD_SIZE", None), child_env.pop("LOCAL_RANK", None)
     out = subprocess.run(command, cwd=tmp_path, env=child_env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
@@ -65,4 +68,4 @@ def test_every_rank_gets_the_hpu_environment(tmp_path, name, launcher):
         assert seen["RANK"] == str(rank) and seen["LOCAL_RANK"] == str(rank) and seen["WORLD_SIZE"] == "2"
         # (the DeepSpeed launcher spells this node 127.0.0.1)
         assert seen["MASTER_ADDR"] in ("localhost", "127.0.0.1") and seen["MASTER_PORT"] == env["MASTER_PORT"]
-        assert seen["PT_HPU_LAZY_MODE"] == "1" and seen["HABANA_VISIBLE_MODULES"] == "0,1"
+        assert seen["PT_HPU_LAZY_MODE"] == ("0" if mode else "1") and seen["HABANA_VISIBLE_MODULES"] == "0,1"

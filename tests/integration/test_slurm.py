@@ -316,7 +316,9 @@ def test_run_script_quotes_every_argument_and_asks_slurm_for_the_shape(tmp_path)
         "ctc_tui.runner",
         WEIRD,
     ]
-    assert 'export MASTER_ADDR="${hosts[0]}"' in script and "export MASTER_PORT=29500" in script
+    assert 'export MASTER_ADDR="${hosts[0]}"' in script and (
+        'export MASTER_PORT="$((20000 + SLURM_JOB_ID % 20000))"' in script  # jobs sharing a node differ
+    )
     assert "OMP_NUM_THREADS" in script  # CPU ranks: one intra-op thread per core given
 
 
@@ -340,8 +342,8 @@ def test_run_script_runs_in_a_real_shell_up_to_srun(tmp_path):
     out = subprocess.run(["bash", str(probe)], capture_output=True, text=True, env=env, check=False)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0].startswith("ctc-tui: Slurm job 7: 2 ranks on node-[a-b], rank 0 at node-b:29500")
-    assert lines[1] == "MASTER=node-b:29500"
+    assert lines[0].startswith("ctc-tui: Slurm job 7: 2 ranks on node-[a-b], rank 0 at node-b:20007")
+    assert lines[1] == "MASTER=node-b:20007"
     assert lines[-5:] == [sys.executable, "-m", "ctc_tui.runner", WEIRD, "--resume"]
     outside = subprocess.run(
         ["bash", str(probe)], capture_output=True, text=True, env={"PATH": os.environ["PATH"]}, check=False
@@ -453,7 +455,7 @@ def test_run_slurm_two_ranks_report_stop_gracefully_and_resume_to_the_end(slurm_
     # Slurm ran the job script, rank 0 at the node's name; the job's output went to the run's launcher log
     launcher_log = (run_dir / "logs" / "launcher.log").read_text()
     assert (
-        f"Slurm job {job}: 2 ranks on {slurm_cluster.node}, rank 0 at {slurm_cluster.node}:29500"
+        f"Slurm job {job}: 2 ranks on {slurm_cluster.node}, rank 0 at {slurm_cluster.node}:{20000 + int(job)}"
         in launcher_log
     )
     script = (run_dir / slurm.JOB_SCRIPT).read_text()

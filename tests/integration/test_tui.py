@@ -127,6 +127,35 @@ async def test_wizard_edits_every_step_and_saves_the_expected_preset(tmp_path):
     assert out.read_text().startswith("# written by the ctc-tui wizard")
 
 
+async def test_precision_step_offers_eager_compile_and_lazy_mode(tmp_path):
+    """On a Gaudi preset, the precision step's mode choice sets the switches of eager + torch.compile
+    (Intel's default path) or of lazy mode, and the draft validates either way."""
+    app = wizard(tmp_path / "g.yaml", REPO / "presets" / "librispeech-100h-2card-mpi.yaml")
+    app.step_index = 4
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        mode = app.screen.query_one("#gaudi-mode", Select)
+        assert mode.value == "lazy" and "recommended" in str(mode._options[1][0])
+        mode.value = "eager-compile"
+        await pilot.pause()
+        await next_step(pilot, "TrainingStep")
+        draft = app.draft
+        assert draft.get("gaudi.use_lazy_mode") is False and draft.get("training.torch_compile") is True
+        assert draft.get("training.torch_compile_backend") == "hpu_backend"
+        assert draft.get("gaudi.use_hpu_graphs_for_training") is False
+        await pilot.press("escape")
+        await pilot.pause()
+        mode = app.screen.query_one("#gaudi-mode", Select)
+        assert mode.value == "eager-compile"
+        mode.value = "lazy"
+        await pilot.pause()
+        await next_step(pilot, "TrainingStep")
+        assert (
+            app.draft.get("gaudi.use_lazy_mode") is True and app.draft.get("training.torch_compile") is None
+        )
+        assert app.draft.get("training.torch_compile_backend") is None
+
+
 async def test_next_is_refused_with_the_models_message_and_back_keeps_values(tmp_path):
     app = wizard(tmp_path / "x.yaml")
     app.step_index = 5  # start at the training step

@@ -12,7 +12,7 @@ from ctc_tui.check import (
     check_model,
     run_checks,
 )
-from ctc_tui.core.preset import validate_data
+from ctc_tui.core.preset import PresetError, validate_data
 from ctc_tui.devices import CpuInfo, Detected, Device
 from ctc_tui.launchers.mpi import parse_mpirun_version
 from tests.conftest import preset_dict
@@ -86,14 +86,20 @@ def test_cards_gpus_and_cpu(tmp_path):
     assert check_cards(cpu, detected(cores=4)) == []
 
 
-def test_hpu_graphs_need_lazy_mode(tmp_path):
-    eager = preset_of(
+def test_hpu_graphs_need_lazy_mode_or_a_compile_backend(tmp_path):
+    with pytest.raises(PresetError, match="gaudi.use_lazy_mode=true") as refused:
+        preset_of(
+            tmp_path,
+            gaudi={"use_habana": True, "use_lazy_mode": False, "use_hpu_graphs_for_training": True},
+            training={"use_cpu": False},
+        )
+    assert "training.torch_compile_backend=hpu_backend" in str(refused.value)
+    compiled = preset_of(
         tmp_path,
         gaudi={"use_habana": True, "use_lazy_mode": False, "use_hpu_graphs_for_training": True},
-        training={"use_cpu": False},
+        training={"use_cpu": False, "torch_compile": True, "torch_compile_backend": "hpu_backend"},
     )
-    (finding,) = check_gaudi_settings(eager)
-    assert finding.level == "error" and "gaudi.use_lazy_mode=true" in finding.message
+    assert check_gaudi_settings(compiled) == []
     lazy = preset_of(
         tmp_path,
         gaudi={"use_habana": True, "use_hpu_graphs_for_inference": True},

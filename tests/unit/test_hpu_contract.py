@@ -10,11 +10,6 @@ checking that the runner asks for use_habana=True.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import types
-from pathlib import Path
-
 import pytest
 
 from ctc_tui.core.preset import load_preset
@@ -24,34 +19,6 @@ from tests.conftest import REPO
 SEED = REPO / "presets" / "librispeech-100h-2card-mpi.yaml"
 
 
-@pytest.fixture(scope="module")
-def optimum_habana():
-    spec = importlib.util.find_spec("optimum")
-    assert spec is not None and spec.submodule_search_locations, (
-        "pip install optimum-habana (the [gaudi] extra)"
-    )
-    folder = next(
-        Path(p) / "habana" for p in spec.submodule_search_locations if (Path(p) / "habana").is_dir()
-    )
-    saved = {k: v for k, v in sys.modules.items() if k.startswith("optimum.habana")}
-    stub = types.ModuleType("optimum.habana")
-    stub.__path__ = [str(folder)]  # the real package, minus the __init__ that needs the Habana stack
-    sys.modules["optimum.habana"] = stub
-    from optimum.habana.transformers.gaudi_configuration import GaudiConfig
-    from optimum.habana.transformers.trainer import GaudiTrainer
-    from optimum.habana.transformers.training_args import GaudiTrainingArguments
-
-    stub.GaudiConfig, stub.GaudiTrainer, stub.GaudiTrainingArguments = (
-        GaudiConfig,
-        GaudiTrainer,
-        GaudiTrainingArguments,
-    )
-    yield stub
-    for key in [k for k in sys.modules if k.startswith("optimum.habana")]:
-        del sys.modules[key]
-    sys.modules.update(saved)
-
-
 @pytest.mark.parametrize(
     "name", ["librispeech-100h-2card-mpi", "librispeech-100h-8card-mpi", "librispeech-100h-8card-deepspeed"]
 )
@@ -59,8 +26,7 @@ def test_seed_preset_lands_in_gaudi_training_arguments(optimum_habana, tmp_path,
     import dataclasses
 
     preset = load_preset(REPO / "presets" / f"{name}.yaml")
-    kwargs = backends.common_arguments(preset, str(tmp_path), "hpu", preset.launch.world_size)
-    kwargs.update(backends.gaudi_arguments(preset))
+    kwargs = backends.trainer_kwargs(preset, str(tmp_path), "hpu", preset.launch.world_size)
     # Every argument the runner passes is a GaudiTrainingArguments field of that exact name.
     fields = {f.name for f in dataclasses.fields(optimum_habana.GaudiTrainingArguments)}
     assert set(kwargs) <= fields, set(kwargs) - fields
@@ -168,8 +134,7 @@ def test_gaudi_fused_sdpa_lands_in_gaudi_training_arguments(optimum_habana, tmp_
     from ctc_tui.launchers.reference import parse_command
 
     preset = parse_command((REPO / "tests" / "data" / "optimum-habana" / "ctc-mpi-8.sh").read_text())
-    kwargs = backends.common_arguments(preset, str(tmp_path), "hpu", preset.launch.world_size)
-    kwargs.update(backends.gaudi_arguments(preset))
+    kwargs = backends.trainer_kwargs(preset, str(tmp_path), "hpu", preset.launch.world_size)
     assert kwargs["attn_implementation"] == "gaudi_fused_sdpa"
     kwargs.update(
         use_habana=False, use_lazy_mode=False, gaudi_config_name=None, ddp_backend=None, use_cpu=True

@@ -9,7 +9,7 @@ import pytest
 from ctc_tui.core.preset import load_preset
 from ctc_tui.launchers import CpuTopology, build_command, launch_env, read_hostfile
 from ctc_tui.launchers.mpi import mpi_mapping
-from tests.conftest import REPO
+from tests.conftest import EAGER_COMPILE, REPO
 
 SEED = REPO / "presets" / "librispeech-100h-2card-mpi.yaml"
 
@@ -109,7 +109,7 @@ def test_bad_hostfile_slots(tmp_path):
 
 def test_hpu_env_sets_lazy_mode():
     assert launch_env(preset())["PT_HPU_LAZY_MODE"] == "1"
-    assert launch_env(preset("gaudi.use_lazy_mode=false"))["PT_HPU_LAZY_MODE"] == "0"
+    assert launch_env(preset(*EAGER_COMPILE))["PT_HPU_LAZY_MODE"] == "0"
     assert "PT_HPU_LAZY_MODE" not in launch_env(preset("gaudi.use_habana=false"))
 
 

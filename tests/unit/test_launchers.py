@@ -20,7 +20,7 @@ from ctc_tui.launchers import CpuTopology, build_command, get, is_rank_command, 
 from ctc_tui.launchers.base import Launcher
 from ctc_tui.launchers.reference import gaudi_spawn_command, parse_command, prefix_launch, spawn_launch
 from ctc_tui.schedulers.slurm import SLURM, SlurmOptions, run_script, supervised_command
-from tests.conftest import REPO
+from tests.conftest import EAGER_COMPILE, REPO
 
 HPU_MPI = REPO / "presets" / "librispeech-100h-2card-mpi.yaml"  # the seed: Gaudi, mpi, 2 cards
 CPU = REPO / "presets" / "demo-cpu.yaml"
@@ -187,7 +187,7 @@ def test_cpu_ranks_get_one_thread_under_mpi_and_deepspeed(name, threads):
 
 def test_every_rank_gets_the_rendezvous_and_hpu_lazy_mode(hostfile):
     assert launch_env(hpu()) == {"MASTER_ADDR": "localhost", "MASTER_PORT": "29500", "PT_HPU_LAZY_MODE": "1"}
-    assert launch_env(hpu("gaudi.use_lazy_mode=false"))["PT_HPU_LAZY_MODE"] == "0"
+    assert launch_env(hpu(*EAGER_COMPILE))["PT_HPU_LAZY_MODE"] == "0"
     assert launch_env(hpu(f"launch.hostfile={hostfile}"))["MASTER_ADDR"] == "node-a"
 
 
@@ -377,3 +377,31 @@ def test_slurm_job_script_and_submitter():
         "sbatch",
         "job",
     ]
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_eager_compile_gives_every_rank_pt_hpu_lazy_mode_0_on_every_launcher(launcher, hostfile):
+    """The Habana bridge reads PT_HPU_LAZY_MODE when it loads: eager + torch.compile sets it to 0 for
+    every rank, whatever the user's shell says, on one node and (mpirun -x, .deepspeed_env, Slurm's
+    export) on many."""
+    world = "launch.world_size=1" if launcher == "single" else "launch.world_size=2"
+    preset = hpu(*EAGER_COMPILE, f"launch.launcher={launcher}", world)
+    assert launch_env(preset)["PT_HPU_LAZY_MODE"] == "0"
+    if launcher == "single":
+        return
+    nodes = hpu(*EAGER_COMPILE, f"launch.launcher={launcher}", f"launch.hostfile={hostfile}")
+    assert launch_env(nodes)["PT_HPU_LAZY_MODE"] == "0"
+    environ = {"PT_HPU_LAZY_MODE": "1"}  # the user's shell, still in lazy mode
+    if launcher == "mpi":
+        cmd = build_command(nodes, "/r/p.yaml", topology=TOPO, python="py", environ=environ)
+        assert "PT_HPU_LAZY_MODE" in [cmd[i + 1] for i, part in enumerate(cmd) if part == "-x"]
+    if launcher == "deepspeed":
+        chosen = hpu(
+            *EAGER_COMPILE,
+            "launch.launcher=deepspeed",
+            "launch.log_host=10.9.9.9",
+            f"launch.hostfile={hostfile}",
+        )
+        assert "PT_HPU_LAZY_MODE" in log_transport(chosen, environ)["deepspeed_env"]
+    script = run_script(preset, SlurmOptions(nodes=2), "p", job_name="j")
+    assert "export PT_HPU_LAZY_MODE=0" in script

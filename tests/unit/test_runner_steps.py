@@ -15,8 +15,8 @@ from ctc_tui.core.sources import DataError
 from ctc_tui.runner import load, train
 from ctc_tui.runner.audio import seconds_to_samples
 from ctc_tui.runner.collate import describe_buckets, static_shape_padding
-from ctc_tui.runner.data import Splits, cache_settings, read_splits, summary
 from ctc_tui.runner.errors import RunError
+from ctc_tui.runner.splits import Splits, cache_settings, read_splits, summary
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "presets" / "demo-cpu.yaml"

@@ -72,7 +72,7 @@ def test_local_sources_come_from_the_modules_and_need_a_dataset_dir():
     assert (
         local_sources()
         == tuple(n for n in SOURCES if source(n).local)
-        == ("manifest", "audiofolder", "librispeech")
+        == ("manifest", "audiofolder", "librispeech", "commonvoice")
     )
     for name in local_sources():
         with pytest.raises(PresetError, match="needs data.dataset_dir"):
@@ -80,7 +80,9 @@ def test_local_sources_come_from_the_modules_and_need_a_dataset_dir():
 
 
 def test_an_unknown_source_names_the_choices():
-    with pytest.raises(DataError, match="set data.source to one of hub, manifest, audiofolder, librispeech"):
+    with pytest.raises(
+        DataError, match="set data.source to one of hub, manifest, audiofolder, librispeech, commonvoice"
+    ):
         source("s3")
 
 

@@ -25,7 +25,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from ctc_tui.core import rundir, trust
 from ctc_tui.runs import client, hosts
 from ctc_tui.runs.alerts import alerts
-from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable, progress_text, sparkline
+from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable, progress_text, sparkline, throughput_label
 from ctc_tui.runs.state import ProgressGroup, RunState
 from ctc_tui.tui.messages import ShowRuns
 from ctc_tui.tui.widgets.dialogs import ChoiceScreen, HelpScreen, confirm
@@ -202,7 +202,7 @@ class DashboardScreen(Screen[str]):
         sps = s.samples_per_second
         wer, best = s.last_wer, s.best_wer
         figures = Text.assemble(
-            ("samples/s ", "dim"),
+            (throughput_label(s.throughput_adjusted) + " ", "dim"),
             (fmt_float(sps, 1), "bold"),
             ("   eval WER ", "dim"),
             (fmt_float(wer), "bold green" if wer is not None else ""),

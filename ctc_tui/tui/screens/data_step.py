@@ -12,6 +12,7 @@ from textual.widgets import Button, Checkbox, Input, Select, Static
 
 from ctc_tui.core.textnorm import build_vocab, make_normaliser
 from ctc_tui.sources import local_sources
+from ctc_tui.sources.base import SourceOptions
 from ctc_tui.sources.datacheck import scan
 from ctc_tui.sources.scan import DataScan
 from ctc_tui.tui.messages import DataChecked
@@ -22,9 +23,26 @@ from ctc_tui.wizard.draft import Draft
 BAR = "█"
 
 
+def _configs_line(result: DataScan) -> Text:
+    return Text.assemble(
+        ("locales ", "bold"), ", ".join(result.configs), (" (data.dataset_config_name picks one)", "dim")
+    )
+
+
+def _table_lines(result: DataScan) -> list[Text]:
+    """The TSV/CSV columns of each split's table (once when they agree) and the rows left out."""
+    lines: list[Text] = []
+    columns = {tuple(s.columns) for s in result.splits if s.columns}
+    for cols in sorted(columns):
+        lines.append(Text.assemble(("columns ", "bold"), "  ".join(cols)))
+    lines.extend(Text("! " + note, style="yellow") for s in result.splits for note in s.notes)
+    return lines
+
+
 def render_scan(result: DataScan) -> Group | Text:
     if result.errors and not result.splits:
-        return Text("\n".join("✗ " + e for e in result.errors), style="red")
+        errors = Text("\n".join("✗ " + e for e in result.errors), style="red")
+        return Group(_configs_line(result), errors) if result.configs else errors
     table = Table(box=None, pad_edge=False, title="data check", title_justify="left", title_style="bold")
     for name, justify in (
         ("split", "left"),
@@ -43,7 +61,8 @@ def render_scan(result: DataScan) -> Group | Text:
         table.add_row(
             split.split, str(split.clips), f"{split.hours:.2f}{note}", rates or "-", str(split.unreadable)
         )
-    parts: list = [table]
+    parts: list = [_configs_line(result), table] if result.configs else [table]
+    parts.extend(_table_lines(result))
     if result.splits and result.splits[0].durations:
         hist = result.splits[0].histogram()
         peak = max(c for _, c in hist) or 1
@@ -80,7 +99,7 @@ class DataStep(StepScreen):
         "data.eval_split_name": "eval split",
     }
     HELP = (
-        "Local data (LibriSpeech tree, audio folder, manifest) or a hub dataset. "
+        "Local data (LibriSpeech tree, audio folder, manifest, Common Voice) or a hub dataset. "
         "Check data reads the headers."
     )
 
@@ -130,10 +149,16 @@ class DataStep(StepScreen):
             d.get("data.text_column_name"),
             d.get("data.chars_to_ignore"),
             d.get("data.do_lower_case"),
+            SourceOptions(
+                config_name=d.get("data.dataset_config_name") or None,
+                audio_dir=d.get("data.audio_dir") or None,
+                min_up_votes=d.get("data.min_up_votes"),
+                max_down_votes=d.get("data.max_down_votes"),
+            ),
         )
 
     @work(thread=True, exclusive=True, group="data-check", exit_on_error=False)
-    def _scan(self, source, folder, splits, audio_col, text_col, chars, lower) -> None:
+    def _scan(self, source, folder, splits, audio_col, text_col, chars, lower, options) -> None:
         result = scan(
             source,
             folder,
@@ -142,6 +167,7 @@ class DataStep(StepScreen):
             text_col or "text",
             chars,
             bool(lower),
+            options=options,
         )
         self.app.call_from_thread(self._scanned, result)
 

@@ -72,8 +72,8 @@ def make_input(spec: FieldSpec, value: Any) -> Widget:
 
 
 def read_input(widget: Widget, spec: FieldSpec) -> Any:
-    if isinstance(widget, Checkbox):
-        return widget.value
+    if isinstance(widget, Checkbox):  # an optional switch left off stays unset: the trainer's default
+        return None if spec.optional and not widget.value else widget.value
     if isinstance(widget, Select):
         return None if widget.value is Select.NULL else widget.value
     assert isinstance(widget, Input)

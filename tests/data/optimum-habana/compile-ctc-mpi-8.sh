@@ -1,0 +1,43 @@
+# compile-mpi-8: the CTC README's MPI command (ctc-mpi-8.sh) in optimum-habana's eager + torch.compile
+# form (the flags its audio-classification example passes: --use_lazy_mode False --torch_compile
+# --torch_compile_backend hpu_backend), with more GaudiTrainingArguments that ctc-tui passes through.
+PT_HPU_LAZY_MODE=0 python ../gaudi_spawn.py \
+    --world_size 8 --use_mpi run_speech_recognition_ctc.py \
+    --dataset_name librispeech_asr \
+    --model_name_or_path facebook/wav2vec2-large-lv60 \
+    --dataset_config_name clean \
+    --train_split_name train.100 \
+    --eval_split_name validation \
+    --output_dir /tmp/wav2vec2-librispeech-clean-100h-demo-dist \
+    --preprocessing_num_workers 64 \
+    --dataloader_num_workers 8 \
+    --overwrite_output_dir \
+    --num_train_epochs 3 \
+    --per_device_train_batch_size 4 \
+    --per_device_eval_batch_size 8 \
+    --learning_rate 3e-4 \
+    --warmup_steps 500 \
+    --text_column_name text \
+    --layerdrop 0.0 \
+    --freeze_feature_encoder \
+    --chars_to_ignore '",?.!-;:“%‘”' \
+    --do_train \
+    --do_eval \
+    --use_habana \
+    --use_lazy_mode False \
+    --torch_compile \
+    --torch_compile_backend hpu_backend \
+    --gaudi_config_name Habana/wav2vec2 \
+    --throughput_warmup_steps 3 \
+    --bf16 \
+    --sdp_on_bf16 \
+    --use_hpu_graphs_for_inference \
+    --attn_implementation gaudi_fused_sdpa \
+    --distribution_strategy fast_ddp \
+    --non_blocking_data_copy \
+    --adjust_throughput \
+    --profiling_warmup_steps 5 \
+    --profiling_steps 2 \
+    --optim adamw_torch_fused \
+    --gradient_checkpointing_kwargs '{"use_reentrant": false}' \
+    --trust_remote_code True
