@@ -62,16 +62,19 @@ def normaliser(run_dir):
     return make_normaliser(data.chars_to_ignore, data.do_lower_case)
 
 
-def words_by_clip(words: list[dict], placed) -> list[list[str]]:
-    """Each word of a long file given to the clip it lies in (within ``SLACK``); a word in none fails."""
+def words_by_clip(words: list[dict], placed) -> tuple[list[list[str]], list[dict]]:
+    """Each word of a long file given to the clip it lies in (within ``SLACK``), and the words in none."""
     heard: list[list[str]] = [[] for _ in placed]
+    stray = []
     for word in words:
         start, end = word["start"], word["end"]
         inside = [i for i, p in enumerate(placed) if p.start - SLACK <= start < end <= p.end + SLACK]
-        assert inside, f"{word} is not within {SLACK} s of a clip"
+        if not inside:
+            stray.append(word)
+            continue
         best = max(inside, key=lambda i: min(end, placed[i].end) - max(start, placed[i].start))
         heard[best].append(word["word"])
-    return heard
+    return heard, stray
 
 
 def test_a_long_recording_in_short_windows_and_whole(run_dir, tmp_path):
@@ -90,7 +93,11 @@ def test_a_long_recording_in_short_windows_and_whole(run_dir, tmp_path):
     assert first["text"] == " ".join(w["word"] for w in first["words"])
 
     # every word where a clip was placed, saying what that clip says when heard alone
-    heard = [" ".join(words) for words in words_by_clip(first["words"], placed)]
+    by_clip, stray = words_by_clip(first["words"], placed)
+    # a part-trained model may say a letter in a silence (seen: "t" on the file's first frame), but a
+    # clip misplaced, or words shifted by a window, would put many words outside their clips
+    assert len(stray) <= 0.05 * len(first["words"]), stray
+    heard = [" ".join(words) for words in by_clip]
     said = [c["text"] for c in clips]
     assert sum(bool(h) for h in heard) >= 0.9 * len(placed)  # something heard in each clip
     in_context = jiwer.cer(" | ".join(said), " | ".join(heard))
