@@ -18,6 +18,7 @@ from typing import Any
 
 from ctc_tui.core import trainer_args
 from ctc_tui.core.preset import Preset
+from ctc_tui.runner import compiling
 
 log = logging.getLogger("ctc_tui.runner.backends")
 
@@ -75,6 +76,9 @@ def trainer_kwargs(preset: Preset, run_dir: str, backend: str, world_size: int) 
     kwargs = {"dataloader_pin_memory": backend == "cuda"}  # a default the preset may override
     kwargs.update(preset_arguments(preset, backend))
     kwargs.update(owned_arguments(preset, run_dir, backend, world_size))
+    if backend != "hpu":  # the runner compiles the model itself (ctc_tui.runner.compiling): not twice
+        for name in compiling.TRAINER_FIELDS:
+            kwargs.pop(name, None)
     return kwargs
 
 

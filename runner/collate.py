@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ctc_tui.core.preset import Preset
-from ctc_tui.runner import batching
+from ctc_tui.runner import batching, compiling
 from ctc_tui.runner.audio import seconds_to_samples
 from ctc_tui.runner.errors import RunError
 
@@ -142,11 +142,13 @@ def _pad_audio(feature_extractor: Any, input_name: str, values: list[np.ndarray]
 
 
 def padding_mode(preset: Preset, backend: str) -> str:
-    """``data.padding`` with ``auto`` resolved: buckets on HPU (few graph shapes), dynamic elsewhere."""
+    """``data.padding`` with ``auto`` resolved: buckets on HPU and with torch.compile (few graph shapes),
+    dynamic elsewhere. (Inductor on the CPU, compiled with dynamic shapes, still recompiled twice a step
+    on the demo's every-length batches: docs/benchmarks.md.)"""
     mode = preset.data.padding
     if mode != "auto":
         return mode
-    return "buckets" if backend == "hpu" else "longest"
+    return "buckets" if backend == "hpu" or compiling.requested(preset) else "longest"
 
 
 def static_shape_padding(

@@ -32,9 +32,19 @@ class RankStats:
 class EventCallback(TrainerCallback):
     """Turns Trainer logs into step/eval/resource events and carries out a requested stop."""
 
-    def __init__(self, trainer: Any, reporter: Reporter, stop: StopRequest, warmup_steps: int, backend: str):
+    def __init__(
+        self,
+        trainer: Any,
+        reporter: Reporter,
+        stop: StopRequest,
+        warmup_steps: int,
+        backend: str,
+        compiled: bool = False,
+    ):
         self.trainer, self.reporter, self.stop = trainer, reporter, stop
         self.warmup_steps, self.backend = warmup_steps, backend
+        # The warm-up steps show as "compiling" where graphs are made then: HPU graphs, torch.compile.
+        self.compiles = bool(warmup_steps) and (compiled or backend == "hpu")
         self.samples_cache: list[dict[str, str]] = []
         self.started_at = 0
 
@@ -44,7 +54,7 @@ class EventCallback(TrainerCallback):
         stats.steps_at_log = state.global_step
         stats.timed = self.warmup_steps == 0
         stats.window_start = time.perf_counter()
-        self.trainer.ctc_set_state("compiling" if self.backend == "hpu" and self.warmup_steps else "training")
+        self.trainer.ctc_set_state("compiling" if self.compiles else "training")
 
     def on_step_end(self, args, state, control, **kwargs):
         stats = self.trainer.ctc_stats

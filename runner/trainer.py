@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ctc_tui.core.preset import Preset
-from ctc_tui.runner import backends, batching, perturb, progress, saving
+from ctc_tui.runner import backends, batching, compiling, perturb, progress, saving
 from ctc_tui.runner.audio import seconds_to_samples
 from ctc_tui.runner.collate import (
     BucketSampler,
@@ -167,6 +167,7 @@ def build_trainer(
     metrics = make_metrics(built.tokenizer, references, callback_box, preset.data.eval_metrics)
     fe = built.feature_extractor
     collator = CtcCollator(fe, fe.model_input_names[0], **shapes.padding)
+    compiling.prepare(preset, arguments.backend, built.model, shapes.padding.get("pad_to_lengths"), reporter)
     trainer = new_trainer(arguments, built, train_ds, eval_ds, collator, metrics)
     trainer.ctc_reporter, trainer.ctc_stats = reporter, RankStats()
     if (preset.training.group_by_length or shapes.bucketed) and train_ds is not None:
@@ -178,8 +179,9 @@ def build_trainer(
     if trainer.ctc_planner is not None and rank == 0:
         line = batch_sizes_line(trainer.ctc_planner, fe.sampling_rate, preset.data.max_batch_seconds)
         reporter.emit("log", level="info", message=line)
-    warmup = preset.training.throughput_warmup_steps
-    callback = EventCallback(trainer, reporter, stop, warmup, arguments.backend)
+    warmup = compiling.watch(trainer, preset, arguments.backend, reporter)
+    compiled = compiling.requested(preset)
+    callback = EventCallback(trainer, reporter, stop, warmup, arguments.backend, compiled)
     callback_box.append(callback)
     trainer.add_callback(callback)
     return trainer

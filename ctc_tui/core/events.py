@@ -12,6 +12,8 @@ log        level, message
 resource   memory_used, memory_total (bytes), utilisation (0-100) where known
 progress   what (preprocess-train | preprocess-eval | eval | wait-cache), done, total (items; total
            null when unknown), rate (items/s): about one a second while a rank preprocesses or evaluates
+compile    step, graphs (compiled so far), graph_breaks, first_step_seconds, backend: with
+           training.torch_compile, after the first step and whenever a later step compiled more
 exit       code (and for failures: reason, last_lines)
 =========  ===========================================================================================
 
@@ -33,7 +35,7 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 MAX_LINE = 64 * 1024
-EVENT_TYPES = frozenset({"hello", "state", "step", "eval", "log", "resource", "exit", "progress"})
+EVENT_TYPES = frozenset({"hello", "state", "step", "eval", "log", "resource", "exit", "progress", "compile"})
 STATES = (
     "starting",
     "preprocessing",
@@ -341,6 +343,13 @@ _RULES: dict[str, tuple[tuple[str, Any], ...]] = {
         ("duration", _is_number),
     ),
     "progress": (("what", _is_what), ("done", _is_count), ("total", _is_count), ("rate", _is_rate)),
+    "compile": (
+        ("step", _is_count),
+        ("graphs", _is_count),
+        ("graph_breaks", _is_count),
+        ("first_step_seconds", _is_rate),
+        ("backend", _is_text),
+    ),
 }
 
 

@@ -196,7 +196,8 @@ class DataSection(_Section):
     phoneme_language: Optional[str] = None
     """Phonemizer language, for phoneme-level CTC models only."""
     padding: Padding = "auto"
-    """How batches are padded; ``auto`` is ``buckets`` on HPU, ``longest`` elsewhere. ``longest``: to the
+    """How batches are padded; ``auto`` is ``buckets`` on HPU and with training.torch_compile, ``longest``
+    elsewhere. ``longest``: to the
     batch's longest clip (least padding, but a new shape almost every batch, which HPU graphs must record
     again); ``max_length``: every batch to max_duration_in_seconds (the reference's HPU behaviour: one
     shape, about a third of LibriSpeech's frames are padding); ``buckets``: to the nearest of num_buckets

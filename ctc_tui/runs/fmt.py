@@ -85,3 +85,17 @@ def throughput_label(adjusted: bool) -> str:
     """What samples/s measures: every second between step events, or with gaudi.adjust_throughput the
     training time only (evaluation and checkpoint saves left out, as optimum-habana's own figure)."""
     return "samples/s (training only)" if adjusted else "samples/s"
+
+
+def compile_text(compiled: dict[str, Any]) -> str:
+    """A ``compile`` event's figures as one line: ``compiled 4 graphs, first step 12.3 s (inductor)``."""
+    graphs, first = compiled.get("graphs"), compiled.get("first_step_seconds")
+    breaks = compiled.get("graph_breaks")
+    text = f"compiled {graphs if graphs is not None else '?'} graph{'' if graphs == 1 else 's'}"
+    if breaks:
+        text += f" ({breaks} graph break{'' if breaks == 1 else 's'})"
+    if first is not None:
+        text += f", first step {first:.1f} s"
+    if compiled.get("backend"):
+        text += f" ({printable(compiled['backend'], 40)})"
+    return text

@@ -20,7 +20,15 @@ from rich.text import Text
 from ctc_tui.core import checkpoints
 from ctc_tui.runs import hosts
 from ctc_tui.runs.alerts import SILENT_AFTER, AlertWatch, StreamClock
-from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable, progress_text, sparkline, throughput_label
+from ctc_tui.runs.fmt import (
+    compile_text,
+    fmt_duration,
+    fmt_float,
+    printable,
+    progress_text,
+    sparkline,
+    throughput_label,
+)
 from ctc_tui.runs.state import ProgressGroup, RunState, known_states
 
 #: The states this view treats specially, checked against ctc_tui.core.events.STATES.
@@ -45,6 +53,8 @@ def render(state: RunState, title: str = "", rows: int | None = None) -> Group:
         f"elapsed {fmt_duration(state.elapsed())}  ETA {fmt_duration(state.eta_seconds())}",
     )
     parts: list[Any] = [table, bar, line]
+    if state.compiled is not None:
+        parts.append(Text(compile_text(state.compiled), style="dim"))
     groups = state.progress_groups()
     if groups:
         parts.append(progress_bars(groups))
@@ -178,6 +188,8 @@ class PlainPrinter:
                 f"CER {fmt_float(event.get('cer'))}",
                 highlight=False,
             )
+        elif kind == "compile":
+            self.console.print(f"{who} {compile_text(event)}", highlight=False, markup=False)
         elif kind == "progress" and "what" in event:
             self._progress(event, state)
         elif kind == "step" and time.monotonic() - self._last >= self.every:

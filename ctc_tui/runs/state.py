@@ -33,6 +33,10 @@ MAX_TIME = 1e11  # unix seconds (the year 5138): a later time is not believed
 MAX_PHASES = 8  # progress records kept per rank (the oldest goes first)
 
 
+#: What the fold keeps of a ``compile`` event (the dashboard's "compiled N graphs, first step X s").
+COMPILE_FIELDS = ("step", "graphs", "graph_breaks", "first_step_seconds", "backend")
+
+
 def known_states(*names: str) -> tuple[str, ...]:
     """``names``, checked against ``ctc_tui.core.events.STATES`` (the one list of run states), so that a
     misspelt or retired state name fails at import instead of silently never matching."""
@@ -148,6 +152,8 @@ class RunState:
     throughput_adjusted: bool = False
     #: Whether world_size came from the supervisor (the launch spec): no hello changes it then.
     world_from_supervisor: bool = False
+    #: torch.compile's cost as the lowest reporting rank last told it (a ``compile`` event's fields).
+    compiled: dict[str, Any] | None = None
 
     def row(self, rank: int) -> RankRow:
         if rank not in self.ranks:
@@ -227,6 +233,9 @@ class RunState:
         elif kind == "progress":
             if rank >= 0 and "what" in event and "done" in event:
                 _fold_progress(self.row(rank), event)
+        elif kind == "compile":
+            if rank >= 0 and (self.compiled is None or rank <= self.compiled["rank"]):
+                self.compiled = {k: event.get(k) for k in COMPILE_FIELDS} | {"rank": rank}
         elif kind == "exit":
             if rank >= 0:
                 self.row(rank).exit_code = event.get("code")
@@ -441,4 +450,11 @@ _FIELDS: dict[str, tuple[tuple[str, Any], ...]] = {
     "resource": (("memory_used", _count), ("memory_total", _count), ("utilisation", _finite)),
     "exit": (("code", _code), ("state", _state), ("failed_rank", _rank), ("reason", _text)),
     "progress": (("what", _what), ("done", _count), ("total", _count), ("rate", _rate)),
+    "compile": (
+        ("step", _count),
+        ("graphs", _count),
+        ("graph_breaks", _count),
+        ("first_step_seconds", _rate),
+        ("backend", _text),
+    ),
 }

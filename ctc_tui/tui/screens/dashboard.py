@@ -25,7 +25,15 @@ from textual.widgets import DataTable, Footer, Header, Static
 from ctc_tui.core import rundir, trust
 from ctc_tui.runs import client, hosts
 from ctc_tui.runs.alerts import alerts
-from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable, progress_text, sparkline, throughput_label
+from ctc_tui.runs.fmt import (
+    compile_text,
+    fmt_duration,
+    fmt_float,
+    printable,
+    progress_text,
+    sparkline,
+    throughput_label,
+)
 from ctc_tui.runs.state import ProgressGroup, RunState
 from ctc_tui.tui.messages import ShowRuns
 from ctc_tui.tui.widgets.dialogs import ChoiceScreen, HelpScreen, confirm
@@ -217,7 +225,10 @@ class DashboardScreen(Screen[str]):
             figures.append(f"   exit {s.exit_code}", style="bold red" if s.exit_code else "bold green")
             if s.failed_rank is not None:
                 figures.append(f" (rank {s.failed_rank} failed)", style="red")
-        return Group(Text.assemble(head), bar, figures)
+        lines = [Text.assemble(head), bar, figures]
+        if s.compiled is not None:
+            lines.append(Text(compile_text(s.compiled), style="dim"))
+        return Group(*lines)
 
     def _draw_progress(self, groups: list[ProgressGroup]) -> None:
         """A bar per phase in progress (preprocessing, eval), summed over its ranks; hidden when none."""
