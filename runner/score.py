@@ -34,7 +34,7 @@ from ctc_tui.core.problems import PresetError
 from ctc_tui.core.rundir import EVAL_DIR, LM_ARPA, LM_DIR, LM_WEIGHTS, PRESET
 from ctc_tui.core.sources import DataError
 from ctc_tui.runner.decode import LmWeights, Vocab, beam_search, greedy
-from ctc_tui.runner.load import backend_name, has_trained_model, load_trained
+from ctc_tui.runner.load import has_trained_model, inference_device, load_trained
 from ctc_tui.runner.progress import Progress
 from ctc_tui.runner.scoresplits import ScoreError, SplitLogits, split_logits
 from ctc_tui.sources import evalsplit
@@ -66,8 +66,10 @@ def model_folder(run_dir: Path, checkpoint: int | None) -> Path:
 
 def load_model(preset: Preset, run_dir: Path, folder: Path) -> tuple[Any, Any, str]:
     """The run's processor, the model in ``folder`` and the device, by the runner's load step (the
-    device training used: ``load.backend_name``)."""
-    device = backend_name(preset)
+    device training used, or the CPU with a note where this machine lacks it: ``load.inference_device``)."""
+    device, note = inference_device(preset)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     trained = load_trained(run_dir, folder, device)
     return trained.processor, trained.model, device
 
