@@ -1,6 +1,7 @@
 """``ctc-tui lm build``: a word n-gram language model of a run's training transcripts, in ``RUN_DIR/lm/``.
 
-The transcripts are read by the same source readers the runner trains from (``ctc_tui.sources``) and
+The transcripts are read by the same source readers the runner trains from (``ctc_tui.sources``; hub
+data, from the local datasets / HF cache, by the runner's own reader in a child process) and
 normalised by the same function (``core.textnorm.normaliser_for`` with the preset's ``chars_to_ignore``
 and ``do_lower_case``), so the LM's words are exactly the words the model learned to spell; the word
 delimiter ``|`` is the space between them. Text files given with ``--text`` are normalised the same way,
@@ -19,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,8 +61,11 @@ def _digest(lines: list[str]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
-def read_corpus(preset: Preset, texts: list[Path], transcripts: bool = True) -> Corpus:
-    """The training transcripts (unless ``transcripts`` is false) and each text file, normalised."""
+def read_corpus(
+    preset: Preset, texts: list[Path], transcripts: bool = True, preset_path: Path | None = None
+) -> Corpus:
+    """The training transcripts (unless ``transcripts`` is false) and each text file, normalised;
+    ``preset_path`` (the run's preset.yaml) is what the runner reads hub data by."""
     cfg = preset.data
     normalise = normaliser_for(cfg)
     sentences: list[list[str]] = []
@@ -72,7 +78,7 @@ def read_corpus(preset: Preset, texts: list[Path], transcripts: bool = True) -> 
 
     if transcripts:
         for split in (s.strip() for s in cfg.train_split_name.split("+")):
-            lines = _split_text(preset, split)
+            lines = _split_text(preset, split, preset_path)
             if cfg.max_train_samples is not None:
                 lines = lines[: max(cfg.max_train_samples - sum(s.get("clips", 0) for s in sources), 0)]
             add({"kind": "transcripts", "source": cfg.source, "split": split, "clips": len(lines)}, lines)
@@ -90,15 +96,16 @@ def read_corpus(preset: Preset, texts: list[Path], transcripts: bool = True) -> 
     return Corpus(sentences, sources)
 
 
-def _split_text(preset: Preset, split: str) -> list[str]:
-    """One training split's transcripts, read by the source's own reader (local sources only)."""
+def _split_text(preset: Preset, split: str, preset_path: Path | None = None) -> list[str]:
+    """One training split's transcripts, read by the source's own reader: here for local sources, by the
+    runner's reader in a child process for hub data (``hub_texts``)."""
     cfg = preset.data
     reader = source(cfg.source)
-    if not reader.local or not cfg.dataset_dir:
-        raise LmBuildError(
-            f"this run's data comes from the hub ({cfg.dataset_name}): lm build reads local sources only; "
-            "pass the training transcripts as --text FILE with --no-transcripts"
-        )
+    if not reader.local:
+        if preset_path is None:
+            raise LmBuildError(f"hub data ({cfg.dataset_name}) needs the run's preset file to read it")
+        return hub_texts(preset_path, split)
+    assert cfg.dataset_dir  # the preset model requires dataset_dir for local sources
     try:
         raw = reader.read_split(
             Path(cfg.dataset_dir).expanduser(),
@@ -112,6 +119,21 @@ def _split_text(preset: Preset, split: str) -> list[str]:
     return list(raw.text)
 
 
+def hub_texts(preset_path: Path, split: str) -> list[str]:
+    """A hub split's transcripts from the local datasets / HF cache, read by the runner
+    (``python -m ctc_tui.runner.transcripts``: the datasets library stays out of this process)."""
+    command = [sys.executable, "-m", "ctc_tui.runner.transcripts", str(preset_path), split]
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        reason = lines[-1].removeprefix("error: ") if lines else f"exit status {proc.returncode}"
+        raise LmBuildError(
+            f"cannot read the training split '{split}': {reason} "
+            "(or pass the transcripts as --text FILE with --no-transcripts)"
+        )
+    return [json.loads(line) for line in proc.stdout.splitlines() if line]
+
+
 def _write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -123,7 +145,7 @@ def build(run_dir: Path, texts: list[Path], order: int = 3, transcripts: bool = 
     if order < 1 or order > 6:
         raise LmBuildError(f"--order {order}: choose an order from 1 to 6 (3 is the default)")
     preset = run_preset(run_dir)
-    corpus = read_corpus(preset, texts, transcripts)
+    corpus = read_corpus(preset, texts, transcripts, run_dir / PRESET)
     model = ngram.estimate(corpus.sentences, order)
     arpa = "\n".join(ngram.arpa_lines(model)) + "\n"
     words = sorted(g[0] for g in model.probs[0] if g[0] not in (ngram.EOS, ngram.UNK))

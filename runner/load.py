@@ -2,6 +2,8 @@
 
 - ``backend_name``: where a preset runs (``hpu``, ``cuda`` or ``cpu``); the Trainer classes and
   arguments for each: ctc_tui.runner.backends;
+- ``inference_device``: where a trained run's model runs for transcription and evaluation: the device
+  it trained on, or the CPU with a note when this machine lacks that device;
 - ``load_for_training``: the tokenizer (the preset's, or a character vocabulary built from the training
   text) and the CTC model, seeded, ready to fine-tune;
 - ``load_trained``: a trained run dir's processor and model, for transcription and evaluation (and
@@ -36,6 +38,33 @@ def backend_name(preset: Preset) -> str:
     import torch  # deferred: the runner's --help and error paths stay fast
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def hpu_usable() -> bool:
+    """Whether Intel's Habana stack is installed and sees a Gaudi device."""
+    try:
+        import habana_frameworks.torch.hpu as hthpu  # deferred: only present on Gaudi machines
+    except ImportError:
+        return False
+    return bool(hthpu.is_available())
+
+
+def inference_device(preset: Preset | None) -> tuple[str, str | None]:
+    """(device, note): where to run a trained model, by the training's own choice (``backend_name``).
+    A run trained on Gaudi or a GPU is often transcribed elsewhere (a laptop): where this machine lacks
+    that device, the CPU, and a note saying so (None when the run's device is used). Without a preset
+    (a bare model folder): the CPU."""
+    if preset is None:
+        return "cpu", None
+    device = backend_name(preset)
+    if device == "hpu" and not hpu_usable():
+        return "cpu", "note: the run trained on Gaudi (hpu), but no HPU is usable here: running on the CPU"
+    if device == "cpu" and not preset.training.use_cpu and not preset.gaudi.use_habana:
+        return (
+            "cpu",
+            "note: the run asks for a GPU (training.use_cpu: false), but none is visible: running on the CPU",
+        )
+    return device, None
 
 
 def vocabulary_dir(run_dir: Path, rank: int) -> Path:

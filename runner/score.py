@@ -1,15 +1,17 @@
-"""``python -m ctc_tui.runner.score RUN_DIR [--split NAME]... [--checkpoint N] [--lm]``: WER and CER of a
-trained run on splits of its preset's data, greedy and with beam search + the run's n-gram LM.
+"""``python -m ctc_tui.runner.score RUN_DIR [--split SPEC]... [--checkpoint N] [--lm] [--events]``: WER and
+CER of a trained run on splits of its preset's data or any other (a folder, a manifest, SOURCE:ROOT[:SPLIT]:
+``ctc_tui.sources.evalsplit``), greedy and with beam search + the run's n-gram LM.
 
-``ctc-tui eval`` runs this in a child process (the CLI never imports torch). Each split is read by the
-runner's own readers (``data.load_raw_split``); its clips are filtered as preprocessing filters them
-(empty transcripts, the duration limits; ``data.max_eval_samples`` on the eval split) and the references
-normalised as the labels were. The model's log probabilities are computed once per clip and decoded
+``ctc-tui eval`` runs this in a child process (the CLI never imports torch). Each split is read by its
+source's reader and its clips filtered as preprocessing filters them (``scoresplits``). The model's
+log probabilities are computed once per clip and decoded
 greedily and, with ``--lm``, by ``decode.beam_search``. The LM's weights (alpha, beta) are tuned by a
 small grid search on the preset's eval split the first time and kept in ``RUN_DIR/lm/weights.json``
 with the ARPA's SHA-256 and the model's key (a rebuilt LM, or another checkpoint, is tuned again); they
 are never tuned on another split. Prints one JSON object per split on stdout and writes it to
-``RUN_DIR/eval/<split>.json``; progress and errors go to stderr.
+``RUN_DIR/eval/<label>.json``; errors go to stderr, and progress too (``progress`` events: clips scored
+per split, grid points x clips while tuning, clips beam-searched per split), as plain lines or, with
+``--events``, as JSON event lines that ``ctc-tui eval`` and the app draw as bars.
 """
 
 from __future__ import annotations
@@ -19,48 +21,28 @@ import hashlib
 import itertools
 import json
 import os
-import re
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ctc_tui.core import checkpoints
+from ctc_tui.core import checkpoints, events
 from ctc_tui.core.ngram import ArpaError, ArpaModel, read_arpa
 from ctc_tui.core.preset import Preset, load_preset
 from ctc_tui.core.problems import PresetError
 from ctc_tui.core.rundir import EVAL_DIR, LM_ARPA, LM_DIR, LM_WEIGHTS, PRESET
 from ctc_tui.core.sources import DataError
-from ctc_tui.core.textnorm import is_spaced, normaliser_for
-from ctc_tui.runner import audio
-from ctc_tui.runner.decode import LmWeights, Vocab, beam_search, greedy, log_softmax
-from ctc_tui.runner.load import backend_name, has_trained_model, load_trained
+from ctc_tui.runner.decode import LmWeights, Vocab, beam_search, greedy
+from ctc_tui.runner.load import has_trained_model, inference_device, load_trained
+from ctc_tui.runner.progress import Progress
+from ctc_tui.runner.scoresplits import ScoreError, SplitLogits, split_logits
+from ctc_tui.sources import evalsplit
+from ctc_tui.sources.evalsplit import EvalSplit
 
 #: The alpha/beta grid tried on the eval split (alpha 0 = no LM: tuning can always fall back to it).
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
 BETAS = (0.0, 0.5, 1.0, 2.0)
-
-
-class ScoreError(Exception):
-    """Input that cannot be scored; the message names it and the fix."""
-
-
-@dataclass
-class SplitLogits:
-    """One split's clips: normalised references, per-clip log probabilities [T, V], total seconds."""
-
-    name: str
-    references: list[str]
-    logprobs: list[np.ndarray]
-    seconds: float
-    spaced: bool = True  # words separated by spaces; else CER is the primary metric
-
-    @property
-    def primary(self) -> str:
-        return "wer" if self.spaced else "cer"
 
 
 def model_folder(run_dir: Path, checkpoint: int | None) -> Path:
@@ -84,49 +66,12 @@ def model_folder(run_dir: Path, checkpoint: int | None) -> Path:
 
 def load_model(preset: Preset, run_dir: Path, folder: Path) -> tuple[Any, Any, str]:
     """The run's processor, the model in ``folder`` and the device, by the runner's load step (the
-    device training used: ``load.backend_name``)."""
-    device = backend_name(preset)
+    device training used, or the CPU with a note where this machine lacks it: ``load.inference_device``)."""
+    device, note = inference_device(preset)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     trained = load_trained(run_dir, folder, device)
     return trained.processor, trained.model, device
-
-
-def split_logits(preset: Preset, name: str, processor: Any, model: Any, device: str) -> SplitLogits:
-    """Read a split, keep the clips preprocessing keeps, and compute each clip's log probabilities."""
-    import torch
-
-    from ctc_tui.runner.data import limit, load_raw_split
-
-    cfg = preset.data
-    normalise = normaliser_for(cfg)
-    try:
-        raw = load_raw_split(cfg, name, preset.model.token)
-    except DataError as exc:
-        raise ScoreError(f"split '{name}': {exc}") from None
-    if name == cfg.eval_split_name:  # the clips the run's own evaluation scores
-        raw = limit(raw, cfg.max_eval_samples)
-    fe = processor.feature_extractor
-    rate = fe.sampling_rate
-    refs, logprobs, seconds = [], [], 0.0
-    for index, (clip, text) in enumerate(zip(raw.audio, raw.text, strict=True)):
-        ref = normalise(text)
-        try:
-            samples, _ = audio.load(clip, rate)
-        except audio.AudioError as exc:
-            raise ScoreError(f"split '{name}', clip {index}: {exc}") from None
-        duration = len(samples) / rate
-        if not ref or not cfg.min_duration_in_seconds <= duration <= cfg.max_duration_in_seconds:
-            continue
-        inputs = fe(samples, sampling_rate=rate, return_tensors="pt").to(device)
-        with torch.inference_mode():
-            logits = model(**inputs).logits[0].float().cpu().numpy()
-        refs.append(ref)
-        logprobs.append(log_softmax(logits).astype(np.float32))
-        seconds += duration
-        if (index + 1) % 50 == 0:
-            print(f"[eval] {name}: {index + 1}/{len(raw.text)} clips", file=sys.stderr, flush=True)
-    if not refs:
-        raise ScoreError(f"split '{name}' has no clip with a transcript within the duration limits")
-    return SplitLogits(name, refs, logprobs, seconds, is_spaced(cfg, refs))
 
 
 def error_rates(refs: list[str], hyps: list[str]) -> tuple[float, float]:
@@ -136,10 +81,25 @@ def error_rates(refs: list[str], hyps: list[str]) -> tuple[float, float]:
     return float(jiwer.wer(refs, hyps)), float(jiwer.cer(refs, hyps))
 
 
-def decode_all(split: SplitLogits, vocab: Vocab, lm: ArpaModel | None, weights: LmWeights) -> list[str]:
+def decode_all(
+    split: SplitLogits,
+    vocab: Vocab,
+    lm: ArpaModel | None,
+    weights: LmWeights,
+    progress: Progress | None = None,
+) -> list[str]:
+    """Each clip's transcript, greedy (``lm`` None) or by beam search with the LM; clips counted on
+    ``progress``."""
     if lm is None:
         return [greedy(lp, vocab) for lp in split.logprobs]
-    return [beam_search(lp, vocab, lm, weights) for lp in split.logprobs]
+    hyps: list[str] = []
+    if progress is not None:
+        progress.update(0)
+    for lp in split.logprobs:
+        hyps.append(beam_search(lp, vocab, lm, weights))
+        if progress is not None:
+            progress.update(len(hyps))
+    return hyps
 
 
 def read_lm(run_dir: Path) -> tuple[ArpaModel, str]:
@@ -173,18 +133,37 @@ def stored_weights(run_dir: Path, arpa_sha: str, model: str = "") -> LmWeights |
     return LmWeights(float(saved["alpha"]), float(saved["beta"]))
 
 
-def tune(split: SplitLogits, vocab: Vocab, lm: ArpaModel) -> tuple[LmWeights, list[dict]]:
-    """The grid's best (alpha, beta) by WER on ``split`` (CER, then the smaller alpha, break ties)."""
+def grid() -> list[LmWeights]:
+    """The (alpha, beta) pairs tuning tries (beta means nothing without the LM: alpha 0 once)."""
+    return [LmWeights(a, b) for a, b in itertools.product(ALPHAS, BETAS) if a != 0.0 or b == 0.0]
+
+
+def tune(
+    split: SplitLogits, vocab: Vocab, lm: ArpaModel, emit: Callable[..., Any] = lambda *a, **k: None
+) -> tuple[LmWeights, list[dict]]:
+    """The grid's best (alpha, beta) by WER on ``split`` (CER, then the smaller alpha, break ties);
+    the grid points tried are counted as ``tuning on SPLIT`` progress (clips x points)."""
     trials = []
-    for alpha, beta in itertools.product(ALPHAS, BETAS):
-        if alpha == 0.0 and beta != 0.0:
-            continue
-        wer, cer = error_rates(split.references, decode_all(split, vocab, lm, LmWeights(alpha, beta)))
-        trials.append({"alpha": alpha, "beta": beta, "wer": wer, "cer": cer})
-        print(f"[eval] tuning on {split.name}: alpha {alpha} beta {beta} WER {wer:.4f}", file=sys.stderr)
-    first, second = ("wer", "cer") if split.spaced else ("cer", "wer")
+    points = grid()
+    clips = len(split.logprobs)
+    progress = Progress(emit, f"tuning on {split.name}", clips * len(points))
+    for index, weights in enumerate(points):
+        each = _Offset(progress, index * clips)
+        wer, cer = error_rates(split.references, decode_all(split, vocab, lm, weights, each))
+        trials.append({"alpha": weights.alpha, "beta": weights.beta, "wer": wer, "cer": cer})
+    first, second = ("wer", "cer") if split.spaced else ("cer", "wer")  # CER first without spaces
     best = min(trials, key=lambda t: (t[first], t[second], t["alpha"], t["beta"]))
     return LmWeights(best["alpha"], best["beta"]), trials
+
+
+class _Offset:
+    """A Progress seen from one part of it: ``update(n)`` counts ``start + n``."""
+
+    def __init__(self, progress: Progress, start: int):
+        self.progress, self.start = progress, start
+
+    def update(self, done: int) -> None:
+        self.progress.update(self.start + done)
 
 
 def write_json(path: Path, payload: dict) -> None:
@@ -194,11 +173,15 @@ def write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-def split_file_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".json"
-
-
-def score_split(split: SplitLogits, vocab: Vocab, lm: ArpaModel | None, weights: LmWeights | None) -> dict:
+def score_split(
+    split: SplitLogits,
+    vocab: Vocab,
+    lm: ArpaModel | None,
+    weights: LmWeights | None,
+    emit: Callable[..., Any] = lambda *a, **k: None,
+) -> dict:
+    """The split's greedy WER/CER and, with the LM and its weights, beam search's (``LM decoding
+    SPLIT`` progress, in clips)."""
     wer, cer = error_rates(split.references, decode_all(split, vocab, None, LmWeights()))
     result: dict[str, Any] = {
         "split": split.name,
@@ -208,7 +191,8 @@ def score_split(split: SplitLogits, vocab: Vocab, lm: ArpaModel | None, weights:
         **({"wer": wer, "cer": cer} if split.spaced else {"cer": cer, "wer": wer}),
     }
     if lm is not None and weights is not None:
-        wer_lm, cer_lm = error_rates(split.references, decode_all(split, vocab, lm, weights))
+        progress = Progress(emit, f"LM decoding {split.name}", len(split.logprobs))
+        wer_lm, cer_lm = error_rates(split.references, decode_all(split, vocab, lm, weights, progress))
         result.update(wer_lm=wer_lm, cer_lm=cer_lm, alpha=weights.alpha, beta=weights.beta)
     return result
 
@@ -216,10 +200,41 @@ def score_split(split: SplitLogits, vocab: Vocab, lm: ArpaModel | None, weights:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ctc-tui eval", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--split", action="append", default=[], help="a split of the preset's data")
+    parser.add_argument(
+        "--split",
+        action="append",
+        default=[],
+        help="a split of the preset's data, a folder, SOURCE:ROOT[:SPLIT]",
+    )
     parser.add_argument("--checkpoint", type=int, help="score checkpoint-N instead of the final model")
     parser.add_argument("--lm", action="store_true", help="also decode with beam search + RUN_DIR/lm/")
+    parser.add_argument("--events", action="store_true", help="progress as JSON event lines on stderr")
     return parser.parse_args(argv)
+
+
+def emitter(as_events: bool) -> Callable[..., Any]:
+    """Where progress goes: JSON event lines on stderr (``ctc-tui eval`` draws them as a bar), or a
+    plain ``[eval] WHAT: DONE/TOTAL`` line per event."""
+
+    def emit(kind: str, **fields: Any) -> None:
+        if as_events:
+            line = events.encode({"type": kind, "t": time.time(), "rank": 0, **fields})
+            sys.stderr.buffer.write(line)
+            sys.stderr.buffer.flush()
+        elif kind == "progress":
+            total = "?" if fields.get("total") is None else fields["total"]
+            print(f"[eval] {fields['what']}: {fields['done']}/{total}", file=sys.stderr, flush=True)
+
+    return emit
+
+
+def resolve_all(specs: list[str], eval_name: str) -> list[EvalSplit]:
+    """The ``--split`` values (default: the preset's eval split) as EvalSplits, each label once."""
+    try:
+        resolved = [evalsplit.resolve(s) for s in specs] or [evalsplit.preset_split(eval_name)]
+    except DataError as exc:
+        raise ScoreError(str(exc)) from None
+    return list({s.label: s for s in resolved}.values())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -227,41 +242,44 @@ def run(args: argparse.Namespace) -> int:
     if not (run_dir / PRESET).is_file():
         raise ScoreError(f"{run_dir} is not a run dir (no {PRESET}); pass the folder a run wrote")
     preset = load_preset(run_dir / PRESET)
+    emit = emitter(args.events)
+    eval_split = evalsplit.preset_split(preset.data.eval_split_name)
+    specs = resolve_all(args.split, preset.data.eval_split_name)
     folder = model_folder(run_dir, args.checkpoint)
     lm, arpa_sha = read_lm(run_dir) if args.lm else (None, "")
     processor, model, device = load_model(preset, run_dir, folder)
     vocab = Vocab.from_tokenizer(processor.tokenizer)
-    eval_name = preset.data.eval_split_name
-    names = args.split or [eval_name]
     cache: dict[str, SplitLogits] = {}
 
-    def logits_of(name: str) -> SplitLogits:
-        if name not in cache:
-            cache[name] = split_logits(preset, name, processor, model, device)
-        return cache[name]
+    def logits_of(spec: EvalSplit) -> SplitLogits:
+        if spec.label not in cache:
+            cache[spec.label] = split_logits(preset, spec, processor, model, device, emit)
+        return cache[spec.label]
 
     key = model_key(folder)
     weights = stored_weights(run_dir, arpa_sha, key) if lm is not None else None
     if lm is not None and weights is None:
-        weights, trials = tune(logits_of(eval_name), vocab, lm)
+        weights, trials = tune(logits_of(eval_split), vocab, lm, emit)
         write_json(
             run_dir / LM_DIR / LM_WEIGHTS,
             {
                 "alpha": weights.alpha,
                 "beta": weights.beta,
-                "tuned_on": eval_name,
+                "tuned_on": eval_split.label,
                 "model": folder.name,
                 "model_key": key,
                 "arpa_sha256": arpa_sha,
                 "grid": trials,
             },
         )
-    for name in names:
-        result = score_split(logits_of(name), vocab, lm, weights)
+    for spec in specs:
+        result = score_split(logits_of(spec), vocab, lm, weights, emit)
+        if spec.path is not None:
+            result["path"] = spec.path
         result["model"] = "final" if args.checkpoint is None else folder.name
         result["device"] = device
         result["evaluated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        write_json(run_dir / EVAL_DIR / split_file_name(name), result)
+        write_json(run_dir / EVAL_DIR / spec.file_name, result)
         print(json.dumps(result), flush=True)
     return 0
 

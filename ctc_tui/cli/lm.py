@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,25 +28,76 @@ def cmd_lm_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    command = [sys.executable, "-m", "ctc_tui.runner.score", args.run_dir]
+#: How ``ctc-tui eval`` shows its progress on stderr (auto: bars on a terminal, else lines).
+PROGRESS_VIEWS = ("auto", "bar", "lines", "events", "none")
+
+
+def eval_command(args: argparse.Namespace) -> list[str]:
+    """The runner's command for these arguments (``--split`` values checked here first: a one-line
+    error before torch loads)."""
+    from ctc_tui.core.sources import DataError
+    from ctc_tui.sources.evalsplit import resolve
+
+    for spec in args.split:
+        try:
+            resolve(spec)
+        except DataError as exc:
+            raise CliError(str(exc)) from None
+    command = [sys.executable, "-m", "ctc_tui.runner.score", args.run_dir, "--events"]
     for split in args.split:
         command += ["--split", split]
     if args.checkpoint is not None:
         command += ["--checkpoint", str(args.checkpoint)]
     if args.lm:
         command.append("--lm")
-    try:
-        proc = subprocess.run(command, stdout=subprocess.PIPE, text=True)
-    except KeyboardInterrupt:
-        return 130
-    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return command
+
+
+class _EventLines:
+    """``--progress events``: the runner's progress event lines passed on as they are (for the app)."""
+
+    def progress(self, job: object, event: dict) -> None:
+        from ctc_tui.core import events
+
+        sys.stderr.write(events.encode(event).decode())
+        sys.stderr.flush()
+
+    def message(self, line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        """Nothing to take down."""
+
+
+class _Quiet(_EventLines):
+    def progress(self, job: object, event: dict) -> None:
+        """``--progress none``: messages only."""
+
+
+def progress_view(choice: str) -> object:
+    from ctc_tui.runs.jobprogress import BarView, PercentLines
+
+    if choice == "auto":
+        choice = "bar" if sys.stderr.isatty() else "lines"
+    if choice == "bar":
+        return BarView()
+    if choice == "lines":
+        return PercentLines(lambda line: print(line, file=sys.stderr, flush=True))
+    return _EventLines() if choice == "events" else _Quiet()
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ctc_tui.runs.jobprogress import run_job
+
+    command = eval_command(args)
+    lines, code = run_job(command, progress_view(args.progress))
+    results = [json.loads(line) for line in lines if line.startswith("{")]
     if args.json:
         for result in results:
             print(json.dumps(result))
     elif results:
         print_table(results)
-    return proc.returncode
+    return code
 
 
 def print_table(results: list[dict]) -> None:
@@ -81,17 +131,31 @@ def _lm_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--text", action="append", default=[], metavar="FILE", help="more text, a sentence a line")
     b.add_argument("--order", type=int, default=3, help="the n-gram order (default 3)")
     b.add_argument(
-        "--no-transcripts", action="store_true", help="only the --text files (for hub data, or a test)"
+        "--no-transcripts", action="store_true", help="only the --text files, not the training transcripts"
     )
     b.set_defaults(func=cmd_lm_build)
 
 
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir")
-    p.add_argument("--split", action="append", default=[], metavar="NAME", help="default: the eval split")
+    p.add_argument(
+        "--split",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a split of the preset's data (NAME), a folder or manifest (PATH, with a /), or "
+        "SOURCE:ROOT[:SPLIT]; default: the eval split",
+    )
     p.add_argument("--checkpoint", type=int, metavar="N", help="score checkpoint-N, not the final model")
     p.add_argument("--lm", action="store_true", help="also beam search with the LM of ctc-tui lm build")
     p.add_argument("--json", action="store_true", help="one JSON object a line per split")
+    p.add_argument(
+        "--progress",
+        choices=PROGRESS_VIEWS,
+        default="auto",
+        help="progress on stderr: bars on a terminal, a line per percent elsewhere (auto), JSON event "
+        "lines (events), or none",
+    )
     p.set_defaults(func=cmd_eval)
 
 

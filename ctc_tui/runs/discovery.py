@@ -1,4 +1,4 @@
-"""Finding and summarising run dirs (``ctc-tui runs``, the runs screen).
+"""Finding and summarising run dirs (``ctc-tui runs``, the runs screen), with ``ctc-tui eval``'s results.
 
 A run dir that fails the trust rules (ctc_tui.core.trust: another user's, writable by others, below a
 folder someone else could swap, a processes.json not private) is listed as ``untrusted`` with the reason,
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ctc_tui.core import checkpoints, rundir, trust
 from ctc_tui.runs.client import is_live
+from ctc_tui.runs.evalresults import EvalResult, read_results
 from ctc_tui.runs.fmt import fmt_float
 from ctc_tui.runs.state import RunState
 from ctc_tui.supervisor import iter_events, runrecord
@@ -45,6 +46,7 @@ class RunSummary:
     primary: str = "wer"  # the metric the run is judged by (cer for text written without spaces)
     best_cer: float | None = None
     cer_curve: list[tuple[int, float]] = field(default_factory=list)
+    results: tuple[EvalResult, ...] = ()  # ctc-tui eval's results per split (RUN_DIR/eval/)
 
     @property
     def best(self) -> float | None:
@@ -114,6 +116,7 @@ def summarise(
         primary=state.primary,
         best_cer=state.best("cer"),
         cer_curve=state.curve("cer"),
+        results=tuple(read_results(run_dir)),
     )
 
 

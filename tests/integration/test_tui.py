@@ -399,3 +399,57 @@ def test_a_pending_draft_shows_the_first_step_as_the_model_will_have_it(tmp_path
     assert first == {k: loaded.get(k) for k in first}
     assert pending.get("training.learning_rate") == loaded.get("training.learning_rate")  # loads on demand
     assert pending.loaded and pending.data == loaded.data
+
+
+# -- eval results and jobs on the runs screen, results in the review (issue 19) ---------------------------
+
+
+async def test_the_review_shows_eval_results_of_the_presets_run_dir(tmp_path):
+    out = tmp_path / "out"
+    (out / "eval").mkdir(parents=True)
+    (out / "eval" / "eval.json").write_text(json.dumps({"split": "eval", "wer": 0.4123, "wer_lm": 0.3351}))
+    draft = Draft.from_preset(load_preset(DEMO))
+    draft.set("training.output_dir", str(out))
+    app = CtcTuiApp(mode="wizard", draft=draft, save_path=str(tmp_path / "p.yaml"), devices_text=DEVICES)
+    app.step_index = 6
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert type(app.screen).__name__ == "ReviewStep"
+        assert app.screen.query_one("#review-results").display
+        assert f"{out} has eval results (WER, with the LM): eval 0.412 (LM 0.335)" in plain(
+            pilot, "#review-results"
+        )
+
+
+async def test_the_runs_screen_refuses_an_unfinished_run_and_shows_a_job_that_fails(tmp_path):
+    from ctc_tui.tui.widgets.jobpanel import JobPanel
+
+    finished = write_run(tmp_path / "a")  # done, but no preset.yaml: lm build fails with its one line
+    lost = tmp_path / "b"
+    lost.mkdir()
+    (lost / "events.jsonl").write_text(
+        json.dumps({"type": "state", "t": 1.7e9, "rank": 0, "state": "training"})
+    )
+    app = make_app(runs_root=tmp_path)
+    ended: list[JobPanel.Ended] = []
+    hook = lambda m: ended.append(m) if isinstance(m, JobPanel.Ended) and m not in ended else None  # noqa: E731
+    async with app.run_test(size=SIZE, message_hook=hook) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one("#runs-table", DataTable)
+        table.focus()
+        table.move_cursor(row=[r.path for r in app.screen.runs].index(lost))
+        await pilot.press("e")
+        await pilot.pause()
+        panel = app.screen.query_one("#job", JobPanel)
+        assert not panel.running and not panel.display
+        notes = [n.message for n in app._notifications]
+        assert any("Evaluate: b is lost; only a finished run (done)" in n for n in notes), notes
+        table.move_cursor(row=[r.path for r in app.screen.runs].index(finished))
+        await pilot.press("l")
+        while not ended:
+            await pilot.pause(0.1)
+        await settle(pilot)
+        assert ended[0].code == 2 and "is not a run dir (no preset.yaml)" in ended[0].last
+        assert "failed (exit 2)" in plain(pilot, "#job")
+        notes = [n.message for n in app._notifications]
+        assert any(n.startswith("Build LM a: failed: error:") for n in notes), notes

@@ -74,3 +74,20 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert main(["lm", "build", str(run_dir), "--text", str(empty), "--no-transcripts"]) == 2
     assert "no text to build a language model from" in capsys.readouterr().err
     assert not (run_dir / "lm").exists()
+
+
+def test_hub_transcripts_are_read_by_the_runners_reader_from_the_local_cache(tmp_path):
+    """The child ``lm build`` runs for hub data (ctc_tui.runner.transcripts), here in-process: the text
+    column of the split as the runner's hub reader loads it, offline (conftest sets HF_DATASETS_OFFLINE)."""
+    import yaml
+
+    from ctc_tui.runner.transcripts import split_texts
+    from tests.conftest import preset_dict
+    from tests.unit.test_data import _hub_repo
+
+    repo = _hub_repo(tmp_path)
+    preset = preset_dict(tmp_path)
+    preset["data"] = {"source": "hub", "dataset_name": str(repo), "train_split_name": "train"}
+    path = tmp_path / "preset.yaml"
+    path.write_text(yaml.safe_dump(preset))
+    assert split_texts(path, "train") == [f"Word, {i}" for i in range(5)]

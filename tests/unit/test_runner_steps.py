@@ -76,6 +76,36 @@ def test_backend_name_follows_the_preset_then_the_machine(monkeypatch):
     assert load.backend_name(demo("training.use_cpu=false")) == "cpu"
 
 
+def test_a_trained_model_runs_where_it_trained_or_on_the_cpu_with_a_note(monkeypatch):
+    """Transcription and evaluation take the training's device; a Gaudi or GPU run used on a machine
+    without that device (a laptop) runs on the CPU and says so in one line, rather than failing."""
+    import torch
+
+    gaudi = demo("gaudi.use_habana=true", "training.use_cpu=false")
+    monkeypatch.setattr(load, "hpu_usable", lambda: True)
+    assert load.inference_device(gaudi) == ("hpu", None)
+    monkeypatch.setattr(load, "hpu_usable", lambda: False)
+    device, note = load.inference_device(gaudi)
+    assert device == "cpu" and "Gaudi (hpu)" in note and "running on the CPU" in note
+
+    gpu = demo("training.use_cpu=false")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert load.inference_device(gpu) == ("cuda", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    device, note = load.inference_device(gpu)
+    assert device == "cpu" and "asks for a GPU" in note and "running on the CPU" in note
+
+    assert load.inference_device(demo("training.use_cpu=true")) == ("cpu", None)  # asked for: no note
+    assert load.inference_device(None) == ("cpu", None)  # a bare model folder, no preset
+
+
+def test_hpu_usable_is_false_without_habanas_stack(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "habana_frameworks", None)  # what importing it does without it
+    assert load.hpu_usable() is False
+
+
 def test_vocabulary_dir_is_the_run_dir_only_on_rank_0(tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()

@@ -1,4 +1,6 @@
-"""Step 7: the preset YAML and the exact launch command side by side; save, or save and launch."""
+"""Step 7: the preset YAML and the exact launch command side by side; save, or save and launch. When the
+preset's run dir (a fixed ``training.output_dir``) already holds ``ctc-tui eval`` results, a line shows
+them per split (greedy WER, and with the LM)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from ctc_tui import launchers
-from ctc_tui.core.preset import Preset
+from ctc_tui.core.preset import Preset, has_placeholders
+from ctc_tui.runs.evalresults import EvalResult, read_results
 from ctc_tui.tui.stepscreen import BACK, StepScreen, breadcrumb
 from ctc_tui.tui.widgets.dialogs import confirm
 from ctc_tui.wizard.draft import Draft
@@ -32,6 +35,19 @@ def command_text(preset: Preset, preset_path: str) -> str:
     lines = launchers.argument_lines(command)
     prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
     return ((prefix + " \\\n") if prefix else "") + " \\\n    ".join(lines)
+
+
+def results_line(preset: Preset) -> Text | None:
+    """``OUTPUT_DIR has eval results: eval 0.412 (LM 0.335), test 0.450``; None when it has none (or the
+    output_dir is a template that names a new folder each run)."""
+    output_dir = preset.training.output_dir
+    if has_placeholders(output_dir):
+        return None
+    results: list[EvalResult] = read_results(Path(output_dir).expanduser())
+    if not results:
+        return None
+    shown = ", ".join(r.text() for r in results)
+    return Text.assemble((f"{output_dir} has eval results (WER, with the LM): ", "bold"), shown)
 
 
 def preset_header(path: Path) -> str:
@@ -59,6 +75,7 @@ class ReviewStep(StepScreen):
                 yield Static("", id="yaml")
             with VerticalScroll(id="review-command"):
                 yield Static("", id="command")
+        yield Static("", id="review-results")
         with Horizontal(id="save-line"):
             yield Label("save as", classes="field-label")
             yield Input(self.default_path, id="save-path")
@@ -86,6 +103,10 @@ class ReviewStep(StepScreen):
             self.query_one("#yaml", Static).update(Text("fix the problems below first (Back)", style="red"))
             return
         self.show_problems([])
+        results = results_line(preset)
+        panel = self.query_one("#review-results", Static)
+        panel.display = results is not None
+        panel.update(results or "")
         body = preset.to_yaml(header=preset_header(Path(path)))
         self.query_one("#yaml", Static).update(Syntax(body, "yaml", theme="ansi_dark", word_wrap=True))
         self.query_one("#command", Static).update(

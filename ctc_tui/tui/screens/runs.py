@@ -1,4 +1,6 @@
-"""Past and live runs under a folder: state, best WER, duration; mark two to overlay their WER curves."""
+"""Past and live runs under a folder: state, best WER, eval results per split, duration; mark two to overlay
+their WER curves; on a finished run, build its LM, evaluate it or package it (``runs.actions``: ctc-tui
+commands in a child process, their progress in the job panel)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,13 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from ctc_tui.runs import actions
 from ctc_tui.runs.discovery import RunSummary, find_runs
+from ctc_tui.runs.evalresults import summary as results_text
 from ctc_tui.runs.fmt import fmt_duration, printable
 from ctc_tui.tui.messages import OpenRun
+from ctc_tui.tui.widgets.dialogs import AskPath
+from ctc_tui.tui.widgets.jobpanel import JobPanel
 from ctc_tui.tui.widgets.plot import LinePlot, Series
 
 STYLES = ("green", "magenta", "cyan", "yellow")
@@ -24,6 +30,10 @@ class RunsScreen(Screen[None]):
         Binding("space", "mark", "Mark (compare)"),
         Binding("enter", "open", "Open"),
         Binding("f5", "reload", "Reload"),
+        Binding("l", "job('lm')", "Build LM"),
+        Binding("e", "job('eval')", "Evaluate"),
+        Binding("p", "job('package')", "Package"),
+        Binding("x", "cancel_job", "Cancel job", show=False),
         Binding("escape,q", "close", "Back"),
     ]
 
@@ -35,15 +45,31 @@ class RunsScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(f"runs under {self.root}  (space: mark two to compare, enter: open)", id="runs-title")
+        yield Static(
+            f"runs under {self.root}  (space: mark two to compare, enter: open; "
+            "on a finished run l: build LM, e: evaluate, p: package)",
+            id="runs-title",
+        )
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield JobPanel(id="job")
         yield LinePlot("eval WER of the marked runs", id="compare-plot")
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = "runs"
         table = self.query_one("#runs-table", DataTable)
-        for name in ("", "run", "state", "world", "step", "best WER", "resumes from", "duration", "started"):
+        for name in (
+            "",
+            "run",
+            "state",
+            "world",
+            "step",
+            "best WER",
+            "eval WER (LM)",
+            "resumes from",
+            "duration",
+            "started",
+        ):
             table.add_column(name, key=name or "mark")
         self.action_reload()
 
@@ -75,6 +101,7 @@ class RunsScreen(Screen[None]):
                 str(run.world_size or "-"),
                 str(run.step),
                 run.best_text,
+                results_text(list(run.results)),  # ctc-tui eval's results per split (runs.evalresults)
                 run.resumes_from,  # the newest complete checkpoint (ctc_tui.core.checkpoints)
                 fmt_duration(run.duration),
                 run.started_text,
@@ -120,6 +147,48 @@ class RunsScreen(Screen[None]):
             self.notify(run.problem, severity="error", timeout=15)
             return
         self.post_message(OpenRun(run.path))
+
+    # -- jobs on a finished run (runs.actions) --------------------------------------------------------
+    def action_job(self, key: str) -> None:
+        run = self._current()
+        if run is None:
+            return
+        why = actions.refusal(key, run)
+        if why is not None:
+            self.notify(why, severity="error", timeout=10)
+            return
+        if self.query_one("#job", JobPanel).running:
+            self.notify("a job is running: wait for it, or x to cancel it", severity="warning")
+            return
+        if actions.ACTIONS[key].needs_output:
+
+            def chosen(out: str | None) -> None:
+                if out:
+                    self._start(key, run, Path(out).expanduser())
+
+            self.app.push_screen(
+                AskPath(
+                    f"{actions.ACTIONS[key].title} {run.name} into", str(actions.default_output(run.path))
+                ),
+                chosen,
+            )
+            return
+        self._start(key, run, None)
+
+    def _start(self, key: str, run: RunSummary, out: Path | None) -> None:
+        title = f"{actions.ACTIONS[key].title} {run.name}"
+        self.query_one("#job", JobPanel).start(title, actions.command(key, run.path, out))
+
+    def action_cancel_job(self) -> None:
+        self.query_one("#job", JobPanel).cancel()
+
+    def on_job_panel_ended(self, message: JobPanel.Ended) -> None:
+        ok = message.code == 0
+        text = f"{message.title}: {'done' if ok else 'failed'}" + (
+            f": {message.last}" if message.last else ""
+        )
+        self.notify(printable(text, 300), severity="information" if ok else "error", timeout=10)
+        self.action_reload()  # new eval results, an LM
 
     def action_close(self) -> None:
         if len(self.app.screen_stack) > 2:

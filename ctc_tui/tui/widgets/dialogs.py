@@ -1,4 +1,5 @@
-"""Small modal screens any screen may open: a question with a few answers, a folder picker, the key help."""
+"""Small modal screens any screen may open: a question with a few answers, a path to type, a folder picker,
+the key help."""
 
 from __future__ import annotations
 
@@ -92,6 +93,45 @@ class FolderPicker(ModalScreen[str | None]):
             self.dismiss(str(path.resolve()))
         else:
             self.notify(f"{path} is not a folder", severity="error")
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class AskPath(ModalScreen[str | None]):
+    """Ask for a path (``question``, prefilled with ``default``); dismiss with it, or None on Escape."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, question: str, default: str):
+        super().__init__(classes="dialog")
+        self.question, self.default = question, default
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(self.question, id="question")
+            yield Input(self.default, id="ask-path")
+            with Horizontal(id="answers"):
+                yield Button("OK", id="ok", variant="primary")
+                yield Button("Cancel", id="cancel")
+
+    @on(Input.Submitted, "#ask-path")
+    def _typed(self) -> None:
+        self._answer()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "ok":
+            self._answer()
+        else:
+            self.dismiss(None)
+
+    def _answer(self) -> None:
+        value = self.query_one("#ask-path", Input).value.strip()
+        if value:
+            self.dismiss(value)
+        else:
+            self.notify("give a folder to write to", severity="error")
 
     def action_cancel(self) -> None:
         self.dismiss(None)
