@@ -51,13 +51,13 @@ def build(batch_size: int, workdir: Path):
     from ctc_tui.core.preset import load_preset
     from ctc_tui.runner.collate import CtcCollator
     from ctc_tui.runner.model import build, make_tokenizer
-    from ctc_tui.runner.text import make_normaliser
+    from ctc_tui.runner.text import normaliser_for
 
     preset = load_preset(REPO / "presets" / "demo-cpu.yaml")
     folder = REPO / "presets" / "data" / "demo-speech" / "train"
     with open(folder / "metadata.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    normalise = make_normaliser(preset.data.chars_to_ignore, preset.data.do_lower_case)
+    normalise = normaliser_for(preset.data)
     texts = [normalise(r["text"]) for r in rows]
     tokenizer, vocab = make_tokenizer(preset, texts, workdir / "vocab")
     built = build(preset, tokenizer, vocab)

@@ -50,6 +50,7 @@ from ctc_tui.sources import source
 from ctc_tui.sources.base import CHECK_SAMPLE
 from ctc_tui.sources.hfcache import hub_cache
 from ctc_tui.sources.hfcache import offline as _offline
+from ctc_tui.sources.textcheck import check_text
 
 SSH_TIMEOUT = 3  # seconds, ssh's own ConnectTimeout
 #: Packages the runner imports on every rank, with what to install when one is missing.
@@ -630,6 +631,7 @@ def run_checks(
         lambda: check_gaudi_settings(preset),
         lambda: check_model(preset, env, online),
         lambda: check_data(preset, env, online),
+        lambda: check_text(preset),
         lambda: check_output_dir(preset, resume),
         lambda: check_resume_point(preset, resume),
     ):

@@ -2,7 +2,7 @@
 
 The transcripts are read by the same source readers the runner trains from (``ctc_tui.sources``; hub
 data, from the local datasets / HF cache, by the runner's own reader in a child process) and
-normalised by the same function (``core.textnorm.make_normaliser`` with the preset's ``chars_to_ignore``
+normalised by the same function (``core.textnorm.normaliser_for`` with the preset's ``chars_to_ignore``
 and ``do_lower_case``), so the LM's words are exactly the words the model learned to spell; the word
 delimiter ``|`` is the space between them. Text files given with ``--text`` are normalised the same way,
 one sentence a line. The model is estimated in pure Python (``core.ngram``) and written as:
@@ -30,7 +30,7 @@ from ctc_tui.core import ngram, rundir
 from ctc_tui.core.preset import Preset, load_preset
 from ctc_tui.core.rundir import PRESET
 from ctc_tui.core.sources import DataError
-from ctc_tui.core.textnorm import make_normaliser
+from ctc_tui.core.textnorm import changed_text_settings, normaliser_for
 from ctc_tui.sources import source
 from ctc_tui.sources.base import SourceOptions
 
@@ -67,7 +67,7 @@ def read_corpus(
     """The training transcripts (unless ``transcripts`` is false) and each text file, normalised;
     ``preset_path`` (the run's preset.yaml) is what the runner reads hub data by."""
     cfg = preset.data
-    normalise = make_normaliser(cfg.chars_to_ignore, cfg.do_lower_case)
+    normalise = normaliser_for(cfg)
     sentences: list[list[str]] = []
     sources: list[dict] = []
 
@@ -163,6 +163,7 @@ def build(run_dir: Path, texts: list[Path], order: int = 3, transcripts: bool = 
         "normalisation": {
             "chars_to_ignore": preset.data.chars_to_ignore,
             "lower": preset.data.do_lower_case,
+            **changed_text_settings(preset.data),
             "word_delimiter": "|",
         },
         "arpa_sha256": hashlib.sha256(arpa.encode()).hexdigest(),

@@ -71,10 +71,28 @@ def owned_arguments(preset: Preset, run_dir: str, backend: str, world_size: int)
     return kwargs
 
 
-def trainer_kwargs(preset: Preset, run_dir: str, backend: str, world_size: int) -> dict[str, Any]:
-    """Everything the backend's arguments class is built from: the preset's leaves, ctc-tui's own."""
+def best_model_arguments(preset: Preset, best_metric: str | None) -> dict[str, Any]:
+    """metric_for_best_model (``best_metric``, the run's metric plan, else the preset's; lower is better
+    for WER, CER and the loss) and load_best_model_at_end, when the run evaluates."""
+    t = preset.training
+    metric = best_metric or t.metric_for_best_model
+    if not t.do_eval or not metric:
+        return {}
+    return {
+        "metric_for_best_model": metric,
+        "greater_is_better": False,
+        "load_best_model_at_end": t.load_best_model_at_end,
+    }
+
+
+def trainer_kwargs(
+    preset: Preset, run_dir: str, backend: str, world_size: int, best_metric: str | None = None
+) -> dict[str, Any]:
+    """Everything the backend's arguments class is built from: the preset's leaves, the best-model
+    metric (``best_model_arguments``), ctc-tui's own."""
     kwargs = {"dataloader_pin_memory": backend == "cuda"}  # a default the preset may override
     kwargs.update(preset_arguments(preset, backend))
+    kwargs.update(best_model_arguments(preset, best_metric))
     kwargs.update(owned_arguments(preset, run_dir, backend, world_size))
     if backend != "hpu":  # the runner compiles the model itself (ctc_tui.runner.compiling): not twice
         for name in compiling.TRAINER_FIELDS:
@@ -92,8 +110,10 @@ def _fit(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k in known and v is not None}
 
 
-def training_arguments(preset: Preset, run_dir: str, backend: str, world_size: int) -> Any:
-    kwargs = trainer_kwargs(preset, run_dir, backend, world_size)
+def training_arguments(
+    preset: Preset, run_dir: str, backend: str, world_size: int, best_metric: str | None = None
+) -> Any:
+    kwargs = trainer_kwargs(preset, run_dir, backend, world_size, best_metric)
     if backend == "hpu":  # resolve_gaudi_config() has run: gaudi_config_name is loadable here
         from optimum.habana import GaudiTrainingArguments
 

@@ -7,10 +7,14 @@ and writes ``eval_results.json``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+
+from ctc_tui.core.preset import Preset
 
 
 def evaluate(trainer: Any, eval_ds: Any) -> dict[str, float]:
@@ -22,7 +26,27 @@ def evaluate(trainer: Any, eval_ds: Any) -> dict[str, float]:
     return metrics
 
 
-def make_metrics(tokenizer: Any, references: list[str], callback_box: list[Any], metrics: list[str]):
+@dataclass(frozen=True)
+class MetricPlan:
+    """Which figures an evaluation computes (the primary one first), the primary metric (``wer``, or
+    ``cer`` for text written without spaces) and the one that picks the best checkpoint."""
+
+    computed: tuple[str, ...]
+    primary: str
+    best: str
+
+
+def plan_metrics(preset: Preset, spaced: bool) -> MetricPlan:
+    """The metric plan of ``preset`` for text that is ``spaced`` (or not): ``data.eval_metrics`` plus the
+    primary and best-model metrics, should those be missing from it."""
+    wanted = list(preset.data.eval_metrics)
+    primary = "wer" if spaced else "cer"
+    best = preset.training.metric_for_best_model or primary
+    computed = [m for m in (primary, best, *wanted) if m in ("wer", "cer")]
+    return MetricPlan(tuple(dict.fromkeys(computed)), primary, best)
+
+
+def make_metrics(tokenizer: Any, references: list[str], callback_box: list[Any], metrics: Sequence[str]):
     """The Trainer's ``compute_metrics`` and ``preprocess_logits_for_metrics`` for greedy CTC decoding
     against ``references`` (the eval split's normalised text). ``callback_box[0]``, the EventCallback
     (made after the Trainer), receives the first five transcript pairs for the next eval event."""
@@ -54,17 +78,14 @@ def make_metrics(tokenizer: Any, references: list[str], callback_box: list[Any],
     return compute_metrics, preprocess_logits_for_metrics
 
 
-def scores(pairs: list[tuple[str, str]], metrics: list[str]) -> dict[str, float]:
-    """The requested ``metrics`` (``wer``, ``cer``) and the blank fraction of (hypothesis, reference)
-    pairs."""
+def scores(pairs: list[tuple[str, str]], metrics: Sequence[str]) -> dict[str, float]:
+    """The requested ``metrics`` (``wer``, ``cer``), in their order, and the blank fraction of
+    (hypothesis, reference) pairs."""
     import jiwer
 
     hyps_, refs_ = [p[0] for p in pairs], [p[1] for p in pairs]
-    out: dict[str, float] = {}
-    if "wer" in metrics:
-        out["wer"] = float(jiwer.wer(refs_, hyps_))
-    if "cer" in metrics:
-        out["cer"] = float(jiwer.cer(refs_, hyps_))
+    measure = {"wer": jiwer.wer, "cer": jiwer.cer}
+    out: dict[str, float] = {name: float(measure[name](refs_, hyps_)) for name in metrics if name in measure}
     out["blank_fraction"] = float(sum(1 for h in hyps_ if not h.strip()) / max(1, len(hyps_)))
     return out
 

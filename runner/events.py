@@ -40,11 +40,13 @@ class EventCallback(TrainerCallback):
         warmup_steps: int,
         backend: str,
         compiled: bool = False,
+        primary: str = "wer",
     ):
         self.trainer, self.reporter, self.stop = trainer, reporter, stop
         self.warmup_steps, self.backend = warmup_steps, backend
         # The warm-up steps show as "compiling" where graphs are made then: HPU graphs, torch.compile.
         self.compiles = bool(warmup_steps) and (compiled or backend == "hpu")
+        self.primary = primary  # the metric a run is judged by: wer, or cer for text without spaces
         self.samples_cache: list[dict[str, str]] = []
         self.started_at = 0
 
@@ -119,6 +121,7 @@ class EventCallback(TrainerCallback):
             loss=metrics.get("eval_loss"),
             blank_fraction=metrics.get("eval_blank_fraction"),
             samples=self.samples_cache[:5],
+            primary=self.primary,
         )
 
 

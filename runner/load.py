@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctc_tui.core.preset import Preset
-from ctc_tui.runner.model import Built, build, make_tokenizer
+from ctc_tui.runner.model import Built, build, choose_tokenizer
 from ctc_tui.runner.report import Reporter
 from ctc_tui.runner.text import missing_chars
 
@@ -78,7 +78,12 @@ def load_for_training(preset: Preset, splits: Splits, run_dir: Path, rank: int, 
     is named in a warning (those characters can never be transcribed)."""
     from transformers import set_seed
 
-    tokenizer, vocab = make_tokenizer(preset, splits.vocabulary_text(), vocabulary_dir(run_dir, rank))
+    choice = choose_tokenizer(preset, splits.vocabulary_text(), vocabulary_dir(run_dir, rank), splits.spaced)
+    tokenizer, vocab = choice.tokenizer, choice.vocab
+    if rank == 0:
+        for message in [*splits.notes, choice.note]:
+            if message:
+                reporter.emit("log", level="info", message=message)
     unseen = unseen_characters(splits, vocab)
     if unseen:
         message = f"eval text has characters absent from training text: {unseen!r}"
@@ -86,7 +91,7 @@ def load_for_training(preset: Preset, splits: Splits, run_dir: Path, rank: int, 
     # The seed also decides the weights a model built from a config starts from (and any head added to
     # a pretrained one): the same preset and seed train the same model.
     set_seed(preset.training.seed)
-    return build(preset, tokenizer, vocab)
+    return build(preset, tokenizer, vocab, choice.reinit_head)
 
 
 def unseen_characters(splits: Splits, vocab: dict[str, int] | None) -> str:

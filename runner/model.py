@@ -18,6 +18,7 @@ from typing import Any
 
 from ctc_tui.core.architectures import SHAPES
 from ctc_tui.core.preset import ModelSection, Preset
+from ctc_tui.core.vocabreport import misfit_summary, upper_case_hint
 from ctc_tui.runner.text import build_vocab
 
 log = logging.getLogger("ctc_tui.runner.model")
@@ -105,23 +106,106 @@ def _regularisation(cfg: ModelSection) -> dict[str, Any]:
     }
 
 
-def make_tokenizer(
-    preset: Preset, train_texts: list[str], out_dir: Path
-) -> tuple[Any, dict[str, int] | None]:
-    """The given tokenizer, or a character vocabulary built from the (normalised) training text and
-    written to ``out_dir/vocab.json``."""
-    from transformers import AutoTokenizer, Wav2Vec2CTCTokenizer
+@dataclass
+class TokenizerChoice:
+    """The tokenizer a run trains with, the vocabulary built for it (None when an existing one is kept),
+    whether the CTC head must be re-initialised (a new vocabulary replaces the model's own), and the
+    log line that says so ("" when nothing is worth saying)."""
 
-    cfg, data = preset.model, preset.data
-    source = cfg.tokenizer_name_or_path
-    if source is None and not cfg.architecture and Path(cfg.model_name_or_path, "vocab.json").is_file():
-        source = cfg.model_name_or_path  # an already fine-tuned model keeps its own vocabulary
-    if source:
+    tokenizer: Any
+    vocab: dict[str, int] | None
+    reinit_head: bool = False
+    note: str = ""
+
+
+def existing_vocabulary(cfg: ModelSection) -> tuple[str, dict[str, int]] | None:
+    """(where, vocabulary) of the tokenizer the model comes with: ``tokenizer_name_or_path``, or a
+    ``vocab.json`` in the model's local folder or in its Hugging Face cache snapshot; None without."""
+    if cfg.architecture and not cfg.tokenizer_name_or_path:
+        return None
+    name = cfg.tokenizer_name_or_path or cfg.model_name_or_path
+    local = Path(name).expanduser()
+    path: str | None = None
+    if local.is_dir():
+        path = str(local / "vocab.json") if (local / "vocab.json").is_file() else None
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(name, "vocab.json", cache_dir=cfg.cache_dir)
+        path = hit if isinstance(hit, str) else None
+    if path is None:
+        if cfg.tokenizer_name_or_path:  # named explicitly: loaded as it is (it may not be a vocab.json one)
+            return name, {}
+        return None
+    try:
+        vocab = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read the vocabulary {path}: {exc}") from None
+    if vocab and all(isinstance(v, dict) for v in vocab.values()):  # a multilingual vocab.json: per language
+        vocab = {k: i for lang in vocab.values() for k, i in lang.items()}
+    return name, vocab
+
+
+def choose_tokenizer(
+    preset: Preset, train_texts: list[str], out_dir: Path, spaced: bool = True
+) -> TokenizerChoice:
+    """``model.vocabulary``'s choice: the model's own tokenizer (``keep``; ``auto`` when every character
+    of the normalised training text fits it), or a character vocabulary built from that text (``new``;
+    ``auto`` otherwise) and written to ``out_dir/vocab.json``, the CTC head then re-initialised."""
+    cfg = preset.model
+    existing = existing_vocabulary(cfg)
+    if existing is None:
+        return TokenizerChoice(*_new_tokenizer(preset, train_texts, out_dir, spaced))
+    name, vocab = existing
+    misfit = misfit_summary(train_texts, vocab) if vocab else ""
+    hint = upper_case_hint(train_texts, vocab) if vocab else ""
+    keep = (
+        bool(cfg.tokenizer_name_or_path)
+        or cfg.vocabulary == "keep"
+        or (cfg.vocabulary == "auto" and not misfit)
+    )
+    if keep:
         try:
-            return AutoTokenizer.from_pretrained(source, **_hub_kwargs(cfg)), None
+            tokenizer = _load_tokenizer(name, cfg)
         except Exception as exc:  # noqa: BLE001 - every failure here means the same thing to the user
-            raise _explain_load_error(source, exc) from None
-    vocab = build_vocab(train_texts, data.word_delimiter_token, data.unk_token, data.pad_token)
+            raise _explain_load_error(name, exc) from None
+        note = f"kept the vocabulary of {name} ({len(tokenizer)} tokens)"
+        if misfit:
+            note += f"; characters it lacks become {tokenizer.unk_token}: {misfit}{hint}"
+        return TokenizerChoice(tokenizer, None, False, note)
+    tokenizer, built = _new_tokenizer(preset, train_texts, out_dir, spaced)
+    why = f"the training text has characters it lacks: {misfit}{hint}" if misfit else "model.vocabulary=new"
+    note = (
+        f"built a new vocabulary of {len(built)} tokens instead of {name}'s ({why}); "
+        "the CTC head (lm_head) is re-initialised"
+    )
+    return TokenizerChoice(tokenizer, built, True, note)
+
+
+def _load_tokenizer(name: str, cfg: ModelSection) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name, **_hub_kwargs(cfg))
+
+
+def make_tokenizer(
+    preset: Preset, train_texts: list[str], out_dir: Path, spaced: bool = True
+) -> tuple[Any, dict[str, int] | None]:
+    """The tokenizer and the vocabulary built for it (None when the model's own is kept): see
+    ``choose_tokenizer``."""
+    choice = choose_tokenizer(preset, train_texts, out_dir, spaced)
+    return choice.tokenizer, choice.vocab
+
+
+def _new_tokenizer(
+    preset: Preset, train_texts: list[str], out_dir: Path, spaced: bool
+) -> tuple[Any, dict[str, int]]:
+    """A character vocabulary built from the (normalised) training text, written to
+    ``out_dir/vocab.json``, and its tokenizer."""
+    from transformers import Wav2Vec2CTCTokenizer
+
+    data = preset.data
+    vocab = build_vocab(train_texts, data.word_delimiter_token, data.unk_token, data.pad_token, spaced=spaced)
     out_dir.mkdir(parents=True, exist_ok=True)
     vocab_file = out_dir / "vocab.json"
     tmp = vocab_file.with_suffix(".json.tmp")
@@ -137,8 +221,9 @@ def make_tokenizer(
     return tokenizer, vocab
 
 
-def build(preset: Preset, tokenizer: Any, vocab: dict[str, int] | None) -> Built:
-    """Config, feature extractor and CTC model for ``preset``, sized to ``tokenizer``."""
+def build(preset: Preset, tokenizer: Any, vocab: dict[str, int] | None, reinit_head: bool = False) -> Built:
+    """Config, feature extractor and CTC model for ``preset``, sized to ``tokenizer``; ``reinit_head``:
+    a pretrained model's CTC head starts afresh (its rows belonged to another vocabulary)."""
     cfg = preset.model
     update = _regularisation(cfg)
     update.update(pad_token_id=tokenizer.pad_token_id, vocab_size=len(tokenizer))
@@ -148,11 +233,21 @@ def build(preset: Preset, tokenizer: Any, vocab: dict[str, int] | None) -> Built
         config, feature_extractor, model = _from_architecture(cfg, update, attn)
     else:
         config, feature_extractor, model = _from_pretrained(cfg, update, attn)
+    if reinit_head and not cfg.architecture:
+        reinitialise_head(model)
     if cfg.freeze_feature_encoder and hasattr(model, "freeze_feature_encoder"):
         model.freeze_feature_encoder()
     return Built(
         model=model, tokenizer=tokenizer, feature_extractor=feature_extractor, config=config, vocab=vocab
     )
+
+
+def reinitialise_head(model: Any) -> None:
+    """Fresh weights for the CTC head (``lm_head``) by the model's own initialiser: a head of the same
+    size as the new vocabulary would otherwise keep rows that meant other characters."""
+    head = getattr(model, "lm_head", None)
+    if head is not None:
+        model._init_weights(head)
 
 
 def _from_architecture(cfg: ModelSection, update: dict[str, Any], attn: str | None) -> tuple[Any, Any, Any]:

@@ -35,7 +35,7 @@ def prepare(preset: Any) -> int:
 
     splits = read_splits(preset)
     with tempfile.TemporaryDirectory(prefix="ctc-tui-prepare-") as scratch:
-        tokenizer, vocab = make_tokenizer(preset, splits.vocabulary_text(), Path(scratch))
+        tokenizer, vocab = make_tokenizer(preset, splits.vocabulary_text(), Path(scratch), splits.spaced)
         feature_extractor = feature_extractor_for(preset)
         settings = cache_settings(preset, vocab, feature_extractor)
         cached = 0

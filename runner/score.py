@@ -151,7 +151,8 @@ def tune(
         each = _Offset(progress, index * clips)
         wer, cer = error_rates(split.references, decode_all(split, vocab, lm, weights, each))
         trials.append({"alpha": weights.alpha, "beta": weights.beta, "wer": wer, "cer": cer})
-    best = min(trials, key=lambda t: (t["wer"], t["cer"], t["alpha"], t["beta"]))
+    first, second = ("wer", "cer") if split.spaced else ("cer", "wer")  # CER first without spaces
+    best = min(trials, key=lambda t: (t[first], t[second], t["alpha"], t["beta"]))
     return LmWeights(best["alpha"], best["beta"]), trials
 
 
@@ -186,8 +187,8 @@ def score_split(
         "split": split.name,
         "clips": len(split.references),
         "hours": split.seconds / 3600,
-        "wer": wer,
-        "cer": cer,
+        "primary": split.primary,
+        **({"wer": wer, "cer": cer} if split.spaced else {"cer": cer, "wer": wer}),
     }
     if lm is not None and weights is not None:
         progress = Progress(emit, f"LM decoding {split.name}", len(split.logprobs))

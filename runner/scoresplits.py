@@ -18,7 +18,7 @@ import numpy as np
 
 from ctc_tui.core.preset import Preset
 from ctc_tui.core.sources import DataError, RawSplit
-from ctc_tui.core.textnorm import make_normaliser
+from ctc_tui.core.textnorm import is_spaced, normaliser_for
 from ctc_tui.runner import audio
 from ctc_tui.runner.decode import log_softmax
 from ctc_tui.runner.progress import Progress
@@ -39,6 +39,11 @@ class SplitLogits:
     references: list[str]
     logprobs: list[np.ndarray]
     seconds: float
+    spaced: bool = True  # words separated by spaces; else CER is the primary metric
+
+    @property
+    def primary(self) -> str:
+        return "wer" if self.spaced else "cer"
 
 
 def read_raw(preset: Preset, spec: EvalSplit) -> RawSplit:
@@ -75,7 +80,7 @@ def split_logits(
     import torch
 
     cfg = preset.data
-    normalise = make_normaliser(cfg.chars_to_ignore, cfg.do_lower_case)
+    normalise = normaliser_for(cfg)
     try:
         raw = read_raw(preset, spec)
     except DataError as exc:
@@ -103,4 +108,4 @@ def split_logits(
     progress.update(len(raw.text))
     if not refs:
         raise ScoreError(f"split '{spec.label}' has no clip with a transcript within the duration limits")
-    return SplitLogits(spec.label, refs, logprobs, seconds)
+    return SplitLogits(spec.label, refs, logprobs, seconds, is_spaced(cfg, refs))

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ctc_tui.core.preset import Preset
 from ctc_tui.core.sources import RawSplit
+from ctc_tui.core.textnorm import changed_text_settings, is_spaced
 from ctc_tui.runner import progress
 from ctc_tui.runner.data import Prepared, limit, load_raw_split, preprocess
 from ctc_tui.runner.model import Built
 from ctc_tui.runner.report import Reporter
-from ctc_tui.runner.text import make_normaliser
+from ctc_tui.runner.text import drop_rare_clips, normaliser_for
 
 
 @dataclass
@@ -27,6 +28,8 @@ class Splits:
     normalise: Callable[[str], str]
     train: RawSplit | None
     eval: RawSplit | None
+    spaced: bool = True  # words separated by spaces (data.space_separated, or detected): else CER leads
+    notes: list[str] = field(default_factory=list)  # log lines for rank 0 (clips dropped, script found)
 
     def named(self) -> list[tuple[str, RawSplit]]:
         return [(name, raw) for name, raw in (("train", self.train), ("eval", self.eval)) if raw is not None]
@@ -41,7 +44,7 @@ def read_splits(preset: Preset) -> Splits:
     """The preset's training and evaluation splits (transcripts first, cheap: the vocabulary needs them),
     cut to ``max_train_samples`` / ``max_eval_samples``."""
     cfg, token = preset.data, preset.model.token
-    normalise = make_normaliser(cfg.chars_to_ignore, cfg.do_lower_case)
+    normalise = normaliser_for(cfg)
     train = (
         limit(load_raw_split(cfg, cfg.train_split_name, token), cfg.max_train_samples)
         if preset.training.do_train
@@ -52,25 +55,36 @@ def read_splits(preset: Preset) -> Splits:
         if preset.training.do_eval
         else None
     )
-    return Splits(normalise, train, evaluation)
+    splits = Splits(normalise, train, evaluation)
+    if train is not None and cfg.drop_rare_char_clips:
+        splits.train, message = drop_rare_clips(train, normalise, cfg.rare_char_threshold)
+        splits.notes += [message] if message else []
+    splits.spaced = is_spaced(cfg, splits.vocabulary_text())
+    if not splits.spaced:
+        how = "data.space_separated=false" if cfg.space_separated is False else "detected"
+        splits.notes.append(
+            f"text without spaces between words ({how}): CER is the primary metric and the word delimiter "
+            "is in the vocabulary only if the text has spaces"
+        )
+    return splits
 
 
 def cache_settings(preset: Preset, vocab: dict[str, int] | None, feature_extractor: Any) -> str:
     """The settings part of every split's cache key (``cache_key``): what changes the preprocessed rows.
     It must never change for the same preset (tests/unit/test_runner_steps.py pins it)."""
     cfg = preset.data
-    return json.dumps(
-        {
-            "chars": cfg.chars_to_ignore,
-            "lower": cfg.do_lower_case,
-            "vocab": vocab or str(preset.model.tokenizer_name_or_path),
-            "fe": feature_extractor.to_dict(),
-            "max": cfg.max_duration_in_seconds,
-            "min": cfg.min_duration_in_seconds,
-        },
-        sort_keys=True,
-        default=str,
-    )
+    settings = {
+        "chars": cfg.chars_to_ignore,
+        "lower": cfg.do_lower_case,
+        "vocab": vocab or str(preset.model.tokenizer_name_or_path),
+        "fe": feature_extractor.to_dict(),
+        "max": cfg.max_duration_in_seconds,
+        "min": cfg.min_duration_in_seconds,
+    }
+    text = changed_text_settings(cfg)
+    if text:  # only settings away from their defaults: the keys of earlier presets stay what they were
+        settings["text"] = text
+    return json.dumps(settings, sort_keys=True, default=str)
 
 
 def prepare_splits(

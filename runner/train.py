@@ -23,7 +23,7 @@ from ctc_tui.core import checkpoints, rundir
 from ctc_tui.core.preset import Preset
 from ctc_tui.runner.distributed import DistInfo
 from ctc_tui.runner.errors import RunError
-from ctc_tui.runner.evaluate import evaluate
+from ctc_tui.runner.evaluate import evaluate, plan_metrics
 from ctc_tui.runner.load import backend_name, load_for_training
 from ctc_tui.runner.model import save_processor
 from ctc_tui.runner.report import Reporter
@@ -87,7 +87,8 @@ def set_up(
     resume_from = take_resume_point(check_output_dir(run_dir, preset, resume), dist, reporter)
     run_dir.mkdir(parents=True, exist_ok=True)
     splits = read_splits(preset)
-    arguments = make_arguments(preset, run_dir, backend, dist.world_size)  # sets up torch.distributed
+    plan = plan_metrics(preset, splits.spaced)
+    arguments = make_arguments(preset, run_dir, backend, dist.world_size, plan)  # sets up torch.distributed
     built = load_for_training(preset, splits, run_dir, dist.rank, reporter)
     prepared = prepare_splits(preset, splits, built, arguments.training, reporter, dist.rank)
     if preset.data.preprocessing_only:
@@ -99,7 +100,7 @@ def set_up(
         save_processor(built, run_dir)
     train_ds = prepared["train"].dataset if "train" in prepared else None
     eval_ds = prepared["eval"].dataset if "eval" in prepared else None
-    trainer = build_trainer(preset, arguments, built, train_ds, eval_ds, reporter, stop, dist.rank)
+    trainer = build_trainer(preset, arguments, built, train_ds, eval_ds, reporter, stop, dist.rank, plan)
     return Setup(trainer, train_ds, eval_ds, resume_from)
 
 

@@ -29,7 +29,7 @@ from ctc_tui.runner.collate import (
 )
 from ctc_tui.runner.epochs import EpochPlanner, batch_sizes_line, horizon, make_planner
 from ctc_tui.runner.errors import RunError
-from ctc_tui.runner.evaluate import make_metrics, mask_padded_frames
+from ctc_tui.runner.evaluate import MetricPlan, make_metrics, mask_padded_frames, plan_metrics
 from ctc_tui.runner.events import EventCallback, RankStats
 from ctc_tui.runner.features import in_place_featuriser
 from ctc_tui.runner.loader import planned_loader
@@ -48,10 +48,14 @@ class Arguments:
     gaudi_config: Any = None
 
 
-def make_arguments(preset: Preset, run_dir: Path, backend: str, world_size: int) -> Arguments:
-    """The Trainer's arguments for ``backend``. Building them also sets up torch.distributed."""
+def make_arguments(
+    preset: Preset, run_dir: Path, backend: str, world_size: int, plan: MetricPlan | None = None
+) -> Arguments:
+    """The Trainer's arguments for ``backend`` (the best checkpoint picked by ``plan.best``). Building
+    them also sets up torch.distributed."""
     gaudi_config = backends.resolve_gaudi_config(preset, str(run_dir)) if backend == "hpu" else None
-    training = backends.training_arguments(preset, str(run_dir), backend, world_size)
+    best = plan.best if plan else None
+    training = backends.training_arguments(preset, str(run_dir), backend, world_size, best)
     return Arguments(backend, training, gaudi_config)
 
 
@@ -152,9 +156,11 @@ def build_trainer(
     reporter: Reporter,
     stop: StopRequest,
     rank: int,
+    plan: MetricPlan | None = None,
 ) -> Any:
     """The Trainer for ``built``'s model on the prepared datasets (either may be None), reporting to
-    ``reporter`` and stopping on ``stop``."""
+    ``reporter`` and stopping on ``stop``; ``plan``: the metrics computed, the primary one first."""
+    plan = plan or plan_metrics(preset, spaced=True)
     train_lengths = list(train_ds["input_length"]) if train_ds is not None else []
     eval_lengths = list(eval_ds["input_length"]) if eval_ds is not None else []
     shapes = batch_shapes(preset, arguments.backend, built, train_lengths, eval_lengths)
@@ -164,7 +170,7 @@ def build_trainer(
         reporter.emit("log", level="info", message=summary)
     callback_box: list[EventCallback] = []
     references = list(eval_ds["text"]) if eval_ds is not None else []
-    metrics = make_metrics(built.tokenizer, references, callback_box, preset.data.eval_metrics)
+    metrics = make_metrics(built.tokenizer, references, callback_box, plan.computed)
     fe = built.feature_extractor
     collator = CtcCollator(fe, fe.model_input_names[0], **shapes.padding)
     compiling.prepare(preset, arguments.backend, built.model, shapes.padding.get("pad_to_lengths"), reporter)
@@ -181,7 +187,7 @@ def build_trainer(
         reporter.emit("log", level="info", message=line)
     warmup = compiling.watch(trainer, preset, arguments.backend, reporter)
     compiled = compiling.requested(preset)
-    callback = EventCallback(trainer, reporter, stop, warmup, arguments.backend, compiled)
+    callback = EventCallback(trainer, reporter, stop, warmup, arguments.backend, compiled, plan.primary)
     callback_box.append(callback)
     trainer.add_callback(callback)
     return trainer

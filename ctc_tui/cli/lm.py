@@ -106,15 +106,20 @@ def print_table(results: list[dict]) -> None:
 
     table = Table(box=None, pad_edge=False)
     with_lm = any("wer_lm" in r for r in results)
-    columns = ["split", "clips", "hours", "WER", "CER"] + (
-        ["WER+LM", "CER+LM", "alpha", "beta"] if with_lm else []
+    # CER first when every split is text written without spaces (the eval's "primary": cer)
+    metrics = (
+        ["cer", "wer"] if results and all(r.get("primary") == "cer" for r in results) else ["wer", "cer"]
+    )
+    names = [m.upper() for m in metrics]
+    columns = ["split", "clips", "hours", *names] + (
+        [f"{n}+LM" for n in names] + ["alpha", "beta"] if with_lm else []
     )
     for name in columns:
         table.add_column(name, justify="left" if name == "split" else "right")
     for r in results:
-        row = [r["split"], str(r["clips"]), f"{r['hours']:.2f}", f"{r['wer']:.4f}", f"{r['cer']:.4f}"]
+        row = [r["split"], str(r["clips"]), f"{r['hours']:.2f}", *(f"{r[m]:.4f}" for m in metrics)]
         if with_lm:
-            row += [f"{r['wer_lm']:.4f}", f"{r['cer_lm']:.4f}", f"{r['alpha']:g}", f"{r['beta']:g}"]
+            row += [*(f"{r[m + '_lm']:.4f}" for m in metrics), f"{r['alpha']:g}", f"{r['beta']:g}"]
         table.add_row(*row)
     Console().print(table)
 

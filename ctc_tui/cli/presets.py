@@ -37,6 +37,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     from ctc_tui.sources.summary import data_summary  # reads file headers: see the module docstring
 
     preset, findings = check_preset_file(args.preset, args.overrides, args.output_dir)
+    if args.vocab:
+        from ctc_tui.sources.textcheck import report_lines  # the transcripts' reader: see the docstring
+
+        for line in report_lines(preset):
+            print(line)
     for finding in findings:
         print(finding.render())
     for line in data_summary(preset):
@@ -167,6 +172,11 @@ def _validate_arguments(p: argparse.ArgumentParser) -> None:
 def _check_arguments(p: argparse.ArgumentParser) -> None:
     _preset_and_overrides(p)
     p.add_argument("--output-dir", help="the run directory it would use (overrides training.output_dir)")
+    p.add_argument(
+        "--vocab",
+        action="store_true",
+        help="also print the vocabulary report: each character's count, the rare ones with their transcripts",
+    )
     p.set_defaults(func=cmd_check)
 
 

@@ -22,7 +22,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from ctc_tui.cli.common import print_err
     from ctc_tui.runs.discovery import find_runs
     from ctc_tui.runs.evalresults import summary
-    from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable
+    from ctc_tui.runs.fmt import fmt_duration, printable
 
     runs = find_runs(Path(args.root))
     if not runs:
@@ -34,7 +34,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         ("state", "left", lambda r: printable(r.state)),
         ("world", "right", lambda r: str(r.world_size or "-")),
         ("step", "right", lambda r: str(r.step)),
-        ("best WER", "right", lambda r: fmt_float(r.best_wer)),
+        ("best WER", "right", lambda r: r.best_text),  # a CER says so (text written without spaces)
         *([("eval WER (LM)", "left", lambda r: summary(list(r.results)))] if evaluated else []),
         ("resumes from", "left", lambda r: r.resumes_from),
         ("duration", "right", lambda r: fmt_duration(r.duration)),

@@ -7,7 +7,8 @@ Wire format: one JSON object per line (NDJSON), UTF-8, at most ``MAX_LINE`` byte
 hello      world_size, host, device, pid (first event of every rank)
 state      state: preprocessing | compiling | training | evaluating | saving | stopped | done | failed
 step       step, epoch, loss (this rank's own, not all-reduced), samples_per_second, lr, max_steps
-eval       step, wer, cer, loss, samples (a few {"hyp", "ref"} pairs)
+eval       step, wer, cer, loss, samples (a few {"hyp", "ref"} pairs), primary (wer | cer: the metric
+           the run is judged by; cer for text written without spaces; absent means wer)
 log        level, message
 resource   memory_used, memory_total (bytes), utilisation (0-100) where known
 progress   what (preprocess-train | preprocess-eval | eval | wait-cache), done, total (items; total
@@ -275,6 +276,14 @@ def _is_samples(value: Any) -> bool:
     )
 
 
+#: The metrics an eval event may name as its primary one.
+PRIMARY_METRICS = ("wer", "cer")
+
+
+def _is_primary(value: Any) -> bool:
+    return value in PRIMARY_METRICS
+
+
 def _is_rank(value: Any) -> bool:
     return _is_int(value) and value >= -1
 
@@ -300,6 +309,7 @@ _RULE_TEXT = {
     _is_state: f"must be one of {', '.join(STATES)}",
     _is_lines: "must be a list of strings",
     _is_samples: 'must be a list of {"hyp": ..., "ref": ...} strings',
+    _is_primary: f"must be one of {', '.join(PRIMARY_METRICS)}",
     _is_rank: "must be a rank (an integer from -1)",
     _is_what: f"must be a string of 1 to {MAX_WHAT} characters",
     _is_rate: "must be a finite number >= 0",
@@ -331,6 +341,7 @@ _RULES: dict[str, tuple[tuple[str, Any], ...]] = {
         ("loss", _is_number),
         ("blank_fraction", _is_number),
         ("samples", _is_samples),
+        ("primary", _is_primary),
     ),
     "log": (("level", _is_text), ("message", _is_text)),
     "resource": (("memory_used", _is_count), ("memory_total", _is_count), ("utilisation", _is_number)),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Optional, Union, get_args
 
@@ -74,6 +75,11 @@ class ModelSection(_Section):
     """Extra model-config fields (e.g. ``num_hidden_layers: 2``), applied after the ones below."""
     tokenizer_name_or_path: Optional[str] = None
     """Use this tokenizer instead of building a character vocabulary from the training text."""
+    vocabulary: Literal["auto", "keep", "new"] = "auto"
+    """With a model_name_or_path that has a vocabulary (a fine-tuned CTC model's vocab.json): ``keep``
+    its tokenizer (characters it lacks become the unknown token), build a ``new`` one from the training
+    text and re-initialise the CTC head (lm_head), or ``auto``: keep it when every training character
+    fits, else new. Either way the run log says which, and what did not fit."""
     cache_dir: Optional[str] = None
     """Where pretrained models are cached (default: the Hugging Face cache)."""
     token: Optional[str] = Field(None, exclude=True, repr=False)
@@ -170,7 +176,31 @@ class DataSection(_Section):
     """Characters removed from transcripts, taken literally (never as a regex range): ``-`` and ``'``
     are kept unless listed. A single string is split into its characters."""
     do_lower_case: bool = True
-    """Lower-case transcripts before building the vocabulary."""
+    """Lower-case transcripts before building the vocabulary (``str.lower``: German ``ß`` stays ``ß``);
+    false keeps the case (scripts without case, or a model whose vocabulary is upper case)."""
+    turkic_casing: bool = False
+    """Lower-case the Turkish/Azerbaijani way: ``I`` -> dotless ``ı`` (``İ`` -> ``i`` always)."""
+    unicode_normalization: Literal["NFC", "NFKC"] = "NFC"
+    """Unicode form transcripts are put in before anything else: ``NFC`` (composed: ``a`` + combining
+    diaeresis becomes ``ä``) or ``NFKC`` (also folds compatibility forms: full-width ``Ａ`` -> ``A``,
+    ``ﬁ`` -> ``fi``)."""
+    remove_punctuation: bool = False
+    """Also remove every Unicode punctuation character (``„ “ ” « » ‹ › ‘ ’ … – — ¿ ¡ 、 。 ，`` and the
+    ASCII ones) except those in keep_punctuation: the usual choice for non-English text."""
+    keep_punctuation: str = "'-"
+    """Punctuation that remove_punctuation keeps (apostrophes and hyphens are parts of words)."""
+    char_map: dict[str, str] = Field(default_factory=dict)
+    """Characters replaced before removal, e.g. ``{"ß": "ss", "’": "'"}`` (keys are single characters;
+    with do_lower_case both sides are lower-cased)."""
+    rare_char_threshold: int = Field(3, ge=1)
+    """A character seen fewer times than this in the training text is rare: flagged by ``ctc-tui check``
+    and the wizard, and its clips dropped with drop_rare_char_clips."""
+    drop_rare_char_clips: bool = False
+    """Drop the training clips whose (normalised) transcript holds a rare character."""
+    space_separated: Optional[bool] = None
+    """Whether words are separated by spaces; unset: detected from the transcripts (false for Chinese,
+    Japanese, Thai, ...). When false, CER is the primary metric and the word delimiter token is only in
+    the vocabulary if the text has spaces."""
     eval_metrics: list[Literal["wer", "cer"]] = Field(default_factory=lambda: ["wer", "cer"])
     """Metrics computed at evaluation."""
     max_duration_in_seconds: float = Field(20.0, gt=0)
@@ -238,6 +268,14 @@ class DataSection(_Section):
                 if ch != " " and ch not in seen:
                     seen.append(ch)
         return seen
+
+    @field_validator("char_map")
+    @classmethod
+    def _single_char_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in value if len(unicodedata.normalize("NFC", k)) != 1]
+        if bad:
+            raise ValueError(f"char_map keys must be single characters, got {', '.join(map(repr, bad))}")
+        return value
 
     @field_validator("padding", mode="before")
     @classmethod
@@ -368,6 +406,13 @@ class TrainingFields(_Section):
     """Steps left out of samples/s (graph compilation and warm-up)."""
     report_to: list[str] = Field(default_factory=list)
     """Extra Trainer integrations (tensorboard, wandb, ...); ctc-tui's own events are always on."""
+    metric_for_best_model: Optional[Literal["wer", "cer", "loss"]] = None
+    """The evaluation figure that picks the best checkpoint (kept by save_total_limit's rotation,
+    reloaded by load_best_model_at_end); unset: the primary metric, CER for scripts written without
+    spaces (data.space_separated), else WER. Lower is better for all three."""
+    load_best_model_at_end: bool = False
+    """Load the best checkpoint (by metric_for_best_model) when training ends; needs eval_strategy equal
+    to save_strategy."""
 
     @field_validator("eval_strategy", "save_strategy", mode="before")
     @classmethod
@@ -382,6 +427,12 @@ class TrainingFields(_Section):
             raise ValueError("choose one of bf16 and fp16")
         if self.eval_strategy == "steps" and self.eval_steps is None:
             raise ValueError("eval_strategy 'steps' needs eval_steps")
+        if self.load_best_model_at_end and (
+            self.eval_strategy == "no" or self.eval_strategy != self.save_strategy
+        ):
+            raise ValueError(
+                "load_best_model_at_end needs eval_strategy and save_strategy to be the same (steps or epoch)"
+            )
         return self
 
 

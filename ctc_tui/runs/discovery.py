@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ctc_tui.core import checkpoints, rundir, trust
 from ctc_tui.runs.client import is_live
 from ctc_tui.runs.evalresults import EvalResult, read_results
+from ctc_tui.runs.fmt import fmt_float
 from ctc_tui.runs.state import RunState
 from ctc_tui.supervisor import iter_events, runrecord
 
@@ -42,7 +43,26 @@ class RunSummary:
     checkpoint: str | None = None  # the newest complete checkpoint-N: what a resume continues from
     skipped: tuple[str, ...] = ()  # newer checkpoint-N a resume skips (not committed, or damaged)
     problem: str | None = None  # why it is UNTRUSTED (ctc_tui.core.trust)
+    primary: str = "wer"  # the metric the run is judged by (cer for text written without spaces)
+    best_cer: float | None = None
+    cer_curve: list[tuple[int, float]] = field(default_factory=list)
     results: tuple[EvalResult, ...] = ()  # ctc-tui eval's results per split (RUN_DIR/eval/)
+
+    @property
+    def best(self) -> float | None:
+        """The best value of the run's primary metric."""
+        return self.best_cer if self.primary == "cer" else self.best_wer
+
+    @property
+    def curve(self) -> list[tuple[int, float]]:
+        """(step, primary metric) of every evaluation."""
+        return self.cer_curve if self.primary == "cer" else self.wer_curve
+
+    @property
+    def best_text(self) -> str:
+        """The best primary figure for the tables; a CER says so (the column is WER's by default)."""
+        text = fmt_float(self.best)
+        return f"{text} CER" if self.primary == "cer" and self.best is not None else text
 
     @property
     def resumes_from(self) -> str:
@@ -93,6 +113,9 @@ def summarise(
         curve,
         point.checkpoint.name if point.checkpoint else None,
         tuple(c.name for c in point.skipped),
+        primary=state.primary,
+        best_cer=state.best("cer"),
+        cer_curve=state.curve("cer"),
         results=tuple(read_results(run_dir)),
     )
 

@@ -46,7 +46,8 @@ def render(state: RunState, title: str = "", rows: int | None = None) -> Group:
     table = rank_table(state, title, rows)
     total = state.max_steps or 0
     bar = ProgressBar(total=total or 1, completed=min(state.step, total) if total else 0, width=40)
-    wer = state.last_wer
+    primary = state.primary
+    last = state.last(primary)
     line = Text.assemble(
         (f"step {state.step}/{total or '?'}  ", "bold"),
         f"{fmt_float(state.samples_per_second, 1)} {throughput_label(state.throughput_adjusted)}  ",
@@ -61,12 +62,12 @@ def render(state: RunState, title: str = "", rows: int | None = None) -> Group:
     if state.write_errors:
         failed = f"events.jsonl: {state.write_errors} write(s) failed (disk full?)"
         parts.append(Text(failed, style="bold red"))
-    if wer is not None:
-        best = state.best_wer
+    if last is not None:
+        best = state.best(primary)
         parts.append(
             Text(
-                f"eval WER {fmt_float(wer)} at step {state.evals[-1].get('step')}"
-                + (f" (best {fmt_float(best)})" if best is not None and best < wer else ""),
+                f"eval {primary.upper()} {fmt_float(last)} at step {state.evals[-1].get('step')}"
+                + (f" (best {fmt_float(best)})" if best is not None and best < last else ""),
                 style="green",
             )
         )
@@ -183,9 +184,11 @@ class PlainPrinter:
         elif kind == "log":
             self.console.print(f"{who} {printable(event.get('message'))}", highlight=False, markup=False)
         elif kind == "eval":
+            first = "cer" if event.get("primary") == "cer" else "wer"
+            second = "wer" if first == "cer" else "cer"
             self.console.print(
-                f"eval step {event.get('step', '?')}: WER {fmt_float(event.get('wer'))} "
-                f"CER {fmt_float(event.get('cer'))}",
+                f"eval step {event.get('step', '?')}: {first.upper()} {fmt_float(event.get(first))} "
+                f"{second.upper()} {fmt_float(event.get(second))}",
                 highlight=False,
             )
         elif kind == "compile":
@@ -359,7 +362,8 @@ def resume_hint(run_dir) -> str:
 
 def print_outcome(console: Console, state: RunState, run_dir) -> int:
     """The closing line of a run; returns its exit status."""
-    wer = state.last_wer
+    first, second = state.primary, state.secondary
+    lead = state.last(first)
     if state.exit_code is None:
         console.print(
             f"[yellow]the run's supervisor is gone without a final event[/]; see {run_dir}/logs/",
@@ -367,10 +371,10 @@ def print_outcome(console: Console, state: RunState, run_dir) -> int:
         )
         return 1
     if state.state == DONE:
-        cer = next((e.get("cer") for e in reversed(state.evals) if e.get("cer") is not None), None)
+        other = state.last(second)
+        figures = f": eval {first.upper()} {fmt_float(lead)}, {second.upper()} {fmt_float(other)}"
         console.print(
-            f"[bold green]done[/] in {fmt_duration(state.elapsed())}"
-            + (f": eval WER {fmt_float(wer)}, CER {fmt_float(cer)}" if wer is not None else ""),
+            f"[bold green]done[/] in {fmt_duration(state.elapsed())}" + (figures if lead is not None else ""),
             highlight=False,
         )
     elif state.state == STOPPED:

@@ -23,7 +23,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ctc_tui.core.events import EVENT_TYPES, MAX_WHAT, MAX_WORLD, STATES, as_float, is_finite
+from ctc_tui.core.events import EVENT_TYPES, MAX_WHAT, MAX_WORLD, PRIMARY_METRICS, STATES, as_float, is_finite
 
 HISTORY = 240
 MAX_COUNT = 2**53  # steps, bytes and exit codes beyond this are not believed
@@ -136,6 +136,8 @@ class RunState:
     exit_code: int | None = None
     failed_rank: int | None = None
     evals: list[dict[str, Any]] = field(default_factory=list)
+    #: The metric the run is judged by (eval events say): wer, or cer for text written without spaces.
+    primary: str = "wer"
     last_samples: list[dict[str, str]] = field(default_factory=list)
     messages: deque[tuple[float, int, str, str]] = field(default_factory=lambda: deque(maxlen=200))
     last_lines: list[str] = field(default_factory=list)
@@ -222,6 +224,8 @@ class RunState:
                     setattr(row, name, event[name])
         elif kind == "eval":
             record = {k: event.get(k) for k in ("step", "wer", "cer", "loss", "blank_fraction")}
+            if event.get("primary") in PRIMARY_METRICS:
+                self.primary = event["primary"]
             record["t"] = t
             self.evals.append(record)
             if event.get("samples"):
@@ -263,6 +267,32 @@ class RunState:
     def samples_per_second(self) -> float | None:
         rates = [r.samples_per_second for r in self.ranks.values() if r.samples_per_second is not None]
         return sum(rates) if rates else None
+
+    def best(self, metric: str) -> float | None:
+        """The lowest ``metric`` (``wer`` or ``cer``) of the evaluations so far."""
+        values = [as_float(e[metric]) for e in self.evals if e.get(metric) is not None]
+        values = [v for v in values if not math.isnan(v)]
+        return min(values) if values else None
+
+    def last(self, metric: str) -> float | None:
+        """The latest evaluation's ``metric``."""
+        for record in reversed(self.evals):
+            if record.get(metric) is not None:
+                return as_float(record[metric])
+        return None
+
+    def curve(self, metric: str) -> list[tuple[int, float]]:
+        """(step, ``metric``) of every evaluation that has it."""
+        return [
+            (int(e["step"] or 0), float(e[metric]))
+            for e in self.evals
+            if isinstance(e.get(metric), (int, float))
+        ]
+
+    @property
+    def secondary(self) -> str:
+        """The other metric: WER when CER leads, and the other way round."""
+        return "wer" if self.primary == "cer" else "cer"
 
     @property
     def best_wer(self) -> float | None:
@@ -403,6 +433,10 @@ def _text(value: Any) -> str | None:
     return value[:MAX_TEXT] if isinstance(value, str) else None
 
 
+def _primary(value: Any) -> str | None:
+    return value if value in PRIMARY_METRICS else None
+
+
 def _state(value: Any) -> str | None:
     return value if value in STATES else None
 
@@ -445,6 +479,7 @@ _FIELDS: dict[str, tuple[tuple[str, Any], ...]] = {
         ("loss", _number),
         ("blank_fraction", _number),
         ("samples", _samples),
+        ("primary", _primary),
     ),
     "log": (("level", _text), ("message", _text), ("write_errors", _count)),
     "resource": (("memory_used", _count), ("memory_total", _count), ("utilisation", _finite)),

@@ -11,9 +11,11 @@ are sampled.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 from ctc_tui.core.sources import SOURCES, DataError
-from ctc_tui.core.textnorm import build_vocab, make_normaliser
+from ctc_tui.core.textnorm import build_vocab, is_spaced, normaliser_for
 from ctc_tui.sources import source
 from ctc_tui.sources.base import NO_OPTIONS, Source, SourceOptions
 from ctc_tui.sources.scan import SCAN_LIMIT, DataScan
@@ -52,10 +54,12 @@ def scan(
     lower: bool = True,
     limit: int = SCAN_LIMIT,
     options: SourceOptions = NO_OPTIONS,
+    text_rules: Any = None,
 ) -> DataScan:
     """The wizard's data check: every named split (``a+b`` joins included) of a local source, from file
     headers, and the vocabulary of the first one's text; the configurations (Common Voice locales) found.
-    Never raises for bad data: errors are listed."""
+    Never raises for bad data: errors are listed. ``text_rules``: a preset's data section, whose whole
+    text pipeline (core.textnorm.normaliser_for) then replaces ``chars_to_ignore`` and ``lower``."""
     result = DataScan()
     if name not in SOURCES or not source(name).local:
         result.errors.append(
@@ -74,6 +78,7 @@ def scan(
     result.configs = found.configs(root)
     _scan_splits(result, found, root, splits, audio_column, text_column, limit, options)
     if result.splits:
-        normalise = make_normaliser(chars_to_ignore, lower)
-        result.vocab = build_vocab(normalise(t) for t in result.splits[0].texts)
+        rules = text_rules or SimpleNamespace(chars_to_ignore=chars_to_ignore, do_lower_case=lower)
+        texts = [normaliser_for(rules)(t) for t in result.splits[0].texts]
+        result.vocab = build_vocab(texts, spaced=is_spaced(rules, texts))
     return result

@@ -37,6 +37,7 @@ def data_summary(preset: Preset, limit: int = CHECK_LIMIT) -> list[str]:
         data.do_lower_case,
         limit,
         SourceOptions.of(data),
+        text_rules=data,
     )
     return summary_lines(result) if result.splits else []
 

@@ -58,7 +58,12 @@ STEPS: tuple[Step, ...] = (
     ),
     Step(
         "Text",
-        ("data.chars_to_ignore", "data.do_lower_case"),
+        (
+            "data.chars_to_ignore",
+            "data.do_lower_case",
+            "data.remove_punctuation",
+            "data.unicode_normalization",
+        ),
         f"{SCREENS}.data_step:TextStep",
         context=("transcripts",),
     ),

@@ -34,7 +34,12 @@ KEYS_BEFORE = {
         "data.max_duration_in_seconds",
         "data.min_duration_in_seconds",
     ],
-    "Text": ["data.chars_to_ignore", "data.do_lower_case"],
+    "Text": [
+        "data.chars_to_ignore",
+        "data.do_lower_case",
+        "data.remove_punctuation",
+        "data.unicode_normalization",
+    ],
     "Cards": [
         "gaudi.use_habana",
         "training.use_cpu",

@@ -180,12 +180,10 @@ class DashboardScreen(Screen[str]):
         self._draw_progress(state.progress_groups())
         self._draw_table()
         self.query_one("#loss-plot", LinePlot).series = [Series("", tuple(state.loss_curve), "cyan")]
-        wer = tuple(
-            (float(e["step"] or 0), float(e["wer"]))
-            for e in state.evals
-            if isinstance(e.get("wer"), (int, float))
-        )
-        self.query_one("#wer-plot", LinePlot).series = [Series("", wer, "green")]
+        plot = self.query_one("#wer-plot", LinePlot)
+        plot.title = f"eval {state.primary.upper()}"  # CER for text written without spaces
+        points = tuple((float(step), value) for step, value in state.curve(state.primary))
+        plot.series = [Series("", points, "green")]
         self.query_one("#alerts", Static).update(self._alerts(now))
         self.query_one("#samples", Static).update(self._samples())
         self.query_one("#log", Static).update(self._log())
@@ -208,12 +206,12 @@ class DashboardScreen(Screen[str]):
             (live, "dim"),
         )
         sps = s.samples_per_second
-        wer, best = s.last_wer, s.best_wer
+        lead, best = s.last(s.primary), s.best(s.primary)
         figures = Text.assemble(
             (throughput_label(s.throughput_adjusted) + " ", "dim"),
             (fmt_float(sps, 1), "bold"),
-            ("   eval WER ", "dim"),
-            (fmt_float(wer), "bold green" if wer is not None else ""),
+            (f"   eval {s.primary.upper()} ", "dim"),
+            (fmt_float(lead), "bold green" if lead is not None else ""),
             ("   best ", "dim"),
             fmt_float(best),
             ("   world ", "dim"),

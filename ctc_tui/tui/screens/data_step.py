@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -10,7 +13,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Button, Checkbox, Input, Select, Static
 
-from ctc_tui.core.textnorm import build_vocab, make_normaliser
+from ctc_tui.core.textnorm import KEEP_PUNCTUATION, UNICODE_FORMS, build_vocab, is_spaced, normaliser_for
+from ctc_tui.core.vocabreport import VocabReport, describe_char, vocab_report
 from ctc_tui.sources import local_sources
 from ctc_tui.sources.base import SourceOptions
 from ctc_tui.sources.datacheck import scan
@@ -177,14 +181,23 @@ class DataStep(StepScreen):
 
 
 class TextStep(StepScreen):
-    LABELS = {"data.chars_to_ignore": "characters to remove", "data.do_lower_case": "lower-case"}
-    HELP = "Each listed character is removed literally ('-' and ' are kept unless listed). Preview below."
+    LABELS = {
+        "data.chars_to_ignore": "characters to remove",
+        "data.do_lower_case": "lower-case",
+        "data.remove_punctuation": "remove all punctuation",
+        "data.unicode_normalization": "Unicode form",
+    }
+    HELP = (
+        "Each listed character is removed literally ('-' and ' are kept unless listed); 'remove all "
+        "punctuation' also takes „ “ « » … – ¿ 、 。 and the like. Preview and vocabulary below."
+    )
 
     def __init__(self, draft: Draft, transcripts: list[str] | None = None):
         super().__init__(draft)
         self.transcripts = transcripts or []
         self.rows: list[tuple[str, str]] = []  # the preview's (before, after) pairs
         self.vocab: dict[str, int] = {}
+        self.report: VocabReport | None = None
 
     def compose_extra(self) -> ComposeResult:
         yield Static("", id="preview")
@@ -193,12 +206,29 @@ class TextStep(StepScreen):
         super().on_mount()
         self._preview()
 
+    def _rules(self) -> SimpleNamespace:
+        """The text rules as the form has them now (the draft for the fields the form does not show)."""
+        d = self.draft
+        form = self.query_one("#f-data--unicode_normalization", Select).value
+        return SimpleNamespace(
+            chars_to_ignore=list(self.query_one("#f-data--chars_to_ignore", Input).value.replace(" ", "")),
+            do_lower_case=self.query_one("#f-data--do_lower_case", Checkbox).value,
+            remove_punctuation=self.query_one("#f-data--remove_punctuation", Checkbox).value,
+            unicode_normalization=form if form in UNICODE_FORMS else "NFC",
+            keep_punctuation=d.get("data.keep_punctuation") or KEEP_PUNCTUATION,
+            char_map=d.get("data.char_map") or {},
+            turkic_casing=bool(d.get("data.turkic_casing")),
+            space_separated=d.get("data.space_separated"),
+            rare_char_threshold=d.get("data.rare_char_threshold") or 3,
+        )
+
     @on(Input.Changed, "#f-data--chars_to_ignore")
     @on(Checkbox.Changed, "#f-data--do_lower_case")
+    @on(Checkbox.Changed, "#f-data--remove_punctuation")
+    @on(Select.Changed, "#f-data--unicode_normalization")
     def _preview(self) -> None:
-        chars = self.query_one("#f-data--chars_to_ignore", Input).value.replace(" ", "")
-        lower = self.query_one("#f-data--do_lower_case", Checkbox).value
-        normalise = make_normaliser(list(chars), lower)
+        rules = self._rules()
+        normalise = normaliser_for(rules)
         if not self.transcripts:
             self.query_one("#preview", Static).update(
                 Text(
@@ -209,13 +239,27 @@ class TextStep(StepScreen):
         table = Table(box=None, pad_edge=False, title="preview", title_justify="left", title_style="bold")
         table.add_column("before", overflow="fold", ratio=1)
         table.add_column("after", overflow="fold", style="green", ratio=1)
-        self.rows = [(text, normalise(text)) for text in _examples(self.transcripts, set(chars))]
+        self.rows = [
+            (text, normalise(text)) for text in _examples(self.transcripts, set(rules.chars_to_ignore))
+        ]
         for before, after in self.rows:
             table.add_row(before, after)
-        vocab = self.vocab = build_vocab(normalise(t) for t in self.transcripts)
+        texts = [normalise(t) for t in self.transcripts]
+        spaced = is_spaced(rules, texts)
+        vocab = self.vocab = build_vocab(texts, spaced=spaced)
         letters = "".join(k for k in vocab if len(k) == 1)
         footer = Text.assemble(("vocabulary ", "bold"), f"({len(vocab)} tokens): ", (letters, "green"))
-        self.query_one("#preview", Static).update(Group(table, footer))
+        self.report = vocab_report(texts, rules.rare_char_threshold)
+        parts: list[Any] = [table, footer]
+        if self.report.rare:
+            shown = "; ".join(
+                f"{describe_char(ch)} ×{self.report.counts[ch]} in {self.report.examples[ch][0]!r}"
+                for ch in self.report.rare[:4]
+            )
+            parts.append(Text(f"rare (fewer than {rules.rare_char_threshold}): {shown}", style="yellow"))
+        if not spaced:
+            parts.append(Text("text without spaces: CER is the primary metric", style="cyan"))
+        self.query_one("#preview", Static).update(Group(*parts))
 
 
 def _examples(texts: list[str], chars: set[str], count: int = 8) -> list[str]:

@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from ctc_tui.runs import actions
 from ctc_tui.runs.discovery import RunSummary, find_runs
 from ctc_tui.runs.evalresults import summary as results_text
-from ctc_tui.runs.fmt import fmt_duration, fmt_float, printable
+from ctc_tui.runs.fmt import fmt_duration, printable
 from ctc_tui.tui.messages import OpenRun
 from ctc_tui.tui.widgets.dialogs import AskPath
 from ctc_tui.tui.widgets.jobpanel import JobPanel
@@ -100,7 +100,7 @@ class RunsScreen(Screen[None]):
                 Text(printable(run.state), style=style),
                 str(run.world_size or "-"),
                 str(run.step),
-                fmt_float(run.best_wer),
+                run.best_text,
                 results_text(list(run.results)),  # ctc-tui eval's results per split (runs.evalresults)
                 run.resumes_from,  # the newest complete checkpoint (ctc_tui.core.checkpoints)
                 fmt_duration(run.duration),
@@ -134,7 +134,7 @@ class RunsScreen(Screen[None]):
     def _plot(self) -> None:
         chosen = [r for r in self.runs if str(r.path) in self.marked]
         series = [
-            Series(r.name, tuple((float(s), w) for s, w in r.wer_curve), STYLES[i % len(STYLES)])
+            Series(r.name, tuple((float(s), w) for s, w in r.curve), STYLES[i % len(STYLES)])
             for i, r in enumerate(chosen)
         ]
         self.query_one("#compare-plot", LinePlot).series = series
