@@ -20,6 +20,7 @@ from ctc_tui.core.reference_flags import (
     preset_from_flags,
     split_flags,
 )
+from ctc_tui.launchers.environment import DEFAULT_PORT
 from ctc_tui.launchers.registry import all_launchers, get
 
 SPAWN_SCRIPT = "gaudi_spawn.py"
@@ -104,6 +105,6 @@ def gaudi_spawn_command(
     cmd = ["python", spawn, "--world_size", str(launch.world_size), *get(launch.launcher).spawn_flags()]
     if launch.hostfile:
         cmd += ["--hostfile", launch.hostfile]
-    if launch.master_port not in (None, 29500):
+    if launch.master_port not in (None, DEFAULT_PORT):
         cmd += ["--master_port", str(launch.master_port)]
     return [*cmd, script, *preset_flags(preset, reference_only=True)]
