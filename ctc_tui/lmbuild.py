@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctc_tui.core import ngram, rundir
+from ctc_tui.core import ngram, private, rundir
 from ctc_tui.core.preset import Preset, load_preset
 from ctc_tui.core.rundir import PRESET
 from ctc_tui.core.sources import DataError
@@ -54,6 +54,10 @@ def run_preset(run_dir: Path) -> Preset:
     path = run_dir / PRESET
     if not path.is_file():
         raise LmBuildError(f"{run_dir} is not a run dir (no {PRESET}); pass the folder a run wrote")
+    try:
+        private.check_run_dir(run_dir)  # lm/ is written there
+    except private.PrivacyError as exc:
+        raise LmBuildError(str(exc)) from None
     return load_preset(path)
 
 

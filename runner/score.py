@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ctc_tui.core import checkpoints, events
+from ctc_tui.core import checkpoints, events, private
 from ctc_tui.core.ngram import ArpaError, ArpaModel, read_arpa
 from ctc_tui.core.preset import Preset, load_preset
 from ctc_tui.core.problems import PresetError
@@ -241,6 +241,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir: Path = args.run_dir
     if not (run_dir / PRESET).is_file():
         raise ScoreError(f"{run_dir} is not a run dir (no {PRESET}); pass the folder a run wrote")
+    private.check_run_dir(run_dir)  # it writes eval/ and lm/weights.json there
     preset = load_preset(run_dir / PRESET)
     emit = emitter(args.events)
     eval_split = evalsplit.preset_split(preset.data.eval_split_name)
@@ -288,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return run(args)
-    except (ScoreError, PresetError) as exc:
+    except (ScoreError, PresetError, private.PrivacyError) as exc:
         message = exc.render() if isinstance(exc, PresetError) else f"error: {exc}"
         print(message, file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ctc_tui.core import private
 from ctc_tui.core.preset import load_preset
 from ctc_tui.core.problems import PresetError
 from ctc_tui.core.rundir import LM_DIR, LM_WEIGHTS, PRESET
@@ -94,6 +95,8 @@ def load(args: argparse.Namespace, pieces: bool = True) -> Transcriber:
         raise ScoreError(f"--chunk-seconds {args.chunk_seconds}: give a positive number of seconds")
     folder = model_folder(run_dir, args.checkpoint)
     preset_file = run_dir / PRESET
+    if preset_file.is_file():  # a run dir (a plain model folder is taken too): mine and private
+        private.check_run_dir(run_dir)
     device, note = inference_device(load_preset(preset_file) if preset_file.is_file() else None)
     if note:
         print(note, file=sys.stderr, flush=True)
@@ -229,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return run(args)
-    except (ScoreError, PresetError) as exc:
+    except (ScoreError, PresetError, private.PrivacyError) as exc:
         print(exc.render() if isinstance(exc, PresetError) else f"error: {exc}", file=sys.stderr)
         return 2
 

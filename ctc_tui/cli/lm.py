@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from ctc_tui.cli.common import CliError
 
@@ -86,12 +87,23 @@ def progress_view(choice: str) -> object:
     return _EventLines() if choice == "events" else _Quiet()
 
 
+def _result(line: str) -> dict[str, Any] | None:
+    """One split's result from a line of the scorer's stdout; None for anything else a library printed."""
+    if not line.startswith("{"):
+        return None
+    try:
+        result = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return result if isinstance(result, dict) and "split" in result else None
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from ctc_tui.runs.jobprogress import run_job
 
     command = eval_command(args)
     lines, code = run_job(command, progress_view(args.progress))
-    results = [json.loads(line) for line in lines if line.startswith("{")]
+    results = [result for result in map(_result, lines) if result is not None]
     if args.json:
         for result in results:
             print(json.dumps(result))

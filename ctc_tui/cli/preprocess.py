@@ -22,7 +22,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     load_preset(path, args.overrides)  # a bad preset or override: one message here, exit 2
     command = [sys.executable, "-m", "ctc_tui.runner.prepare", str(path.resolve()), *args.overrides]
     try:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, bufsize=1)
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, bufsize=1, errors="replace")
         assert proc.stdout is not None
         with Bars(live=sys.stdout.isatty() and not args.plain) as bars:
             for line in proc.stdout:
@@ -65,16 +65,18 @@ class Bars:
         (printed to standard error as it is)."""
         try:
             event = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             event = None
-        if not isinstance(event, dict):
+        try:
+            if event.get("type") == "progress":
+                self.advance(event)
+            elif event.get("type") == "split":
+                self.say(str(event["summary"]))
+            else:
+                raise TypeError(line)
+        except (AttributeError, KeyError, TypeError, ValueError):  # not an event we know: shown as it is
             if line.strip():
                 print_err(line.rstrip())
-            return
-        if event.get("type") == "progress":
-            self.advance(event)
-        elif event.get("type") == "split":
-            self.say(f"{event['summary']}")
 
     def advance(self, event: dict[str, Any]) -> None:
         what, done, total = str(event["what"]), int(event["done"]), event.get("total")

@@ -61,6 +61,8 @@ class PercentLines:
         self._printed: dict[str, int | None] = {}
 
     def progress(self, job: JobProgress, event: dict[str, Any]) -> None:
+        if "what" not in event:  # dropped by the event rules (not a string): nothing to draw
+            return
         group = job.group(event["what"])
         if group is None:
             return
@@ -110,7 +112,9 @@ def run_job(command: list[str], view: Any) -> tuple[list[str], int]:
     for the rest), its stdout lines are returned with its exit status (130 after Ctrl-C)."""
     job = JobProgress()
     out: list[str] = []
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace"
+    )
     reader = threading.Thread(target=_collect, args=(proc.stdout, out), daemon=True)
     reader.start()
     try:
@@ -127,5 +131,8 @@ def run_job(command: list[str], view: Any) -> tuple[list[str], int]:
         code = 130
     finally:
         view.close()
+        if proc.poll() is None:  # the view failed: never leave the child writing into a pipe nobody reads
+            proc.kill()
+            proc.wait()
     reader.join()
     return out, code

@@ -20,6 +20,7 @@ from ctc_tui.core.sources import DataError
 from ctc_tui.core.textnorm import is_spaced, normaliser_for
 from ctc_tui.core.vocabreport import VocabReport, describe_char, misfit_summary, upper_case_hint, vocab_report
 from ctc_tui.sources import source
+from ctc_tui.sources.base import SourceOptions
 from ctc_tui.sources.hfcache import hub_cache
 
 
@@ -34,7 +35,8 @@ def training_text(preset: Preset) -> list[str] | None:
     texts: list[str] = []
     for split in (s.strip() for s in data.train_split_name.split("+")):
         try:
-            texts += found.read_split(root, split, data.audio_column_name, data.text_column_name).text
+            columns = (data.audio_column_name, data.text_column_name)
+            texts += found.read_split(root, split, *columns, SourceOptions.of(data)).text
         except (DataError, OSError):
             return None
     if data.max_train_samples is not None:
